@@ -25,10 +25,24 @@ from . import __version__
 from .errors import InputError, MismatchError
 
 MANIFEST = "manifest.json"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 JOB_FILE = ".clusterclip-job.json"
 
 
 # --------------------------------------------------------------------------- atomic writes
+def temp_file_beside(path: str | os.PathLike) -> tuple[int, Path]:
+    """Create a hidden temporary file (``.NAME.XXXX.tmp``) in ``path``'s directory.
+
+    Returns ``(fd, tmp_path)``. The file gets the usual permissions (0666 minus the umask),
+    not mkstemp's 0600, since it becomes an output once renamed.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return fd, Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it into place.
@@ -37,9 +51,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     interrupted write never leaves a file that looks complete.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_path = temp_file_beside(path)
     os.close(fd)
-    tmp_path = Path(tmp)
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -223,9 +236,18 @@ def prepare_output_dir(out_dir: str | os.PathLike, job: dict, overwrite: bool = 
 def finish_output_dir(out_dir: str | os.PathLike, manifest: dict) -> None:
     """Write the manifest (last, atomically) and drop the job file: the directory is complete."""
     d = Path(out_dir)
+    remove_stale_temporaries(d)
     write_json_atomic(d / MANIFEST, manifest)
     with contextlib.suppress(FileNotFoundError):
         (d / JOB_FILE).unlink()
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+    """Delete temporary files (``.NAME.*.tmp``) that a killed run left behind under ``directory``."""
+    for p in Path(directory).rglob(".*.tmp*"):
+        if p.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
 
 
 def _job_key(record: dict) -> str:

@@ -198,7 +198,10 @@ def schedule_corpus(
             progress=progress, resume=(state == "resume"),
         )
         outputs.append("shards.json")
-    stats = schedule_statistics(schedule, n_docs=n_docs, n_clusters=k, lengths=lengths)
+    stats = schedule_statistics(
+        schedule, n_docs=n_docs, n_clusters=k, lengths=lengths,
+        labels=labels, max_repeats=max_repeats if sampler == "clusterclip" else None,
+    )
     if shards_index is not None:
         stats["shards"] = {fmt: len(v) for fmt, v in _shards_by_format(shards_index).items()}
     shutil.rmtree(work, ignore_errors=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import tomllib
 import traceback
@@ -59,15 +58,19 @@ def _config_callback(ctx: click.Context, param: click.Parameter, value):
     if value is None:
         return None
     values = load_config(value, ctx.info_name or "")
-    known = {p.name for p in ctx.command.params}
-    unknown = sorted(set(values) - known)
+    # accept an option's flag name (``format``) as well as its parameter name (``formats``)
+    known = {p.name: p.name for p in ctx.command.params}
+    for p in ctx.command.params:
+        for opt in getattr(p, "opts", []):
+            known.setdefault(opt.lstrip("-").replace("-", "_"), p.name)
+    unknown = sorted(set(values) - set(known))
     if unknown:
         raise click.BadParameter(
             f"{value}: unknown option(s) for `{ctx.info_name}`: {', '.join(unknown)}; see `clusterclip {ctx.info_name} --help`",
             ctx=ctx,
             param=param,
         )
-    ctx.default_map = {**(ctx.default_map or {}), **values}
+    ctx.default_map = {**(ctx.default_map or {}), **{known[k]: v for k, v in values.items()}}
     return value
 
 

@@ -1,0 +1,106 @@
+# clusterclip — set-up, demo, tests and a data pipeline you can copy.
+#
+#   make demo   # set up .venv, build the demo corpus, embed -> cluster -> schedule, print a summary
+#   make test   # set up .venv with the dev extra (+ the MosaicML reader env) and run the tests
+#
+# Pipeline on your own data (file targets: make reruns only what changed):
+#   make schedule CORPUS='data/*.parquet' WORK=work K=2000 TOKENIZER=path/to/tokenizer.json
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CLUSTERCLIP := $(BIN)/clusterclip
+# CPU machines: the pinned CPU wheel (a looser torch pulls a multi-GB CUDA build).
+TORCH_SPEC ?= torch==2.13.0
+
+# ---- pipeline variables (override on the command line) ----
+CORPUS ?= demo/corpus.jsonl.gz
+WORK ?= demo
+EMB ?= $(WORK)/emb
+CL ?= $(WORK)/cl
+OUT ?= $(WORK)/schedule
+K ?= 64
+TOKENIZER ?= demo/tokenizer.json
+FORMATS ?= bin,megatron,parquet
+EMBED_FLAGS ?= --max-length 128
+CLUSTER_FLAGS ?=
+SCHEDULE_FLAGS ?= --epochs 1 --max-repeats 4 --shard-tokens 200000
+CORPUS_FILES := $(wildcard $(CORPUS))
+
+.PHONY: help install install-gpu demo test embed cluster schedule mds-env bench clean clean-demo
+
+help:
+	@sed -n '2,9p' Makefile
+
+# ---- environments ----
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+# CUDA machines: faiss-gpu instead of faiss-cpu (both provide the `faiss` module).
+install-gpu: | $(BIN)/python
+	$(BIN)/pip install --quiet torch -e ".[gpu]"
+	$(BIN)/pip uninstall --quiet -y faiss-cpu
+	$(BIN)/pip install --quiet --force-reinstall --no-deps faiss-gpu
+	touch $(VENV)/.installed
+
+# A separate environment for the real MosaicML Streaming reader (it cannot share ours).
+mds-env:
+	bash scripts/setup_mds_env.sh
+
+# ---- the demo ----
+demo/corpus.jsonl.gz: scripts/build_demo_corpus.py | $(VENV)/.installed
+	$(BIN)/python scripts/build_demo_corpus.py --out $@
+
+demo/tokenizer.json: demo/corpus.jsonl.gz scripts/train_demo_tokenizer.py | $(VENV)/.installed
+	$(BIN)/python scripts/train_demo_tokenizer.py demo/corpus.jsonl.gz --out $@
+
+demo: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
+	@$(MAKE) --no-print-directory schedule
+	@echo
+	@$(CLUSTERCLIP) inspect $(OUT) --sample 0 --decode
+
+# ---- the pipeline, as file targets ----
+$(EMB)/manifest.json: $(CORPUS_FILES) | $(VENV)/.installed
+	$(CLUSTERCLIP) embed $(CORPUS) --out $(EMB) $(EMBED_FLAGS) --overwrite
+
+$(CL)/manifest.json: $(EMB)/manifest.json
+	$(CLUSTERCLIP) cluster $(EMB) --out $(CL) --k $(K) $(CLUSTER_FLAGS) --overwrite
+
+$(OUT)/manifest.json: $(CL)/manifest.json $(TOKENIZER)
+	$(CLUSTERCLIP) schedule $(EMB) $(CL) --out $(OUT) --tokenizer $(TOKENIZER) --format $(FORMATS) \
+		$(SCHEDULE_FLAGS) --overwrite
+
+embed: $(EMB)/manifest.json
+cluster: $(CL)/manifest.json
+schedule: $(OUT)/manifest.json
+
+# ---- tests and benchmarks ----
+test: $(VENV)/.dev-installed
+	bash scripts/setup_mds_env.sh || echo "warning: MosaicML reader env not built; its test will skip"
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.dev-installed
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python scripts/bench_sampler.py
+	$(BIN)/python scripts/bench_shards.py
+	$(BIN)/python scripts/bench_cluster.py
+	$(BIN)/python scripts/bench_embed.py
+
+clean-demo:
+	rm -rf demo
+
+clean: clean-demo
+	rm -rf $(VENV) .venv-mds .pytest_cache .hypothesis *.egg-info

@@ -1,0 +1,66 @@
+"""``clusterclip cluster``: spherical k-means over the embeddings of an ``embed`` directory."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from ..clustering import DEFAULT_CHUNK_ROWS, DEFAULT_ITERS, DEVICES, INITS, POINTS_PER_CENTROID, cluster_embeddings, format_summary
+from .common import echo_summary, overwrite_option, step_command, wants_progress
+
+
+@click.command(name="cluster")
+@click.argument("emb", type=click.Path(file_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(),
+              help="Output directory (centroids.npy, assignments.parquet, clusters.parquet, manifest.json).")
+@click.option("--k", "k", required=True, type=int,
+              help="Number of clusters (the paper: 2000 for its corpus; a few hundred to a few thousand documents per cluster is typical).")
+@click.option("--iters", type=click.IntRange(min=1), default=DEFAULT_ITERS, show_default=True,
+              help="k-means iterations (the reference code uses 300; spherical k-means has mostly converged by 20).")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seed of the training sample and of the centroid initialisation.")
+@click.option("--max-train-points", type=click.IntRange(min=1), default=None,
+              help=f"Train on at most this many documents, drawn uniformly at random [default: {POINTS_PER_CENTROID} × k]; "
+                   "every document is assigned in any case.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="auto: the GPU when faiss-gpu sees one, else the CPU.")
+@click.option("--init", type=click.Choice(INITS), default="random", show_default=True,
+              help="Initial centroids: random documents (the paper), kmeans++ (better on uneven topics, slower "
+                   "to start) or afkmc2 (a fast approximation of kmeans++).")
+@click.option("--levels", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="2: also cluster the centroids into --k2 groups (hierarchical k-means, Vo et al. 2024); "
+                   "clusters.parquet gets a `parent` column.")
+@click.option("--k2", type=click.IntRange(min=1), default=None,
+              help="Second-level clusters with --levels 2 [default: about sqrt(k)].")
+@click.option("--chunk-rows", type=click.IntRange(min=1), default=DEFAULT_CHUNK_ROWS, show_default=True,
+              help="Embedding rows held in memory at once while assigning (does not change the result).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for faiss [default: all cores]. Results are bit-identical for the same "
+                   "thread count and CPU; pin it to reproduce a run from another machine of the same kind.")
+@overwrite_option
+@step_command
+def command(emb, out, k, iters, seed, max_train_points, device, init, levels, k2, chunk_rows,
+            threads, overwrite):
+    """Cluster the documents of EMB (a `clusterclip embed` directory) with spherical k-means.
+
+    \b
+    Example:
+      clusterclip cluster emb/ --out cl/ --k 2000
+
+    Trains on a random sample of the embeddings (cosine similarity, unit-norm centroids,
+    random initialisation, one run, as in the ClusterClip paper), then assigns every
+    document to its most similar centroid. Same embeddings, settings and seed give the
+    same files. Rerunning a finished command does nothing; rerunning an interrupted one
+    resumes it (the trained centroids are kept).
+    """
+    started = time.perf_counter()
+    manifest = cluster_embeddings(
+        emb, out, k=k, iters=iters, seed=seed, max_train_points=max_train_points, device=device,
+        init=init, levels=levels, k2=k2, chunk_rows=chunk_rows, threads=threads, overwrite=overwrite,
+        progress=wants_progress(),
+    )
+    if manifest.get("already_done"):
+        echo_summary(f"cluster: {out} is already done with these inputs and settings (nothing to do)")
+        return
+    echo_summary(format_summary(manifest, out, time.perf_counter() - started))

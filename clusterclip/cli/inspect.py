@@ -1,0 +1,49 @@
+"""``clusterclip inspect``: list the token shards of a schedule and read samples back from them."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .common import echo_summary, step_command
+
+FORMAT_NAMES = ("bin", "megatron", "mds", "parquet")
+
+
+@click.command("inspect")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--sample", "-s", "samples", type=int, multiple=True, metavar="I",
+              help="Show position I of the order: doc_id, cluster, repeat and its tokens read back from "
+                   "the shard files. Repeatable.")
+@click.option("--decode", is_flag=True, help="Also decode the sample's tokens to text with the tokenizer "
+                                             "recorded in OUT/manifest.json (or --tokenizer).")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default=None,
+              help="Read the sample from this format only (default: every format written, and check they agree).")
+@click.option("--tokenizer", default=None, metavar="SPEC",
+              help="Tokenizer for --decode instead of the recorded one: a tokenizer.json, a HF tokenizer "
+                   "directory or a hub name.")
+@click.option("--max-tokens", type=int, default=64, show_default=True,
+              help="Print at most this many token ids per sample (0: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@step_command
+def command(out, samples, decode, fmt, tokenizer, max_tokens, as_json):
+    """Show the shards in OUT (a `clusterclip schedule` output) and the samples asked for.
+
+    \b
+      clusterclip inspect OUT                       shards per format: files, tokens, samples
+      clusterclip inspect OUT --sample 0 --decode   the first training sample, as ids and text
+      clusterclip inspect OUT -s 5 --format mds     sample 5 read from the MDS shards only
+    """
+    from ..inspect_shards import format_sample, format_summary, sample_report, summarize
+
+    summary = summarize(out)
+    reports = [sample_report(out, i, fmt=fmt, decode=decode, tokenizer=tokenizer) for i in samples]
+    if as_json:
+        click.echo(json.dumps({"summary": summary, "samples": reports}, indent=2, ensure_ascii=False))
+        return
+    for line in format_summary(summary):
+        echo_summary(line)
+    for r in reports:
+        for line in format_sample(r, max_tokens):
+            echo_summary(line)

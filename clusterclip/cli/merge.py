@@ -1,0 +1,36 @@
+"""``clusterclip merge``: the shard directories of one sharded `embed` job → one embed directory."""
+
+from __future__ import annotations
+
+import click
+
+from ..embedding import merge_embeddings
+from .common import echo_summary, overwrite_option, step_command, wants_progress
+
+
+@click.command(name="merge")
+@click.argument("parts", nargs=-1, required=True, metavar="EMB_PART...", type=click.Path(file_okay=False))
+@click.option("--out", "-o", required=True, type=click.Path(),
+              help="Output embed directory (docs.parquet, embeddings-*.npy, manifest.json).")
+@overwrite_option
+@step_command
+def command(parts, out, overwrite):
+    """Merge the outputs of `clusterclip embed --num-shards N --shard-index I` into one directory.
+
+    \b
+    Example:
+      clusterclip merge emb-0 emb-1 emb-2 emb-3 --out emb/
+
+    The result is the same as embedding the corpus in one run: documents in input order,
+    doc_id dense from 0. Every shard must be given once; shards of other inputs or
+    settings are refused.
+    """
+    result = merge_embeddings(list(parts), out, overwrite=overwrite, progress=wants_progress())
+    if result.state == "done":
+        echo_summary(f"merge: {out} is already done with these shards (nothing to do)")
+        return
+    st = result["statistics"]
+    echo_summary(
+        f"merge: {st['n_docs']:,} docs from {st['merged_shards']} shards, dim {st['dim']}, "
+        f"{st['skipped_empty']:,} empty skipped in {result.elapsed:.1f} s -> {out}"
+    )

@@ -1,0 +1,127 @@
+"""``megatron``: Megatron-LM ``IndexedDataset`` pairs (``shard_NNNNNN.bin`` + ``.idx``).
+
+``.bin`` is the raw token stream (no header). ``.idx`` (little-endian) is
+``b"MMIDIDX\\x00\\x00"``, uint64 version 1, uint8 dtype code (8 = uint16, 4 = int32),
+uint64 sequence count N, uint64 document-index count N + 1, int32[N] sequence lengths,
+int64[N] byte offsets into ``.bin``, int64[N + 1] document indices ``0, 1, ..., N`` (one
+document per sequence). This is what ``megatron.core.datasets.indexed_dataset``'s
+``IndexedDatasetBuilder`` writes with ``add_item`` + ``end_document`` per sample.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from .base import FormatWriter, HashedFile, ShardPlan, file_record
+
+INDEX_HEADER = b"MMIDIDX\x00\x00"
+DTYPE_CODES = {("u", 2): 8, ("i", 4): 4}  # (kind, itemsize) -> Megatron DType code
+CODE_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.float32, 8: np.uint16}
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits, else int32 (Megatron has no uint32 code)."""
+    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<i4")
+
+
+def index_bytes(sizes: np.ndarray, dtype: np.dtype) -> bytes:
+    n = len(sizes)
+    pointers = np.zeros(n, dtype="<i8")
+    if n > 1:
+        np.cumsum(np.asarray(sizes[:-1], dtype=np.int64) * dtype.itemsize, out=pointers[1:])
+    return b"".join(
+        [
+            INDEX_HEADER,
+            struct.pack("<Q", 1),
+            struct.pack("<B", DTYPE_CODES[(dtype.kind, dtype.itemsize)]),
+            struct.pack("<Q", n),
+            struct.pack("<Q", n + 1),
+            np.asarray(sizes, dtype="<i4").tobytes(),
+            pointers.tobytes(),
+            np.arange(n + 1, dtype="<i8").tobytes(),
+        ]
+    )
+
+
+def index_size(n: int) -> int:
+    return 9 + 8 + 1 + 8 + 8 + 4 * n + 8 * n + 8 * (n + 1)
+
+
+class MegatronWriter(FormatWriter):
+    name = "megatron"
+    pattern = "shard_*.*"
+
+    def __init__(self, out_dir: Path, *, vocab_size: int, eos_id: int):
+        super().__init__(out_dir, vocab_size=vocab_size, eos_id=eos_id)
+        self.dtype = token_dtype(vocab_size)
+        self._bin: HashedFile | None = None
+        self._sizes = None
+
+    def files(self, k: int) -> list[Path]:
+        stem = self.dir / f"shard_{k:06d}"
+        return [stem.with_suffix(".bin"), stem.with_suffix(".idx")]
+
+    def expected_sizes(self, plan: ShardPlan, sizes: np.ndarray) -> list[int]:
+        return [plan.tokens * self.dtype.itemsize, index_size(plan.samples)]
+
+    def begin(self, plan: ShardPlan, sizes: np.ndarray) -> None:
+        if len(sizes) and int(sizes.max()) >= 2**31:
+            raise ValueError("a Megatron sequence holds fewer than 2**31 tokens (int32 lengths)")
+        self._plan = plan
+        self._sizes = np.asarray(sizes, dtype=np.int64)
+        self._bin = HashedFile(self.files(plan.index)[0])
+
+    def write(self, tokens, sizes, doc_ids, clusters, repeats) -> None:
+        self._bin.write(np.ascontiguousarray(tokens, dtype=self.dtype))
+
+    def commit(self) -> list[dict]:
+        bin_file, self._bin = self._bin, None
+        idx_file = HashedFile(self.files(self._plan.index)[1])
+        try:
+            idx_file.write(index_bytes(self._sizes, self.dtype))
+            # .bin first, .idx last: a shard is complete once its .idx exists with the right size
+            bsize, bdigest = bin_file.commit()
+            isize, idigest = idx_file.commit()
+        except BaseException:
+            bin_file.abort()
+            idx_file.abort()
+            raise
+        return [
+            file_record(self.out_dir, bin_file.path, bsize, bdigest),
+            file_record(self.out_dir, idx_file.path, isize, idigest),
+        ]
+
+    def abort(self) -> None:
+        if self._bin is not None:
+            self._bin.abort()
+            self._bin = None
+
+
+def read_index(idx_path: str | Path) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray]:
+    """Parse an ``.idx``: (token dtype, int32 lengths, int64 byte pointers, int64 document indices)."""
+    data = Path(idx_path).read_bytes()
+    if data[:9] != INDEX_HEADER:
+        raise ValueError(f"{idx_path}: not a Megatron MMIDIDX index")
+    (version,) = struct.unpack_from("<Q", data, 9)
+    if version != 1:
+        raise ValueError(f"{idx_path}: index version {version}, expected 1")
+    (code,) = struct.unpack_from("<B", data, 17)
+    n, n_docs = struct.unpack_from("<QQ", data, 18)
+    off = 34
+    lengths = np.frombuffer(data, dtype="<i4", count=n, offset=off)
+    pointers = np.frombuffer(data, dtype="<i8", count=n, offset=off + 4 * n)
+    docs = np.frombuffer(data, dtype="<i8", count=n_docs, offset=off + 12 * n)
+    return np.dtype(CODE_DTYPES[code]), lengths, pointers, docs
+
+
+def read_sample(out_dir: Path, record: dict, j: int, eos_id: int) -> np.ndarray:
+    paths = [Path(out_dir) / f["path"] for f in record["files"]]
+    bin_path = next(p for p in paths if p.suffix == ".bin")
+    idx_path = next(p for p in paths if p.suffix == ".idx")
+    dtype, lengths, pointers, _ = read_index(idx_path)
+    with open(bin_path, "rb") as f:
+        f.seek(int(pointers[j]))
+        return np.frombuffer(f.read(int(lengths[j]) * dtype.itemsize), dtype=dtype)

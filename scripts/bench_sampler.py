@@ -1,0 +1,89 @@
+"""Benchmark the samplers against ``numpy.random.Generator.permutation``.
+
+For every budget B and cluster count K a synthetic corpus is built: N = B / 10 documents (at
+least K) in K clusters with log-normal sizes (a few large clusters, many small ones), so under
+uniform cluster choice the small clusters hit the clip early and many clusters leave the pool
+during the run. ``max_repeats`` is 20, so the pool holds 2 B samples and every budget is
+reachable. The baseline is one ``rng.permutation(B)``: producing a random order of B items
+cannot be much cheaper, so ``x perm`` (planning time / permutation time) says how far each
+sampler is from that practical limit.
+
+Usage::
+
+    python scripts/bench_sampler.py                       # 1M, 10M, 100M x 10, 1000, 100000
+    python scripts/bench_sampler.py --sizes 1M 10M --clusters 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+
+import numpy as np
+
+from clusterclip.sampling import SAMPLERS, plan_schedule
+
+MAX_REPEATS = 20
+
+
+def parse_count(text: str) -> int:
+    """``"10M"`` -> 10_000_000 (suffixes k, M, G)."""
+    scale = {"k": 10**3, "m": 10**6, "g": 10**9}.get(text[-1].lower())
+    return int(float(text[:-1]) * scale) if scale else int(text)
+
+
+def synthetic_labels(n_docs: int, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """Cluster ids of ``n_docs`` shuffled documents in ``n_clusters`` log-normal-sized clusters
+    (every cluster has at least one document)."""
+    rng = np.random.default_rng(seed)
+    weights = rng.lognormal(0.0, 1.5, n_clusters)
+    sizes = 1 + np.floor(weights / weights.sum() * (n_docs - n_clusters)).astype(np.int64)
+    sizes[np.argmax(sizes)] += n_docs - sizes.sum()
+    return rng.permutation(np.repeat(np.arange(n_clusters), sizes))
+
+
+def timed(function, repeat: int) -> float:
+    """Best wall time of ``repeat`` runs (the first run also pays for fresh memory pages)."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["1M", "10M", "100M"],
+                        help="budgets in samples (suffixes k, M, G)")
+    parser.add_argument("--clusters", nargs="+", type=int, default=[10, 1000, 100_000])
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=2, help="report the best of this many runs")
+    args = parser.parse_args()
+
+    print(f"max_repeats={MAX_REPEATS}, N = B/10 documents, log-normal cluster sizes, "
+          f"best of {args.repeat} runs")
+    print(f"| {'samples':>8} | {'clusters':>8} | {'sampler':<11} | {'seconds':>8} | "
+          f"{'samples/s':>10} | {'x perm':>6} |")
+    print(f"|{'-' * 10}|{'-' * 10}|{'-' * 13}|{'-' * 10}:|{'-' * 11}:|{'-' * 7}:|")
+    for size_text in args.sizes:
+        n_samples = parse_count(size_text)
+        rng = np.random.default_rng(args.seed)
+        baseline = timed(lambda: rng.permutation(n_samples), args.repeat)
+        print(f"| {size_text:>8} | {'-':>8} | {'permutation':<11} | {baseline:8.2f} | "
+              f"{n_samples / baseline:10.3g} | {1:6.2f} |", flush=True)
+        for n_clusters in args.clusters:
+            labels = synthetic_labels(max(n_samples // 10, n_clusters), n_clusters, args.seed)
+            for sampler in args.samplers:
+                seconds = timed(lambda: plan_schedule(labels, sampler=sampler, samples=n_samples,
+                                                      max_repeats=MAX_REPEATS, seed=args.seed),
+                                args.repeat)
+                print(f"| {size_text:>8} | {n_clusters:>8} | {sampler:<11} | {seconds:8.2f} | "
+                      f"{n_samples / seconds:10.3g} | {seconds / baseline:6.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
