@@ -25,7 +25,7 @@ TOKENIZER ?= demo/tokenizer.json
 FORMATS ?= bin,megatron,parquet
 EMBED_FLAGS ?= --max-length 128
 CLUSTER_FLAGS ?=
-SCHEDULE_FLAGS ?= --epochs 1 --max-repeats 4 --shard-tokens 200000
+SCHEDULE_FLAGS ?= --epochs 2 --max-repeats 4 --shard-tokens 200000
 CORPUS_FILES := $(wildcard $(CORPUS))
 
 .PHONY: help install install-gpu demo test embed cluster schedule mds-env bench clean clean-demo

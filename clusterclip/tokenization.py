@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from .artifacts import sha256_file
 from .errors import InputError
 
 #: EOS spellings looked for, in this order, when the tokenizer's config names none.
@@ -167,14 +168,6 @@ def _example_specials(vocab: dict[str, int]) -> str:
     return ", ".join(repr(t) for t in specials) if specials else "'<|endoftext|>'"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, require_eos: bool = True) -> Tokenizer:
     """Load ``spec``: a ``tokenizer.json`` file, a local HF tokenizer directory, or a hub name.
 
@@ -196,7 +189,7 @@ def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, req
                 f"{p}: not a tokenizers `tokenizer.json` ({_first_line(e)}); give a tokenizer.json, "
                 f"a Hugging Face tokenizer directory or a hub name"
             ) from None
-        return Tokenizer(backend, spec_str, kind="file", eos_token=eos_token, file_sha256=_sha256(p),
+        return Tokenizer(backend, spec_str, kind="file", eos_token=eos_token, file_sha256=sha256_file(p),
                          path=str(p.resolve()), require_eos=require_eos)
     if p.is_dir():
         tj = p / "tokenizer.json"
@@ -205,7 +198,7 @@ def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, req
                 backend = RustTokenizer.from_file(str(tj))
             except Exception as e:  # noqa: BLE001
                 raise InputError(f"{tj}: unreadable tokenizer ({_first_line(e)}); check the directory") from None
-            return Tokenizer(backend, spec_str, kind="dir", eos_token=eos_token, file_sha256=_sha256(tj),
+            return Tokenizer(backend, spec_str, kind="dir", eos_token=eos_token, file_sha256=sha256_file(tj),
                              path=str(p.resolve()), require_eos=require_eos)
         return _from_transformers(spec_str, str(p.resolve()), "dir", eos_token, require_eos)
     looks_local = spec_str.endswith(".json") or spec_str.startswith((".", "/", "~")) or spec_str.count("/") > 1

@@ -14,7 +14,13 @@ from click.testing import CliRunner
 
 from clusterclip import clustering
 from clusterclip.artifacts import EmbeddingStore
-from clusterclip.clustering import assign, cluster_embeddings, train_spherical_kmeans
+from clusterclip.clustering import (
+    assign,
+    cluster_embeddings,
+    greedy_kmeanspp,
+    greedy_kmeanspp_rows,
+    train_spherical_kmeans,
+)
 from embed_fixtures import blobs, normalise, write_embed_dir
 
 os.environ.setdefault("CLUSTERCLIP_NO_PROGRESS", "1")
@@ -103,10 +109,12 @@ def test_artifacts_follow_the_contract(emb, clustered, data):
     assert man["step"] == "cluster"
     assert man["settings"]["k"] == 12 and man["settings"]["seed"] == 0
     assert man["settings"]["max_train_points"] == 256 * 12
+    assert man["settings"]["init"] == "greedy-kmeans++"  # the default
     assert man["inputs"]["embed"]["manifest_sha256"]
     st = man["statistics"]
     assert st["n_docs"] == len(x) and st["k"] == 12 and st["empty_clusters"] == 0
     assert st["train_points"] == len(x)  # 3000 < 256 * 12: all documents
+    assert st["init_points"] == 64 * 12  # greedy k-means++ seeds on a sub-sample
     assert st["mean_similarity"] == pytest.approx(float(sim.mean()), abs=1e-5)
     assert st["sizes"]["min"] == sizes.min() and st["sizes"]["max"] == sizes.max()
     assert 0 <= st["sizes"]["gini"] < 1
@@ -171,6 +179,67 @@ def test_recovers_clusters_with_k_equal_to_the_truth():
     contingency = np.zeros((4, 4), dtype=int)
     np.add.at(contingency, (lab, truth), 1)
     assert (contingency > 0).sum() == 4  # a permutation: adjusted agreement 1
+
+
+# --------------------------------------------------------------------------- initialisation
+def uneven_blobs(seed=4):
+    """30 tight topics with heavy-tailed sizes (5 to 310 documents)."""
+    rng = np.random.default_rng(0)
+    sizes = np.maximum(5, rng.lognormal(0.0, 1.5, 30) * 40).astype(int)
+    x, truth = blobs(int(sizes.sum()), 30, 32, noise=0.3, seed=seed, sizes=list(sizes))
+    return x, truth
+
+
+def test_greedy_kmeanspp_is_deterministic_distinct_unit_rows_of_the_data():
+    x, _ = uneven_blobs()
+    rows = greedy_kmeanspp_rows(x, 30, seed=5)
+    assert np.array_equal(rows, greedy_kmeanspp_rows(x, 30, seed=5))
+    assert not np.array_equal(rows, greedy_kmeanspp_rows(x, 30, seed=6))
+    assert rows.dtype == np.int64 and len(np.unique(rows)) == 30 and rows.min() >= 0 and rows.max() < len(x)
+
+    for max_points in (None, 200, 10**9):  # on a sub-sample (64 * k = 1920 of 1917 rows: all), 200, all
+        cent, used = greedy_kmeanspp(x, 30, seed=5, max_points=max_points)
+        again, _ = greedy_kmeanspp(x, 30, seed=5, max_points=max_points)
+        assert cent.dtype == np.float32 and cent.shape == (30, 32)
+        assert cent.tobytes() == again.tobytes()
+        assert used == (200 if max_points == 200 else len(x))
+        np.testing.assert_allclose(np.linalg.norm(cent, axis=1), 1.0, atol=1e-6)
+        dots = cent @ x.T  # every centroid is a data row (the rows are unit vectors)
+        np.testing.assert_allclose(dots.max(axis=1), 1.0, atol=1e-5)
+        assert len(np.unique(dots.argmax(axis=1))) == 30  # ... and 30 different ones
+
+
+def test_greedy_kmeanspp_with_fewer_distinct_vectors_than_k():
+    rng = np.random.default_rng(0)
+    x = np.repeat(normalise(rng.standard_normal((3, 8))), 4, axis=0)  # 3 distinct vectors, 12 rows
+    rows = greedy_kmeanspp_rows(x, 5, seed=0)
+    assert len(np.unique(rows)) == 5
+    assert len({tuple(x[r]) for r in rows}) == 3  # all 3 distinct vectors are found first
+
+
+def test_greedy_kmeanspp_beats_random_init_on_uneven_topics():
+    # random points over-seed the big topics and leave small ones merged; Lloyd iterations
+    # do not undo that. Greedy k-means++ (scikit-learn's seeding) finds (nearly) every topic.
+    x, _ = uneven_blobs()
+    for seed in range(3):
+        objective = {}
+        for init in ("random", "greedy-kmeans++"):
+            _, sim = assign(x, train_spherical_kmeans(x, 30, iters=20, seed=seed, init=init))
+            objective[init] = float(sim.astype(np.float64).mean())
+        assert objective["greedy-kmeans++"] > objective["random"] + 0.005, (seed, objective)
+        assert objective["greedy-kmeans++"] > 0.95  # 1 / sqrt(1 + 0.3**2) = 0.958 for the true topics
+
+
+def test_init_is_a_setting_and_random_still_works(tmp_path, emb, clustered):
+    ok("cluster", emb, "--out", tmp_path / "r", "--k", 12, "--init", "random")
+    ok("cluster", emb, "--out", tmp_path / "r2", "--k", 12, "--init", "random")
+    _, _, cent, man = read(tmp_path / "r")
+    assert man["settings"]["init"] == "random" and man["statistics"]["init_points"] is None
+    for name in OUTPUTS:
+        assert (tmp_path / "r" / name).read_bytes() == (tmp_path / "r2" / name).read_bytes(), name
+    assert cent.tobytes() != np.load(clustered / "centroids.npy").tobytes()
+    # the same job with another init is another job
+    assert "--overwrite" in fails("cluster", emb, "--out", tmp_path / "r", "--k", 12)
 
 
 # --------------------------------------------------------------------------- determinism

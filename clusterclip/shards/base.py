@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifacts import sha256_file as sha256_of
 from ..artifacts import temp_file_beside
 
 
@@ -64,14 +65,6 @@ class HashedFile:
             self.f.close()
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class FormatWriter:
@@ -132,3 +125,19 @@ class FormatWriter:
     def final_files(self) -> list[Path]:
         """Dataset-level files written by :meth:`finish` (kept by the stale-file cleaner)."""
         return []
+
+
+class SingleFileWriter(FormatWriter):
+    """A format whose shard is one file, streamed through a :class:`HashedFile`."""
+
+    _file: HashedFile | None = None
+
+    def commit(self) -> list[dict]:
+        f, self._file = self._file, None
+        size, digest = f.commit()
+        return [file_record(self.out_dir, f.path, size, digest)]
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.abort()
+            self._file = None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FormatWriter, HashedFile, ShardPlan, file_record
+from .base import HashedFile, ShardPlan, SingleFileWriter
 
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
@@ -36,7 +36,7 @@ def header(n_tokens: int, vocab_size: int) -> bytes:
     return h.tobytes()
 
 
-class BinWriter(FormatWriter):
+class BinWriter(SingleFileWriter):
     name = "bin"
     pattern = "train_*.bin"
 
@@ -60,15 +60,6 @@ class BinWriter(FormatWriter):
     def write(self, tokens, sizes, doc_ids, clusters, repeats) -> None:
         self._file.write(np.ascontiguousarray(tokens, dtype=self.dtype))
 
-    def commit(self) -> list[dict]:
-        f, self._file = self._file, None
-        size, digest = f.commit()
-        return [file_record(self.out_dir, f.path, size, digest)]
-
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.abort()
-            self._file = None
 
 
 def read_bin(path: str | Path) -> np.ndarray:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import write_bytes_atomic
-from .base import FormatWriter, HashedFile, ShardPlan, file_record, sha256_of
+from .base import HashedFile, ShardPlan, SingleFileWriter, file_record, sha256_of
 
 INDEX = "index.json"
 COLUMNS = {"cluster": "int32", "doc_id": "int64", "input_ids": None, "repeat": "int32"}  # input_ids set per vocab
@@ -61,7 +61,7 @@ def sample_bytes(sizes: np.ndarray, itemsize: int) -> np.ndarray:
     return 4 + 4 + 8 + 1 + (1 << _shape_code(sizes)) + sizes * itemsize + 4
 
 
-class MDSWriter(FormatWriter):
+class MDSWriter(SingleFileWriter):
     name = "mds"
     pattern = "shard.*.mds"
 
@@ -119,15 +119,6 @@ class MDSWriter(FormatWriter):
             pos += nbytes
         self._file.write(b"".join(parts))
 
-    def commit(self) -> list[dict]:
-        f, self._file = self._file, None
-        size, digest = f.commit()
-        return [file_record(self.out_dir, f.path, size, digest)]
-
-    def abort(self) -> None:
-        if self._file is not None:
-            self._file.abort()
-            self._file = None
 
     def finish(self, shard_records: list[dict]) -> list[dict]:
         shards = []
