@@ -3,8 +3,11 @@
 #   make demo   # set up .venv, build the demo corpus, embed -> cluster -> schedule, print a summary
 #   make test   # set up .venv with the dev extra (+ the MosaicML reader env) and run the tests
 #
-# Pipeline on your own data (file targets: make reruns only what changed):
-#   make schedule CORPUS='data/*.parquet' WORK=work K=2000 TOKENIZER=path/to/tokenizer.json
+# Pipeline on your own data. Each step's manifest.json is its file target; every step is
+# invoked, and clusterclip itself compares inputs + settings with the manifest, so only what
+# changed (files or flags) is recomputed:
+#   make schedule CORPUS='data/*.parquet' WORK=work K=2000 TOKENIZER=path/to/tokenizer.json \
+#        FORMATS=bin,megatron SCHEDULE_FLAGS='--epochs 2'
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,20 +18,25 @@ CLUSTERCLIP := $(BIN)/clusterclip
 TORCH_SPEC ?= torch==2.13.0
 
 # ---- pipeline variables (override on the command line) ----
-CORPUS ?= demo/corpus.jsonl.gz
-WORK ?= demo
+CORPUS ?=
+WORK ?= work
 EMB ?= $(WORK)/emb
 CL ?= $(WORK)/cl
 OUT ?= $(WORK)/schedule
-K ?= 64
-TOKENIZER ?= demo/tokenizer.json
-FORMATS ?= bin,megatron,parquet
-EMBED_FLAGS ?= --max-length 128
+K ?= 1000
+TOKENIZER ?=
+FORMATS ?= bin
+EMBED_FLAGS ?=
 CLUSTER_FLAGS ?=
-SCHEDULE_FLAGS ?= --epochs 2 --max-repeats 4 --shard-tokens 200000
+SCHEDULE_FLAGS ?=
+# the demo's settings (configs/demo.toml holds the same as a config file)
+DEMO_VARS := CORPUS=demo/corpus.jsonl.gz WORK=demo K=64 TOKENIZER=demo/tokenizer.json FORMATS=bin,megatron,parquet \
+	EMBED_FLAGS="--max-length 128 --id-column id" \
+	SCHEDULE_FLAGS="--epochs 2 --max-repeats 4 --shard-tokens 200000"
 CORPUS_FILES := $(wildcard $(CORPUS))
 
-.PHONY: help install install-gpu demo test embed cluster schedule mds-env bench clean clean-demo
+# FORCE: always ask clusterclip, which knows the settings as well as the files
+.PHONY: FORCE help install install-gpu demo test embed cluster schedule mds-env bench clean clean-demo
 
 help:
 	@sed -n '2,9p' Makefile
@@ -58,7 +66,7 @@ install-gpu: | $(BIN)/python
 
 # A separate environment for the real MosaicML Streaming reader (it cannot share ours).
 mds-env:
-	bash scripts/setup_mds_env.sh
+	bash scripts/setup_mds_env.sh .venv-mds $(BIN)/python
 
 # ---- the demo ----
 demo/corpus.jsonl.gz: scripts/build_demo_corpus.py | $(VENV)/.installed
@@ -68,20 +76,24 @@ demo/tokenizer.json: demo/corpus.jsonl.gz scripts/train_demo_tokenizer.py | $(VE
 	$(BIN)/python scripts/train_demo_tokenizer.py demo/corpus.jsonl.gz --out $@
 
 demo: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
-	@$(MAKE) --no-print-directory schedule
+	@$(MAKE) --no-print-directory schedule $(DEMO_VARS)
 	@echo
-	@$(CLUSTERCLIP) inspect $(OUT) --sample 0 --decode
+	@$(CLUSTERCLIP) inspect demo/schedule --sample 0 --decode
 
 # ---- the pipeline, as file targets ----
-$(EMB)/manifest.json: $(CORPUS_FILES) | $(VENV)/.installed
+$(EMB)/manifest.json: $(CORPUS_FILES) FORCE | $(VENV)/.installed
+	@test -n "$(CORPUS)" || { echo "error: set CORPUS='data/*.parquet' (files, directories or globs)"; exit 2; }
 	$(CLUSTERCLIP) embed $(CORPUS) --out $(EMB) $(EMBED_FLAGS) --overwrite
 
-$(CL)/manifest.json: $(EMB)/manifest.json
+$(CL)/manifest.json: $(EMB)/manifest.json FORCE
 	$(CLUSTERCLIP) cluster $(EMB) --out $(CL) --k $(K) $(CLUSTER_FLAGS) --overwrite
 
-$(OUT)/manifest.json: $(CL)/manifest.json $(TOKENIZER)
+$(OUT)/manifest.json: $(CL)/manifest.json $(wildcard $(TOKENIZER)) FORCE
+	@test -n "$(TOKENIZER)" || { echo "error: set TOKENIZER= (a tokenizer.json, a HF tokenizer dir or a hub name)"; exit 2; }
 	$(CLUSTERCLIP) schedule $(EMB) $(CL) --out $(OUT) --tokenizer $(TOKENIZER) --format $(FORMATS) \
 		$(SCHEDULE_FLAGS) --overwrite
+
+FORCE:
 
 embed: $(EMB)/manifest.json
 cluster: $(CL)/manifest.json
@@ -89,7 +101,8 @@ schedule: $(OUT)/manifest.json
 
 # ---- tests and benchmarks ----
 test: $(VENV)/.dev-installed
-	bash scripts/setup_mds_env.sh || echo "warning: MosaicML reader env not built; its test will skip"
+	@# a separate environment for the real MosaicML Streaming reader (it cannot share ours)
+	bash scripts/setup_mds_env.sh .venv-mds $(BIN)/python || echo "warning: MosaicML reader env not built; its test will skip"
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.dev-installed

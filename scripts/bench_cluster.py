@@ -19,9 +19,13 @@ sum). Ratios are against the first sklearn KMeans run (k-means++ unless skipped)
 
 Timing on a shared machine: every clusterclip method runs ``--repeat`` times, the methods
 interleaved round by round, and the table shows the fastest run of each (the objective is
-the same in every round: same seed, same thread count). The scikit-learn peers run once
-(they take minutes to tens of minutes), after all clusterclip runs, because loading
-scikit-learn's own OpenBLAS/OpenMP runtimes slows faiss down in the same process.
+the same in every round: same seed, same thread count). The scikit-learn peers run
+``--sklearn-repeat`` times (default once: they take minutes), after all clusterclip runs,
+because loading scikit-learn's own OpenBLAS/OpenMP runtimes slows faiss down in the same
+process. Other load on the machine distorts the ratio badly: on 2 cores, a run made while
+another job used the CPU measured scikit-learn's KMeans (k-means++) at 1564 s, an idle
+run at 77 s (200k x 384, k=1000), so compare runs on an otherwise idle machine (check the
+load average) and prefer the best of several.
 
 Data: a synthetic but realistic mixture in the spirit of sentence embeddings: topics and
 sub-topics (random directions, sub-topics scattered around their topic), von Mises–Fisher-
@@ -33,6 +37,7 @@ Example::
     python scripts/bench_cluster.py --n 200000 --dim 384 --k 1000
     python scripts/bench_cluster.py --n 200000 --dim 384 --k 1000 --repeat 3 --skip kmeans++,afkmc2,random,minibatch
     python scripts/bench_cluster.py --n 50000 --k 200 --iters-sweep 10,20,50,100
+    python scripts/bench_cluster.py --n 200000 --dim 384 --k 1000 --iters-sweep 5,10,20 --train-sweep 64,128,256
 """
 
 from __future__ import annotations
@@ -86,10 +91,10 @@ def objective(x: np.ndarray, centroids: np.ndarray) -> tuple[float, float]:
     return float(sim.mean()), float(sim.astype(np.float64).sum())
 
 
-def run_clusterclip(x, k, iters, seed, init=DEFAULT_INIT):
+def run_clusterclip(x, k, iters, seed, init=DEFAULT_INIT, per_centroid=POINTS_PER_CENTROID):
     t0 = time.perf_counter()
     n = len(x)
-    m = min(n, POINTS_PER_CENTROID * k)
+    m = min(n, per_centroid * k)
     if m < n:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=m, replace=False))
         sample = x[rows]
@@ -135,7 +140,12 @@ def main(argv=None):
                     "(clusterclip inits other than the default), sklearn++,random,minibatch (sklearn)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every clusterclip method this many times, interleaved, and keep the fastest (default 1)")
+    ap.add_argument("--sklearn-repeat", type=int, default=1,
+                    help="run every scikit-learn method this many times and keep the fastest (default 1)")
     ap.add_argument("--iters-sweep", default="", help="also report clusterclip's objective for these iteration counts")
+    ap.add_argument("--train-sweep", default="",
+                    help="also report clusterclip's objective for these training points per centroid (--max-train-points "
+                         "/ k; default 256), each with every --iters-sweep count (or --iters)")
     args = ap.parse_args(argv)
 
     try:
@@ -168,10 +178,18 @@ def main(argv=None):
     # runtimes into the process slows faiss down afterwards (measured 2-3x on 2 cores),
     # which a user's `clusterclip cluster` process does not pay
     sweep = []
-    for it in (int(v) for v in args.iters_sweep.split(",") if v.strip()):
-        cent, seconds, info = run_clusterclip(x, args.k, it, args.seed)
-        sweep.append((it, seconds, objective(x, cent)[0], info["iterations"]))
-        print(f"  done: sweep iters={it}: {seconds:.1f}s", flush=True)
+    iters_list = [int(v) for v in args.iters_sweep.split(",") if v.strip()]
+    train_list = [int(v) for v in args.train_sweep.split(",") if v.strip()]
+    if train_list and not iters_list:
+        iters_list = [args.iters]
+    for per in train_list or [POINTS_PER_CENTROID]:
+        for it in iters_list:
+            times = []
+            for _ in range(max(1, args.repeat)):
+                cent, seconds, info = run_clusterclip(x, args.k, it, args.seed, per_centroid=per)
+                times.append(seconds)
+            sweep.append((it, per, min(times), objective(x, cent)[0], info["iterations"], info["train_points"]))
+            print(f"  done: sweep iters={it} train {per} x k: {min(times):.1f}s", flush=True)
 
     rows = []
     best: dict[str, tuple] = {}
@@ -187,10 +205,13 @@ def main(argv=None):
         rows.append((name, seconds, mean, total, info))
         print(f"  {name}: best {seconds:.1f}s, mean cosine {mean:.5f}", flush=True)
     for name, fn in methods:
-        cent, seconds, info = fn()
+        runs = [fn() for _ in range(max(1, args.sklearn_repeat))]
+        for _, seconds, _ in runs:
+            print(f"  done: {name}: {seconds:.1f}s", flush=True)
+        cent, seconds, info = min(runs, key=lambda r: r[1])
         mean, total = objective(x, cent)
         rows.append((name, seconds, mean, total, info))
-        print(f"  done: {name}: {seconds:.1f}s, mean cosine {mean:.5f} {info}", flush=True)
+        print(f"  {name}: best {seconds:.1f}s, mean cosine {mean:.5f} {info}", flush=True)
 
     from threadpoolctl import threadpool_info
     import sklearn
@@ -207,10 +228,13 @@ def main(argv=None):
 
     if sweep:
         print()
-        print("| clusterclip iters | time (s) | mean cosine | vs last |")
-        print("|---:|---:|---:|---:|")
-        for it, seconds, mean, ran in sweep:
-            print(f"| {it} (ran {ran}) | {seconds:.1f} | {mean:.5f} | {100 * (mean / sweep[-1][2] - 1):+.2f}% |")
+        print(f"clusterclip ({DEFAULT_INIT} init) with other budgets; ratios against {ref[0]}")
+        print()
+        print("| iters (ran) | training points | time (s) | speed-up | mean cosine | objective vs ref |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for it, per, seconds, mean, ran, m in sweep:
+            print(f"| {it} ({ran}) | {m} ({per} x k) | {seconds:.1f} | {ref[1] / seconds:.1f}x | {mean:.5f} | "
+                  f"{100 * (mean / ref[2] - 1):+.2f}% |")
 
 
 if __name__ == "__main__":

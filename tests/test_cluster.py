@@ -114,7 +114,7 @@ def test_artifacts_follow_the_contract(emb, clustered, data):
     st = man["statistics"]
     assert st["n_docs"] == len(x) and st["k"] == 12 and st["empty_clusters"] == 0
     assert st["train_points"] == len(x)  # 3000 < 256 * 12: all documents
-    assert st["init_points"] == 64 * 12  # greedy k-means++ seeds on a sub-sample
+    assert st["init_points"] == 32 * 12  # greedy k-means++ seeds on a sub-sample
     assert st["mean_similarity"] == pytest.approx(float(sim.mean()), abs=1e-5)
     assert st["sizes"]["min"] == sizes.min() and st["sizes"]["max"] == sizes.max()
     assert 0 <= st["sizes"]["gini"] < 1
@@ -197,12 +197,12 @@ def test_greedy_kmeanspp_is_deterministic_distinct_unit_rows_of_the_data():
     assert not np.array_equal(rows, greedy_kmeanspp_rows(x, 30, seed=6))
     assert rows.dtype == np.int64 and len(np.unique(rows)) == 30 and rows.min() >= 0 and rows.max() < len(x)
 
-    for max_points in (None, 200, 10**9):  # on a sub-sample (64 * k = 1920 of 1917 rows: all), 200, all
+    for max_points in (None, 200, 10**9):  # on a sub-sample (32 * k = 960 of 1917 rows), 200, all
         cent, used = greedy_kmeanspp(x, 30, seed=5, max_points=max_points)
         again, _ = greedy_kmeanspp(x, 30, seed=5, max_points=max_points)
         assert cent.dtype == np.float32 and cent.shape == (30, 32)
         assert cent.tobytes() == again.tobytes()
-        assert used == (200 if max_points == 200 else len(x))
+        assert used == {None: 32 * 30, 200: 200}.get(max_points, len(x))
         np.testing.assert_allclose(np.linalg.norm(cent, axis=1), 1.0, atol=1e-6)
         dots = cent @ x.T  # every centroid is a data row (the rows are unit vectors)
         np.testing.assert_allclose(dots.max(axis=1), 1.0, atol=1e-5)

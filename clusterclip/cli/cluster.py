@@ -37,8 +37,8 @@ from .common import echo_summary, overwrite_option, step_command, wants_progress
               help="auto: the GPU when faiss-gpu sees one, else the CPU.")
 @click.option("--init", type=click.Choice(INITS), default=DEFAULT_INIT, show_default=True,
               help="Initial centroids: greedy-kmeans++ (scikit-learn's KMeans seeding, on a sample of "
-                   f"{INIT_POINTS_PER_CENTROID} x k documents; reaches scikit-learn's objective, about 2% better "
-                   "than random on uneven topics), random documents (the paper), or faiss's kmeans++ / afkmc2 "
+                   f"{INIT_POINTS_PER_CENTROID} x k documents; reaches scikit-learn's objective, 1.7% above random "
+                   "init on uneven topics in scripts/bench_cluster.py), random documents (the paper), or faiss's kmeans++ / afkmc2 "
                    "(plain D²-sampling and its fast approximation).")
 @click.option("--levels", type=click.IntRange(1, 2), default=1, show_default=True,
               help="2: also cluster the centroids into --k2 groups (hierarchical k-means, Vo et al. 2024); "
