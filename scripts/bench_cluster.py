@@ -9,7 +9,8 @@ Compares, in one run and on the same L2-normalised vectors:
   ``--init random`` (the paper) and with faiss's ``--init kmeans++`` and ``--init afkmc2``;
 * ``sklearn KMeans`` — ``n_init=1``, the same number of iterations (``tol=0``), with
   scikit-learn's default ``k-means++`` initialisation and with ``init="random"`` (as
-  clusterclip and the paper);
+  the paper); with ``--sklearn-defaults`` also with all its defaults (``max_iter=300``,
+  ``tol=1e-4``: it runs until it converges);
 * ``sklearn MiniBatchKMeans`` — ``n_init=1``, ``init="random"``, ``batch_size`` 4096,
   ``max_iter`` = the same number of passes.
 
@@ -118,6 +119,16 @@ def run_sklearn_kmeans(x, k, iters, seed, init):
     return km.cluster_centers_, time.perf_counter() - t0, {"iterations": int(km.n_iter_)}
 
 
+def run_sklearn_defaults(x, k, seed):
+    """scikit-learn's ``KMeans`` as a user gets it: all defaults (k-means++, ``max_iter=300``, ``tol=1e-4``), one run."""
+    from sklearn.cluster import KMeans
+
+    t0 = time.perf_counter()
+    km = KMeans(n_clusters=k, n_init=1, random_state=seed)
+    km.fit(x)
+    return km.cluster_centers_, time.perf_counter() - t0, {"iterations": int(km.n_iter_)}
+
+
 def run_minibatch(x, k, iters, seed):
     from sklearn.cluster import MiniBatchKMeans
 
@@ -140,6 +151,9 @@ def main(argv=None):
                     "(clusterclip inits other than the default), sklearn++,random,minibatch (sklearn)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="run every clusterclip method this many times, interleaved, and keep the fastest (default 1)")
+    ap.add_argument("--sklearn-defaults", action="store_true",
+                    help="also run scikit-learn KMeans with all its defaults (max_iter=300, tol=1e-4: it stops "
+                         "when it has converged, not after --iters)")
     ap.add_argument("--sklearn-repeat", type=int, default=1,
                     help="run every scikit-learn method this many times and keep the fastest (default 1)")
     ap.add_argument("--iters-sweep", default="", help="also report clusterclip's objective for these iteration counts")
@@ -169,6 +183,8 @@ def main(argv=None):
     methods = []
     if "sklearn++" not in skip:
         methods.append(("sklearn KMeans (k-means++)", lambda: run_sklearn_kmeans(x, args.k, args.iters, args.seed, "k-means++")))
+    if args.sklearn_defaults:
+        methods.append(("sklearn KMeans (all defaults, tol=1e-4)", lambda: run_sklearn_defaults(x, args.k, args.seed)))
     if "random" not in skip:
         methods.append(("sklearn KMeans (random init)", lambda: run_sklearn_kmeans(x, args.k, args.iters, args.seed, "random")))
     if "minibatch" not in skip:
