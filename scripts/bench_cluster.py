@@ -54,6 +54,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from clusterclip.clustering import (  # noqa: E402
     DEFAULT_INIT,
+    DEFAULT_ITERS,
     POINTS_PER_CENTROID,
     assign,
     default_threads,
@@ -145,7 +146,8 @@ def main(argv=None):
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--k", type=int, default=500, help="clusters (default 500)")
     ap.add_argument("--topics", type=int, default=None, help="true topics (default k // 4; 8 sub-topics each)")
-    ap.add_argument("--iters", type=int, default=20, help="iteration budget for every method (default 20)")
+    ap.add_argument("--iters", type=int, default=DEFAULT_ITERS,
+                    help=f"iteration budget for every method (default {DEFAULT_ITERS}, clusterclip's default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip", default="", help="comma-separated methods to skip: clusterclip-random,kmeans++,afkmc2 "
                     "(clusterclip inits other than the default), sklearn++,random,minibatch (sklearn)")
