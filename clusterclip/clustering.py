@@ -265,7 +265,7 @@ def train_spherical_kmeans_with_stats(
     iters: int = DEFAULT_ITERS,
     seed: int = 0,
     gpu: bool = False,
-    init: str = "random",
+    init: str = DEFAULT_INIT,
     init_points: int | None = None,
     verbose: bool = False,
 ) -> tuple[np.ndarray, dict]:
@@ -330,11 +330,11 @@ def train_spherical_kmeans(
     iters: int = DEFAULT_ITERS,
     seed: int = 0,
     gpu: bool = False,
-    init: str = "random",
+    init: str = DEFAULT_INIT,
     init_points: int | None = None,
     verbose: bool = False,
 ) -> np.ndarray:
-    """Spherical k-means (faiss, inner product, unit-norm centroids, random init by default, one run).
+    """Spherical k-means (faiss, inner product, unit-norm centroids, greedy k-means++ init by default, one run).
 
     ``x``: ``[n, D]`` L2-normalised vectors (``n >= k``). Returns float32 ``[k, D]``
     centroids of unit norm. Seeded: the same ``x``, ``k``, ``iters`` and ``seed`` give the
