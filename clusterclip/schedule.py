@@ -30,6 +30,7 @@ from .artifacts import (
 from .errors import InputError, MismatchError
 from .sampling import SAMPLERS, BudgetError, Schedule, plan_schedule
 from .schedule_stats import schedule_statistics
+from .shards import check_formats, write_shards
 
 ORDER_FILE = "order.parquet"
 WORK_DIR = ".work"  # scratch space of a running schedule (token store); removed when done
@@ -126,14 +127,7 @@ def schedule_corpus(
                          "or pass --dry-run to write only the order")
     if tokens is not None and not tokenizer:
         raise InputError("--tokens: a token budget needs --tokenizer to count tokens, even with --dry-run")
-    formats = tuple(dict.fromkeys(formats))
-    if not dry_run:
-        from .shards import FORMATS
-
-        unknown = [f for f in formats if f not in FORMATS]
-        if unknown or not formats:
-            raise InputError(f"--format {','.join(formats)}: unknown {', '.join(unknown) or 'empty'}; "
-                             f"choose from {','.join(FORMATS)}")
+    formats = check_formats(formats)
 
     labels, k, _, _ = load_cluster_labels(emb_dir, cl_dir)
     n_docs = len(labels)
@@ -186,8 +180,6 @@ def schedule_corpus(
     outputs = [ORDER_FILE]
     shards_index = None
     if not dry_run:
-        from .shards import write_shards
-
         used = np.unique(schedule.doc_id)
         if store is None:
             store = _tokenize(emb_dir, used, n_docs, tok, work, progress)
@@ -203,7 +195,7 @@ def schedule_corpus(
         labels=labels, max_repeats=max_repeats if sampler == "clusterclip" else None,
     )
     if shards_index is not None:
-        stats["shards"] = {fmt: len(v) for fmt, v in _shards_by_format(shards_index).items()}
+        stats["shards"] = {fmt: len(v) for fmt, v in shards_index["shards"].items()}
     shutil.rmtree(work, ignore_errors=True)
     manifest = build_manifest("schedule", settings, inputs, [{"path": p} for p in outputs], stats)
     finish_output_dir(out, manifest)
@@ -223,13 +215,3 @@ def _tokenize(emb_dir, doc_ids, n_docs, tok, work: Path, progress: bool):
     from .token_store import build_token_store
 
     return build_token_store(read_texts(emb_dir, doc_ids), n_docs, tok, work / "tokens", progress=progress)
-
-
-def _shards_by_format(index: dict) -> dict:
-    shards = index.get("shards", index)
-    if isinstance(shards, dict):
-        return shards
-    out: dict = {}
-    for s in shards:
-        out.setdefault(s.get("format", "?"), []).append(s)
-    return out

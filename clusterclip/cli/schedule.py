@@ -11,19 +11,11 @@ from ..schedule import DEFAULT_SHARD_TOKENS, schedule_corpus
 from ..schedule_stats import format_statistics
 from .common import echo_summary, overwrite_option, step_command, wants_progress
 
-FORMAT_NAMES = ("bin", "megatron", "mds", "parquet")
-
-
 def _formats(ctx, param, value):
-    if value is None:
-        return ("bin",)
-    if isinstance(value, (list, tuple)):  # from a config file
-        value = ",".join(value)
-    items = tuple(v.strip() for v in str(value).split(",") if v.strip())
-    unknown = [v for v in items if v not in FORMAT_NAMES]
-    if unknown or not items:
-        raise click.BadParameter(f"{value!r}: choose one or more of {','.join(FORMAT_NAMES)}, comma-separated")
-    return items
+    """``bin,parquet`` (or a list, from a config file) -> ``("bin", "parquet")``; checked by the library."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return tuple(v.strip() for v in str(value).split(",") if v.strip())
 
 
 @click.command(name="schedule")

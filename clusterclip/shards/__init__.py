@@ -56,7 +56,7 @@ PIECE_TOKENS = 1 << 22
 #: order positions read at a time while planning
 PLAN_CHUNK = 1 << 20
 
-__all__ = ["FORMATS", "INDEX_FILE", "write_shards", "plan_shards", "read_index", "read_sample", "ShardPlan"]
+__all__ = ["FORMATS", "INDEX_FILE", "check_formats", "write_shards", "plan_shards", "read_index", "read_sample", "ShardPlan"]
 
 
 def _sample_sizes(order_doc_ids: np.ndarray, lengths: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -130,6 +130,16 @@ def _clean_stale(writer: FormatWriter, plans: list[ShardPlan]) -> None:
             f.unlink(missing_ok=True)
 
 
+def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
+    """``formats`` without duplicates, in the order given; a one-line error for an unknown or empty list."""
+    formats = tuple(dict.fromkeys(formats))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise InputError(f"--format {','.join(formats)}: unknown {', '.join(unknown) or 'empty'}; "
+                         f"choose from {','.join(FORMATS)}")
+    return formats
+
+
 def write_shards(
     order_doc_ids: np.ndarray,
     order_cluster: np.ndarray,
@@ -152,11 +162,7 @@ def write_shards(
     sha256 is recomputed), the others are (re)written. Returns the ``shards.json`` index.
     """
     out = Path(out_dir)
-    formats = tuple(dict.fromkeys(formats))
-    unknown = [f for f in formats if f not in FORMATS]
-    if unknown or not formats:
-        raise InputError(f"--format {','.join(formats)}: unknown {', '.join(unknown) or 'empty'}; "
-                         f"choose from {','.join(FORMATS)}")
+    formats = check_formats(formats)
     n = len(order_doc_ids)
     if len(order_cluster) != n or len(order_repeat) != n:
         raise ValueError("order_doc_ids, order_cluster and order_repeat must have the same length")
