@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Throughput of tokenization (token store) and of each shard format's writer, on real text.
 
-The text is the docstrings of the Python standard library (every importable module), the
+The text is the docstrings of the Python standard library (the demo corpus builder's walk), the
 tokenizer a byte-level BPE trained on it (like the demo's). Each writer's rate is shown
 beside two practical limits for the same bytes: a plain memory copy (``np.copyto``) and a
 plain file write + fsync (the disk), each the best of 3 runs::
@@ -13,63 +13,30 @@ plain file write + fsync (the disk), each the best of 3 runs::
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
-import pkgutil
 import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import build_demo_corpus  # noqa: E402  (scripts/, beside this file)
+import train_demo_tokenizer  # noqa: E402
 from clusterclip.shards import FORMATS, write_shards  # noqa: E402
 from clusterclip.token_store import build_token_store  # noqa: E402
 from clusterclip.tokenization import load_tokenizer  # noqa: E402
 
-SKIP = ("test", "idlelib", "tkinter", "turtle", "antigravity", "this", "lib2to3", "ensurepip", "venv", "pydoc_data",
-        "__main__", "_pyrepl", "turtledemo")
-
-
 def stdlib_docstrings() -> list[str]:
-    """Every docstring reachable from the importable standard-library modules (deduplicated)."""
-    warnings.simplefilter("ignore")
-    names = sorted(m.name for m in pkgutil.iter_modules() if m.module_finder.path.startswith(sys.base_prefix)
-                   and not m.name.startswith(SKIP) and "site-packages" not in m.module_finder.path)
-    seen: set[str] = set()
-    docs: list[str] = []
-    for name in names:
-        try:
-            mod = __import__(name)
-        except BaseException:  # noqa: BLE001 - some modules refuse to import here
-            continue
-        objs = [mod] + [getattr(mod, a, None) for a in dir(mod)]
-        for obj in objs:
-            members = [obj] + ([getattr(obj, a, None) for a in vars(obj)] if inspect.isclass(obj) else [])
-            for o in members:
-                try:
-                    d = inspect.getdoc(o)
-                except Exception:  # noqa: BLE001
-                    d = None
-                if d and len(d) > 40 and d not in seen:
-                    seen.add(d)
-                    docs.append(d)
-    return docs
+    """Every docstring of the demo corpus builder's standard-library walk longer than 40 characters."""
+    return [d["text"] for d in build_demo_corpus.iter_docstrings(max_docs=10**9, min_chars=41)]
 
 
 def train(texts: list[str], vocab_size: int, path: Path) -> Path:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=min(vocab_size, 50_000), special_tokens=["<|endoftext|>"],
-                                  show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok = train_demo_tokenizer.train_bpe(texts, min(vocab_size, 50_000))
     if vocab_size > tok.get_vocab_size():  # pad to the requested size (e.g. > 65536 for the 32-bit layouts)
         tok.add_special_tokens([f"<|pad_{i}|>" for i in range(vocab_size - tok.get_vocab_size())])
     tok.save(str(path))

@@ -29,19 +29,25 @@ def iter_texts(path: Path):
             yield json.loads(line)["text"]
 
 
-def train(corpus: Path, vocab_size: int) -> Tokenizer:
+def train_bpe(texts, vocab_size: int, special_tokens=(EOS,)) -> Tokenizer:
+    """A GPT-2-style byte-level BPE trained on ``texts`` (an iterable of strings)."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[EOS],
+        special_tokens=list(special_tokens),
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(iter_texts(corpus), trainer=trainer)
+    tok.train_from_iterator(texts, trainer=trainer)
     return tok
+
+
+def train(corpus: Path, vocab_size: int) -> Tokenizer:
+    """The demo tokenizer: :func:`train_bpe` on the ``text`` field of a JSONL corpus."""
+    return train_bpe(iter_texts(corpus), vocab_size)
 
 
 def main(argv=None):

@@ -20,7 +20,8 @@ SMALL_N_DOCS = 48
 MAX_LENGTH = 32
 
 
-def _load_script(name: str):
+def load_script(name: str):
+    """Import ``scripts/NAME.py`` (the demo corpus builder, the tokenizer trainer) as a module."""
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -29,7 +30,7 @@ def _load_script(name: str):
 
 def stdlib_docs(n: int, min_chars: int = 80) -> list[dict]:
     """``n`` real documents: Python standard library docstrings, as the demo corpus."""
-    builder = _load_script("build_demo_corpus")
+    builder = load_script("build_demo_corpus")
     docs = []
     for doc in builder.iter_docstrings(max_docs=n, min_chars=min_chars):
         docs.append(doc)
@@ -67,7 +68,7 @@ def small_corpus(tmp_path_factory, small_docs) -> Path:
 @pytest.fixture(scope="session")
 def demo_tokenizer(tmp_path_factory) -> Path:
     """A byte-level BPE (vocab 2048, EOS ``<|endoftext|>``) trained on real docstrings."""
-    trainer = _load_script("train_demo_tokenizer")
+    trainer = load_script("train_demo_tokenizer")
     corpus = write_jsonl(tmp_path_factory.mktemp("tok") / "train.jsonl", stdlib_docs(400))
     tok = trainer.train(corpus, vocab_size=2048)
     path = corpus.parent / "tokenizer.json"

@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 from pathlib import Path
 
 import numpy as np
+from conftest import load_script
 
 EOS = "<|endoftext|>"
 ALL = ("bin", "megatron", "mds", "parquet")
 
 
 def stdlib_docstrings(limit: int = 400) -> list[str]:
-    """Real English/Python text: docstrings of the standard library, deterministic order."""
-    import collections, email.message, functools, json as js, logging, os.path, pathlib, shutil, string, textwrap  # noqa: E401
-    import argparse, csv, datetime, decimal, fractions, heapq, itertools, random, re, statistics, tarfile  # noqa: E401
-
-    modules = [collections, email.message, functools, js, logging, os.path, pathlib, shutil, string, textwrap,
-               argparse, csv, datetime, decimal, fractions, heapq, itertools, random, re, statistics, tarfile]
-    seen, out = set(), []
-    for m in modules:
-        for name in sorted(dir(m)):
-            obj = getattr(m, name, None)
-            doc = inspect.getdoc(obj) if obj is not None else None
-            if doc and len(doc) > 20 and doc not in seen:
-                seen.add(doc)
-                out.append(doc)
-                if len(out) >= limit:
-                    return out
-    return out
+    """Real English/Python text: the demo corpus's standard-library docstrings, deterministic order."""
+    builder = load_script("build_demo_corpus")
+    return [d["text"] for d in builder.iter_docstrings(max_docs=limit, min_chars=21)]
 
 
 def train_tokenizer(path: Path, texts: list[str], vocab_size: int = 400, eos: str | None = EOS,
                     extra_special: int = 0) -> Path:
-    """A byte-level BPE trained on ``texts``; ``extra_special`` pads the vocabulary with special tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = [eos] if eos else []
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(texts, trainer=trainer)
+    """The demo's byte-level BPE trained on ``texts``; ``extra_special`` pads the vocabulary with special tokens."""
+    tok = load_script("train_demo_tokenizer").train_bpe(texts, vocab_size, special_tokens=[eos] if eos else [])
     if extra_special:
         tok.add_special_tokens([f"<|pad_{i}|>" for i in range(extra_special)])
     path.parent.mkdir(parents=True, exist_ok=True)
