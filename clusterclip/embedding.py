@@ -35,6 +35,7 @@ Sharding (``num_shards``/``shard_index``, for Slurm arrays and torchrun)
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import shutil
@@ -160,9 +161,8 @@ class Encoder:
         trust_remote_code: bool = False,
         pack: bool | str = "auto",
     ):
-        import torch
         from tokenizers import Tokenizer
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         if long_docs not in LONG_DOCS:
             raise InputError(f"--long-docs {long_docs}: unknown; use truncate or chunk-mean")
@@ -204,22 +204,8 @@ class Encoder:
         # prefix length that certainly covers max_length tokens for ordinary text (checked per doc)
         self.clip_chars = max(1024, 12 * self.max_length)
 
-        torch_dtype = getattr(torch, self.dtype)
-        kwargs = dict(trust_remote_code=trust_remote_code, dtype=torch_dtype)
-        try:
-            net = AutoModel.from_pretrained(self.load_path, attn_implementation="sdpa", **kwargs)
-        except (ValueError, ImportError, TypeError):
-            net = AutoModel.from_pretrained(self.load_path, **kwargs)
-        except OSError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"--model {model}: cannot load its weights ({first[:200]}); check the model directory") from None
-        net.eval().to(self.device)
+        self._model_arg, self._trust_remote_code = model, trust_remote_code
         self.dim = int(getattr(config, "hidden_size", 0) or 0)
-        self.n_params = sum(p.numel() for p in net.parameters())
-        self.n_embedding_params = sum(
-            m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Embedding)
-        )
-        self.model = torch.compile(net, dynamic=True) if self.compile else net
         self.is_cuda = self.device.startswith("cuda")
         # sequence packing needs absolute position ids that the model takes from us (BERT family)
         packable = (getattr(config, "model_type", "") == "bert"
@@ -229,6 +215,42 @@ class Encoder:
         elif pack and not packable:
             raise InputError(f"--model {model}: sequence packing supports BERT-type models only; leave packing off")
         self.packing = bool(pack)
+
+    # ----------------------------------------------------------------- weights (loaded on first use)
+    @functools.cached_property
+    def _net(self):
+        """The encoder's weights, loaded on first use: a finished or refused run never pays for them."""
+        import torch
+        from transformers import AutoModel
+
+        kwargs = dict(trust_remote_code=self._trust_remote_code, dtype=getattr(torch, self.dtype))
+        try:
+            net = AutoModel.from_pretrained(self.load_path, attn_implementation="sdpa", **kwargs)
+        except (ValueError, ImportError, TypeError):
+            net = AutoModel.from_pretrained(self.load_path, **kwargs)
+        except OSError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(
+                f"--model {self._model_arg}: cannot load its weights ({first[:200]}); check the model directory"
+            ) from None
+        return net.eval().to(self.device)
+
+    @functools.cached_property
+    def model(self):
+        """The module that runs: the weights, ``torch.compile``d with ``--compile``."""
+        import torch
+
+        return torch.compile(self._net, dynamic=True) if self.compile else self._net
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self._net.parameters())
+
+    @property
+    def n_embedding_params(self) -> int:
+        import torch
+
+        return sum(m.weight.numel() for m in self._net.modules() if isinstance(m, torch.nn.Embedding))
 
     # ----------------------------------------------------------------- tokenization
     def tokenize(self, texts: Sequence[str]) -> list[list[np.ndarray]]:
