@@ -22,6 +22,21 @@ class MismatchError(ClusterClipError):
     """An output directory or upstream artifact that does not match this run."""
 
 
-def where(path, row: int | None = None) -> str:
-    """Format ``path`` (and ``row``) as ``"path, row N"`` for error messages."""
-    return f"{path}" if row is None else f"{path}, row {row}"
+class IntegrityError(ClusterClipError):
+    """An artifact whose bytes differ from what its producer recorded (damaged or edited)."""
+
+    exit_code = 3
+
+
+class BusyError(ClusterClipError):
+    """Another run holds the output directory."""
+
+    exit_code = 75  # EX_TEMPFAIL: try again later
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none), shortened."""
+    for line in str(error).strip().splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(error).__name__

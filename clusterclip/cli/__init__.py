@@ -1,59 +1,77 @@
 """The ``clusterclip`` command line: a thin click layer over the library.
 
-Each subcommand lives in its own module and calls one library function.
+Each subcommand lives in its own module (a click command called ``command`` that builds the
+step's settings object and calls one library function), loaded only when it runs.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
 from .. import __version__
 from .common import report_error
 
-#: subcommand name -> module of this package that defines a click command called ``command``
+#: subcommand name -> (module of this package, one-line summary for `clusterclip --help`)
 SUBCOMMANDS = {
-    "embed": "embed",
-    "merge": "merge",
-    "cluster": "cluster",
-    "schedule": "schedule",
-    "inspect": "inspect",
+    "embed": ("embed", "Embed the documents of a corpus (files, directories, globs)."),
+    "merge": ("merge", "Merge the partitions of one `embed --num-partitions N` job."),
+    "cluster": ("cluster", "Cluster the embeddings with spherical k-means (faiss)."),
+    "schedule": ("schedule", "Plan the ClusterClip order and write token shards in it."),
+    "inspect": ("inspect", "List the shards of a schedule and read samples back."),
+    "verify": ("verify", "Check every file of an output directory against its manifest."),
 }
 
 
 class _LazyGroup(click.Group):
-    """Import a subcommand's module only when it runs, so ``--help`` and bad calls stay fast."""
+    """Imports a subcommand's module only when it runs; every error is one line on stderr."""
 
-    def invoke(self, ctx):
-        """Run the subcommand; user errors become one line on stderr and a non-zero exit."""
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort as e:
+            if isinstance(e.__cause__, KeyboardInterrupt):
+                click.echo("interrupted: rerun the same command to resume", err=True)
+                sys.exit(130)
+            click.echo("error: aborted", err=True)
+            sys.exit(1)
+        except click.exceptions.UsageError as e:
+            command = e.ctx.command_path if e.ctx is not None else "clusterclip"
+            click.echo(f"error: {e.format_message()}; see `{command} --help`", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except SystemExit:
             raise
         except KeyboardInterrupt:
             click.echo("interrupted: rerun the same command to resume", err=True)
-            ctx.exit(130)
+            sys.exit(130)
         except Exception as e:  # noqa: BLE001 - reported as one line, traceback with --debug
-            ctx.exit(report_error(e))
+            sys.exit(report_error(e))
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def list_commands(self, ctx):
-        return [name for name in SUBCOMMANDS if self._load(name) is not None]
+        return list(SUBCOMMANDS)
 
     def get_command(self, ctx, name):
-        return self._load(name)
-
-    @staticmethod
-    def _load(name):
-        module = SUBCOMMANDS.get(name)
-        if module is None:
+        entry = SUBCOMMANDS.get(name)
+        if entry is None:
             return None
-        try:
-            return importlib.import_module(f"{__name__}.{module}").command
-        except ModuleNotFoundError as e:  # a subcommand not written yet
-            if e.name == f"{__name__}.{module}":
-                return None
-            raise
+        command = importlib.import_module(f"{__name__}.{entry[0]}").command
+        command.short_help = entry[1]
+        return command
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, summary) for name, (_, summary) in SUBCOMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -62,13 +80,17 @@ def cli():
     """Balanced data sampling for LLM training (ClusterClip, Shao et al. 2024).
 
     \b
-      clusterclip embed    CORPUS... --out EMB      documents -> embeddings
-      clusterclip cluster  EMB --out CL --k K       embeddings -> k-means clusters
-      clusterclip schedule EMB CL --out OUT         clusters -> ClusterClip order -> token shards
-      clusterclip inspect  OUT --sample I --decode  look inside the shards
+      clusterclip embed    CORPUS... --out EMB         documents -> embeddings
+      clusterclip merge    EMB-0 EMB-1 ... --out EMB   partitions of one embed job -> one directory
+      clusterclip cluster  EMB --out CL --k K          embeddings -> k-means clusters
+      clusterclip schedule EMB CL --out OUT --tokenizer T   clusters -> ClusterClip order -> token shards
+      clusterclip inspect  OUT --sample I --decode     look inside the shards
+      clusterclip verify   DIR                         check every file against its manifest
 
-    Every step writes a manifest.json, resumes when rerun after a crash and refuses
-    inputs that do not match. Options can come from --config FILE (TOML or YAML).
+    Every step writes a manifest.json with the size and sha256 of each file, builds its
+    output beside the old one and replaces it only when finished, resumes when rerun after
+    a crash, and refuses inputs that do not match what their producer recorded. Options
+    can come from --config FILE (TOML or YAML).
     """
 
 

@@ -1,11 +1,10 @@
-"""``clusterclip merge``: the shard directories of one sharded `embed` job → one embed directory."""
+"""``clusterclip merge``: the partition directories of one sharded `embed` job -> one embed directory."""
 
 from __future__ import annotations
 
 import click
 
-from ..embedding import merge_embeddings
-from .common import echo_summary, overwrite_option, step_command, wants_progress
+from .common import echo_summary, note, overwrite_option, step_command, wants_progress
 
 
 @click.command(name="merge")
@@ -15,22 +14,24 @@ from .common import echo_summary, overwrite_option, step_command, wants_progress
 @overwrite_option
 @step_command
 def command(parts, out, overwrite):
-    """Merge the outputs of `clusterclip embed --num-shards N --shard-index I` into one directory.
+    """Merge the outputs of `clusterclip embed --num-partitions N --partition-index I` into one directory.
 
     \b
     Example:
       clusterclip merge emb-0 emb-1 emb-2 emb-3 --out emb/
 
     The result is the same as embedding the corpus in one run: documents in input order,
-    doc_id dense from 0. Every shard must be given once; shards of other inputs or
-    settings are refused.
+    doc_id dense from 0. Every partition is verified (sizes and sha256) and must be given
+    once; partitions of other inputs or settings are refused, and together they must
+    account for every input row.
     """
-    result = merge_embeddings(list(parts), out, overwrite=overwrite, progress=wants_progress())
-    if result.state == "done":
-        echo_summary(f"merge: {out} is already done with these shards (nothing to do)")
+    from ..embed.merge import merge_embeddings
+
+    result = merge_embeddings(list(parts), out, overwrite=overwrite, progress=wants_progress(), log=note)
+    if result.already_done:
+        echo_summary(f"merge: {out} is already done with these partitions (nothing to do)")
         return
-    st = result["statistics"]
-    echo_summary(
-        f"merge: {st['n_docs']:,} docs from {st['merged_shards']} shards, dim {st['dim']}, "
-        f"{st['skipped_empty']:,} empty skipped in {result.elapsed:.1f} s -> {out}"
-    )
+    st = result.statistics
+    echo_summary(f"merge: {st['n_docs']:,} docs from {st['merged_partitions']} partitions, dim {st['dim']}, "
+                 f"{st['skipped_empty']:,} empty skipped, every one of {st['input_rows']:,} input rows accounted for, "
+                 f"in {result.seconds:.1f} s -> {out}")

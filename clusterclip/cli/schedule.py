@@ -2,53 +2,56 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
-from ..sampling import SAMPLERS
-from ..schedule import DEFAULT_SHARD_TOKENS, schedule_corpus
-from ..schedule_stats import format_statistics
-from .common import echo_summary, overwrite_option, step_command, wants_progress
+from ..schedule.sampling import SAMPLERS
+from ..schedule.settings import DEFAULT_MAX_REPEATS, DEFAULT_SHARD_TOKENS
+from .common import echo_summary, note, overwrite_option, rehash_option, step_command, wants_progress
+
 
 def _formats(ctx, param, value):
-    """``bin,parquet`` (or a list, from a config file) -> ``("bin", "parquet")``; checked by the library."""
-    if isinstance(value, (list, tuple)):
-        return tuple(value)
+    """``bin,parquet`` -> ``("bin", "parquet")``; checked by the settings."""
     return tuple(v.strip() for v in str(value).split(",") if v.strip())
+
+
+def _format_help() -> str:
+    from ..shards import FORMATS
+
+    return "Shard formats, comma-separated: " + ", ".join(FORMATS) + "."
 
 
 @click.command(name="schedule")
 @click.argument("emb", type=click.Path(file_okay=False))
 @click.argument("cl", type=click.Path(file_okay=False))
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output directory (order, shards, manifest).")
+@click.option("--tokenizer", type=str, default=None,
+              help="Required unless --dry-run: a tokenizer.json file, a local Hugging Face tokenizer directory, "
+                   "or a hub name.")
 @click.option("--sampler", type=click.Choice(SAMPLERS), default="clusterclip", show_default=True,
               help="clusterclip: clusters uniformly + repetition clip; uniform: no clip; random: per-epoch shuffle.")
-@click.option("--max-repeats", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--max-repeats", type=click.IntRange(min=1), default=DEFAULT_MAX_REPEATS, show_default=True,
               help="ClusterClip's clip: no document is used more than this many times.")
-@click.option("--alpha", type=float, default=0.0, show_default=True,
+@click.option("--alpha", type=click.FloatRange(-16, 16), default=0.0, show_default=True,
               help="Cluster weights ∝ size**alpha: 0 = uniform over clusters (the paper), 1 = by size.")
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Budget: EPOCHS × number of documents samples (default: 1 epoch).")
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Budget: exactly this many samples.")
 @click.option("--tokens", type=click.IntRange(min=1), default=None,
               help="Budget: stop at the first sample that brings the total to this many tokens (EOS included).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
-@click.option("--tokenizer", type=str, default=None,
-              help="tokenizer.json file, local Hugging Face tokenizer directory, or hub name.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
+              help="Seed of every random choice.")
 @click.option("--eos-token", type=str, default=None,
-              help="EOS token appended to every sample, when the tokenizer does not define one.")
-@click.option("--format", "formats", callback=_formats, default="bin", show_default=True,
-              help="Shard formats, comma-separated: bin (llm.c), megatron, mds (MosaicML), parquet.")
+              help="Token appended to every sample [default: the tokenizer's EOS].")
+@click.option("--format", "formats", callback=_formats, default="bin", show_default=True, help=_format_help())
 @click.option("--shard-tokens", type=click.IntRange(min=1), default=DEFAULT_SHARD_TOKENS, show_default=True,
-              help="About this many tokens per shard file.")
+              help="At most this many tokens per shard file.")
 @click.option("--dry-run", is_flag=True, help="Write the order and statistics only; no tokenizing, no shards.")
 @click.option("--allow-partial", is_flag=True,
               help="When the clip cannot meet the budget, write what is possible instead of failing.")
+@rehash_option
 @overwrite_option
 @step_command
-def command(emb, cl, out, sampler, max_repeats, alpha, epochs, samples, tokens, seed, tokenizer, eos_token,
-            formats, shard_tokens, dry_run, allow_partial, overwrite):
+def command(emb, cl, out, overwrite, **options):
     """Order the documents of EMB by the clusters of CL and write token shards in that order.
 
     \b
@@ -58,21 +61,18 @@ def command(emb, cl, out, sampler, max_repeats, alpha, epochs, samples, tokens, 
 
     The shards hold each sample's tokens followed by EOS, in exactly the order of
     order.parquet: a trainer that reads them sequentially trains on the ClusterClip order.
+    Texts are read back from the corpus files, whose content is checked against what
+    embed read.
     """
-    started = time.perf_counter()
-    manifest = schedule_corpus(
-        emb, cl, out, sampler=sampler, max_repeats=max_repeats, alpha=alpha, epochs=epochs,
-        samples=samples, tokens=tokens, seed=seed, tokenizer=tokenizer, eos_token=eos_token,
-        formats=formats, shard_tokens=shard_tokens, dry_run=dry_run, allow_partial=allow_partial,
-        overwrite=overwrite, progress=wants_progress(),
-    )
-    stats = manifest["statistics"]
-    if manifest.get("already_done"):
+    from ..schedule import ScheduleSettings, format_statistics, schedule_corpus
+
+    settings = ScheduleSettings.build(options)
+    result = schedule_corpus(emb, cl, out, settings, overwrite=overwrite, progress=wants_progress(), log=note)
+    if result.already_done:
         echo_summary(f"schedule: {out} is already done with these inputs and settings (nothing to do)")
         return
+    stats = result.statistics
     click.echo(format_statistics(stats))
-    what = "order only (dry run)" if dry_run else f"shards: {', '.join(formats)}"
-    echo_summary(
-        f"schedule: {stats['samples']} samples from {stats['unique_docs_used']} documents, "
-        f"{what} -> {out} in {time.perf_counter() - started:.1f}s"
-    )
+    what = "order only (dry run)" if settings.dry_run else f"shards: {', '.join(settings.formats)}"
+    echo_summary(f"schedule: {stats['samples']:,} samples from {stats['unique_docs_used']:,} documents, {what} "
+                 f"-> {out} in {result.seconds:.1f}s")

@@ -292,3 +292,23 @@ def read_sample(out_dir: str | os.PathLike, fmt: str, position: int, index: dict
     reader = {"bin": bin_fmt.read_sample, "megatron": megatron.read_sample, "mds": mds.read_sample,
               "parquet": parquet.read_sample}[fmt]
     return np.asarray(reader(Path(out_dir), rec, position - rec["first_sample"], index["eos_id"]), dtype=np.int64)
+
+
+def verify_shards(out_dir: str | os.PathLike) -> list[str]:
+    """One line per problem with the shards listed in ``shards.json`` (missing, size, sha256)."""
+    from ..artifacts.files import sha256_file
+
+    out = Path(out_dir)
+    problems = []
+    index = read_index(out)
+    records = [f for shards in index["shards"].values() for s in shards for f in s["files"]]
+    records += [f for files in (index.get("dataset_files") or {}).values() for f in files]
+    for rec in records:
+        p = out / rec["path"]
+        if not p.is_file():
+            problems.append(f"{p}: missing (listed in {out / INDEX_FILE})")
+        elif p.stat().st_size != rec["bytes"]:
+            problems.append(f"{p}: {p.stat().st_size} bytes, but {rec['bytes']} were recorded")
+        elif sha256_file(p) != rec["sha256"]:
+            problems.append(f"{p}: its sha256 differs from the one recorded in {out / INDEX_FILE}")
+    return problems

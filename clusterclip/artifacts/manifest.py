@@ -1,0 +1,145 @@
+"""``manifest.json``: what a step made, from what, with which settings, and the digest of every file.
+
+A manifest is written last, so a directory with one is complete. It carries a ``checksum`` of
+its own content (sha256 of the canonical JSON without that key): a hand-edited manifest is
+refused instead of being believed. Its ``outputs`` list every file of the directory with size
+and sha256; every consumer checks them (sizes always, digests of what it reads in full).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .. import __version__
+from ..errors import InputError, IntegrityError
+from .files import dumps_json, sha256_bytes, sha256_file
+
+MANIFEST = "manifest.json"
+TOOL = "clusterclip"
+MANIFEST_VERSION = 2
+STEPS = ("embed", "cluster", "schedule")
+
+
+def build_manifest(step: str, settings: dict, inputs: dict, outputs: list[dict], statistics: dict,
+                   accounting: dict | None = None, extra: dict | None = None) -> dict:
+    """A complete manifest with its ``checksum``. ``outputs``: ``file_record``s of every file."""
+    manifest = {
+        "tool": TOOL,
+        "manifest_version": MANIFEST_VERSION,
+        "version": __version__,
+        "step": step,
+        "settings": settings,
+        "inputs": inputs,
+        "outputs": sorted(outputs, key=lambda r: r["path"]),
+        "statistics": statistics,
+    }
+    if accounting is not None:
+        manifest["accounting"] = accounting
+    if extra:
+        manifest.update(extra)
+    manifest["checksum"] = _checksum(manifest)
+    return manifest
+
+
+def _checksum(manifest: dict) -> str:
+    return sha256_bytes(dumps_json({k: v for k, v in manifest.items() if k != "checksum"}).encode("utf-8"))
+
+
+def manifest_bytes(manifest: dict) -> bytes:
+    return dumps_json(manifest).encode("utf-8")
+
+
+def load_json(path: Path) -> dict | None:
+    """A JSON object from ``path``, or None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_ours(manifest: dict | None) -> bool:
+    """Whether a parsed ``manifest.json`` was written by clusterclip (any step)."""
+    return bool(manifest) and manifest.get("tool") == TOOL and manifest.get("step") in STEPS
+
+
+def read_manifest(directory: str | os.PathLike, step: str | None) -> dict:
+    """The manifest of a finished ``step`` directory (any step when None), checked; else one line saying why."""
+    from .output import PRIVATE_DIR
+
+    d = Path(directory)
+    what = f"`clusterclip {step}`" if step else "clusterclip"
+    if not d.exists():
+        raise InputError(f"{d}: no such directory; run {what} first to create it")
+    if not d.is_dir():
+        raise InputError(f"{d}: is a file, not a {what} output directory")
+    mp = d / MANIFEST
+    if not mp.exists():
+        if (d / PRIVATE_DIR).is_dir():
+            hint = "its run did not finish: rerun the same command to finish it"
+        else:
+            hint = f"it is not a {what} output directory"
+        raise InputError(f"{mp}: missing; {hint}")
+    try:
+        manifest = json.loads(mp.read_text("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"{mp}: not valid JSON ({type(e).__name__}); the directory is damaged: "
+                             f"rerun the step that made it") from None
+    if not isinstance(manifest, dict) or manifest.get("tool") != TOOL:
+        raise InputError(f"{mp}: not a clusterclip manifest; give a {what} output directory")
+    if step is not None and manifest.get("step") != step:
+        raise InputError(f"{d}: made by `clusterclip {manifest.get('step')}`, but a `clusterclip {step}` directory "
+                         f"is needed here")
+    if manifest.get("manifest_version") != MANIFEST_VERSION:
+        raise InputError(f"{mp}: written by clusterclip {manifest.get('version')} in an older layout; "
+                         f"rerun `clusterclip {manifest.get('step')}` with this version")
+    if manifest.get("checksum") != _checksum(manifest):
+        raise IntegrityError(f"{mp}: its checksum does not match its content (edited by hand or damaged); "
+                             f"rerun `clusterclip {manifest.get('step')}` to rebuild the directory")
+    return manifest
+
+
+def manifest_digest(directory: str | os.PathLike) -> str:
+    return sha256_file(Path(directory) / MANIFEST)
+
+
+def upstream_record(directory: str | os.PathLike, step: str) -> dict:
+    """How a downstream manifest names an upstream directory: step, path and manifest digest."""
+    return {"step": step, "path": str(Path(directory).resolve()), "manifest_sha256": manifest_digest(directory)}
+
+
+def outputs_of(manifest: dict) -> dict[str, dict]:
+    return {r["path"]: r for r in manifest.get("outputs") or []}
+
+
+def check_outputs(directory: str | os.PathLike, records: list[dict], *, full: bool,
+                  only: set[str] | None = None) -> list[str]:
+    """One line per file of ``records`` that is missing, of another size or (``full``) another sha256."""
+    d = Path(directory)
+    problems = []
+    for rec in records:
+        if only is not None and rec["path"] not in only:
+            continue
+        p = d / rec["path"]
+        try:
+            size = p.stat().st_size
+        except FileNotFoundError:
+            problems.append(f"{p}: missing (recorded in {d / MANIFEST})")
+            continue
+        if size != rec["bytes"]:
+            problems.append(f"{p}: {size} bytes, but {rec['bytes']} were recorded (truncated or replaced)")
+        elif full and sha256_file(p) != rec["sha256"]:
+            problems.append(f"{p}: its sha256 differs from the one recorded (damaged or replaced)")
+    return problems
+
+
+def require_outputs(directory: str | os.PathLike, manifest: dict, *, full: bool,
+                    only: set[str] | None = None) -> None:
+    """Raise :class:`IntegrityError` naming the first bad file (see :func:`check_outputs`)."""
+    problems = check_outputs(directory, manifest.get("outputs") or [], full=full, only=only)
+    if problems:
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise IntegrityError(f"{problems[0]}{more}; run `clusterclip verify {directory}`, then rerun "
+                             f"`clusterclip {manifest.get('step')}` to rebuild it")

@@ -1,0 +1,327 @@
+"""The one writer of a step's ``--out``: lock it, build beside the old output, replace it at the end.
+
+Layout of an output directory::
+
+    OUT/manifest.json, OUT/...      the finished output (complete when manifest.json is there)
+    OUT/.clusterclip/lock           advisory lock: one run per --out (released on exit or crash)
+    OUT/.clusterclip/build/         the run being built, files at their final relative paths,
+                                    plus job.json (the step, settings and inputs it is building)
+    OUT/.clusterclip/commit.json    only while a finished build replaces the old output
+
+Rules this module enforces for every step:
+
+- **nothing good is destroyed:** a run writes into ``build/``; the previous output stays
+  complete and readable until the new one is finished. Then the commit replaces it: the old
+  manifest goes first (the directory is "incomplete" for a moment), files are renamed into
+  place, files of the old output that the new one does not have are deleted, and the new
+  manifest comes last. A crash during the commit is rolled forward by the next run.
+- **only what we wrote:** the commit deletes only the files listed in the previous manifest,
+  never a directory it did not make, never an input, never through a symbolic link; a
+  directory that holds anything else and no clusterclip manifest is foreign and refused.
+- **one run at a time:** ``fcntl.flock`` on ``.clusterclip/lock``; a second run gets one line.
+- **a refused or failed run can be corrected and rerun:** a build of other settings is
+  discarded by the next run; a build of the same job is resumed.
+
+A finished output of the same job is "done" (after checking that every recorded file is there
+with its size); one of another job is refused unless ``overwrite``, naming what differs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..errors import BusyError, InputError, MismatchError
+from ..settings import differences
+from .files import check_inside, dumps_json, file_record, fsync_dir, write_bytes_atomic, write_json_atomic
+from .manifest import MANIFEST, _checksum, check_outputs, is_ours, load_json, manifest_bytes
+
+PRIVATE_DIR = ".clusterclip"
+LOCK_FILE = "lock"
+BUILD_DIR = "build"
+JOB_FILE = "job.json"
+COMMIT_FILE = "commit.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a run is: its step, settings record and inputs record (nothing time-dependent)."""
+
+    step: str
+    settings: dict
+    inputs: dict
+
+    def record(self) -> dict:
+        return {"step": self.step, "settings": self.settings, "inputs": self.inputs}
+
+    def key(self) -> str:
+        return dumps_json(self.record())
+
+    def same_as(self, record: dict | None) -> bool:
+        return bool(record) and dumps_json({k: record.get(k) for k in ("step", "settings", "inputs")}) == self.key()
+
+
+class OutputDir:
+    """A run's hold on ``--out`` (a context manager): see the module docstring.
+
+    After entering, :attr:`state` is ``"done"`` (the same job is finished there: :attr:`manifest`
+    holds its manifest), ``"resume"`` (an interrupted build of the same job is in :attr:`build`)
+    or ``"fresh"`` (an empty :attr:`build`). Write outputs under :attr:`build` and finish with
+    :meth:`commit`.
+    """
+
+    def __init__(self, out: str | os.PathLike, job: Job, *, overwrite: bool = False,
+                 inputs: tuple = (), log: Callable[[str], None] | None = None):
+        self.out = Path(os.path.abspath(out))
+        self.job = job
+        self.overwrite = overwrite
+        self.inputs = tuple(Path(p) for p in inputs)
+        self.log = log or (lambda message: None)
+        self.private = self.out / PRIVATE_DIR
+        self.build = self.private / BUILD_DIR
+        self.state: str | None = None
+        self.manifest: dict | None = None
+        self.previous: dict | None = None
+        self._lock_fd: int | None = None
+
+    # ------------------------------------------------------------------ entering
+    def __enter__(self) -> "OutputDir":
+        self._check_target()
+        self._lock()
+        try:
+            self._roll_forward()
+            self._decide()
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._unlock()
+
+    def _check_target(self) -> None:
+        out = self.out
+        if out.exists() and not out.is_dir():
+            raise InputError(f"{out}: is a file; give --out a directory path")
+        resolved = out.resolve()
+        for p in self.inputs:
+            if p.exists() and p.resolve() == resolved:
+                raise InputError(f"--out {out}: is also an input of this step; choose another --out")
+        if not out.exists():
+            return
+        private = os.path.lexists(self.private)
+        if private and (self.private.is_symlink() or not self.private.is_dir()):
+            raise InputError(f"{self.private}: is not clusterclip's own directory (a link or a file); remove it")
+        manifest_file = out / MANIFEST
+        if manifest_file.exists():
+            if not is_ours(load_json(manifest_file)) and not private:
+                raise MismatchError(
+                    f"{out}: holds a manifest.json that clusterclip did not write; choose another --out "
+                    f"(clusterclip never replaces a directory it did not make)")
+            return
+        if not private and any(out.iterdir()):
+            raise MismatchError(f"{out}: exists, is not empty and is not a clusterclip output directory; "
+                                f"choose another --out")
+
+    def _lock(self) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self.private.mkdir(exist_ok=True)
+        except PermissionError:
+            raise InputError(f"{self.out}: not writable; choose a --out you can write to") from None
+        except (NotADirectoryError, FileExistsError):
+            raise InputError(f"{self.out}: a part of this path is a file; give --out a directory path") from None
+        path = self.private / LOCK_FILE
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as e:
+            raise InputError(f"{path}: cannot open the lock file ({e.strerror}); check the permissions of --out") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise BusyError(f"{self.out}: another clusterclip run is writing it ({holder}); wait for it to end "
+                            f"or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}: clusterclip {self.job.step}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._lock_fd, 0)
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
+    def _decide(self) -> None:
+        previous = load_json(self.out / MANIFEST)
+        if previous is not None and (not is_ours(previous) or previous.get("checksum") != _checksum(previous)):
+            self.log(f"{self.out / MANIFEST}: damaged or edited; it will be replaced by this run")
+            previous = None
+        self.previous = previous
+        if previous is not None and self.job.same_as(previous):
+            problems = check_outputs(self.out, previous.get("outputs") or [], full=False)
+            if not problems:
+                self.state, self.manifest = "done", previous
+                self._discard_build_of_other_jobs()
+                return
+            self.log(f"{problems[0]}: the finished output is damaged; rebuilding it")
+        elif previous is not None and not self.overwrite:
+            self._refuse(previous)
+        job_record = load_json(self.build / JOB_FILE)
+        if self.build.is_dir() and self.job.same_as(job_record):
+            self.state = "resume"
+            return
+        self._reset_build()
+        self.state = "fresh"
+
+    def _refuse(self, previous: dict) -> None:
+        what = f"a finished `clusterclip {previous.get('step')}` run"
+        if previous.get("step") != self.job.step:
+            why = f"made by `clusterclip {previous.get('step')}`"
+        elif previous.get("settings") != self.job.settings:
+            why = "other settings: " + "; ".join(differences(previous.get("settings") or {}, self.job.settings))
+        else:
+            changed = differences(_flatten(previous.get("inputs") or {}), _flatten(self.job.inputs))
+            why = "other inputs: " + "; ".join(changed)
+        raise MismatchError(f"{self.out}: holds {what} with {why}; pass --overwrite to replace it "
+                            f"(the old output stays until the new one is finished), or choose another --out")
+
+    def _discard_build_of_other_jobs(self) -> None:
+        if self.build.is_dir() and not self.job.same_as(load_json(self.build / JOB_FILE)):
+            shutil.rmtree(self.build, ignore_errors=True)
+
+    def _reset_build(self) -> None:
+        if os.path.lexists(self.build):
+            if self.build.is_symlink() or not self.build.is_dir():
+                raise InputError(f"{self.build}: is not clusterclip's own directory; remove it")
+            shutil.rmtree(self.build)
+        self.build.mkdir()
+        write_json_atomic(self.build / JOB_FILE, self.job.record())
+
+    # ------------------------------------------------------------------ finishing
+    def records(self, names) -> list[dict]:
+        """``file_record``s (size, sha256) of files of the build, by relative path."""
+        return [file_record(self.build, n) for n in names]
+
+    def commit(self, manifest: dict) -> None:
+        """Replace the old output by the build: see the module docstring. ``manifest`` is written last."""
+        new = [r["path"] for r in manifest["outputs"]]
+        old = [r["path"] for r in (self.previous or {}).get("outputs") or []]
+        for rel in new:
+            target = check_inside(self.out, rel)
+            if target.is_dir() and not target.is_symlink():
+                raise InputError(f"{target}: is a directory where this run writes a file; move it away")
+            if not (self.build / rel).is_file():
+                raise InputError(f"{self.build / rel}: missing from the build (internal error)")
+        write_bytes_atomic(self.build / MANIFEST, manifest_bytes(manifest))
+        write_json_atomic(self.private / COMMIT_FILE, {"new": new, "old_only": sorted(set(old) - set(new))})
+        self._roll_forward()
+        self.manifest = manifest
+
+    def _roll_forward(self) -> None:
+        plan = load_json(self.private / COMMIT_FILE)
+        if plan is None:
+            with contextlib.suppress(FileNotFoundError):
+                (self.private / COMMIT_FILE).unlink()
+            return
+        out = self.out
+        if (self.build / MANIFEST).exists():
+            _unlink(out / MANIFEST)
+        for rel in plan.get("new") or []:
+            src = self.build / rel
+            if not src.exists():
+                continue  # moved before a crash
+            dest = check_inside(out, rel)
+            _make_parents(out, Path(rel).parent)
+            os.replace(src, dest)
+        for rel in plan.get("old_only") or []:
+            path = check_inside(out, rel)
+            _unlink(path)
+            _remove_empty_parents(out, Path(rel).parent)
+        if (self.build / MANIFEST).exists():
+            os.replace(self.build / MANIFEST, out / MANIFEST)
+        fsync_dir(out)
+        shutil.rmtree(self.build, ignore_errors=True)
+        (self.private / COMMIT_FILE).unlink()
+
+
+def _flatten(record, prefix: str = "") -> dict:
+    """``{"files[0].sha256": ..., "embed.manifest_sha256": ...}`` for naming what differs."""
+    out = {}
+    if isinstance(record, dict):
+        for k, v in record.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(record, list):
+        for i, v in enumerate(record):
+            out.update(_flatten(v, f"{prefix}[{i}]"))
+    else:
+        out[prefix] = record
+    return out
+
+
+def _unlink(path: Path) -> None:
+    """Remove a file or a link (never what a link points to, never a directory)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory where the old output had a file; move it away")
+    os.unlink(path)
+
+
+def _make_parents(root: Path, rel_dir: Path) -> None:
+    current = root
+    for part in rel_dir.parts:
+        current = current / part
+        try:
+            st = os.lstat(current)
+        except FileNotFoundError:
+            current.mkdir()
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{current}: is not a directory (a file or a link) where this run writes; move it away")
+
+
+def _remove_empty_parents(root: Path, rel_dir: Path) -> None:
+    parts = list(rel_dir.parts)
+    while parts:
+        path = root.joinpath(*parts)
+        try:
+            path.rmdir()  # only when empty
+        except OSError:
+            return
+        parts.pop()
+
+
+@dataclass
+class StepResult:
+    """What every step returns: its manifest, where, and how this call went (nothing of it is stored)."""
+
+    manifest: dict
+    out: Path
+    state: str  #: "done" (nothing to do), "resume" or "fresh"
+    seconds: float = 0.0
+    processed: int = 0  #: items this call processed (documents embedded, samples written, ...)
+    notes: tuple = ()
+
+    @property
+    def statistics(self) -> dict:
+        return self.manifest["statistics"]
+
+    @property
+    def settings(self) -> dict:
+        return self.manifest["settings"]
+
+    @property
+    def already_done(self) -> bool:
+        return self.state == "done"

@@ -1,0 +1,209 @@
+"""The ``cluster`` step: spherical k-means over the document embeddings (ClusterClip §1.1).
+
+1. draw a uniform random training sample (seeded) of at most ``max_train_points`` rows
+   (default ``256 * k``, faiss's ``max_points_per_centroid``);
+2. train spherical k-means on it (:mod:`.kmeans`: faiss, inner product, unit-norm centroids,
+   one run, greedy k-means++ start by default), on a GPU when faiss-gpu sees one;
+3. assign **every** document to its most similar centroid (:mod:`.assign`), reading the
+   memory-mapped embeddings in bounded chunks, so the corpus may be larger than RAM;
+4. write the outputs (:mod:`.directory`) and, last, ``manifest.json``.
+
+Determinism: the same embeddings, settings and seed give byte-identical outputs on the same
+machine with the same number of threads. faiss's multi-threaded BLAS can round differently
+with another thread count or CPU; the thread count is recorded in ``statistics.threads``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..artifacts import Job, OutputDir, StepResult, build_manifest, save_npy_atomic, sha256_file, write_json_atomic
+from ..embed.directory import EmbedDir
+from ..errors import InputError
+from .assign import assign, check_embeddings
+from .directory import CENTROIDS, ClusterDir, size_statistics, write_outputs
+from .kmeans import (
+    MIN_POINTS_PER_CENTROID,
+    POINTS_PER_CENTROID,
+    default_k2,
+    default_threads,
+    resolve_device,
+    train_spherical_kmeans_with_stats,
+)
+from .settings import ClusterSettings
+
+__all__ = ["ClusterDir", "ClusterSettings", "assign", "cluster_embeddings"]
+
+TRAIN_STATE = "train-state.json"
+
+
+def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None, *, overwrite: bool = False,
+                       progress: bool = True, log: Callable[[str], None] | None = None, **kwargs) -> StepResult:
+    """Cluster the embeddings of the ``embed`` directory ``emb_dir`` into ``out_dir``.
+
+    Settings come as a :class:`ClusterSettings` or as its fields in keyword arguments (``k=``
+    is required). A finished run of the same job is "done"; an interrupted one resumes (training
+    is skipped when its centroids were saved). ``levels=2`` adds a coarser level: the ``k``
+    centroids clustered again into ``k2`` (default about ``sqrt(k)``) groups; ``clusters.parquet``
+    then has a ``parent`` column. Documents keep their first-level cluster.
+    """
+    from ..embed import settings_from
+
+    t0 = time.perf_counter()
+    s = settings_from(settings, kwargs, ClusterSettings)
+    say = log or (lambda message: None)
+    emb = EmbedDir(emb_dir)
+    n = emb.n_docs
+    if s.k > n:
+        raise InputError(f"--k {s.k}: larger than the number of documents (N={n}) in {emb.path}; lower --k")
+    k2 = (s.k2 if s.k2 is not None else default_k2(s.k)) if s.levels == 2 else None
+    max_train_points = s.max_train_points if s.max_train_points is not None else POINTS_PER_CENTROID * s.k
+    train_points = min(max_train_points, n)
+    _check_training_memory(train_points, emb.dim)
+    device = resolve_device(s.device)
+    resolved = s.replace(device=device, max_train_points=max_train_points, k2=k2)
+    record = {**resolved.record(), "algorithm": "spherical k-means (faiss), inner product, 1 run"}
+    job = Job("cluster", record, {"embed": emb.record()})
+    with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path,), log=say) as run:
+        if run.state == "done":
+            return StepResult(run.manifest, run.out, "done", time.perf_counter() - t0)
+        import faiss
+
+        previous_threads = default_threads()
+        if s.threads is not None:
+            faiss.omp_set_num_threads(s.threads)
+        try:
+            manifest = _run(run, emb, resolved, record, train_points, device == "cuda", progress, say)
+        finally:
+            if s.threads is not None:
+                faiss.omp_set_num_threads(previous_threads)
+    return StepResult(manifest, run.out, run.state, time.perf_counter() - t0, n)
+
+
+def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_points: int, gpu: bool,
+         progress: bool, say) -> dict:
+    emb.verify(only=set(emb.parts))  # every embedding read is checked against what embed recorded
+    store = emb.store()
+    n, k = store.n, s.k
+    threads = 1 if gpu else default_threads()
+    build = run.build
+    trained = _load_train_state(build) if run.state == "resume" else None
+    if trained is not None:
+        centroids = trained.pop("centroids")
+        train_info = trained
+        say(f"cluster: resuming with the centroids trained by the interrupted run ({build / CENTROIDS})")
+    else:
+        t0 = time.perf_counter()
+        rows, x = _training_sample(store, train_points, s.seed)
+        check_embeddings(x, source=store, rows=rows)  # fail fast, before training
+        del rows
+        if train_points < MIN_POINTS_PER_CENTROID * k:
+            say(f"cluster: note: only {train_points / k:.1f} training points per cluster "
+                f"(faiss recommends >= {MIN_POINTS_PER_CENTROID}); consider a smaller --k")
+        say(f"cluster: training spherical k-means, k={k}, {s.iters} iterations on {train_points} of {n} documents "
+            f"(dim {store.dim}, {s.init} init, {'cuda' if gpu else f'cpu, {threads} threads'}) ...")
+        centroids, train_info = train_spherical_kmeans_with_stats(x, k, iters=s.iters, seed=s.seed, gpu=gpu,
+                                                                  init=s.init)
+        del x
+        save_npy_atomic(build / CENTROIDS, centroids)
+        write_json_atomic(build / TRAIN_STATE, {"centroids_sha256": sha256_file(build / CENTROIDS), **train_info})
+        obj = train_info["objective"][-1] if train_info["objective"] else float("nan")
+        say(f"cluster: trained in {time.perf_counter() - t0:.1f}s ({len(train_info['objective'])} iterations), "
+            f"mean training similarity {obj / train_points:.4f}")
+
+    labels, similarity = assign(store, centroids, chunk_rows=s.chunk_rows, gpu=gpu, check=True, progress=progress)
+    if len(labels) != n:  # accounting: every document gets a cluster
+        raise InputError(f"{emb.path}: assigned {len(labels)} of {n} documents; this is a bug: please report it")
+    level2 = None
+    if s.levels == 2:  # small (k x D): always on the CPU, deterministic
+        c2, info2 = train_spherical_kmeans_with_stats(centroids, s.k2, iters=s.iters, seed=s.seed, init=s.init)
+        parent, parent_sim = assign(centroids, c2, check=False)
+        level2 = {"centroids": c2, "parent": parent, "similarity": parent_sim, "info": info2}
+    names = write_outputs(build, centroids, labels, similarity, level2)
+    statistics = _statistics(centroids, labels, similarity, train_info, train_points, threads, level2)
+    accounting = {"documents": n, "assigned": int(len(labels)), "cluster_sizes_sum": int(np.bincount(labels).sum())}
+    manifest = build_manifest("cluster", record, {"embed": emb.record()}, run.records(names), statistics,
+                              accounting=accounting)
+    run.commit(manifest)
+    return manifest
+
+
+def _statistics(centroids, labels, similarity, train_info, train_points, threads, level2) -> dict:
+    k, n = len(centroids), len(labels)
+    sizes = np.bincount(labels, minlength=k).astype(np.int64)
+    empty = np.nonzero(sizes == 0)[0]
+    total = float(similarity.astype(np.float64).sum())
+    objective = train_info.get("objective") or []
+    statistics = {
+        "n_docs": n,
+        "k": k,
+        "dim": int(centroids.shape[1]),
+        "mean_similarity": round(total / n, 6),
+        "objective": round(total, 4),
+        "train_points": int(train_points),
+        "train_objective": round(objective[-1], 4) if objective else None,
+        "init_points": train_info.get("init_points"),
+        "train_mean_similarity": round(objective[-1] / train_points, 6) if objective else None,
+        "iterations": len(objective),
+        "empty_cluster_splits": train_info.get("splits", 0),
+        "empty_clusters": int(len(empty)),
+        "empty_cluster_ids": [int(c) for c in empty],
+        "empty_clusters_policy": "kept with size 0 and null mean_similarity",
+        "sizes": size_statistics(sizes),
+        "threads": threads,
+    }
+    if level2 is not None:
+        k2 = len(level2["centroids"])
+        docs_per_parent = np.bincount(level2["parent"], weights=sizes, minlength=k2).astype(np.int64)
+        statistics["level2"] = {
+            "k": k2,
+            "clusters_per_parent": size_statistics(np.bincount(level2["parent"], minlength=k2)),
+            "docs_per_parent": size_statistics(docs_per_parent),
+            "mean_centroid_similarity": round(float(level2["similarity"].astype(np.float64).mean()), 6),
+        }
+    return statistics
+
+
+def _training_sample(store, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``m`` rows drawn uniformly without replacement (seeded), in row order; all rows when ``m >= N``."""
+    n = store.n
+    if m >= n:
+        return np.arange(n, dtype=np.int64), store.read(0, n)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
+    return rows, store.take(rows)
+
+
+def _load_train_state(build: Path) -> dict | None:
+    """The centroids an interrupted run of the same job trained, when their digest still matches."""
+    state_path, cpath = build / TRAIN_STATE, build / CENTROIDS
+    if not (state_path.exists() and cpath.exists()):
+        return None
+    try:
+        state = json.loads(state_path.read_text("utf-8"))
+        if state.pop("centroids_sha256", None) != sha256_file(cpath):
+            return None
+        state["centroids"] = np.load(cpath, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return state
+
+
+def _check_training_memory(m: int, dim: int) -> None:
+    """Refuse a training sample that cannot fit in this machine's memory, with the fix."""
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    need = m * dim * 4
+    if need > 0.6 * ram:
+        fits = int(0.5 * ram // (dim * 4))
+        raise InputError(f"training on {m} documents of dimension {dim} needs about {need / 2**30:.1f} GiB of memory "
+                         f"but this machine has {ram / 2**30:.1f} GiB; pass --max-train-points {fits} or lower "
+                         f"(or a smaller --k)")

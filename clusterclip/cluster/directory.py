@@ -1,0 +1,142 @@
+"""The owner of a ``cluster`` directory: its layout, writing it, reading it back.
+
+Layout (SPEC §2)::
+
+    centroids.npy          float32 [K, D], unit norm
+    assignments.parquet    doc_id int64 (ascending, one row per document), cluster int32, similarity float32
+    clusters.parquet       cluster int32, size int64, mean_similarity float32 (null when empty)
+                           [, parent int32, parent_similarity float32 with levels=2]
+    centroids-level2.npy   with levels=2
+    manifest.json
+
+Clusters left without documents are kept (size 0), so cluster ids are the rows of ``centroids.npy``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import read_manifest, require_outputs, save_npy_atomic, upstream_record, write_parquet_atomic
+from ..errors import IntegrityError, MismatchError
+
+CENTROIDS = "centroids.npy"
+ASSIGNMENTS = "assignments.parquet"
+CLUSTERS = "clusters.parquet"
+CENTROIDS_L2 = "centroids-level2.npy"
+
+
+class ClusterDir:
+    """A finished ``cluster`` directory, checked on opening (manifest, file sizes)."""
+
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path, "cluster")
+        require_outputs(self.path, self.manifest, full=verify)
+        self.settings = self.manifest["settings"]
+        self.statistics = self.manifest["statistics"]
+        self.k = int(self.statistics["k"])
+        self.n_docs = int(self.statistics["n_docs"])
+        self._record = upstream_record(self.path, "cluster")
+
+    def record(self) -> dict:
+        return dict(self._record)
+
+    @property
+    def embed_record(self) -> dict:
+        return self.manifest["inputs"]["embed"]
+
+    def check_belongs_to(self, emb) -> None:
+        """Refuse an embed directory these clusters were not computed from."""
+        recorded = self.embed_record
+        if recorded.get("manifest_sha256") != emb.record()["manifest_sha256"]:
+            raise MismatchError(
+                f"{self.path}: was clustered from {recorded.get('path', 'another embed run')}, not from {emb.path} "
+                f"(its manifest digest differs); rerun `clusterclip cluster {emb.path} --out {self.path} --overwrite`")
+        if self.n_docs != emb.n_docs:
+            raise MismatchError(f"{self.path}: holds {self.n_docs} documents but {emb.path} {emb.n_docs}; "
+                                f"rerun `clusterclip cluster`")
+
+    def labels(self) -> np.ndarray:
+        """The cluster of every document (int64 ``[N]``), its digest and shape checked."""
+        import pyarrow.parquet as pq
+
+        require_outputs(self.path, self.manifest, full=True, only={ASSIGNMENTS})
+        path = self.path / ASSIGNMENTS
+        table = pq.read_table(path, columns=["doc_id", "cluster"])
+        doc_id = table.column("doc_id").to_numpy()
+        if len(doc_id) != self.n_docs or not np.array_equal(doc_id, np.arange(self.n_docs)):
+            raise IntegrityError(f"{path}: doc_id must be 0..{self.n_docs - 1} in order; rerun `clusterclip cluster`")
+        labels = table.column("cluster").to_numpy().astype(np.int64)
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.k):
+            raise IntegrityError(f"{path}: cluster ids outside 0..{self.k - 1}; rerun `clusterclip cluster`")
+        return labels
+
+    def centroids(self) -> np.ndarray:
+        require_outputs(self.path, self.manifest, full=True, only={CENTROIDS})
+        c = np.load(self.path / CENTROIDS, allow_pickle=False)
+        if c.shape[0] != self.k:
+            raise IntegrityError(f"{self.path / CENTROIDS}: {c.shape[0]} centroids but k={self.k}")
+        return c
+
+    def clusters_table(self):
+        import pyarrow.parquet as pq
+
+        require_outputs(self.path, self.manifest, full=True, only={CLUSTERS})
+        return pq.read_table(self.path / CLUSTERS)
+
+
+def write_outputs(build: Path, centroids: np.ndarray, labels: np.ndarray, similarity: np.ndarray,
+                  level2: dict | None = None) -> list[str]:
+    """Write every output file of a cluster directory into ``build``; return their names."""
+    import pyarrow as pa
+
+    k = len(centroids)
+    n = len(labels)
+    sizes = np.bincount(labels, minlength=k).astype(np.int64)
+    sim_sum = np.bincount(labels, weights=similarity.astype(np.float64), minlength=k)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_sim = (sim_sum / sizes).astype(np.float32)
+    save_npy_atomic(build / CENTROIDS, centroids)
+    write_parquet_atomic(build / ASSIGNMENTS, pa.table({
+        "doc_id": pa.array(np.arange(n, dtype=np.int64)),
+        "cluster": pa.array(labels),
+        "similarity": pa.array(similarity),
+    }), row_group_size=1 << 20)
+    columns = {
+        "cluster": pa.array(np.arange(k, dtype=np.int32)),
+        "size": pa.array(sizes),
+        "mean_similarity": pa.array(mean_sim, mask=sizes == 0),
+    }
+    names = [CENTROIDS, ASSIGNMENTS, CLUSTERS]
+    if level2 is not None:
+        columns["parent"] = pa.array(level2["parent"])
+        columns["parent_similarity"] = pa.array(level2["similarity"])
+        save_npy_atomic(build / CENTROIDS_L2, level2["centroids"])
+        names.append(CENTROIDS_L2)
+    write_parquet_atomic(build / CLUSTERS, pa.table(columns))
+    return names
+
+
+def gini(sizes: np.ndarray) -> float:
+    """Gini coefficient of the cluster sizes (0 = all equal, -> 1 = one cluster holds all)."""
+    s = np.sort(np.asarray(sizes, dtype=np.float64))
+    n, total = len(s), s.sum()
+    if n == 0 or total == 0:
+        return 0.0
+    return float((2.0 * np.sum(np.arange(1, n + 1) * s) / (n * total)) - (n + 1) / n)
+
+
+def size_statistics(sizes: np.ndarray) -> dict:
+    sizes = np.asarray(sizes, dtype=np.int64)
+    mean = float(sizes.mean())
+    return {
+        "min": int(sizes.min()),
+        "median": float(np.median(sizes)),
+        "mean": round(mean, 6),
+        "max": int(sizes.max()),
+        "cv": round(float(sizes.std() / mean), 6) if mean > 0 else 0.0,
+        "gini": round(gini(sizes), 6),
+    }

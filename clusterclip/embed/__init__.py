@@ -1,0 +1,137 @@
+"""The ``embed`` step: documents -> L2-normalised embeddings (ClusterClip §1.1).
+
+- :mod:`.settings` — :class:`EmbedSettings`, every option validated;
+- :mod:`.encoder` — the :class:`Encoder` interface, device and precision; backends :mod:`.hf`
+  (the default: Hugging Face model, masked mean pooling) and :mod:`.sentence_transformers`;
+- :mod:`.batching` — length-sorted token-budget batches and sequence packing (free functions);
+- :mod:`.pipeline` — the local engine: reader thread, windows, journaled parts;
+- :mod:`.directory` — :class:`EmbedDir` (reading a finished directory) and :class:`EmbedWriter`;
+- :mod:`.merge` — :func:`merge_embeddings`: the partitions of one job -> one directory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+from ..artifacts import Job, OutputDir, StepResult, build_manifest
+from ..artifacts.corpus import describe_files
+from ..artifacts.manifest import MANIFEST, is_ours, load_json
+from ..errors import InputError
+from ..readers import Partitioning, expand_inputs, reader_for
+from .directory import EmbedDir, EmbeddingStore, EmbedWriter
+from .encoder import DEFAULT_MODEL_NAME, Encoder, Prepared, make_encoder
+from .settings import EmbedSettings
+
+__all__ = ["DEFAULT_MODEL_NAME", "EmbedDir", "EmbedSettings", "EmbeddingStore", "Encoder", "Prepared",
+           "embed_corpus", "make_encoder", "merge_embeddings"]
+
+#: encoder settings a caller-supplied encoder must agree with (when set explicitly)
+_ENCODER_KEYS = ("model", "max_length", "long_docs", "device", "dtype", "batch_tokens", "batch_size", "packing",
+                 "compile")
+
+
+def settings_from(settings, kwargs: dict, cls):
+    """A settings object from ``settings`` or keyword arguments (not both)."""
+    if settings is not None and kwargs:
+        raise InputError(f"give either settings= or keyword settings ({', '.join(sorted(kwargs))}), not both")
+    if settings is None:
+        return cls.build(kwargs)
+    if not isinstance(settings, cls):
+        raise InputError(f"settings must be a {cls.__name__}, got {type(settings).__name__}")
+    return settings
+
+
+def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, overwrite: bool = False,
+                 progress: bool = True, encoder: Encoder | None = None, log: Callable[[str], None] | None = None,
+                 **kwargs) -> StepResult:
+    """Embed a corpus into ``out_dir`` (``docs.parquet``, ``embeddings-*.npy``, ``manifest.json``).
+
+    ``inputs``: files, directories or globs. Settings come as an :class:`EmbedSettings` or as its
+    fields in keyword arguments. A rerun of the same call after an interruption resumes after the
+    last finished part; after success it does nothing (``result.state == "done"``). ``encoder``
+    reuses a loaded encoder, which must agree with any encoder setting given explicitly.
+    """
+    t0 = time.perf_counter()
+    s = settings_from(settings, kwargs, EmbedSettings)
+    log = log or (lambda message: None)
+    out = Path(out_dir)
+    found = expand_inputs(inputs)
+    out_resolved = out.resolve()
+    files = [f for f in found.files if out_resolved not in f.parents]  # our own outputs are never inputs
+    if not files:
+        raise InputError(f"--out {out}: the inputs hold nothing but this output directory; give the corpus files")
+    if found.unsupported:
+        shown = ", ".join(str(p) for p in found.unsupported[:5])
+        more = f" and {len(found.unsupported) - 5} more" if len(found.unsupported) > 5 else ""
+        log(f"embed: note: skipped {len(found.unsupported)} file(s) of other types in the input directories: "
+            f"{shown}{more}")
+    readers = [reader_for(f) for f in files]
+    for r in readers:  # fail fast, before the model loads
+        r.check(s.text_column, s.id_column)
+    previous = load_json(out / MANIFEST)
+    known = None
+    if is_ours(previous) and previous.get("step") == "embed":
+        known = {"records": (previous.get("inputs") or {}).get("files"), "stat_cache": previous.get("corpus_stat")}
+    records, stat_cache = describe_files(files, known, rehash=s.rehash_inputs, progress=progress)
+    if encoder is None:
+        encoder = make_encoder(s)
+    else:
+        _check_encoder(encoder, s)
+    resolved = {**s.record(), **encoder.settings}
+    job = Job("embed", resolved, {"files": records})
+    input_dirs = [Path(os.fspath(i)) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
+    with OutputDir(out, job, overwrite=overwrite, inputs=tuple(p for p in input_dirs if p.is_dir()), log=log) as run:
+        if run.state == "done":
+            return StepResult(run.manifest, out, "done", time.perf_counter() - t0)
+        from .pipeline import run_local
+
+        writer = EmbedWriter(run.build, id_column=s.id_column, save_dtype=s.save_dtype)
+        kept = writer.resume() if run.state == "resume" else []
+        partition = Partitioning(s.num_partitions, s.partition_index, s.partition_block)
+        stats, embedded = run_local(readers, s, encoder, writer, partition, done_parts=len(kept), progress=progress)
+        where = str(files[0]) if len(files) == 1 else f"{len(files)} input files"
+        stats.check(where)
+        if not writer.journal:
+            if not s.partitioned or stats.rows == 0:
+                what = (f"all {stats.skipped_empty} documents are empty (whitespace only)" if stats.skipped_empty
+                        else "no documents")
+                raise InputError(f"{where}: {what}; check --text-column {s.text_column!r} and the input files")
+            writer.write_part(0, None, [], [], [], [], [], 0, dim=encoder.dim)  # a partition that owns no document
+        outputs, totals = writer.finish()
+        if s.limit is None and totals["n_docs"] != stats.documents:
+            raise InputError(f"{where}: accounting failed: {stats.documents} documents read but {totals['n_docs']} "
+                             f"embedded; nothing was written. This is a bug: please report it with the command")
+        statistics = {
+            "n_docs": totals["n_docs"],
+            "dim": totals["dim"] if totals["n_docs"] else encoder.dim,
+            "skipped_empty": stats.skipped_empty,
+            "tokens": totals["tokens"],
+            "truncated_docs": totals["truncated"],
+            "input_rows": stats.rows,
+            "parts": totals["parts"],
+            "part_rows": totals["part_rows"],
+        }
+        accounting = {**stats.record(), "complete": stats.complete, "limit": s.limit}
+        manifest = build_manifest("embed", resolved, {"files": records}, outputs, statistics,
+                                  accounting=accounting, extra={"corpus_stat": stat_cache})
+        run.commit(manifest)
+    return StepResult(manifest, out, run.state, time.perf_counter() - t0, embedded)
+
+
+def _check_encoder(encoder, s: EmbedSettings) -> None:
+    defaults = EmbedSettings()
+    have = encoder.settings
+    for key in _ENCODER_KEYS:
+        wanted = getattr(s, key)
+        if wanted != getattr(defaults, key) and key in have and have[key] != wanted:
+            raise InputError(f"embed_corpus: the encoder given runs {key}={have[key]!r} but the settings ask for "
+                             f"{wanted!r}; build the encoder from the same settings (make_encoder(settings))")
+
+
+def merge_embeddings(*args, **kwargs):
+    from .merge import merge_embeddings as merge
+
+    return merge(*args, **kwargs)

@@ -1,0 +1,486 @@
+"""The owner of an ``embed`` directory: its layout, its writer and its reader.
+
+Layout (SPEC §2)::
+
+    docs.parquet            doc_id int64 (0..N-1), source string, row int64, n_chars int64 [, the user's id column]
+    embeddings-00000.npy    float16/float32 [n, D], L2-normalised; in name order they align with docs.parquet
+    manifest.json           settings, inputs (corpus files by sha256), outputs (sizes, sha256), statistics, accounting
+
+:class:`EmbedWriter` builds one (in an :class:`~clusterclip.artifacts.OutputDir` build): parts
+of ``part_docs`` documents, each journaled with its digests so a resumed run re-checks what it
+keeps, then ``docs.parquet`` from the parts. :class:`EmbedDir` opens a finished one for the
+steps downstream: the manifest checked, every file size-checked, and on request the digests
+(:meth:`EmbedDir.verify`), the embeddings (:meth:`EmbedDir.store`) and the texts read back
+from the corpus after checking its content (:meth:`EmbedDir.texts`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..artifacts import (
+    atomic_path,
+    file_record,
+    read_manifest,
+    require_outputs,
+    save_npy_atomic,
+    upstream_record,
+    write_parquet_atomic,
+)
+from ..artifacts.corpus import verify_files
+from ..errors import InputError, IntegrityError, MismatchError
+
+DOCS_FILE = "docs.parquet"
+PARTS_DIR = ".parts"
+JOURNAL = "journal.jsonl"
+
+
+def part_name(k: int) -> str:
+    return f"embeddings-{k:05d}.npy"
+
+
+def docs_part_name(k: int) -> str:
+    return f"docs-{k:05d}.parquet"
+
+
+def is_part_name(name: str) -> bool:
+    return name.startswith("embeddings-") and name.endswith(".npy")
+
+
+# --------------------------------------------------------------------------- embeddings
+class EmbeddingStore:
+    """Read-only view of ``embeddings-*.npy`` parts as one ``[N, D]`` matrix (memory-mapped).
+
+    At most :attr:`MAX_OPEN` parts are mapped at a time (least recently used closed first), so
+    any number of parts stays within the open-file limit.
+    """
+
+    MAX_OPEN = 16
+
+    def __init__(self, files: list[Path], rows: list[int] | None = None):
+        self.files = [Path(f) for f in files]
+        if not self.files:
+            raise InputError("no embeddings-*.npy files; run `clusterclip embed` first")
+        shapes = []
+        for f in self.files:
+            shapes.append(_npy_shape(f))
+        dims = {s[1] for s in shapes if s[0]} or {shapes[0][1]}
+        if len(dims) != 1:
+            raise IntegrityError(f"{self.files[0].parent}: embeddings parts disagree on the dimension ({sorted(dims)}); "
+                                 f"rerun `clusterclip embed`")
+        self.dim = dims.pop()
+        self.part_rows = [s[0] for s in shapes]
+        if rows is not None and rows != self.part_rows:
+            raise IntegrityError(f"{self.files[0].parent}: the parts hold {self.part_rows} rows, not {rows}")
+        self.offsets = np.cumsum([0] + self.part_rows)
+        self.n = int(self.offsets[-1])
+        self._open: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n, self.dim)
+
+    def part(self, i: int) -> np.ndarray:
+        arr = self._open.get(i)
+        if arr is None:
+            try:
+                arr = np.load(self.files[i], mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError) as e:
+                raise IntegrityError(f"{self.files[i]}: unreadable embeddings part ({e}); rerun `clusterclip embed`") from None
+            self._open[i] = arr
+            while len(self._open) > self.MAX_OPEN:
+                self._open.popitem(last=False)
+        else:
+            self._open.move_to_end(i)
+        return arr
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` as a float32 array (copied from the memory maps)."""
+        out = np.empty((max(0, stop - start), self.dim), dtype=np.float32)
+        first = int(np.searchsorted(self.offsets, start, side="right") - 1)
+        pos = start
+        for i in range(max(first, 0), len(self.files)):
+            lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+            if lo >= stop:
+                break
+            a, b = max(pos, lo), min(stop, hi)
+            if a < b:
+                out[a - start : b - start] = self.part(i)[a - lo : b - lo]
+                pos = b
+        return out
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows at the given (any order) indices as float32."""
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        for i in np.unique(part):
+            sel = np.nonzero(part == i)[0]
+            out[sel] = self.part(int(i))[rows[sel] - self.offsets[i]]
+        return out
+
+    def location(self, row: int) -> str:
+        """``<part file>, row <r> (doc_id <row>)`` for error messages."""
+        part = int(np.searchsorted(self.offsets, row, side="right") - 1)
+        return f"{self.files[part]}, row {row - int(self.offsets[part])} (doc_id {row})"
+
+
+def _npy_shape(path: Path) -> tuple[int, int]:
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, _ = read[version](f)
+    except (OSError, ValueError) as e:
+        raise IntegrityError(f"{path}: not a NumPy array file ({e}); rerun `clusterclip embed`") from None
+    if len(shape) != 2:
+        raise IntegrityError(f"{path}: expected a 2-D [n, dim] array, got shape {shape}; rerun `clusterclip embed`")
+    return int(shape[0]), int(shape[1])
+
+
+# --------------------------------------------------------------------------- reading a finished directory
+class EmbedDir:
+    """A finished ``embed`` directory, checked on opening (manifest, file sizes, part shapes)."""
+
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path, "embed")
+        require_outputs(self.path, self.manifest, full=verify)
+        self.settings = self.manifest["settings"]
+        self.statistics = self.manifest["statistics"]
+        self.n_docs = int(self.statistics["n_docs"])
+        self.dim = int(self.statistics["dim"])
+        self.parts = sorted(r["path"] for r in self.manifest["outputs"] if is_part_name(r["path"]))
+        self._record = upstream_record(self.path, "embed")
+        self._store: EmbeddingStore | None = None
+        self._corpus_checked = False
+
+    @classmethod
+    def open(cls, path, *, verify: bool = False) -> "EmbedDir":
+        return cls(path, verify=verify)
+
+    def record(self) -> dict:
+        """How a downstream manifest names this directory (path and manifest digest)."""
+        return dict(self._record)
+
+    @property
+    def text_column(self) -> str:
+        return self.settings["text_column"]
+
+    @property
+    def id_column(self) -> str | None:
+        return self.settings.get("id_column")
+
+    @property
+    def corpus_files(self) -> list[dict]:
+        return self.manifest["inputs"]["files"]
+
+    # ------------------------------------------------------------------ embeddings
+    def store(self) -> EmbeddingStore:
+        if self._store is None:
+            rows = self.statistics.get("part_rows")
+            self._store = EmbeddingStore([self.path / p for p in self.parts], rows)
+            if self._store.n != self.n_docs or (self._store.n and self._store.dim != self.dim):
+                raise IntegrityError(f"{self.path}: the embeddings hold {self._store.n} x {self._store.dim} values but "
+                                     f"the manifest says {self.n_docs} x {self.dim}; rerun `clusterclip embed`")
+        return self._store
+
+    def verify(self, only: set[str] | None = None) -> None:
+        """Check the sha256 of every file (or of ``only``) against the manifest."""
+        require_outputs(self.path, self.manifest, full=True, only=only)
+
+    # ------------------------------------------------------------------ documents
+    def docs_file(self) -> Path:
+        return self.path / DOCS_FILE
+
+    def iter_docs(self, columns: list[str], batch_rows: int = 65536) -> Iterator:
+        """Record batches of ``docs.parquet`` (its digest checked first)."""
+        import pyarrow.parquet as pq
+
+        self.verify({DOCS_FILE})
+        pf = pq.ParquetFile(self.docs_file())
+        if pf.metadata.num_rows != self.n_docs:
+            raise IntegrityError(f"{self.docs_file()}: {pf.metadata.num_rows} rows but {self.n_docs} documents "
+                                 f"recorded; rerun `clusterclip embed`")
+        yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
+
+    def check_corpus(self, *, rehash: bool = False, progress: bool = False) -> None:
+        """Raise when a corpus file vanished or its content changed since ``embed`` read it."""
+        if not self._corpus_checked or rehash:
+            verify_files(self.corpus_files, self.manifest.get("corpus_stat"), step="embed", rehash=rehash,
+                         progress=progress)
+            self._corpus_checked = True
+
+    def texts(self, doc_ids, *, rehash: bool = False, progress: bool = False) -> Iterator[tuple[int, str]]:
+        """``(doc_id, text)`` for ascending ``doc_ids``, read back from the corpus (content checked first).
+
+        Memory stays bounded: ``docs.parquet`` is read in batches and each corpus file forward once.
+        """
+        from ..readers import reader_for
+
+        ids = np.asarray(doc_ids, dtype=np.int64).ravel()
+        if ids.size == 0:
+            return
+        if ids.size > 1 and np.any(np.diff(ids) <= 0):
+            raise ValueError("doc_ids must be strictly ascending")
+        if ids[0] < 0 or ids[-1] >= self.n_docs:
+            bad = int(ids[0] if ids[0] < 0 else ids[-1])
+            raise MismatchError(f"{self.path}: doc_id {bad} is out of range (0..{self.n_docs - 1}); the downstream "
+                                f"directory does not belong to this embed directory")
+        self.check_corpus(rehash=rehash, progress=progress)
+        text_column = self.text_column
+        k, start = 0, 0
+        current_source, cursor = None, None
+        for batch in self.iter_docs(["source", "row"]):
+            stop = start + batch.num_rows
+            hi = int(np.searchsorted(ids, stop, side="left"))
+            if hi > k:
+                sources = batch.column(0)
+                rows = batch.column(1).to_numpy()
+                for doc_id in ids[k:hi]:
+                    j = int(doc_id) - start
+                    src = sources[j].as_py()
+                    if src != current_source:  # documents of one source are contiguous in doc order
+                        cursor = _RowCursor(reader_for(src), text_column)
+                        current_source = src
+                    yield int(doc_id), cursor.get(int(rows[j]))
+                k = hi
+            start = stop
+            if k >= ids.size:
+                return
+
+
+class _RowCursor:
+    """Forward-only access to one corpus file's texts by ascending row (a row may repeat)."""
+
+    def __init__(self, reader, text_column: str):
+        self.reader, self.text_column = reader, text_column
+        self._pending: list[int] = []
+        self._iter = None
+        self.last_row, self.last_text = -1, None
+
+    def get(self, row: int) -> str:
+        if row == self.last_row:
+            return self.last_text
+        if row < self.last_row:
+            raise ValueError(f"rows must ascend (got {row} after {self.last_row})")
+        if self._iter is None:
+            self._rows = _Feed()
+            self._iter = self.reader.texts(self._rows, self.text_column)
+        self._rows.next_row = row
+        got_row, text = next(self._iter)
+        self.last_row, self.last_text = got_row, text
+        return text
+
+
+class _Feed:
+    """An endless iterator of rows whose next value is set just before it is pulled."""
+
+    next_row: int = -1
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> int:
+        return self.next_row
+
+
+# --------------------------------------------------------------------------- writing
+class EmbedWriter:
+    """Writes an embed directory into a build directory: journaled parts, then ``docs.parquet``."""
+
+    def __init__(self, build: Path, *, id_column: str | None, save_dtype: str):
+        self.build = Path(build)
+        self.parts_dir = self.build / PARTS_DIR
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        self.id_column = id_column
+        self.save_dtype = save_dtype
+        self.journal: list[dict] = []
+
+    # ------------------------------------------------------------------ resume
+    def resume(self) -> list[dict]:
+        """Keep the parts a killed run finished whose files still match their journaled digests.
+
+        Everything after the first missing or mismatching part is deleted. Returns the kept entries.
+        """
+        from ..artifacts import sha256_file
+
+        kept: list[dict] = []
+        path = self.parts_dir / JOURNAL
+        entries = []
+        if path.exists():
+            for line in path.read_text("utf-8").splitlines():
+                try:
+                    entries.append(json.loads(line))
+                except ValueError:
+                    break  # a torn last line
+        for k, e in enumerate(entries):
+            emb, docs = self.build / part_name(k), self.parts_dir / docs_part_name(k)
+            if (e.get("part") != k or not emb.is_file() or not docs.is_file()
+                    or sha256_file(emb) != e["embeddings_sha256"] or sha256_file(docs) != e["docs_sha256"]):
+                break
+            kept.append(e)
+        self.journal = kept
+        keep = {part_name(k) for k in range(len(kept))} | {docs_part_name(k) for k in range(len(kept))}
+        for p in list(self.build.glob("embeddings-*.npy")) + list(self.parts_dir.glob("docs-*.parquet")):
+            if p.name not in keep:
+                p.unlink()
+        for p in list(self.build.glob(".*.tmp")) + list(self.parts_dir.glob(".*.tmp")):
+            p.unlink(missing_ok=True)
+        (self.build / DOCS_FILE).unlink(missing_ok=True)
+        self._rewrite_journal()
+        return kept
+
+    def _rewrite_journal(self) -> None:
+        from ..artifacts import write_bytes_atomic
+
+        text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in self.journal)
+        write_bytes_atomic(self.parts_dir / JOURNAL, text.encode("utf-8"))
+
+    # ------------------------------------------------------------------ parts
+    def write_part(self, k: int, embeddings: np.ndarray, sources, rows, n_chars, n_tokens, user_ids,
+                   truncated: int = 0, dim: int | None = None) -> dict:
+        """Write part ``k`` (embeddings + its docs rows) and journal it; returns the journal entry."""
+        from ..artifacts import sha256_file
+
+        if k != len(self.journal):
+            raise RuntimeError(f"internal error: part {k} written after {len(self.journal)} parts")
+        if embeddings is None or len(embeddings) == 0:
+            embeddings = np.zeros((0, dim or 0), dtype=np.float32)
+        save_npy_atomic(self.build / part_name(k), np.ascontiguousarray(embeddings.astype(self.save_dtype)))
+        _write_docs_part(self.parts_dir / docs_part_name(k), sources, rows, n_chars, n_tokens, user_ids,
+                         self.id_column)
+        entry = {"part": k, "docs": int(len(embeddings)), "tokens": int(np.sum(n_tokens)) if len(n_tokens) else 0,
+                 "truncated": int(truncated), "embeddings_sha256": sha256_file(self.build / part_name(k)),
+                 "docs_sha256": sha256_file(self.parts_dir / docs_part_name(k))}
+        self.journal.append(entry)
+        with open(self.parts_dir / JOURNAL, "a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        return entry
+
+    def finish(self) -> tuple[list[dict], dict]:
+        """Assemble ``docs.parquet``; return (file records of every output, totals)."""
+        import pyarrow.parquet as pq
+
+        n_parts = len(self.journal)
+        paths = [self.parts_dir / docs_part_name(k) for k in range(n_parts)]
+        id_type = None
+        if self.id_column is not None:
+            id_type = common_id_type([pq.read_schema(p).field(self.id_column).type for p in paths])
+        writer = DocsWriter(self.build / DOCS_FILE, docs_schema(self.id_column, id_type))
+        dim = 0
+        ok = False
+        try:
+            for k, p in enumerate(paths):
+                t = pq.read_table(p)
+                shape = _npy_shape(self.build / part_name(k))
+                if shape[0] != t.num_rows:
+                    raise IntegrityError(f"{self.build / part_name(k)}: holds {shape[0]} rows but its docs part "
+                                         f"{t.num_rows}; rerun with --overwrite")
+                dim = max(dim, shape[1])
+                writer.write(t.column("source").combine_chunks(), t.column("row").to_numpy(),
+                             t.column("n_chars").to_numpy(),
+                             t.column(self.id_column).combine_chunks() if self.id_column is not None else None)
+            ok = True
+        finally:
+            writer.close(ok)
+        records = [{"path": part_name(k), "bytes": (self.build / part_name(k)).stat().st_size,
+                    "sha256": e["embeddings_sha256"]} for k, e in enumerate(self.journal)]
+        records.append(file_record(self.build, DOCS_FILE))
+        totals = {"n_docs": writer.doc_id, "dim": dim, "tokens": sum(e["tokens"] for e in self.journal),
+                  "truncated": sum(e["truncated"] for e in self.journal), "parts": n_parts,
+                  "part_rows": [e["docs"] for e in self.journal]}
+        return records, totals
+
+
+def _user_id_array(values: list):
+    import pyarrow as pa
+
+    try:
+        return pa.array(values)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError):
+        return pa.array([None if v is None else str(v) for v in values], type=pa.string())
+
+
+def _write_docs_part(path: Path, sources, rows, n_chars, n_tokens, user_ids, id_column) -> None:
+    import pyarrow as pa
+
+    cols = {
+        "source": sources if isinstance(sources, pa.Array) else pa.array(sources, type=pa.string()),
+        "row": pa.array(rows, type=pa.int64()),
+        "n_chars": pa.array(n_chars, type=pa.int64()),
+        "n_tokens": pa.array(n_tokens, type=pa.int64()),
+    }
+    if id_column is not None:
+        cols[id_column] = user_ids if isinstance(user_ids, pa.Array) else _user_id_array(list(user_ids))
+    write_parquet_atomic(path, pa.table(cols))
+
+
+def common_id_type(types: list):
+    """One Arrow type for the user's id column across parts: the shared one, else string."""
+    import pyarrow as pa
+
+    real = [t for t in types if not pa.types.is_null(t)]
+    if not real:
+        return pa.null() if types else pa.string()
+    first = real[0]
+    if all(t == first for t in real):
+        return first
+    return pa.string()
+
+
+def docs_schema(id_column: str | None, id_type=None):
+    import pyarrow as pa
+
+    fields = [("doc_id", pa.int64()), ("source", pa.string()), ("row", pa.int64()), ("n_chars", pa.int64())]
+    if id_column is not None:
+        fields.append((id_column, id_type if id_type is not None else pa.string()))
+    return pa.schema(fields)
+
+
+class DocsWriter:
+    """Write ``docs.parquet`` in slices (one row group per slice), atomically; byte-stable."""
+
+    def __init__(self, path: Path, schema):
+        import pyarrow.parquet as pq
+
+        self.schema = schema
+        self._ctx = atomic_path(path)
+        tmp = self._ctx.__enter__()
+        self._writer = pq.ParquetWriter(tmp, schema, compression="zstd")
+        self.doc_id = 0
+
+    def write(self, sources, rows, n_chars, user_ids=None) -> None:
+        import pyarrow as pa
+
+        n = len(rows)
+        cols = [
+            pa.array(np.arange(self.doc_id, self.doc_id + n, dtype=np.int64)),
+            pa.array(sources, type=pa.string()) if not isinstance(sources, pa.Array) else sources.cast(pa.string()),
+            pa.array(rows, type=pa.int64()),
+            pa.array(n_chars, type=pa.int64()),
+        ]
+        if len(self.schema) == 5:
+            cols.append(user_ids.cast(self.schema.field(4).type))
+        self._writer.write_table(pa.Table.from_arrays(cols, schema=self.schema), row_group_size=max(n, 1))
+        self.doc_id += n
+
+    def close(self, ok: bool = True) -> None:
+        self._writer.close()
+        if ok:
+            self._ctx.__exit__(None, None, None)
+        else:
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)

@@ -1,0 +1,167 @@
+"""The ``schedule`` step: the ClusterClip order over the clusters, then token shards in that order.
+
+1. check that the ``embed`` and ``cluster`` directories belong together (:class:`ClusterDir`);
+2. plan the order with :func:`.sampling.plan_schedule` (pure, vectorised), before ``--out`` is touched
+   (a token budget first needs every document's length, so it is planned after tokenizing);
+3. write ``order.parquet`` and the statistics of SPEC §1.3 (:mod:`.stats`);
+4. unless a dry run: tokenize each used document once (:mod:`clusterclip.token_store`) from the
+   corpus (its content checked against what ``embed`` read) and write the shards in the order
+   (:func:`clusterclip.shards.write_shards`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from typing import Callable
+
+import numpy as np
+
+from ..artifacts import Job, OutputDir, StepResult, build_manifest, file_record
+from ..cluster.directory import ClusterDir
+from ..embed.directory import EmbedDir
+from ..errors import InputError
+from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, ScheduleDir, write_order
+from .sampling import SAMPLERS, BudgetError, Schedule, plan_schedule
+from .settings import DEFAULT_SHARD_TOKENS, ScheduleSettings
+from .stats import format_statistics, schedule_statistics
+
+__all__ = ["DEFAULT_SHARD_TOKENS", "SAMPLERS", "ScheduleDir", "ScheduleSettings", "Schedule", "format_statistics",
+           "plan_schedule", "schedule_corpus", "schedule_statistics"]
+
+#: bytes of memory per planned sample (doc_id int64, cluster int32, repeat int32, plus working copies)
+_BYTES_PER_SAMPLE = 40
+
+
+def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None = None, *, overwrite: bool = False,
+                    progress: bool = True, log: Callable[[str], None] | None = None, **kwargs) -> StepResult:
+    """Plan the training order of the documents of ``emb_dir`` by the clusters of ``cl_dir``; write it,
+    the shards (unless a dry run) and ``manifest.json`` into ``out_dir``.
+
+    Settings come as a :class:`ScheduleSettings` or as its fields in keyword arguments.
+    """
+    from ..embed import settings_from
+
+    t0 = time.perf_counter()
+    s = settings_from(settings, kwargs, ScheduleSettings)
+    say = log or (lambda message: None)
+    emb = EmbedDir(emb_dir)
+    cl = ClusterDir(cl_dir)
+    cl.check_belongs_to(emb)
+    labels = cl.labels()
+    n_docs = len(labels)
+    _check_budget_size(s, n_docs)
+
+    tok = None
+    if s.tokenizer:
+        from ..tokenization import load_tokenizer
+
+        tok = load_tokenizer(s.tokenizer, eos_token=s.eos_token)
+    record = {**s.record(), "tokenizer_digest": tok.describe() if tok else None, "eos_id": tok.eos_id if tok else None}
+    schedule = None
+    if s.tokens is None:  # plan before anything in --out is touched: a budget error changes nothing
+        schedule = _plan(labels, s, None)
+    job = Job("schedule", record, {"embed": emb.record(), "cluster": cl.record()})
+    with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path, cl.path), log=say) as run:
+        if run.state == "done":
+            return StepResult(run.manifest, run.out, "done", time.perf_counter() - t0)
+        build = run.build
+        work = build / WORK_DIR
+        work.mkdir(exist_ok=True)
+        store = None
+        lengths = None
+        if s.tokens is not None:  # a token budget needs every document's length before planning
+            store = _tokenize(emb, np.arange(n_docs), n_docs, tok, work, s, progress)
+            lengths = store.lengths.astype(np.int64) + 1  # + EOS
+            schedule = _plan(labels, s, lengths)
+        write_order(build / ORDER_FILE, schedule)
+        names = [ORDER_FILE]
+        shard_records: list[dict] = []
+        index = None
+        if not s.dry_run:
+            from ..shards import write_shards
+
+            if store is None:
+                store = _tokenize(emb, np.unique(schedule.doc_id), n_docs, tok, work, s, progress)
+            lengths = store.lengths.astype(np.int64) + 1
+            index = write_shards(schedule.doc_id, schedule.cluster, schedule.repeat, store, build,
+                                 formats=s.formats, shard_tokens=s.shard_tokens, eos_id=tok.eos_id,
+                                 vocab_size=tok.vocab_size, progress=progress, resume=(run.state == "resume"))
+            _check_shard_accounting(index, schedule, lengths)
+            names.append(INDEX_FILE)
+            for fmt_shards in index["shards"].values():
+                for shard in fmt_shards:
+                    shard_records.extend(shard["files"])
+            for files in (index.get("dataset_files") or {}).values():
+                shard_records.extend(files)
+        stats = schedule_statistics(schedule, n_docs=n_docs, n_clusters=cl.k, lengths=lengths, labels=labels,
+                                    max_repeats=s.max_repeats if s.sampler == "clusterclip" else None)
+        if index is not None:
+            stats["shards"] = {fmt: len(v) for fmt, v in index["shards"].items()}
+        shutil.rmtree(work, ignore_errors=True)
+        outputs = [file_record(build, n) for n in names] + _shard_file_records(shard_records)
+        accounting = {"samples": len(schedule), "order_rows": len(schedule),
+                      "shard_samples": {f: sum(x["samples"] for x in v) for f, v in index["shards"].items()}
+                      if index else None}
+        manifest = build_manifest("schedule", record, job.inputs, outputs, stats, accounting=accounting)
+        run.commit(manifest)
+    return StepResult(manifest, run.out, run.state, time.perf_counter() - t0, len(schedule))
+
+
+def _shard_file_records(records: list[dict]) -> list[dict]:
+    return [{"path": r["path"], "bytes": r["bytes"], "sha256": r["sha256"]} for r in records]
+
+
+def _check_budget_size(s: ScheduleSettings, n_docs: int) -> None:
+    """Refuse a budget that plans no sample, or more samples than this machine can hold, in one line."""
+    if s.samples is not None:
+        n, flag = s.samples, f"--samples {s.samples}"
+    elif s.epochs is not None or s.tokens is None:
+        epochs = 1.0 if s.epochs is None else s.epochs
+        n, flag = int(np.floor(epochs * n_docs + 0.5)), f"--epochs {epochs:g}"
+        if n == 0:
+            raise InputError(f"{flag}: gives 0 samples for {n_docs} documents; use at least --epochs {1 / n_docs:.3g} "
+                             f"(or --samples 1)")
+    else:
+        return
+    if s.sampler == "clusterclip" and not s.allow_partial and n > s.max_repeats * n_docs:
+        return  # plan_schedule explains what the clip allows
+    need = n * _BYTES_PER_SAMPLE
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > 0.8 * ram:
+        raise InputError(f"{flag}: {n:,} samples need about {need / 2**30:,.0f} GiB of memory to plan, but this machine "
+                         f"has {ram / 2**30:.0f} GiB; lower the budget")
+
+
+def _plan(labels: np.ndarray, s: ScheduleSettings, lengths) -> Schedule:
+    try:
+        return plan_schedule(labels, sampler=s.sampler, max_repeats=s.max_repeats, alpha=s.alpha, samples=s.samples,
+                             tokens=s.tokens, epochs=s.epochs, lengths=lengths, seed=s.seed,
+                             allow_partial=s.allow_partial)
+    except BudgetError as e:
+        raise InputError(f"{e}; or pass --allow-partial to write what is possible") from None
+    except ValueError as e:  # a budget the corpus cannot reach (no documents or no tokens)
+        raise InputError(f"budget: {e}; check the budget options") from None
+
+
+def _tokenize(emb: EmbedDir, doc_ids, n_docs: int, tok, work, s: ScheduleSettings, progress: bool):
+    from ..token_store import build_token_store
+
+    texts = emb.texts(doc_ids, rehash=s.rehash_inputs, progress=progress)
+    return build_token_store(texts, n_docs, tok, work / "tokens", progress=progress, total=len(doc_ids))
+
+
+def _check_shard_accounting(index: dict, schedule: Schedule, lengths: np.ndarray) -> None:
+    """The shards hold exactly the order's samples, in every format (else an error, never a summary)."""
+    n = len(schedule)
+    tokens = int(lengths[schedule.doc_id].sum()) if n else 0
+    for fmt, shards in index["shards"].items():
+        samples = sum(x["samples"] for x in shards)
+        held = sum(x["tokens"] for x in shards)
+        if samples != n or held != tokens:
+            raise InputError(f"{fmt} shards: hold {samples} samples / {held} tokens but the order has {n} / {tokens}; "
+                             f"nothing was replaced. This is a bug: please report it with the command")

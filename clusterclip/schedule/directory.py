@@ -1,0 +1,85 @@
+"""The owner of a ``schedule`` directory: its layout and reading it back.
+
+Layout (SPEC §2, §3)::
+
+    order.parquet       position int64, doc_id int64, cluster int32, repeat int32: the training order
+    shards.json         every shard of every format: files (bytes, sha256), tokens, samples, first position
+    bin/ megatron/ ...  the shards, one sub-directory per format (see :mod:`clusterclip.shards`)
+    manifest.json       settings, inputs, every output file with its sha256, statistics, accounting
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts import read_manifest, require_outputs, write_parquet_atomic
+from ..errors import InputError, IntegrityError
+
+ORDER_FILE = "order.parquet"
+INDEX_FILE = "shards.json"
+WORK_DIR = ".work"  # scratch space of a running schedule inside its build (token store)
+
+
+def write_order(path: Path, schedule) -> None:
+    """``order.parquet``: one row per sample (position, doc_id, cluster, repeat), atomically."""
+    import pyarrow as pa
+
+    table = pa.table({
+        "position": pa.array(np.arange(len(schedule), dtype=np.int64)),
+        "doc_id": pa.array(schedule.doc_id.astype(np.int64, copy=False)),
+        "cluster": pa.array(schedule.cluster.astype(np.int32, copy=False)),
+        "repeat": pa.array(schedule.repeat.astype(np.int32, copy=False)),
+    })
+    write_parquet_atomic(path, table, row_group_size=1 << 20)
+
+
+class ScheduleDir:
+    """A finished ``schedule`` directory, checked on opening (manifest, file sizes)."""
+
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path, "schedule")
+        require_outputs(self.path, self.manifest, full=verify)
+        self.settings = self.manifest["settings"]
+        self.statistics = self.manifest["statistics"]
+        self.n_samples = int(self.statistics["samples"])
+
+    @property
+    def dry_run(self) -> bool:
+        return bool(self.settings.get("dry_run"))
+
+    def order_file(self) -> Path:
+        require_outputs(self.path, self.manifest, full=True, only={ORDER_FILE})
+        return self.path / ORDER_FILE
+
+    def order_row(self, position: int) -> dict:
+        """``doc_id``, ``cluster`` and ``repeat`` at ``position`` (one row group read)."""
+        import pyarrow.parquet as pq
+
+        path = self.order_file()
+        pf = pq.ParquetFile(path)
+        n = pf.metadata.num_rows
+        if n != self.n_samples:
+            raise IntegrityError(f"{path}: {n} rows but the manifest records {self.n_samples} samples")
+        if not 0 <= position < n:
+            raise InputError(f"--sample {position}: out of range; {path} has positions 0..{n - 1}")
+        start = 0
+        for g in range(pf.num_row_groups):
+            rows = pf.metadata.row_group(g).num_rows
+            if position < start + rows:
+                t = pf.read_row_group(g, columns=["doc_id", "cluster", "repeat"])
+                i = position - start
+                return {c: int(t.column(c)[i].as_py()) for c in ("doc_id", "cluster", "repeat")}
+            start += rows
+        raise InputError(f"--sample {position}: not found in {path}")  # pragma: no cover
+
+    def shards_index(self) -> dict:
+        if self.dry_run:
+            raise InputError(f"{self.path}: a dry run (order only, no shards); rerun `clusterclip schedule` without "
+                             f"--dry-run to write shards")
+        require_outputs(self.path, self.manifest, full=True, only={INDEX_FILE})
+        return json.loads((self.path / INDEX_FILE).read_text("utf-8"))

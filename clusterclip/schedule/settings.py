@@ -1,0 +1,68 @@
+"""Settings of the ``schedule`` step (see ``clusterclip schedule --help``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+from ..settings import Settings, setting
+from .sampling import SAMPLERS
+
+DEFAULT_SHARD_TOKENS = 100_000_000
+DEFAULT_MAX_REPEATS = 4
+
+
+def _format_names() -> tuple[str, ...]:
+    from ..shards import FORMATS
+
+    return tuple(FORMATS)
+
+
+@dataclass(frozen=True)
+class ScheduleSettings(Settings):
+    step = "schedule"
+
+    sampler: str = setting("clusterclip", flag="--sampler", kind=str, choices=SAMPLERS)
+    max_repeats: int = setting(DEFAULT_MAX_REPEATS, flag="--max-repeats", kind=int, min=1, max=1 << 20)
+    alpha: float = setting(0.0, flag="--alpha", kind=float, min=-16, max=16)
+    epochs: float | None = setting(None, flag="--epochs", kind=float, min=0, min_open=True, max=1e6, optional=True)
+    samples: int | None = setting(None, flag="--samples", kind=int, min=1, optional=True)
+    tokens: int | None = setting(None, flag="--tokens", kind=int, min=1, optional=True)
+    seed: int = setting(0, flag="--seed", kind=int, min=0, max=2**63 - 1)
+    tokenizer: str | None = setting(None, flag="--tokenizer", kind=str, optional=True)
+    eos_token: str | None = setting(None, flag="--eos-token", kind=str, optional=True)
+    formats: tuple = setting(("bin",), flag="--format", kind=tuple)
+    shard_tokens: int = setting(DEFAULT_SHARD_TOKENS, flag="--shard-tokens", kind=int, min=1, max=2**40)
+    dry_run: bool = setting(False, flag="--dry-run", kind=bool)
+    allow_partial: bool = setting(False, flag="--allow-partial", kind=bool)
+    # how inputs are checked (not part of the job's identity)
+    rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, record=False)
+
+    def validate(self) -> None:
+        budgets = [f for f, v in (("--epochs", self.epochs), ("--samples", self.samples), ("--tokens", self.tokens))
+                   if v is not None]
+        if len(budgets) > 1:
+            raise InputError(f"{' and '.join(budgets)}: give at most one budget")
+        if not self.dry_run and not self.tokenizer:
+            raise InputError("--tokenizer: required to write shards (a tokenizer.json, a HF tokenizer dir or a hub "
+                             "name); or pass --dry-run to write only the order")
+        if self.tokens is not None and not self.tokenizer:
+            raise InputError("--tokens: a token budget needs --tokenizer to count tokens, even with --dry-run")
+        known = _format_names()
+        formats = tuple(dict.fromkeys(self.formats))
+        if not formats:
+            raise InputError(f"--format: empty; choose from {','.join(known)}")
+        bad = [f for f in formats if f not in known]
+        if bad:
+            raise InputError(f"--format {bad[0]!r}: unknown; choose from {','.join(known)}")
+        object.__setattr__(self, "formats", formats)
+
+    def record(self) -> dict:
+        r = super().record()
+        if self.sampler != "clusterclip":
+            r["max_repeats"] = None
+        if self.sampler == "random":
+            r["alpha"] = None
+        if self.dry_run:
+            r["formats"], r["shard_tokens"] = None, None
+        return r

@@ -1,0 +1,76 @@
+"""``clusterclip verify DIR``: check every file of an embed, cluster or schedule directory in full.
+
+Every file the manifest lists is checked for its size and sha256, the manifest for its own
+checksum, and the directory for what its owner knows about it (part shapes, document counts,
+doc ids, shard index). For an embed directory the corpus files are checked by content too.
+Returns one line per problem, naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .artifacts import check_outputs, read_manifest
+from .errors import ClusterClipError
+
+
+def verify_directory(path: str | os.PathLike, *, corpus: bool = True, rehash: bool = False) -> tuple[dict | None, list[str]]:
+    """``(manifest or None, problems)`` of the output directory ``path``."""
+    d = Path(path)
+    try:
+        manifest = read_manifest(d, None)
+    except ClusterClipError as e:
+        return None, [str(e)]
+    problems = check_outputs(d, manifest.get("outputs") or [], full=True)
+    if problems:
+        return manifest, problems
+    step = manifest["step"]
+    try:
+        if step == "embed":
+            _verify_embed(d, corpus, rehash)
+        elif step == "cluster":
+            _verify_cluster(d)
+        elif step == "schedule":
+            problems.extend(_verify_schedule(d))
+    except ClusterClipError as e:
+        problems.append(str(e))
+    return manifest, problems
+
+
+def _verify_embed(d: Path, corpus: bool, rehash: bool) -> None:
+    from .embed.directory import EmbedDir
+
+    emb = EmbedDir(d)
+    emb.store()  # part shapes and total rows against the manifest
+    n = 0
+    for batch in emb.iter_docs(["doc_id"]):
+        ids = batch.column(0).to_numpy()
+        if len(ids) and (ids[0] != n or ids[-1] != n + len(ids) - 1):
+            raise ClusterClipError(f"{emb.docs_file()}: doc_id is not 0..N-1 in order near row {n}")
+        n += len(ids)
+    if corpus:
+        emb.check_corpus(rehash=rehash)
+
+
+def _verify_cluster(d: Path) -> None:
+    from .cluster.directory import ClusterDir
+
+    cl = ClusterDir(d)
+    cl.labels()
+    cl.centroids()
+    table = cl.clusters_table()
+    if table.num_rows != cl.k:
+        raise ClusterClipError(f"{d / 'clusters.parquet'}: {table.num_rows} rows but k={cl.k}")
+
+
+def _verify_schedule(d: Path) -> list[str]:
+    from .schedule.directory import ScheduleDir
+
+    sd = ScheduleDir(d)
+    sd.order_row(0) if sd.n_samples else None
+    if sd.dry_run:
+        return []
+    from .shards import verify_shards
+
+    return verify_shards(d)
