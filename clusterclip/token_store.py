@@ -25,6 +25,7 @@ import numpy as np
 
 from .artifacts import save_npy_atomic, write_json_atomic
 from .errors import InputError, MismatchError
+from .faults import checkpoint
 
 STORE_VERSION = 1
 META = "meta.json"
@@ -209,6 +210,7 @@ def build_token_store(
             n_done += len(batch)
             new_tokens += len(flat)
             write_json_atomic(prog_file, {"identity": identity, "docs": n_done, "tokens": n_tok, "last_doc": prev})
+            checkpoint("schedule.tokens")
             if bar is not None:
                 bar.update(len(batch))
                 rate = new_tokens / max(time.perf_counter() - t0, 1e-9)

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from clusterclip.sampling import SAMPLERS, plan_schedule
+from clusterclip.schedule.sampling import SAMPLERS, plan_schedule
 
 MAX_REPEATS = 20
 

@@ -10,28 +10,24 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
-from clusterclip import clustering
-from clusterclip.artifacts import EmbeddingStore
-from clusterclip.clustering import (
-    assign,
-    cluster_embeddings,
-    greedy_kmeanspp,
-    greedy_kmeanspp_rows,
-    train_spherical_kmeans,
-)
+import clusterclip.cluster as cluster_step
+from clusterclip.cluster import ClusterDir, assign, cluster_embeddings
+from clusterclip.cluster.kmeans import gpu_available, greedy_kmeanspp, greedy_kmeanspp_rows, train_spherical_kmeans
+from clusterclip.embed import EmbedDir
 from embed_fixtures import blobs, normalise, write_embed_dir
-
-os.environ.setdefault("CLUSTERCLIP_NO_PROGRESS", "1")
+from helpers import assert_one_line_error, invoke
 
 OUTPUTS = ("centroids.npy", "assignments.parquet", "clusters.parquet", "manifest.json")
 
 
-def cli(*args):
-    from clusterclip.cli import cli as group
+class _Result:
+    def __init__(self, code, output):
+        self.exit_code, self.output = code, output
 
-    return CliRunner().invoke(group, [str(a) for a in args])
+
+def cli(*args):
+    return _Result(*invoke(list(args)))
 
 
 def ok(*args):
@@ -41,13 +37,8 @@ def ok(*args):
 
 
 def fails(*args) -> str:
-    """Run, expect a one-line user error (exit 2, no traceback); return the error line."""
-    r = cli(*args)
-    assert r.exit_code == 2, r.output
-    assert "Traceback" not in r.output
-    lines = [line for line in r.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, r.output
-    return lines[0]
+    """Run, expect a one-line user error (no traceback); return the error line."""
+    return assert_one_line_error(*invoke(list(args)))
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +71,8 @@ def read(out: Path):
 def test_artifacts_follow_the_contract(emb, clustered, data):
     x = data[0]
     a, c, cent, man = read(clustered)
-    assert sorted(p.name for p in clustered.iterdir()) == sorted(OUTPUTS)  # no job/state files left
+    assert sorted(p.name for p in clustered.iterdir()) == sorted(OUTPUTS + (".clusterclip",))
+    assert not (clustered / ".clusterclip" / "build").exists()  # no job/state files left
     assert a.schema.field("doc_id").type == pa.int64()
     assert a.schema.field("cluster").type == pa.int32()
     assert a.schema.field("similarity").type == pa.float32()
@@ -121,20 +113,18 @@ def test_artifacts_follow_the_contract(emb, clustered, data):
     assert {o["path"] for o in man["outputs"]} == set(OUTPUTS) - {"manifest.json"}
 
 
-def test_schedule_reads_the_cluster_output(emb, clustered):
-    try:  # the schedule step is written in parallel; skip until it imports
-        from clusterclip.schedule import load_cluster_labels
-    except ImportError as e:
-        pytest.skip(f"clusterclip.schedule not importable yet: {e}")
-
-    labels, k, _, _ = load_cluster_labels(emb, clustered)
-    assert k == 12 and len(labels) == 3000
+def test_the_cluster_directory_owner_reads_the_output(emb, clustered):
+    cl = ClusterDir(clustered, verify=True)
+    cl.check_belongs_to(EmbedDir(emb))
+    labels = cl.labels()
+    assert cl.k == 12 and len(labels) == 3000 and labels.max() < 12
+    assert cl.centroids().shape == (12, 32) and cl.clusters_table().num_rows == 12
 
 
 # --------------------------------------------------------------------------- exactness
 def test_chunked_assignment_equals_one_shot(tmp_path):
     x, _ = blobs(10_003, 7, 24, noise=0.8, seed=5)
-    store = EmbeddingStore(write_embed_dir(tmp_path / "e", x, parts=4))
+    store = EmbedDir(write_embed_dir(tmp_path / "e", x, parts=4)).store()
     cent = train_spherical_kmeans(x, 7, iters=5, seed=1)
     one_lab, one_sim = assign(x, cent, chunk_rows=10**9)
     for rows in (1, 4096, 5000, 8192):
@@ -272,8 +262,8 @@ def test_training_sample_is_seeded_and_used(tmp_path, emb):
     man = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert man["statistics"]["train_points"] == 500
     assert man["settings"]["max_train_points"] == 500 and man["settings"]["iters"] == 5
-    rows1, _ = clustering._training_sample(EmbeddingStore(emb), 500, seed=3)
-    rows2, _ = clustering._training_sample(EmbeddingStore(emb), 500, seed=3)
+    rows1, _ = cluster_step._training_sample(EmbedDir(emb).store(), 500, seed=3)
+    rows2, _ = cluster_step._training_sample(EmbedDir(emb).store(), 500, seed=3)
     assert np.array_equal(rows1, rows2) and len(np.unique(rows1)) == 500
 
 
@@ -342,20 +332,20 @@ def test_interrupted_run_resumes_without_retraining(tmp_path, emb, monkeypatch):
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(clustering, "assign", interrupted)
+    monkeypatch.setattr(cluster_step, "assign", interrupted)
     r = cli("cluster", emb, "--out", out, "--k", 12, "--seed", 0)
     assert r.exit_code == 130 and "rerun the same command to resume" in r.output
-    assert (out / "centroids.npy").exists() and not (out / "manifest.json").exists()
+    assert (out / ".clusterclip" / "build" / "centroids.npy").exists() and not (out / "manifest.json").exists()
     monkeypatch.undo()
 
     def no_training(*a, **kw):
         raise AssertionError("training ran again")
 
-    monkeypatch.setattr(clustering, "train_spherical_kmeans_with_stats", no_training)
+    monkeypatch.setattr(cluster_step, "train_spherical_kmeans_with_stats", no_training)
     messages = []
-    man = cluster_embeddings(emb, out, k=12, seed=0, log=messages.append)
+    result = cluster_embeddings(emb, out, k=12, seed=0, log=messages.append)
     assert any("resuming" in m for m in messages)
-    assert not man.get("already_done")
+    assert result.state == "resume"
     monkeypatch.undo()
     ok("cluster", emb, "--out", tmp_path / "clean", "--k", 12, "--seed", 0)
     for name in OUTPUTS:
@@ -373,12 +363,12 @@ def test_config_file_supplies_options(tmp_path, emb):
 # --------------------------------------------------------------------------- errors
 def test_k_larger_than_n_docs(tmp_path, emb):
     err = fails("cluster", emb, "--out", tmp_path / "cl", "--k", 3001)
-    assert err == "error: k=3001 is larger than the number of documents (N=3000); lower --k"
+    assert err == f"error: --k 3001: larger than the number of documents (N=3000) in {emb}; lower --k"
     assert not (tmp_path / "cl").exists()
 
 
 def test_k_below_one(tmp_path, emb):
-    assert "at least 1" in fails("cluster", emb, "--out", tmp_path / "cl", "--k", 0)
+    assert "--k" in fails("cluster", emb, "--out", tmp_path / "cl", "--k", 0)
 
 
 def test_missing_manifest(tmp_path, data):
@@ -397,6 +387,7 @@ def test_row_count_mismatches(tmp_path, data):
     e = write_embed_dir(tmp_path / "e2", x, docs_rows=98)
     err = fails("cluster", e, "--out", tmp_path / "cl", "--k", 2)
     assert "docs.parquet" in err and "98 rows" in err and "rerun `clusterclip embed" in err
+    assert not (tmp_path / "cl").exists()
 
 
 @pytest.mark.parametrize("bad, words", [(np.nan, "NaN"), (0.0, "zero norm"), (3.0, "not L2-normalised")])
@@ -418,6 +409,6 @@ def test_bad_row_outside_the_training_sample_is_found_when_assigning(tmp_path, d
 
 
 def test_cuda_without_gpu_is_a_clear_error(tmp_path, emb):
-    if clustering.gpu_available():
+    if gpu_available():
         pytest.skip("a GPU is present")
     assert "no GPU" in fails("cluster", emb, "--out", tmp_path / "cl", "--k", 2, "--device", "cuda")

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
 
-from conftest import SMALL_N_DOCS, run_cli
+from helpers import SMALL_N_DOCS, run_cli
 
 EOS = "<|endoftext|>"
 
@@ -152,7 +152,29 @@ def test_config_file_supplies_options_and_flags_override_it(tmp_path, embedded, 
     run_cli(["schedule", embedded, clustered, "--out", out, "--config", config, "--samples", 20])
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["settings"]["sampler"] == "random"
-    assert manifest["settings"]["budget"] == {"samples": 20}
+    assert manifest["settings"]["samples"] == 20 and manifest["settings"]["epochs"] is None
+    assert manifest["settings"]["dry_run"] is True and manifest["statistics"]["samples"] == 20
+
+
+@pytest.mark.parametrize("line, needle", [
+    ("k = 4.7", "k = 4.7: must be a whole number"),
+    ("k = true", "k = True: must be a whole number"),
+    ('k = "8"', "k = '8': must be a whole number"),
+    ("k = 0", "k = 0"),
+    ("iters = 1e3", "must be a whole number"),
+    ('device = "tpu"', "choose one of auto, cpu, cuda"),
+    ("kk = 3", "unknown option(s) for `clusterclip cluster`: kk"),
+])
+def test_config_values_have_the_flags_types_and_ranges(tmp_path, embedded, line, needle):
+    """A config value is never coerced: what the flag would refuse, the config file may not give."""
+    from helpers import assert_one_line_error, invoke
+
+    config = tmp_path / "c.toml"
+    config.write_text(f"[cluster]\n{line}\n")
+    code, output = invoke(["cluster", embedded, "--out", tmp_path / "cl", "--config", config] +
+                          ([] if line.startswith("k ") else ["--k", 3]))
+    assert_one_line_error(code, output, needle, str(config))
+    assert not (tmp_path / "cl").exists()
 
 
 @pytest.mark.parametrize("sampler", ["random", "uniform", "clusterclip"])

@@ -1,9 +1,8 @@
-"""Corpus readers: formats, compression, discovery, sharding, errors and reading texts back."""
+"""Corpus readers: formats, compression, discovery, partitioning, accounting, errors and texts read back."""
 
 from __future__ import annotations
 
 import gzip
-import json
 import os
 from pathlib import Path
 
@@ -12,54 +11,35 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from clusterclip.artifacts import build_manifest, file_fingerprint, finish_output_dir, write_parquet_atomic
-from clusterclip.errors import InputError
-from clusterclip.readers import (
-    ReadStats,
-    Sharding,
-    expand_inputs,
-    file_format,
-    iter_documents,
-    preflight,
-    read_texts,
-)
+from clusterclip.artifacts import build_manifest, file_record, write_json_atomic, write_parquet_atomic
+from clusterclip.artifacts.corpus import describe_files
+from clusterclip.embed import EmbedDir
+from clusterclip.errors import ClusterClipError, InputError
+from clusterclip.readers import Partitioning, ReadStats, expand_inputs, iter_documents, reader_class, reader_for
+from helpers import jsonl_bytes, write_jsonl, write_parquet
 
 TEXTS = [f"document number {i}: " + "word " * (i % 7 + 1) for i in range(30)]
 
 
-def jsonl_bytes(records) -> bytes:
-    return "".join(json.dumps(r) + "\n" for r in records).encode("utf-8")
-
-
-def write_jsonl(path: Path, records, comp: str = "") -> Path:
-    data = jsonl_bytes(records)
-    if comp == "gz":
-        data = gzip.compress(data)
-    elif comp == "zst":
-        data = zstandard.ZstdCompressor().compress(data)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def write_parquet(path: Path, columns: dict, row_group_size: int = 4) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
-    return path
-
-
-def docs(paths, **kw):
-    return list(iter_documents(paths, **kw))
+def docs(paths, text_column="text", id_column=None, stats=None, partition=None):
+    return list(iter_documents([reader_for(p) for p in paths], text_column, id_column, stats=stats,
+                               partition=partition))
 
 
 # --------------------------------------------------------------------------- discovery
-def test_file_format_knows_every_supported_extension():
-    assert file_format("a.parquet") == ("parquet", "")
-    assert file_format("a.jsonl.zst") == ("jsonl", "zst")
-    assert file_format("a.JSON.gz") == ("jsonl", "gz")
-    assert file_format("a.ndjson") == ("jsonl", "")
-    assert file_format("a.csv") is None
+def test_reader_class_knows_every_supported_extension():
+    def fmt(name):
+        found = reader_class(name)
+        return None if found is None else (found[0].format, found[1])
+
+    assert fmt("a.parquet") == ("parquet", "")
+    assert fmt("a.jsonl.zst") == ("jsonl", "zstd")
+    assert fmt("a.JSON.gz") == ("jsonl", "gzip")
+    assert fmt("a.ndjson") == ("jsonl", "")
+    assert fmt("a.csv") is None
 
 
 def test_expand_inputs_files_dirs_globs_sorted_and_deduplicated(tmp_path):
@@ -67,13 +47,15 @@ def test_expand_inputs_files_dirs_globs_sorted_and_deduplicated(tmp_path):
     for name in ["b.jsonl", "a.parquet", "sub/c.jsonl.gz", "sub/z.ndjson.zst", ".hidden/x.jsonl", "_tmp.jsonl", "notes.txt"]:
         (d / name).parent.mkdir(parents=True, exist_ok=True)
         (d / name).write_text("{}\n")
-    got = expand_inputs([d])
+    found = expand_inputs([d])
+    got = found.files
     assert [p.relative_to(d).as_posix() for p in got] == ["a.parquet", "b.jsonl", "sub/c.jsonl.gz", "sub/z.ndjson.zst"]
     assert all(p.is_absolute() for p in got)
+    assert [p.name for p in found.unsupported] == ["notes.txt"]  # listed, not silently dropped
     # a glob, then a file already matched (kept once, first place), in argument order
-    got = expand_inputs([str(d / "sub" / "*"), d / "b.jsonl", str(d / "sub" / "c.jsonl.gz")])
+    got = expand_inputs([str(d / "sub" / "*"), d / "b.jsonl", str(d / "sub" / "c.jsonl.gz")]).files
     assert [p.name for p in got] == ["c.jsonl.gz", "z.ndjson.zst", "b.jsonl"]
-    got = expand_inputs(str(d / "**" / "*.jsonl*"))
+    got = expand_inputs(str(d / "**" / "*.jsonl*")).files
     assert [p.name for p in got] == ["_tmp.jsonl", "b.jsonl", "c.jsonl.gz"]  # a glob is taken literally
 
 
@@ -82,12 +64,15 @@ def test_expand_inputs_files_dirs_globs_sorted_and_deduplicated(tmp_path):
     ("notes.txt", "unsupported file type"),
     ("nomatch*.jsonl", "matches no files"),
     ("emptydir", "holds no"),
+    ("s3://bucket/data.jsonl", "remote inputs"),
+    ("hf://datasets/x/y", "remote inputs"),
 ])
 def test_expand_inputs_errors_name_the_path(tmp_path, arg, needle):
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / "emptydir").mkdir()
+    target = arg if "://" in arg else str(tmp_path / arg)
     with pytest.raises(InputError) as e:
-        expand_inputs([str(tmp_path / arg)])
+        expand_inputs([target])
     msg = str(e.value)
     assert needle in msg and "\n" not in msg and arg.split("*")[0] in msg
 
@@ -118,7 +103,7 @@ def test_empty_documents_are_skipped_and_counted_and_blank_lines_ignored(tmp_pat
     stats = ReadStats()
     got = docs([p], stats=stats)
     assert [(g[1], g[2]) for g in got] == [(0, "a"), (3, "b")]
-    assert stats.skipped_empty == 1 and stats.documents == 2 and stats.rows == 4
+    assert stats.skipped_empty == 2 and stats.documents == 2 and stats.rows == 4  # a blank line is an empty row
 
 
 def test_bom_and_crlf_are_tolerated(tmp_path):
@@ -127,24 +112,45 @@ def test_bom_and_crlf_are_tolerated(tmp_path):
     assert [g[2] for g in docs([p])] == ["a", "b"]
 
 
-# --------------------------------------------------------------------------- sharding
-@pytest.mark.parametrize("block", [1, 3, 5, 64])
-def test_shards_partition_the_rows_in_order(tmp_path, block):
-    a = write_parquet(tmp_path / "a.parquet", {"text": TEXTS[:17]}, row_group_size=3)
-    b = write_jsonl(tmp_path / "b.jsonl.zst", [{"text": t} for t in TEXTS[17:]], "zst")
-    everything = docs([a, b])
-    parts = [docs([a, b], shard=Sharding(3, i, block)) for i in range(3)]
-    merged = sorted((d for p in parts for d in p), key=lambda d: (d[0] != str(a), d[1]))
-    assert merged == everything
-    for i, part in enumerate(parts):  # each shard owns whole blocks of global rows
-        for src, row, _, _ in part:
-            g = row if src == str(a) else 17 + row
-            assert (g // block) % 3 == i
+# --------------------------------------------------------------------------- partitions and accounting
+@settings(max_examples=40, deadline=None)
+@given(n_a=st.integers(1, 25), n_b=st.integers(1, 25), count=st.integers(1, 5), block=st.integers(1, 9),
+       group=st.integers(1, 7), empties=st.sets(st.integers(0, 49), max_size=10))
+def test_every_row_is_a_document_an_empty_skip_or_another_partitions(tmp_path_factory, n_a, n_b, count, block,
+                                                                      group, empties):
+    """For any sizes, row groups, partition counts and blocks: each partition accounts for every row,
+    and the partitions together yield each document exactly once, in order."""
+    tmp = tmp_path_factory.mktemp("acct")
+    texts = [(" " if i in empties else f"doc {i} text") for i in range(n_a + n_b)]
+    a = write_parquet(tmp / "a.parquet", {"text": texts[:n_a]}, row_group_size=group)
+    b = write_jsonl(tmp / "b.jsonl.zst", [{"text": t} for t in texts[n_a:]], "zst")
+    whole = ReadStats()
+    everything = docs([a, b], stats=whole)
+    assert whole.complete and whole.rows == n_a + n_b == whole.documents + whole.skipped_empty
+    assert [d[2] for d in everything] == [t for t in texts if t.strip()]
+    parts, documents, empty = [], 0, 0
+    for i in range(count):
+        stats = ReadStats()
+        part = docs([a, b], stats=stats, partition=Partitioning(count, i, block))
+        stats.check("test")  # raises on a violation
+        assert stats.rows == n_a + n_b == stats.documents + stats.skipped_empty + stats.other_partitions
+        for src, row, _, _ in part:  # each partition owns whole blocks of global rows
+            g = row if src == str(a) else n_a + row
+            assert (g // block) % count == i
+        parts.extend(part)
+        documents += stats.documents
+        empty += stats.skipped_empty
+    assert documents + empty == n_a + n_b and documents == len(everything)
+    assert sorted(parts, key=lambda d: (d[0] != str(a), d[1])) == everything
 
 
-def test_sharding_owns_range():
-    s = Sharding(4, 2, 10)
-    assert s.owns_range(20, 21) and not s.owns_range(0, 20) and s.owns_range(0, 40) and not s.owns_range(5, 5)
+@given(count=st.integers(1, 6), block=st.integers(1, 10), start=st.integers(0, 200), length=st.integers(0, 200))
+def test_partition_ownership_counts_are_exact(count, block, start, length):
+    for index in range(count):
+        p = Partitioning(count, index, block)
+        brute = sum(p.owns(r) for r in range(start, start + length))
+        assert p.owned_in(start, start + length) == brute
+        assert p.owns_any(start, start + length) == (brute > 0)
 
 
 # --------------------------------------------------------------------------- errors
@@ -215,18 +221,21 @@ def test_all_empty_is_left_to_the_caller_but_counted(tmp_path):
     assert docs([p], stats=stats) == [] and stats.skipped_empty == 2
 
 
-def test_preflight_catches_schema_problems_without_reading_everything(tmp_path):
+def test_check_catches_schema_problems_without_reading_everything(tmp_path):
     good = write_jsonl(tmp_path / "g.jsonl", [{"text": "a", "id": 1}])
-    preflight([good], "text", "id")
+    reader_for(good).check("text", "id")
     with pytest.raises(InputError, match="no field 'uid'"):
-        preflight([good], "text", "uid")
+        reader_for(good).check("text", "uid")
     with pytest.raises(InputError, match="no field 'content'"):
-        preflight([good], "content")
+        reader_for(good).check("content", None)
+    pq_file = write_parquet(tmp_path / "g.parquet", {"text": ["a"], "meta": [[1, 2]]})
+    with pytest.raises(InputError, match="ids must be strings or numbers"):
+        reader_for(pq_file).check("text", "meta")
 
 
-# --------------------------------------------------------------------------- read_texts
+# --------------------------------------------------------------------------- texts read back
 def _fake_embed_dir(tmp_path: Path, files: list[Path], text_column: str) -> tuple[Path, list[str]]:
-    """An embed directory (docs.parquet + manifest) for every non-empty document of ``files``."""
+    """An embed directory (docs.parquet + manifest, no embeddings) for every document of ``files``."""
     out = tmp_path / "emb"
     out.mkdir()
     got = docs(files, text_column=text_column)
@@ -237,9 +246,11 @@ def _fake_embed_dir(tmp_path: Path, files: list[Path], text_column: str) -> tupl
         "n_chars": pa.array([len(g[2]) for g in got], type=pa.int64()),
     })
     write_parquet_atomic(out / "docs.parquet", table, row_group_size=7)
-    settings = {"text_column": text_column, "id_column": None}
-    inputs = {"files": [file_fingerprint(f) for f in files]}
-    finish_output_dir(out, build_manifest("embed", settings, inputs, [], {"n_docs": len(got), "dim": 4, "skipped_empty": 0}))
+    records, stat_cache = describe_files([Path(f).resolve() for f in files])
+    manifest = build_manifest("embed", {"text_column": text_column, "id_column": None}, {"files": records},
+                              [file_record(out, "docs.parquet")], {"n_docs": len(got), "dim": 4, "skipped_empty": 0},
+                              extra={"corpus_stat": stat_cache})
+    write_json_atomic(out / "manifest.json", manifest)
     return out, [g[2] for g in got]
 
 
@@ -251,20 +262,35 @@ def test_read_texts_streams_chosen_documents_back_from_every_format(tmp_path):
     emb, texts = _fake_embed_dir(tmp_path, [a, b, c], "body")
     assert texts == long_texts
     ids = np.array([0, 3, 4, 12, 13, 14, 21, 22, 29])
-    assert list(read_texts(emb, ids)) == [(int(i), long_texts[i]) for i in ids]
-    assert [t for _, t in read_texts(emb, np.arange(len(texts)))] == long_texts
-    assert list(read_texts(emb, np.array([], dtype=np.int64))) == []
-    assert list(read_texts(emb, [14, 14, 15])) == [(14, long_texts[14]), (14, long_texts[14]), (15, long_texts[15])]
-    with pytest.raises(InputError, match="out of range"):
-        list(read_texts(emb, [len(texts)]))
+    d = EmbedDir(emb)
+    assert list(d.texts(ids)) == [(int(i), long_texts[i]) for i in ids]
+    assert [t for _, t in d.texts(np.arange(len(texts)))] == long_texts
+    assert list(d.texts(np.array([], dtype=np.int64))) == []
+    assert list(d.texts([14, 14, 15])) == [(14, long_texts[14]), (14, long_texts[14]), (15, long_texts[15])]
+    with pytest.raises(ClusterClipError, match="out of range"):
+        list(d.texts([len(texts)]))
 
 
 def test_read_texts_refuses_a_changed_corpus(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in TEXTS])
     emb, _ = _fake_embed_dir(tmp_path, [a], "text")
     a.write_text(a.read_text() + '{"text": "new"}\n')
-    with pytest.raises(InputError, match="changed since `embed`"):
-        list(read_texts(emb, [0]))
+    with pytest.raises(ClusterClipError, match="content changed since `clusterclip embed`"):
+        list(EmbedDir(emb).texts([0]))
     os.remove(a)
-    with pytest.raises(InputError, match="no longer exists"):
-        list(read_texts(emb, [0]))
+    with pytest.raises(ClusterClipError, match="no longer exists"):
+        list(EmbedDir(emb).texts([0]))
+
+
+def test_an_edit_that_keeps_size_and_mtime_is_still_seen(tmp_path):
+    """cp -p, rsync and tar keep the modification time; the content digest still catches the edit."""
+    a = write_jsonl(tmp_path / "a.jsonl", [{"text": t} for t in TEXTS])
+    emb, _ = _fake_embed_dir(tmp_path, [a], "text")
+    st = a.stat()
+    data = bytearray(a.read_bytes())
+    data[20] = ord("X") if data[20] != ord("X") else ord("Y")
+    a.write_bytes(bytes(data))
+    os.utime(a, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert a.stat().st_size == st.st_size and a.stat().st_mtime_ns == st.st_mtime_ns
+    with pytest.raises(ClusterClipError, match="content changed"):
+        list(EmbedDir(emb).texts([0]))

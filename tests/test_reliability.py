@@ -1,78 +1,26 @@
-"""Kill -9 each step part-way, run the same command again: it resumes and the final outputs
-are byte-identical to an uninterrupted run; running a step twice gives the same bytes.
+"""Kill -9 each step where a crash matters, run the same command again: it resumes and the outputs
+are byte-identical to an uninterrupted run. One run per --out at a time.
 
-These run the real CLI in subprocesses (``python -m clusterclip``), because only a
-separate process can be SIGKILLed at an arbitrary moment.
+The kills are deterministic: ``CLUSTERCLIP_FAULT=POINT[:N]`` makes the real process SIGKILL itself
+the N-th time it passes a checkpoint (:mod:`clusterclip.faults`), and every test asserts that the
+process really died there (exit by signal 9, no finished manifest), so no test can pass because a
+kill came after the process had finished. One test also kills from outside, mid-step.
 """
 
 from __future__ import annotations
 
-import glob
+import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import stdlib_docs, write_jsonl
+from helpers import clusterclip_command, run_process, stdlib_docs, tree_bytes, write_jsonl
 
-JOB_FILE = ".clusterclip-job.json"
-
-
-def clusterclip(*args) -> list[str]:
-    return [sys.executable, "-m", "clusterclip", *map(str, args)]
-
-
-def run(cmd: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stderr}"
-    return result
-
-
-def run_and_kill(cmd: list[str], out: Path, when: tuple) -> bool:
-    """Start ``cmd``; SIGKILL it when ``when`` happens. Returns whether it was killed before finishing.
-
-    ``when`` is ``("files", pattern, count)`` — as soon as ``count`` files match ``pattern`` under
-    ``out`` — or ``("seconds", s)``. (Startup takes part of any run, so the time-based kills
-    are given as a fraction of an uninterrupted run's wall time; see :func:`kill_point`.)
-    """
-    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    start = time.monotonic()
-    try:
-        while proc.poll() is None:
-            if when[0] == "files":
-                hit = len(glob.glob(str(out / when[1]))) >= when[2]
-            else:
-                hit = time.monotonic() - start >= when[1]
-            if hit:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                return True
-            time.sleep(0.002)
-            if time.monotonic() - start > 300:
-                raise TimeoutError(cmd)
-        return False
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    """Every file under ``directory`` (relative path -> bytes)."""
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
-
-
-def assert_complete_files_are_not_partial(directory: Path) -> None:
-    """After a kill, a directory without a manifest must not look finished."""
-    if (directory / "manifest.json").exists():
-        return
-    assert (directory / JOB_FILE).exists() or not any(directory.iterdir())
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -80,91 +28,141 @@ def corpus(tmp_path_factory) -> Path:
     return write_jsonl(tmp_path_factory.mktemp("rel") / "corpus.jsonl", stdlib_docs(64))
 
 
+def commands(corpus: Path, emb: Path, cl: Path, sched: Path, tokenizer: Path) -> dict[str, list]:
+    return {
+        "embed": ["embed", corpus, "--out", emb, "--max-length", 32, "--part-docs", 8, "--window-docs", 8],
+        "cluster": ["cluster", emb, "--out", cl, "--k", 4, "--seed", 1],
+        "schedule": ["schedule", emb, cl, "--out", sched, "--tokenizer", tokenizer, "--format", "bin,megatron,parquet",
+                     "--shard-tokens", 400, "--epochs", 3, "--max-repeats", 3, "--seed", 5],
+    }
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, corpus, demo_tokenizer) -> dict:
-    """One uninterrupted run of every step, and a second identical run for determinism."""
+    """One uninterrupted run of every step."""
     root = tmp_path_factory.mktemp("ref")
     cmds = commands(corpus, root / "emb", root / "cl", root / "sched", demo_tokenizer)
-    seconds = {}
     for name in ("embed", "cluster", "schedule"):
-        start = time.monotonic()
-        run(cmds[name])
-        seconds[name] = time.monotonic() - start
-    return {"root": root, "cmds": cmds, "seconds": seconds}
+        run_process(*cmds[name])
+    return {"root": root, "cmds": cmds}
 
 
-def kill_point(when: tuple, reference: dict, step: str) -> tuple:
-    """``("fraction", f)`` -> ``("seconds", f * the uninterrupted run's wall time)``."""
-    if when[0] == "fraction":
-        return ("seconds", when[1] * reference["seconds"][step])
-    return when
+def killed_at(args: list, point: str) -> None:
+    """Run ``clusterclip ARGS`` with a fault at ``point``; assert it died there by SIGKILL."""
+    result = run_process(*args, check=False, env={"CLUSTERCLIP_FAULT": point})
+    assert result.returncode == -signal.SIGKILL, f"not killed at {point}: rc {result.returncode}\n{result.stderr}"
 
 
-def commands(corpus: Path, emb: Path, cl: Path, sched: Path, tokenizer: Path) -> dict[str, list[str]]:
-    return {
-        "embed": clusterclip("embed", corpus, "--out", emb, "--max-length", 32, "--part-docs", 8,
-                             "--window-docs", 8),
-        "cluster": clusterclip("cluster", emb, "--out", cl, "--k", 4, "--seed", 1),
-        "schedule": clusterclip("schedule", emb, cl, "--out", sched, "--tokenizer", tokenizer,
-                                "--format", "bin,megatron,parquet", "--shard-tokens", 400, "--epochs", 3,
-                                "--max-repeats", 3, "--seed", 5),
-    }
+def assert_unfinished(out: Path, finished_before: dict | None = None) -> None:
+    """After a kill: either no manifest, or exactly the previous finished output (never a mix)."""
+    if finished_before is None:
+        assert not (out / "manifest.json").exists()
+    else:
+        assert tree_bytes(out) == finished_before
 
 
 def test_a_second_run_of_every_step_is_byte_identical(tmp_path, reference, corpus, demo_tokenizer):
     root = reference["root"]
-    # same upstream directories, fresh outputs: cluster and schedule depend only on their inputs
-    cmds = commands(corpus, tmp_path / "emb", root / "cl2", tmp_path / "sched", demo_tokenizer)
-    run(cmds["embed"])
-    assert snapshot(tmp_path / "emb") == snapshot(root / "emb")
-    cl2 = tmp_path / "cl2"
-    run(clusterclip("cluster", root / "emb", "--out", cl2, "--k", 4, "--seed", 1))
-    assert snapshot(cl2) == snapshot(root / "cl")
-    sched2 = tmp_path / "sched2"
-    run(commands(corpus, root / "emb", root / "cl", sched2, demo_tokenizer)["schedule"])
-    assert snapshot(sched2) == snapshot(root / "sched")
+    cmds = commands(corpus, tmp_path / "emb", tmp_path / "cl", tmp_path / "sched", demo_tokenizer)
+    run_process(*cmds["embed"])
+    assert tree_bytes(tmp_path / "emb") == tree_bytes(root / "emb")
+    run_process("cluster", root / "emb", "--out", tmp_path / "cl2", "--k", 4, "--seed", 1)
+    assert tree_bytes(tmp_path / "cl2") == tree_bytes(root / "cl")
+    run_process(*commands(corpus, root / "emb", root / "cl", tmp_path / "s2", demo_tokenizer)["schedule"])
+    assert tree_bytes(tmp_path / "s2") == tree_bytes(root / "sched")
 
 
-@pytest.mark.parametrize("when", [("files", "embeddings-*.npy", 1), ("files", "embeddings-*.npy", 4),
-                                  ("fraction", 0.7)], ids=["after-1-part", "after-4-parts", "at-70%"])
-def test_embed_resumes_after_kill_9(tmp_path, reference, corpus, demo_tokenizer, when):
+@pytest.mark.parametrize("point", ["locked", "embed.part:1", "embed.part:4", "embed.part:8", "commit.file:1"])
+def test_embed_resumes_after_kill_9(tmp_path, reference, corpus, demo_tokenizer, point):
     emb = tmp_path / "emb"
     cmd = commands(corpus, emb, tmp_path / "cl", tmp_path / "s", demo_tokenizer)["embed"]
-    killed = run_and_kill(cmd, emb, kill_point(when, reference, "embed"))
-    if killed and emb.exists():
-        assert_complete_files_are_not_partial(emb)
-    finished_before = (emb / "manifest.json").exists()  # the kill may come after the last write
-    out = run(cmd)
-    assert snapshot(emb) == snapshot(reference["root"] / "emb")
-    assert ("already done" in out.stdout) == finished_before
+    killed_at(cmd, point)
+    assert_unfinished(emb)
+    out = run_process(*cmd)
+    assert tree_bytes(emb) == tree_bytes(reference["root"] / "emb")
+    if point.startswith("embed.part"):  # the parts written before the kill were kept, not redone
+        assert "(resumed)" in out.stdout and json.loads((emb / "manifest.json").read_text())["statistics"]["parts"] == 8
+    assert "already done" in run_process(*cmd).stdout
 
 
-@pytest.mark.parametrize("when", [("files", "*", 1), ("files", "centroids.npy", 1),
-                                  ("files", "assignments.parquet", 1), ("fraction", 0.8)],
-                         ids=["after-start", "after-training", "after-assignments", "at-80%"])
-def test_cluster_resumes_after_kill_9(tmp_path, reference, when):
+@pytest.mark.parametrize("point", ["locked", "cluster.trained", "cluster.assigned", "commit.file:2"])
+def test_cluster_resumes_after_kill_9(tmp_path, reference, point):
     root = reference["root"]
     cl = tmp_path / "cl"
-    cmd = clusterclip("cluster", root / "emb", "--out", cl, "--k", 4, "--seed", 1)
-    if run_and_kill(cmd, cl, kill_point(when, reference, "cluster")) and cl.exists():
-        assert_complete_files_are_not_partial(cl)
-    run(cmd)
-    assert snapshot(cl) == snapshot(root / "cl")
+    cmd = ["cluster", root / "emb", "--out", cl, "--k", 4, "--seed", 1]
+    killed_at(cmd, point)
+    assert_unfinished(cl)
+    run_process(*cmd)
+    assert tree_bytes(cl) == tree_bytes(root / "cl")
 
 
-@pytest.mark.parametrize("when", [("files", "bin/*.bin", 1), ("files", "parquet/*.parquet", 3),
-                                  ("fraction", 0.6), ("fraction", 0.9)],
-                         ids=["after-1-shard", "after-3-shards", "at-60%", "at-90%"])
-def test_schedule_resumes_after_kill_9(tmp_path, reference, corpus, demo_tokenizer, when):
+@pytest.mark.parametrize("point", ["schedule.tokens:1", "schedule.order", "schedule.shard:1", "schedule.shard:3",
+                                   "commit.file:3"])
+def test_schedule_resumes_after_kill_9(tmp_path, reference, corpus, demo_tokenizer, point):
     root = reference["root"]
     sched = tmp_path / "sched"
     cmd = commands(corpus, root / "emb", root / "cl", sched, demo_tokenizer)["schedule"]
-    if run_and_kill(cmd, sched, kill_point(when, reference, "schedule")) and sched.exists():
-        assert_complete_files_are_not_partial(sched)
-    run(cmd)
-    assert snapshot(sched) == snapshot(root / "sched")
+    killed_at(cmd, point)
+    assert_unfinished(sched)
+    run_process(*cmd)
+    assert tree_bytes(sched) == tree_bytes(root / "sched")
 
 
-def test_finished_step_rerun_is_a_no_op(reference):
-    result = run(reference["cmds"]["cluster"])
-    assert "already done" in result.stdout
+def test_a_kill_from_outside_mid_step_resumes(tmp_path, reference, corpus, demo_tokenizer):
+    """SIGKILL from another process as soon as the first part is on disk (7 more parts to go)."""
+    emb = tmp_path / "emb"
+    cmd = clusterclip_command(*commands(corpus, emb, tmp_path / "cl", tmp_path / "s", demo_tokenizer)["embed"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"})
+    journal = emb / ".clusterclip" / "build" / ".parts" / "journal.jsonl"
+    deadline = time.monotonic() + 300
+    while not (journal.exists() and journal.read_text().count("\n") >= 1):
+        assert proc.poll() is None, "embed ended before its first part"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
+    assert_unfinished(emb)
+    run_process(*cmd[3:])
+    assert tree_bytes(emb) == tree_bytes(reference["root"] / "emb")
+
+
+def test_a_killed_overwrite_leaves_the_old_output_whole(tmp_path, reference, corpus, demo_tokenizer):
+    """--overwrite builds beside the old output: killed anywhere before the commit, the old one is intact."""
+    root = reference["root"]
+    sched = tmp_path / "sched"
+    cmd = commands(corpus, root / "emb", root / "cl", sched, demo_tokenizer)["schedule"]
+    run_process(*cmd)
+    before = tree_bytes(sched)
+    other = cmd[:-1] + [6, "--overwrite"]  # another seed
+    for point in ("schedule.tokens:1", "schedule.shard:2"):
+        killed_at(other, point)
+        assert_unfinished(sched, before)
+        assert run_process("verify", sched).returncode == 0
+    refused = run_process(*cmd[:-1], 6, check=False)  # without --overwrite: refused, naming what differs
+    assert refused.returncode == 2 and "seed 5 -> 6" in refused.stderr
+    run_process(*other)
+    assert tree_bytes(sched) != before and run_process("verify", sched).returncode == 0
+
+
+def test_one_run_per_output_directory(tmp_path, reference):
+    root = reference["root"]
+    cl = tmp_path / "cl"
+    cmd = ["cluster", root / "emb", "--out", cl, "--k", 4, "--seed", 1]
+    first = subprocess.Popen(clusterclip_command(*cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1", "CLUSTERCLIP_FAULT": "locked:1:stop"})
+    try:
+        deadline = time.monotonic() + 120
+        lock = cl / ".clusterclip" / "lock"
+        while not (lock.exists() and lock.read_text()):  # the first run holds the lock, frozen
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.01)
+        second = run_process(*cmd, check=False)
+        assert second.returncode == 75, second.stderr
+        lines = [line for line in second.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "another clusterclip run is writing it" in lines[0] and f"pid {first.pid}" in lines[0]
+    finally:
+        first.send_signal(signal.SIGKILL)  # a crash releases the lock
+        first.wait()
+    run_process(*cmd)
+    assert tree_bytes(cl) == tree_bytes(root / "cl")

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from clusterclip import sampling
-from clusterclip.sampling import SAMPLERS, BudgetError, Schedule, plan_schedule
+from clusterclip.schedule import sampling
+from clusterclip.schedule.sampling import SAMPLERS, BudgetError, Schedule, plan_schedule
 
 LEVEL = 1e-3  # significance of the statistical tests (all seeds fixed: the tests are deterministic)
 

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from clusterclip.sampling import Schedule, plan_schedule
-from clusterclip.schedule_stats import format_statistics, schedule_statistics
+from clusterclip.schedule.sampling import Schedule, plan_schedule
+from clusterclip.schedule.stats import format_statistics, schedule_statistics
 
 LABELS = np.array([0, 1, 1, 1, 3, 3])  # cluster 2 has no documents
 

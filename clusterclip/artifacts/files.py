@@ -87,7 +87,12 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            try:
+                np.save(f, array, allow_pickle=False)
+            except OSError as e:  # numpy's tofile reports a short write without an errno
+                if e.errno is None and "requested and" in str(e):
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+                raise
 
 
 def write_parquet_atomic(path: str | os.PathLike, table, **kwargs) -> None:

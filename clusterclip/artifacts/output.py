@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import BusyError, InputError, MismatchError
+from ..faults import checkpoint
 from ..settings import differences
 from .files import check_inside, dumps_json, file_record, fsync_dir, write_bytes_atomic, write_json_atomic
 from .manifest import MANIFEST, _checksum, check_outputs, is_ours, load_json, manifest_bytes
@@ -153,6 +154,7 @@ class OutputDir:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}: clusterclip {self.job.step}\n".encode(), 0)
         self._lock_fd = fd
+        checkpoint("locked")
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -243,6 +245,7 @@ class OutputDir:
             dest = check_inside(out, rel)
             _make_parents(out, Path(rel).parent)
             os.replace(src, dest)
+            checkpoint("commit.file")
         for rel in plan.get("old_only") or []:
             path = check_inside(out, rel)
             _unlink(path)

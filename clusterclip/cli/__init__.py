@@ -29,33 +29,27 @@ class _LazyGroup(click.Group):
     """Imports a subcommand's module only when it runs; every error is one line on stderr."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        code = 0
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            if not standalone_mode:
+                return rv
+            code = rv if isinstance(rv, int) else 0
         except click.exceptions.Exit as e:
-            sys.exit(e.exit_code)
+            code = e.exit_code
         except click.exceptions.Abort as e:
-            if isinstance(e.__cause__, KeyboardInterrupt):
-                click.echo("interrupted: rerun the same command to resume", err=True)
-                sys.exit(130)
-            click.echo("error: aborted", err=True)
-            sys.exit(1)
+            code = _interrupted() if isinstance(e.__cause__, KeyboardInterrupt) else _say("error: aborted", 1)
         except click.exceptions.UsageError as e:
             command = e.ctx.command_path if e.ctx is not None else "clusterclip"
-            click.echo(f"error: {e.format_message()}; see `{command} --help`", err=True)
-            sys.exit(2)
+            code = _say(f"error: {e.format_message()}; see `{command} --help`", 2)
         except click.ClickException as e:
-            click.echo(f"error: {e.format_message()}", err=True)
-            sys.exit(e.exit_code)
-        except SystemExit:
-            raise
+            code = _say(f"error: {e.format_message()}", e.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted: rerun the same command to resume", err=True)
-            sys.exit(130)
+            code = _interrupted()
         except Exception as e:  # noqa: BLE001 - reported as one line, traceback with --debug
-            sys.exit(report_error(e))
-        if not standalone_mode:
-            return rv
-        sys.exit(rv if isinstance(rv, int) else 0)
+            code = report_error(e)
+        # exit outside the handlers, so that no failed frame (open files, memory maps) outlives the run
+        sys.exit(code)
 
     def list_commands(self, ctx):
         return list(SUBCOMMANDS)
@@ -92,6 +86,15 @@ def cli():
     a crash, and refuses inputs that do not match what their producer recorded. Options
     can come from --config FILE (TOML or YAML).
     """
+
+
+def _say(line: str, code: int) -> int:
+    click.echo(line, err=True)
+    return code
+
+
+def _interrupted() -> int:
+    return _say("interrupted: rerun the same command to resume", 130)
 
 
 def main():

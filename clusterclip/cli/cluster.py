@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cluster.assign import DEFAULT_CHUNK_ROWS
+from ..cluster.assignment import DEFAULT_CHUNK_ROWS
 from ..cluster.kmeans import DEFAULT_INIT, DEFAULT_ITERS, DEVICES, INIT_POINTS_PER_CENTROID, INITS, POINTS_PER_CENTROID
 from .common import echo_summary, note, overwrite_option, step_command, wants_progress
 

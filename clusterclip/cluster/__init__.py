@@ -4,7 +4,7 @@
    (default ``256 * k``, faiss's ``max_points_per_centroid``);
 2. train spherical k-means on it (:mod:`.kmeans`: faiss, inner product, unit-norm centroids,
    one run, greedy k-means++ start by default), on a GPU when faiss-gpu sees one;
-3. assign **every** document to its most similar centroid (:mod:`.assign`), reading the
+3. assign **every** document to its most similar centroid (:mod:`.assignment`), reading the
    memory-mapped embeddings in bounded chunks, so the corpus may be larger than RAM;
 4. write the outputs (:mod:`.directory`) and, last, ``manifest.json``.
 
@@ -26,7 +26,8 @@ import numpy as np
 from ..artifacts import Job, OutputDir, StepResult, build_manifest, save_npy_atomic, sha256_file, write_json_atomic
 from ..embed.directory import EmbedDir
 from ..errors import InputError
-from .assign import assign, check_embeddings
+from ..faults import checkpoint
+from .assignment import assign, check_embeddings
 from .directory import CENTROIDS, ClusterDir, size_statistics, write_outputs
 from .kmeans import (
     MIN_POINTS_PER_CENTROID,
@@ -113,6 +114,7 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
         del x
         save_npy_atomic(build / CENTROIDS, centroids)
         write_json_atomic(build / TRAIN_STATE, {"centroids_sha256": sha256_file(build / CENTROIDS), **train_info})
+        checkpoint("cluster.trained")
         obj = train_info["objective"][-1] if train_info["objective"] else float("nan")
         say(f"cluster: trained in {time.perf_counter() - t0:.1f}s ({len(train_info['objective'])} iterations), "
             f"mean training similarity {obj / train_points:.4f}")
@@ -125,6 +127,7 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
         c2, info2 = train_spherical_kmeans_with_stats(centroids, s.k2, iters=s.iters, seed=s.seed, init=s.init)
         parent, parent_sim = assign(centroids, c2, check=False)
         level2 = {"centroids": c2, "parent": parent, "similarity": parent_sim, "info": info2}
+    checkpoint("cluster.assigned")
     names = write_outputs(build, centroids, labels, similarity, level2)
     statistics = _statistics(centroids, labels, similarity, train_info, train_points, threads, level2)
     accounting = {"documents": n, "assigned": int(len(labels)), "cluster_sizes_sum": int(np.bincount(labels).sum())}

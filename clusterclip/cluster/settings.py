@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 from ..settings import Settings, setting
-from .assign import DEFAULT_CHUNK_ROWS
+from .assignment import DEFAULT_CHUNK_ROWS
 from .kmeans import DEFAULT_INIT, DEFAULT_ITERS, DEVICES, INITS
 
 

@@ -35,6 +35,7 @@ from ..artifacts import (
 )
 from ..artifacts.corpus import verify_files
 from ..errors import InputError, IntegrityError, MismatchError
+from ..faults import checkpoint
 
 DOCS_FILE = "docs.parquet"
 PARTS_DIR = ".parts"
@@ -162,9 +163,21 @@ class EmbedDir:
         self.n_docs = int(self.statistics["n_docs"])
         self.dim = int(self.statistics["dim"])
         self.parts = sorted(r["path"] for r in self.manifest["outputs"] if is_part_name(r["path"]))
+        self._check_docs_rows()
         self._record = upstream_record(self.path, "embed")
         self._store: EmbeddingStore | None = None
         self._corpus_checked = False
+
+    def _check_docs_rows(self) -> None:
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.ParquetFile(self.docs_file()).metadata.num_rows
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            raise IntegrityError(f"{self.docs_file()}: unreadable ({type(e).__name__}); rerun `clusterclip embed`") from None
+        if rows != self.n_docs:
+            raise IntegrityError(f"{self.docs_file()}: has {rows} rows but the manifest records n_docs={self.n_docs}; "
+                                 f"rerun `clusterclip embed`")
 
     @classmethod
     def open(cls, path, *, verify: bool = False) -> "EmbedDir":
@@ -223,7 +236,7 @@ class EmbedDir:
             self._corpus_checked = True
 
     def texts(self, doc_ids, *, rehash: bool = False, progress: bool = False) -> Iterator[tuple[int, str]]:
-        """``(doc_id, text)`` for ascending ``doc_ids``, read back from the corpus (content checked first).
+        """``(doc_id, text)`` for ascending ``doc_ids`` (repeats allowed), read back from the corpus (content checked first).
 
         Memory stays bounded: ``docs.parquet`` is read in batches and each corpus file forward once.
         """
@@ -232,8 +245,8 @@ class EmbedDir:
         ids = np.asarray(doc_ids, dtype=np.int64).ravel()
         if ids.size == 0:
             return
-        if ids.size > 1 and np.any(np.diff(ids) <= 0):
-            raise ValueError("doc_ids must be strictly ascending")
+        if ids.size > 1 and np.any(np.diff(ids) < 0):
+            raise ValueError("doc_ids must be ascending")
         if ids[0] < 0 or ids[-1] >= self.n_docs:
             bad = int(ids[0] if ids[0] < 0 else ids[-1])
             raise MismatchError(f"{self.path}: doc_id {bad} is out of range (0..{self.n_docs - 1}); the downstream "
@@ -369,6 +382,7 @@ class EmbedWriter:
             f.write(json.dumps(entry, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        checkpoint("embed.part")
         return entry
 
     def finish(self) -> tuple[list[dict], dict]:

@@ -51,7 +51,7 @@ def reader_for(path: str | os.PathLike) -> CorpusReader:
         raise InputError(f"{path}: unsupported file type; give {SUPPORTED_TEXT} files")
     cls, compression = found
     if compression and not cls.compressible:
-        raise InputError(f"{path}: compressed {cls.format} files are not supported ({cls.format} compresses "
+        raise InputError(f"{path}: compressed {cls.display} files are not supported ({cls.display} compresses "
                          f"internally); decompress it")
     return cls(Path(path), compression)
 

@@ -88,6 +88,7 @@ class CorpusReader:
     """
 
     format: ClassVar[str] = "?"
+    display: ClassVar[str] = "?"  #: the format's name in messages
     #: file-name suffixes (before any .gz/.zst) this reader takes
     suffixes: ClassVar[tuple[str, ...]] = ()
     #: whether .gz/.zst compression of the whole file is allowed

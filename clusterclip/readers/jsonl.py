@@ -16,6 +16,7 @@ from .compression import decompression_errors, open_binary
 
 class JsonlReader(CorpusReader):
     format = "jsonl"
+    display = "JSON lines"
     suffixes = (".jsonl", ".json", ".ndjson")
 
     # ------------------------------------------------------------------ raw lines

@@ -17,6 +17,7 @@ BATCH_ROWS = 8192
 
 class ParquetReader(CorpusReader):
     format = "parquet"
+    display = "Parquet"
     suffixes = (".parquet",)
     compressible = False  # Parquet compresses internally
 
@@ -106,10 +107,9 @@ class ParquetReader(CorpusReader):
 
     def documents(self, text_column: str, id_column: str | None, *, base_row: int = 0,
                   partition: Partitioning | None = None, stats: ReadStats) -> Iterator[tuple[int, str, object]]:
+        self.check(text_column, id_column)
         pf = self._file()
         n_rows = pf.metadata.num_rows
-        if n_rows == 0:
-            raise InputError(f"{self.path}: empty file (no rows); remove it or re-create it")
         columns = [text_column] + ([id_column] if id_column is not None and id_column != text_column else [])
         offsets = self._group_offsets()
         groups = []

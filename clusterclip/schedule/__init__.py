@@ -22,6 +22,7 @@ from ..artifacts import Job, OutputDir, StepResult, build_manifest, file_record
 from ..cluster.directory import ClusterDir
 from ..embed.directory import EmbedDir
 from ..errors import InputError
+from ..faults import checkpoint
 from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, ScheduleDir, write_order
 from .sampling import SAMPLERS, BudgetError, Schedule, plan_schedule
 from .settings import DEFAULT_SHARD_TOKENS, ScheduleSettings
@@ -76,6 +77,7 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
             lengths = store.lengths.astype(np.int64) + 1  # + EOS
             schedule = _plan(labels, s, lengths)
         write_order(build / ORDER_FILE, schedule)
+        checkpoint("schedule.order")
         names = [ORDER_FILE]
         shard_records: list[dict] = []
         index = None

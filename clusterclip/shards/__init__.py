@@ -253,6 +253,9 @@ def _write_one(plan, sizes, writers, records, order_doc_ids, order_cluster, orde
                 bar.update(int(piece_sizes.sum()))
         for w in writers:
             records[w.name].append(_record(plan, w.commit()))
+        from ..faults import checkpoint
+
+        checkpoint("schedule.shard")
     except ValueError as e:
         for w in started:
             w.abort()
