@@ -3,11 +3,12 @@
 #   make demo   # set up .venv, build the demo corpus, embed -> cluster -> schedule, print a summary
 #   make test   # set up .venv with the dev extra (+ the MosaicML reader env) and run the tests
 #
-# Pipeline on your own data. Each step's manifest.json is its file target; every step is
-# invoked, and clusterclip itself compares inputs + settings with the manifest, so only what
-# changed (files or flags) is recomputed:
+# Pipeline on your own data (each step is always invoked; clusterclip compares the inputs, by
+# content, and the settings with the step's manifest: what is unchanged is "already done"):
 #   make schedule CORPUS='data/*.parquet' WORK=work K=2000 TOKENIZER=path/to/tokenizer.json \
 #        FORMATS=bin,megatron SCHEDULE_FLAGS='--epochs 2'
+# A step whose settings changed is refused, naming what differs; add OVERWRITE=--overwrite to
+# replace it (the old output stays readable until the new one is complete).
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -29,6 +30,7 @@ FORMATS ?= bin
 EMBED_FLAGS ?=
 CLUSTER_FLAGS ?=
 SCHEDULE_FLAGS ?=
+OVERWRITE ?=
 # the demo's settings (configs/demo.toml holds the same as a config file)
 DEMO_VARS := CORPUS=demo/corpus.jsonl.gz WORK=demo K=64 TOKENIZER=demo/tokenizer.json FORMATS=bin,megatron,parquet \
 	EMBED_FLAGS="--max-length 128 --id-column id" \
@@ -39,7 +41,7 @@ CORPUS_FILES := $(wildcard $(CORPUS))
 .PHONY: FORCE help install install-gpu demo test embed cluster schedule mds-env bench clean clean-demo
 
 help:
-	@sed -n '2,9p' Makefile
+	@sed -n '2,13p' Makefile
 
 # ---- environments ----
 $(BIN)/python:
@@ -83,15 +85,15 @@ demo: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
 # ---- the pipeline, as file targets ----
 $(EMB)/manifest.json: $(CORPUS_FILES) FORCE | $(VENV)/.installed
 	@test -n "$(CORPUS)" || { echo "error: set CORPUS='data/*.parquet' (files, directories or globs)"; exit 2; }
-	$(CLUSTERCLIP) embed $(CORPUS) --out $(EMB) $(EMBED_FLAGS) --overwrite
+	$(CLUSTERCLIP) embed $(CORPUS) --out $(EMB) $(EMBED_FLAGS) $(OVERWRITE)
 
 $(CL)/manifest.json: $(EMB)/manifest.json FORCE
-	$(CLUSTERCLIP) cluster $(EMB) --out $(CL) --k $(K) $(CLUSTER_FLAGS) --overwrite
+	$(CLUSTERCLIP) cluster $(EMB) --out $(CL) --k $(K) $(CLUSTER_FLAGS) $(OVERWRITE)
 
 $(OUT)/manifest.json: $(CL)/manifest.json $(wildcard $(TOKENIZER)) FORCE
 	@test -n "$(TOKENIZER)" || { echo "error: set TOKENIZER= (a tokenizer.json, a HF tokenizer dir or a hub name)"; exit 2; }
 	$(CLUSTERCLIP) schedule $(EMB) $(CL) --out $(OUT) --tokenizer $(TOKENIZER) --format $(FORMATS) \
-		$(SCHEDULE_FLAGS) --overwrite
+		--rehash-inputs $(SCHEDULE_FLAGS) $(OVERWRITE)
 
 FORCE:
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .schedule.directory import ScheduleDir
 from .shards import FORMATS, find_shard, read_index, read_sample
 
 ORDER_FILE = "order.parquet"
@@ -32,9 +33,7 @@ def _manifest(out_dir: Path) -> dict:
 def summarize(out_dir: str | os.PathLike) -> dict:
     """Per format: number of shards and files, tokens, samples, bytes, first and last file."""
     out = Path(out_dir)
-    if not out.is_dir():
-        raise InputError(f"{out}: no such directory; give a `clusterclip schedule` output directory")
-    index = read_index(out)
+    index = ScheduleDir(out).shards_index()
     formats = {}
     for fmt in index.get("formats") or list(index["shards"]):
         shards = index["shards"][fmt]
@@ -64,24 +63,7 @@ def summarize(out_dir: str | os.PathLike) -> dict:
 
 def order_row(out_dir: str | os.PathLike, position: int) -> dict:
     """``doc_id``, ``cluster`` and ``repeat`` at ``position`` of ``order.parquet`` (one row group read)."""
-    import pyarrow.parquet as pq
-
-    path = Path(out_dir) / ORDER_FILE
-    if not path.is_file():
-        raise InputError(f"{path}: missing; give a `clusterclip schedule` output directory")
-    pf = pq.ParquetFile(path)
-    n = pf.metadata.num_rows
-    if not 0 <= position < n:
-        raise InputError(f"--sample {position}: out of range; {path} has positions 0..{n - 1}")
-    start = 0
-    for g in range(pf.num_row_groups):
-        rows = pf.metadata.row_group(g).num_rows
-        if position < start + rows:
-            t = pf.read_row_group(g, columns=["doc_id", "cluster", "repeat"])
-            i = position - start
-            return {c: int(t.column(c)[i].as_py()) for c in ("doc_id", "cluster", "repeat")}
-        start += rows
-    raise InputError(f"--sample {position}: not found in {path}")  # pragma: no cover
+    return ScheduleDir(out_dir).order_row(position)
 
 
 def sample_report(
@@ -95,7 +77,7 @@ def sample_report(
     """Everything about the sample at ``position``: its order row, its shard, its tokens in each
     format (and whether the formats agree), and its text when ``decode``."""
     out = Path(out_dir)
-    index = read_index(out)
+    index = ScheduleDir(out).shards_index()
     formats = [fmt] if fmt else (index.get("formats") or list(index["shards"]))
     if fmt and fmt not in FORMATS:
         raise InputError(f"--format {fmt}: unknown; choose from {', '.join(FORMATS)}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import clusterclip.cluster as cluster_step
 from clusterclip.cluster import ClusterDir, assign, cluster_embeddings
 from clusterclip.cluster.kmeans import gpu_available, greedy_kmeanspp, greedy_kmeanspp_rows, train_spherical_kmeans
 from clusterclip.embed import EmbedDir
+
 from embed_fixtures import blobs, normalise, write_embed_dir
 from helpers import assert_one_line_error, invoke
 

@@ -20,6 +20,7 @@ from clusterclip.embed.directory import EmbedWriter
 from clusterclip.embed.encoder import DEFAULT_MODEL_NAME, default_model_path
 from clusterclip.embed.hf import HFEncoder
 from clusterclip.errors import InputError, MismatchError
+
 from helpers import assert_one_line_error, invoke, tree_bytes, write_jsonl, write_parquet
 
 MAXLEN = 32

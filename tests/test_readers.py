@@ -19,6 +19,7 @@ from clusterclip.artifacts.corpus import describe_files
 from clusterclip.embed import EmbedDir
 from clusterclip.errors import ClusterClipError, InputError
 from clusterclip.readers import Partitioning, ReadStats, expand_inputs, iter_documents, reader_class, reader_for
+
 from helpers import jsonl_bytes, write_jsonl, write_parquet
 
 TEXTS = [f"document number {i}: " + "word " * (i % 7 + 1) for i in range(30)]

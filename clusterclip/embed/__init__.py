@@ -21,7 +21,7 @@ from ..artifacts.corpus import describe_files
 from ..artifacts.manifest import MANIFEST, is_ours, load_json
 from ..errors import InputError
 from ..readers import Partitioning, expand_inputs, reader_for
-from .directory import EmbedDir, EmbeddingStore, EmbedWriter
+from .directory import EmbeddingStore, EmbedDir, EmbedWriter
 from .encoder import DEFAULT_MODEL_NAME, Encoder, Prepared, make_encoder
 from .settings import EmbedSettings
 
