@@ -1,8 +1,10 @@
 """Look inside a ``schedule`` output: the shards of each format, and any sample read back from them.
 
-Tokens are read from the shard files through each format's own layout (llm.c header + flat
-stream, Megatron ``.idx`` + ``.bin``, MDS shard offsets, Parquet rows), not from a cache, so
-what :func:`sample_report` shows is what a trainer will read.
+Tokens are read from the shard files through each format's own layout (its
+``ShardFormat.read_shard``: llm.c header + flat stream, Megatron ``.idx`` + ``.bin``, MDS shard
+offsets, Parquet rows, ...), not from a cache, so what :func:`sample_report` shows is what a
+trainer will read. With ``--align-tokens`` / ``--pack`` a sample may span shards: the report
+names every shard that holds a piece of it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .shards import FORMATS, find_shard, read_index, read_sample
+from .shards import FORMATS, find_shards, read_index, read_sample
 
 ORDER_FILE = "order.parquet"
 
@@ -45,6 +47,8 @@ def summarize(out_dir: str | os.PathLike) -> dict:
             "bytes": sum(f["bytes"] for f in files),
             "tokens": sum(s["tokens"] for s in shards),
             "samples": sum(s["samples"] for s in shards),
+            "rows": sum(s["rows"] for s in shards) if shards and "rows" in shards[0] else None,
+            "spanning": sum(bool(s.get("continues")) for s in shards),
             "first": shards[0]["files"][0]["path"] if shards else None,
             "last": shards[-1]["files"][-1]["path"] if shards else None,
             "directory": fmt,
@@ -56,10 +60,26 @@ def summarize(out_dir: str | os.PathLike) -> dict:
         "n_shards": index.get("n_shards"),
         "shard_tokens": index.get("shard_tokens"),
         "eos_id": index["eos_id"],
+        "bos_id": index.get("bos_id"),
+        "pad_id": index.get("pad_id"),
+        "align_tokens": index.get("align_tokens"),
+        "pack": index.get("pack"),
         "vocab_size": index["vocab_size"],
         "token_dtype": index.get("token_dtype"),
         "formats": formats,
     }
+
+
+def shard_table(out_dir: str | os.PathLike, fmt: str | None = None) -> list[dict]:
+    """One row per shard of ``fmt`` (default: the first format): where it begins and ends in the order."""
+    index = read_index(Path(out_dir))
+    fmt = fmt or (index.get("formats") or list(index["shards"]))[0]
+    if fmt not in index["shards"]:
+        raise InputError(f"--format {fmt}: not written here; this directory has {', '.join(index['shards'])}")
+    return [{"format": fmt, "index": r["index"], "first_sample": r["start"], "first_offset": r.get("first_offset", 0),
+             "last_sample": r["stop"] - 1, "continues": bool(r.get("continues")), "samples": r["samples"],
+             "tokens": r["tokens"], "overlap": r.get("overlap", 0), "pad": r.get("pad", 0),
+             "files": [f["path"] for f in r["files"]]} for r in index["shards"][fmt]]
 
 
 def order_row(out_dir: str | os.PathLike, position: int) -> dict:
@@ -102,15 +122,18 @@ def sample_report(
     report = {"position": position, **order_row(out, position)}
     tokens = {}
     for f in formats:
-        rec = find_shard(index, f, position)
+        recs = find_shards(index, f, position)
         tokens[f] = read_sample(out, f, position, index)
-        report.setdefault("shard", rec["index"])
-        report.setdefault("shard_first_sample", rec["first_sample"])
+        report.setdefault("shards", [r["index"] for r in recs])
+        report.setdefault("shard", recs[0]["index"])
+        report.setdefault("shard_first_sample", recs[0]["start"])
     report["tokens"] = {f: t.tolist() for f, t in tokens.items()}
     first = next(iter(tokens.values()))
     report["n_tokens"] = int(len(first))
     report["formats_agree"] = all(np.array_equal(first, t) for t in tokens.values())
-    report["ends_with_eos"] = bool(len(first) and int(first[-1]) == index["eos_id"])
+    bos, eos = index.get("bos_id"), index["eos_id"]
+    report["ends_with_eos"] = eos is None or bool(len(first) and int(first[-1]) == eos)
+    report["starts_with_bos"] = bos is None or bool(len(first) and int(first[0]) == bos)
     if decode:
         settings = _manifest(out).get("settings") or {}
         recorded_tok = settings.get("tokenizer_digest") or {}
@@ -141,24 +164,50 @@ def _ids(ids: list[int], limit: int) -> str:
 
 
 def format_summary(s: dict) -> list[str]:
+    delims = ", ".join(x for x in (f"BOS id {s['bos_id']} before" if s.get("bos_id") is not None else "",
+                                   f"EOS id {s['eos_id']} after" if s.get("eos_id") is not None else "") if x)
+    if s.get("align_tokens"):
+        cut = (f"{s['n_shards']} shards of a multiple of {s['align_tokens']:,} tokens + 1 look-ahead "
+               f"(samples may span shards; last shard padded with id {s['pad_id']})")
+    elif s.get("pack"):
+        cut = (f"{s['n_shards']} shards of whole {s['pack']:,}-token rows (samples may span rows and shards; "
+               f"last row padded with id {s['pad_id']})")
+    else:
+        cut = f"{s['n_shards']} shards of <= {s['shard_tokens']:,} tokens, whole samples"
     lines = [
         f"{s['out']}: {s['n_samples']:,} samples, {s['n_tokens']:,} tokens "
-        f"({s['token_dtype']}, vocab {s['vocab_size']:,}, EOS id {s['eos_id']}), "
-        f"{s['n_shards']} shards of <= {s['shard_tokens']:,} tokens"
+        f"({s['token_dtype']}, vocab {s['vocab_size']:,}, {delims or 'no delimiters'}), {cut}"
     ]
     for fmt, f in s["formats"].items():
+        rows = f" {f['rows']:,} rows" if f.get("rows") is not None else ""
+        span = f", {f['spanning']} end inside a sample" if f.get("spanning") else ""
         lines.append(
             f"  {fmt:<9} {f['shards']:>5} shards {f['files']:>6} files {f['bytes']:>14,} bytes  "
-            f"{f['tokens']:,} tokens {f['samples']:,} samples  {f['first']} .. {f['last']}"
+            f"{f['tokens']:,} tokens {f['samples']:,} samples{rows}{span}  {f['first']} .. {f['last']}"
         )
     return lines
+
+
+def format_shard_table(rows: list[dict]) -> list[str]:
+    out = []
+    for r in rows:
+        head = (f"starts inside sample {r['first_sample']} at token {r['first_offset']}" if r["first_offset"]
+                else f"starts with sample {r['first_sample']}")
+        tail = f"ends inside sample {r['last_sample']}" if r["continues"] else f"ends with sample {r['last_sample']}"
+        extra = "".join([f", +{r['overlap']} look-ahead" if r["overlap"] else "",
+                         f", +{r['pad']} pad" if r["pad"] else ""])
+        out.append(f"  {r['format']} shard {r['index']}: {head}, {tail}; {r['samples']:,} samples begin here, "
+                   f"{r['tokens']:,} tokens{extra}  {', '.join(r['files'])}")
+    return out
 
 
 def format_sample(r: dict, max_tokens: int = 64) -> list[str]:
     lines = [
         f"sample {r['position']}: doc_id {r['doc_id']}, cluster {r['cluster']}, repeat {r['repeat']}; "
-        f"shard {r['shard']} (its first sample is {r['shard_first_sample']}), {r['n_tokens']} tokens incl. EOS"
+        f"shard {', '.join(map(str, r.get('shards', [r['shard']])))} (its first sample is {r['shard_first_sample']}), "
+        f"{r['n_tokens']} tokens incl. delimiters"
         + ("" if r["ends_with_eos"] else " (WARNING: does not end with EOS)")
+        + ("" if r.get("starts_with_bos", True) else " (WARNING: does not start with BOS)")
     ]
     toks = r["tokens"]
     if r["formats_agree"]:

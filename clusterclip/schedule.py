@@ -103,6 +103,11 @@ def schedule_corpus(
     seed: int = 0,
     tokenizer: str | None = None,
     eos_token: str | None = None,
+    bos_token: str | None = None,
+    convention: str | None = None,
+    allow_ordinary_delimiter: bool = False,
+    align_tokens: int | None = None,
+    pack: int | None = None,
     formats: tuple[str, ...] = ("bin",),
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     dry_run: bool = False,
@@ -127,7 +132,7 @@ def schedule_corpus(
                          "or pass --dry-run to write only the order")
     if tokens is not None and not tokenizer:
         raise InputError("--tokens: a token budget needs --tokenizer to count tokens, even with --dry-run")
-    formats = check_formats(formats)
+    formats = check_formats(formats, align_tokens=align_tokens, pack=pack)
 
     labels, k, _, _ = load_cluster_labels(emb_dir, cl_dir)
     n_docs = len(labels)
@@ -136,7 +141,10 @@ def schedule_corpus(
     if tokenizer:
         from .tokenization import load_tokenizer
 
-        tok = load_tokenizer(tokenizer, eos_token=eos_token)
+        tok = load_tokenizer(tokenizer, require_eos=False)
+        tok.set_delimiters(eos_token=eos_token, bos_token=bos_token, convention=convention,
+                           allow_ordinary_delimiter=allow_ordinary_delimiter)
+    delimiters = (tok.bos_id is not None) + (tok.eos_id is not None) if tok else 0
 
     settings = {
         "sampler": sampler,
@@ -147,6 +155,13 @@ def schedule_corpus(
         "tokenizer": tokenizer,
         "tokenizer_digest": tok.describe() if tok else None,
         "eos_id": tok.eos_id if tok else None,
+        "bos_id": tok.bos_id if tok else None,
+        "eos_token": eos_token,
+        "bos_token": bos_token,
+        "convention": convention,
+        "allow_ordinary_delimiter": allow_ordinary_delimiter,
+        "align_tokens": None if dry_run else align_tokens,
+        "pack": None if dry_run else pack,
         "formats": None if dry_run else list(formats),
         "shard_tokens": None if dry_run else shard_tokens,
         "dry_run": dry_run,
@@ -166,7 +181,7 @@ def schedule_corpus(
     if tokens is not None:
         # A token budget needs every document's length before planning.
         store = _tokenize(emb_dir, np.arange(n_docs), n_docs, tok, work, progress)
-        lengths = store.lengths.astype(np.int64) + 1  # + EOS
+        lengths = _sample_lengths(store, delimiters)
 
     try:
         schedule = plan_schedule(
@@ -183,10 +198,11 @@ def schedule_corpus(
         used = np.unique(schedule.doc_id)
         if store is None:
             store = _tokenize(emb_dir, used, n_docs, tok, work, progress)
-        lengths = store.lengths.astype(np.int64) + 1
+        lengths = _sample_lengths(store, delimiters)
         shards_index = write_shards(
             schedule.doc_id, schedule.cluster, schedule.repeat, store, out,
             formats=formats, shard_tokens=shard_tokens, eos_id=tok.eos_id, vocab_size=tok.vocab_size,
+            bos_id=tok.bos_id, align_tokens=align_tokens, pack=pack,
             progress=progress, resume=(state == "resume"),
         )
         outputs.append("shards.json")
@@ -200,6 +216,12 @@ def schedule_corpus(
     manifest = build_manifest("schedule", settings, inputs, [{"path": p} for p in outputs], stats)
     finish_output_dir(out, manifest)
     return manifest
+
+
+def _sample_lengths(store, delimiters: int) -> np.ndarray:
+    """Tokens of each document's sample (document + delimiters); 0 for documents not tokenized."""
+    lengths = store.lengths.astype(np.int64)
+    return np.where(lengths >= 0, lengths + delimiters, 0)
 
 
 def _budget_record(epochs, samples, tokens, n_docs) -> dict:

@@ -9,6 +9,8 @@ import click
 from ..sampling import SAMPLERS
 from ..schedule import DEFAULT_SHARD_TOKENS, schedule_corpus
 from ..schedule_stats import format_statistics
+from ..shards import formats_help
+from ..tokenization import CONVENTIONS
 from .common import echo_summary, overwrite_option, step_command, wants_progress
 
 def _formats(ctx, param, value):
@@ -32,14 +34,32 @@ def _formats(ctx, param, value):
               help="Budget: EPOCHS × number of documents samples (default: 1 epoch).")
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Budget: exactly this many samples.")
 @click.option("--tokens", type=click.IntRange(min=1), default=None,
-              help="Budget: stop at the first sample that brings the total to this many tokens (EOS included).")
+              help="Budget: stop at the first sample that brings the total to this many tokens (delimiters included).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice.")
 @click.option("--tokenizer", type=str, default=None,
               help="tokenizer.json file, local Hugging Face tokenizer directory, or hub name.")
-@click.option("--eos-token", type=str, default=None,
-              help="EOS token appended to every sample, when the tokenizer does not define one.")
+@click.option("--eos-token", type=str, default=None, metavar="TOKEN|none",
+              help="Special token appended to every sample (a token or an id; default: the tokenizer's EOS); "
+                   "'none' appends nothing.")
+@click.option("--bos-token", type=str, default=None, metavar="TOKEN",
+              help="Special token prepended to every sample (a token or an id; default: none).")
+@click.option("--convention", type=click.Choice(list(CONVENTIONS)), default=None,
+              help="The delimiters a trainer expects, instead of --bos-token/--eos-token: llm.c and "
+                   "modded-nanogpt put the EOS token BEFORE each document and nothing after; the others "
+                   "append EOS (the default).")
+@click.option("--allow-ordinary-delimiter", is_flag=True,
+              help="Accept an ordinary (non-special) token as --bos-token/--eos-token, although it also occurs "
+                   "inside documents.")
+@click.option("--align-tokens", type=click.IntRange(min=1), default=None, metavar="W",
+              help="Token streams (bin, raw, datatrove): every shard holds a multiple of W tokens plus one "
+                   "look-ahead token (the next shard's first), so a loader reading W = B*T tokens per step drops "
+                   "nothing; samples may span shards; the last shard is padded with EOS (or BOS).")
+@click.option("--pack", type=click.IntRange(min=1), default=None, metavar="L",
+              help="Rows of exactly L tokens cut from the ordered stream (parquet, mds; token streams are cut at "
+                   "whole rows), with each row's document boundaries (cu_seqlens, positions, doc_ids); the last "
+                   "row is padded with EOS (or BOS).")
 @click.option("--format", "formats", callback=_formats, default="bin", show_default=True,
-              help="Shard formats, comma-separated: bin (llm.c), megatron, mds (MosaicML), parquet.")
+              help="Shard formats, comma-separated. " + formats_help() + ".")
 @click.option("--shard-tokens", type=click.IntRange(min=1), default=DEFAULT_SHARD_TOKENS, show_default=True,
               help="About this many tokens per shard file.")
 @click.option("--dry-run", is_flag=True, help="Write the order and statistics only; no tokenizing, no shards.")
@@ -48,7 +68,7 @@ def _formats(ctx, param, value):
 @overwrite_option
 @step_command
 def command(emb, cl, out, sampler, max_repeats, alpha, epochs, samples, tokens, seed, tokenizer, eos_token,
-            formats, shard_tokens, dry_run, allow_partial, overwrite):
+            bos_token, convention, allow_ordinary_delimiter, align_tokens, pack, formats, shard_tokens, dry_run, allow_partial, overwrite):
     """Order the documents of EMB by the clusters of CL and write token shards in that order.
 
     \b
@@ -56,14 +76,16 @@ def command(emb, cl, out, sampler, max_repeats, alpha, epochs, samples, tokens, 
       clusterclip schedule emb/ cl/ --out sched/ --tokenizer tokenizer.json \\
           --epochs 2 --max-repeats 4 --format bin,parquet
 
-    The shards hold each sample's tokens followed by EOS, in exactly the order of
-    order.parquet: a trainer that reads them sequentially trains on the ClusterClip order.
+    The shards hold each sample's tokens (with --bos-token before and EOS after), in exactly
+    the order of order.parquet: a trainer that reads them sequentially trains on the
+    ClusterClip order. README, "Reading the shards from a trainer", gives the flags per trainer.
     """
     started = time.perf_counter()
     manifest = schedule_corpus(
         emb, cl, out, sampler=sampler, max_repeats=max_repeats, alpha=alpha, epochs=epochs,
         samples=samples, tokens=tokens, seed=seed, tokenizer=tokenizer, eos_token=eos_token,
-        formats=formats, shard_tokens=shard_tokens, dry_run=dry_run, allow_partial=allow_partial,
+        bos_token=bos_token, convention=convention, allow_ordinary_delimiter=allow_ordinary_delimiter,
+        align_tokens=align_tokens, pack=pack, formats=formats, shard_tokens=shard_tokens, dry_run=dry_run, allow_partial=allow_partial,
         overwrite=overwrite, progress=wants_progress(),
     )
     stats = manifest["statistics"]
