@@ -4,8 +4,9 @@ else a reader written from the trainer's published code), in its sequential mode
 For each: the stream it trains on equals the order token for token; with ``--align-tokens``
 no token is dropped; with the trainer's delimiter convention the first sample is trained on.
 
-Real packages (the ``readers`` extra): datasets, litdata, ai2-olmo-core, datatrove; megatron-core
-in tests/test_shards_formats.py, mosaicml-streaming in tests/test_shards_mds.py. Readers written
+Real packages (the ``readers`` extra): datasets, ai2-olmo-core, datatrove; megatron-core in
+tests/test_shards_formats.py; in ``.venv-mds``: mosaicml-streaming (tests/test_shards_mds.py) and
+litdata (here). Readers written
 here: llm.c ``llmc/dataloader.h``, modded-nanogpt ``train_gpt.py`` (``_load_data_shard``,
 ``Shard.next_batch``, ``distributed_data_generator``), nanoGPT ``train.py`` ``get_batch``.
 """
@@ -205,19 +206,36 @@ def test_hf_datasets_reads_rows_and_packed_rows_in_order(tmp_path):
 
 
 # --------------------------------------------------------------------------- litdata
+LITDATA_CHECK = """
+import json, sys
+from litdata import StreamingDataset, index_parquet_dataset
+from litdata.streaming.item_loader import ParquetLoader
+d = sys.argv[1]
+index_parquet_dataset(d)
+with open(d + "/index.json") as f:
+    index = json.load(f)
+listed = [c["filename"] for c in index["chunks"]]
+index["chunks"].sort(key=lambda c: c["filename"])  # litdata lists the files in directory order
+with open(d + "/index.json", "w") as f:
+    json.dump(index, f)
+ds = StreamingDataset(d, item_loader=ParquetLoader(), shuffle=False)
+print(json.dumps({"listed": listed, "doc_ids": [int(ds[i]["doc_id"]) for i in range(len(ds))]}))
+"""
+
+
 def test_litdata_reads_parquet_in_order_after_sorting_its_index(tmp_path):
-    from litdata import StreamingDataset, index_parquet_dataset
-    from litdata.streaming.item_loader import ParquetLoader
+    """litdata (in .venv-mds: it requires torchvision) with the README's index fix."""
+    import subprocess
+
+    from test_shards_mds import _env_python
 
     out, order, stream, starts = _build(tmp_path, ("parquet",), shard_tokens=400, eos_id=EOT)
-    d = str(out / "parquet")
-    index_parquet_dataset(d)
-    index_file = Path(d) / "index.json"
-    index = json.loads(index_file.read_text())
-    index["chunks"].sort(key=lambda c: c["filename"])  # litdata lists the files in directory order
-    index_file.write_text(json.dumps(index))
-    ds = StreamingDataset(d, item_loader=ParquetLoader(), shuffle=False)
-    assert [int(ds[i]["doc_id"]) for i in range(len(ds))] == order.tolist()
+    r = subprocess.run([_env_python(), "-c", LITDATA_CHECK, str(out / "parquet")], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(got["listed"]) >= 3
+    assert got["doc_ids"] == order.tolist()
 
 
 @pytest.mark.parametrize("conv,bos,eos", [("llm.c", EOT, None), ("modded-nanogpt", EOT, None), ("megatron", None, EOT)])
