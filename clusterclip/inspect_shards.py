@@ -129,7 +129,7 @@ def sample_report(
         report.setdefault("shard_first_sample", recs[0]["start"])
     report["tokens"] = {f: t.tolist() for f, t in tokens.items()}
     first = next(iter(tokens.values()))
-    report["n_tokens"] = int(len(first))
+    report["n_tokens"] = len(first)
     report["formats_agree"] = all(np.array_equal(first, t) for t in tokens.values())
     bos, eos = index.get("bos_id"), index["eos_id"]
     report["ends_with_eos"] = eos is None or bool(len(first) and int(first[-1]) == eos)

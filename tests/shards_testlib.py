@@ -112,8 +112,9 @@ def build_all(root: Path, tok_file: Path, texts, n_samples=600, seed=0, shard_to
     total = sum(len(x) for x in b.expected)
     b.shard_tokens = shard_tokens or total // 5
     b.out = root / "out"
-    b.index = write_shards(b.doc_ids, b.cluster, b.repeat, b.store, b.out, formats=formats or ALL, shard_tokens=b.shard_tokens,
-                           eos_id=b.tok.eos_id, vocab_size=b.tok.vocab_size, progress=False)
+    b.index = write_shards(b.doc_ids, b.cluster, b.repeat, b.store, b.out, formats=formats or ALL,
+                           shard_tokens=b.shard_tokens, eos_id=b.tok.eos_id, vocab_size=b.tok.vocab_size,
+                           progress=False)
     return b
 
 

@@ -18,7 +18,7 @@ from clusterclip.tokenization import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
-from shards_testlib import stdlib_docstrings, train_tokenizer  # noqa: E402
+from shards_testlib import stdlib_docstrings, train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from clusterclip.shards import plan_shards, read_sample, write_shards
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
-from shards_testlib import ALL, build_all, big_vocab_tokenizer, stdlib_docstrings, train_tokenizer, tree_bytes  # noqa: E402
+from shards_testlib import ALL, big_vocab_tokenizer, build_all, stdlib_docstrings, train_tokenizer, tree_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -218,7 +217,8 @@ def _interrupt_at_commit(monkeypatch, cls, n: int):
 def test_resume_rewrites_damaged_kept_shards_and_is_byte_identical(small, tmp_path, monkeypatch):
     """Resume keeps a finished shard only if it re-hashes to its journaled digest: a missing
     shard, a same-size corrupted one and a half-written pair are all rewritten."""
-    from clusterclip.shards import bin as bin_mod, parquet as pq_mod
+    from clusterclip.shards import bin as bin_mod
+    from clusterclip.shards import parquet as pq_mod
 
     out = tmp_path / "out"
     n = small.index["n_shards"]
@@ -259,7 +259,7 @@ def test_interrupted_write_resumes_byte_identical(small, tmp_path, monkeypatch):
 
 def test_plan_shards_properties():
     rng = np.random.default_rng(3)
-    for trial in range(30):
+    for _ in range(30):
         lengths = rng.integers(0, 50, size=40)
         order = rng.integers(0, 40, size=int(rng.integers(0, 300)))
         budget = int(rng.integers(1, 200))

@@ -25,7 +25,7 @@ from clusterclip.shards import read_index, write_shards
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
-from shards_testlib import stream_of, synthetic_store  # noqa: E402
+from shards_testlib import stream_of, synthetic_store
 
 EOT = 50256  # GPT-2's <|endoftext|>, modded-nanogpt's BOS_ID
 VOCAB = 50257
@@ -64,7 +64,7 @@ def llmc_batches(pattern: str, B: int, T: int, num_processes: int = 1):
 
 def test_llmc_reads_every_token_with_align_and_its_convention(tmp_path):
     B, T = 4, 16
-    out, order, stream, starts = _build(tmp_path, ("bin",), shard_tokens=1000, bos_id=EOT, eos_id=None,
+    out, _order, stream, _starts = _build(tmp_path, ("bin",), shard_tokens=1000, bos_id=EOT, eos_id=None,
                                         align_tokens=B * T)
     batches = list(llmc_batches(str(out / "bin" / "train_*.bin"), B, T))
     inputs = np.concatenate([x for x, _ in batches])
@@ -79,7 +79,7 @@ def test_llmc_reads_every_token_with_align_and_its_convention(tmp_path):
 def test_llmc_drops_shard_tails_without_align(tmp_path):
     """Today's whole-sample shards: llm.c skips each file's tail (what --align-tokens fixes)."""
     B, T = 4, 16
-    out, order, stream, _ = _build(tmp_path, ("bin",), shard_tokens=1000, eos_id=EOT)
+    out, _order, stream, _ = _build(tmp_path, ("bin",), shard_tokens=1000, eos_id=EOT)
     seen = sum(len(x) for x, _ in llmc_batches(str(out / "bin" / "train_*.bin"), B, T))
     assert seen < len(stream)
 
@@ -96,20 +96,20 @@ def modded_nanogpt_sequences(pattern: str, num_tokens: int, max_seq_len: int, bo
         bos_idx = np.flatnonzero(tokens == bos_id)
         i, n = 0, len(bos_idx)
         while True:
-            starts, ends, cur_len, idx = [], [], 0, i
-            try:
-                while cur_len <= num_tokens:
-                    if idx >= n:
-                        raise StopIteration
-                    cur = int(bos_idx[idx])
-                    starts.append(cur)
-                    idx += 1
-                    end = min(int(bos_idx[idx]) if idx < n else len(tokens), cur + max_seq_len,
-                              cur + num_tokens - cur_len + 1)
-                    ends.append(end)
-                    cur_len += end - cur
-            except StopIteration:
-                break  # "Insufficient BOS ahead; hit tail of shard": the next shard
+            starts, ends, cur_len, idx, exhausted = [], [], 0, i, False
+            while cur_len <= num_tokens:
+                if idx >= n:  # "Insufficient BOS ahead; hit tail of shard": the next shard
+                    exhausted = True
+                    break
+                cur = int(bos_idx[idx])
+                starts.append(cur)
+                idx += 1
+                end = min(int(bos_idx[idx]) if idx < n else len(tokens), cur + max_seq_len,
+                          cur + num_tokens - cur_len + 1)
+                ends.append(end)
+                cur_len += end - cur
+            if exhausted:
+                break
             i = idx
             buf = np.concatenate([tokens[a:b] for a, b in zip(starts, ends)]).astype(np.int64)
             yield buf[:-1], buf[1:]
@@ -120,7 +120,7 @@ def test_modded_nanogpt_trains_on_sample_zero_only_with_bos(tmp_path):
     first_x, _ = next(modded_nanogpt_sequences(str(out / "bin" / "train_*.bin"), 256, 128))
     sample0 = stream[: starts[1]]
     assert np.array_equal(first_x[: min(len(sample0), 128)], sample0[:128])  # sample 0 opens the first step
-    out, order, stream, starts = _build(tmp_path / "eos", ("bin",), shard_tokens=4000, eos_id=EOT)
+    out, _order, stream, starts = _build(tmp_path / "eos", ("bin",), shard_tokens=4000, eos_id=EOT)
     first_x, _ = next(modded_nanogpt_sequences(str(out / "bin" / "train_*.bin"), 256, 128))
     assert first_x[0] == EOT and not np.array_equal(first_x[1:6], stream[:5])  # EOS after: sample 0 is skipped
 
@@ -141,7 +141,7 @@ def nanogpt_sequential_get_batch(path: Path, block_size: int, batch_size: int):
 
 def test_nanogpt_reads_one_raw_train_bin(tmp_path):
     B, T = 4, 32
-    out, order, stream, _ = _build(tmp_path, ("raw",), shard_tokens=10**12, eos_id=EOT, align_tokens=B * T)
+    out, _order, stream, _ = _build(tmp_path, ("raw",), shard_tokens=10**12, eos_id=EOT, align_tokens=B * T)
     files = sorted((out / "raw").glob("tokens_*.bin"))
     assert len(files) == 1
     xs = np.concatenate([x.reshape(-1) for x, _ in nanogpt_sequential_get_batch(files[0], T, B)])
@@ -153,7 +153,7 @@ def test_olmo_core_numpy_fsl_dataset_reads_raw_in_order(tmp_path):
     from olmo_core.data.numpy_dataset import NumpyFSLDataset
 
     seq = 64
-    out, order, stream, _ = _build(tmp_path, ("raw",), shard_tokens=900, eos_id=EOT, align_tokens=seq)
+    out, _order, stream, _ = _build(tmp_path, ("raw",), shard_tokens=900, eos_id=EOT, align_tokens=seq)
     paths = sorted(str(p) for p in (out / "raw").glob("tokens_*.bin"))
     assert len(paths) >= 3
     ds = NumpyFSLDataset(*paths, sequence_length=seq, pad_token_id=EOT, eos_token_id=EOT, vocab_size=VOCAB,
@@ -168,7 +168,7 @@ def test_datatrove_folder_dataset_reads_every_window(tmp_path):
     from datatrove.utils.dataset import DatatroveFolderDataset
 
     seq_len = 31  # windows of seq_len + 1 = 32 tokens that do not overlap
-    out, order, stream, _ = _build(tmp_path, ("datatrove",), shard_tokens=700, eos_id=EOT,
+    out, _order, stream, _ = _build(tmp_path, ("datatrove",), shard_tokens=700, eos_id=EOT,
                                    align_tokens=seq_len + 1)
     ds = DatatroveFolderDataset(str(out / "datatrove"), seq_len=seq_len, token_size=2, shuffle=False,
                                 return_positions=True)
@@ -229,9 +229,9 @@ def test_litdata_reads_parquet_in_order_after_sorting_its_index(tmp_path):
 
     from test_shards_mds import _env_python
 
-    out, order, stream, starts = _build(tmp_path, ("parquet",), shard_tokens=400, eos_id=EOT)
+    out, order, _stream, _starts = _build(tmp_path, ("parquet",), shard_tokens=400, eos_id=EOT)
     r = subprocess.run([_env_python(), "-c", LITDATA_CHECK, str(out / "parquet")], capture_output=True, text=True,
-                       timeout=300, cwd=tmp_path)
+                       timeout=300, cwd=tmp_path, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(got["listed"]) >= 3

@@ -38,7 +38,14 @@ def command(out, samples, decode, fmt, show_shards, tokenizer, max_tokens, as_js
       clusterclip inspect OUT -s 5 --format mds     sample 5 read from the MDS shards only
       clusterclip inspect OUT --shards              where each shard begins and ends in the order
     """
-    from ..inspect_shards import format_sample, format_shard_table, format_summary, sample_report, shard_table, summarize
+    from ..inspect_shards import (
+        format_sample,
+        format_shard_table,
+        format_summary,
+        sample_report,
+        shard_table,
+        summarize,
+    )
 
     summary = summarize(out)
     table = shard_table(out, fmt) if show_shards else None

@@ -13,6 +13,7 @@ from ..shards import formats_help
 from ..tokenization import CONVENTIONS
 from .common import echo_summary, overwrite_option, step_command, wants_progress
 
+
 def _formats(ctx, param, value):
     """``bin,parquet`` (or a list, from a config file) -> ``("bin", "parquet")``; checked by the library."""
     if isinstance(value, (list, tuple)):
@@ -68,7 +69,8 @@ def _formats(ctx, param, value):
 @overwrite_option
 @step_command
 def command(emb, cl, out, sampler, max_repeats, alpha, epochs, samples, tokens, seed, tokenizer, eos_token,
-            bos_token, convention, allow_ordinary_delimiter, align_tokens, pack, formats, shard_tokens, dry_run, allow_partial, overwrite):
+            bos_token, convention, allow_ordinary_delimiter, align_tokens, pack, formats, shard_tokens, dry_run,
+            allow_partial, overwrite):
     """Order the documents of EMB by the clusters of CL and write token shards in that order.
 
     \b
@@ -85,7 +87,8 @@ def command(emb, cl, out, sampler, max_repeats, alpha, epochs, samples, tokens, 
         emb, cl, out, sampler=sampler, max_repeats=max_repeats, alpha=alpha, epochs=epochs,
         samples=samples, tokens=tokens, seed=seed, tokenizer=tokenizer, eos_token=eos_token,
         bos_token=bos_token, convention=convention, allow_ordinary_delimiter=allow_ordinary_delimiter,
-        align_tokens=align_tokens, pack=pack, formats=formats, shard_tokens=shard_tokens, dry_run=dry_run, allow_partial=allow_partial,
+        align_tokens=align_tokens, pack=pack, formats=formats, shard_tokens=shard_tokens, dry_run=dry_run,
+        allow_partial=allow_partial,
         overwrite=overwrite, progress=wants_progress(),
     )
     stats = manifest["statistics"]

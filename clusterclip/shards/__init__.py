@@ -39,8 +39,8 @@ import importlib
 import json
 import os
 import pkgutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -48,7 +48,14 @@ from ..artifacts import write_json_atomic
 from ..errors import ClusterClipError, InputError
 from .base import ShardContent, ShardFormat, ShardPlan, StreamLayout
 from .journal import JOURNAL_FILE, ShardJournal, shard_key
-from .plan import PIECE_TOKENS, PLAN_CHUNK, plan_shards, sample_sizes, shard_pieces, total_tokens  # noqa: F401
+from .plan import (  # noqa: F401
+    PIECE_TOKENS,
+    PLAN_CHUNK,
+    plan_shards,
+    sample_sizes,
+    shard_pieces,
+    total_tokens,
+)
 from .verify import verify_shards
 
 INDEX_FILE = "shards.json"
@@ -75,8 +82,21 @@ def _discover() -> dict[str, type[ShardFormat]]:
 #: format name -> :class:`ShardFormat` subclass, in the documented order
 FORMATS: dict[str, type[ShardFormat]] = _discover()
 
-__all__ = ["FORMATS", "INDEX_FILE", "AccountingError", "check_formats", "write_shards", "plan_shards",
-           "read_index", "read_sample", "read_stream", "find_shards", "verify_shards", "formats_help", "ShardPlan"]
+__all__ = [
+    "FORMATS",
+    "INDEX_FILE",
+    "AccountingError",
+    "ShardPlan",
+    "check_formats",
+    "find_shards",
+    "formats_help",
+    "plan_shards",
+    "read_index",
+    "read_sample",
+    "read_stream",
+    "verify_shards",
+    "write_shards",
+]
 
 
 def formats_help() -> str:

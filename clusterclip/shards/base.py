@@ -90,7 +90,7 @@ class Segments:
     begins: np.ndarray  # bool: the piece begins its sample (False for a continuation and for fillers)
 
     @classmethod
-    def filler(cls, n_tokens: int) -> "Segments":
+    def filler(cls, n_tokens: int) -> Segments:
         m = np.array([NOT_A_SAMPLE], dtype=np.int64)
         return cls(np.array([n_tokens], dtype=np.int64), m, m.copy(), m.astype(np.int32), m.astype(np.int32),
                    np.zeros(1, dtype=bool))

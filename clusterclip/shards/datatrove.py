@@ -18,7 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import HashedFile, ShardContent, ShardFormat, ShardPlan, file_record, uint16_or
+from .base import (
+    HashedFile,
+    ShardContent,
+    ShardFormat,
+    ShardPlan,
+    file_record,
+    uint16_or,
+)
 
 
 class DatatroveFormat(ShardFormat):

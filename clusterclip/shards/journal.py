@@ -34,7 +34,7 @@ class ShardJournal:
         self.path = Path(path)
         self.entries: dict[tuple[str, int], dict] = {}
 
-    def load(self) -> "ShardJournal":
+    def load(self) -> ShardJournal:
         self.entries = {}
         if not self.path.is_file():
             return self

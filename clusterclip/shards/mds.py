@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import temp_file_beside, write_bytes_atomic
-from .base import HashedFile, ShardContent, ShardFormat, ShardPlan, file_record, sha256_of, uint16_or
+from .base import (
+    HashedFile,
+    ShardContent,
+    ShardFormat,
+    ShardPlan,
+    file_record,
+    sha256_of,
+    uint16_or,
+)
 from .packing import RowPacker
 
 INDEX = "index.json"

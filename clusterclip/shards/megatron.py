@@ -16,11 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import HashedFile, ShardContent, ShardFormat, ShardPlan, file_record, uint16_or
+from .base import (
+    HashedFile,
+    ShardContent,
+    ShardFormat,
+    ShardPlan,
+    file_record,
+    uint16_or,
+)
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 DTYPE_CODES = {("u", 2): 8, ("i", 4): 4}  # (kind, itemsize) -> Megatron DType code
-CODE_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.float32, 8: np.uint16}
+CODE_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.float32,
+               8: np.uint16}
 
 
 def index_bytes(sizes: np.ndarray, dtype: np.dtype) -> bytes:
@@ -103,7 +111,7 @@ class MegatronFormat(ShardFormat):
     @classmethod
     def read_shard(cls, out_dir: Path, record: dict, index: dict) -> ShardContent:
         paths = [Path(out_dir) / f["path"] for f in record["files"]]
-        dtype, lengths, pointers, _ = read_index(paths[1])
+        dtype, _, pointers, _ = read_index(paths[1])
         tokens = np.fromfile(paths[0], dtype=np.dtype(dtype).newbyteorder("<"))
         return ShardContent(tokens, pointers // np.dtype(dtype).itemsize)
 

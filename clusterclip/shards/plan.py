@@ -16,7 +16,7 @@ Three ways to cut it, one per call (every format of the call gets the same cuts)
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
