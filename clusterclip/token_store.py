@@ -91,11 +91,13 @@ class TokenStore:
         start = int(self.offsets[doc_id])
         return self.data[start : start + n]
 
-    def gather(self, doc_ids: np.ndarray, eos_id: int, out_dtype=None) -> tuple[np.ndarray, np.ndarray]:
-        """Samples ``tokens(d) + [eos_id]`` for each ``d`` in ``doc_ids``, concatenated.
+    def gather(self, doc_ids: np.ndarray, eos_id: int | None, out_dtype=None, *,
+               bos_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Samples ``[bos_id] + tokens(d) + [eos_id]`` for each ``d`` in ``doc_ids``, concatenated.
 
-        Returns ``(flat tokens, sample lengths incl. EOS)``. Vectorised: one fancy-index
-        read from the memory map, no Python loop per document.
+        A delimiter that is ``None`` is left out. Returns ``(flat tokens, sample lengths incl.
+        delimiters)``. Vectorised: one fancy-index read from the memory map, no Python loop per
+        document.
         """
         doc_ids = np.asarray(doc_ids, dtype=np.int64)
         out_dtype = np.dtype(out_dtype or self.dtype)
@@ -103,26 +105,45 @@ class TokenStore:
         if len(lens) and lens.min() < 0:
             bad = int(doc_ids[np.argmax(lens < 0)])
             raise KeyError(f"doc_id {bad} was not tokenized into {self.path}")
-        sizes = lens + 1
+        head = int(bos_id is not None)
+        sizes = lens + head + int(eos_id is not None)
         total = int(sizes.sum())
         out_starts = np.zeros(len(sizes), dtype=np.int64)
         if len(sizes) > 1:
             np.cumsum(sizes[:-1], out=out_starts[1:])
+        doc_starts = out_starts + head  # where each document's own tokens begin in the output
         src_starts = np.asarray(self.offsets[doc_ids], dtype=np.int64)
-        eos_at = out_starts + lens
-        # source index of every output token, as a running sum: +1 inside a sample, a jump at
-        # each sample start (one pass, cheaper than np.repeat over many short segments)
+        # source index of every output token, as a running sum: +1 inside a document, a jump at
+        # each document start (one pass, cheaper than np.repeat over many short segments);
+        # delimiter slots are overwritten below (their source index may be past the end)
         src = np.ones(total, dtype=np.int64)
         if total:
-            src[out_starts[1:]] = src_starts[1:] - src_starts[:-1] - lens[:-1]
-            src[0] = src_starts[0]
-            np.cumsum(src, out=src)
-            src[eos_at] = 0  # EOS slots: filled below (their source index may be past the end)
-        if self.n_tokens:
+            nonempty = lens > 0
+            starts_ne = doc_starts[nonempty]
+            shift = src_starts[nonempty] - starts_ne  # source index - output index, per document
+            if len(starts_ne):
+                src[starts_ne[1:]] = np.diff(shift) + 1
+                src[: starts_ne[0]] = 0
+                src[starts_ne[0]] = src_starts[nonempty][0]
+                np.cumsum(src, out=src)
+            else:
+                src[:] = 0
+        delim_at = []
+        if head:
+            delim_at.append(out_starts)
+        if eos_id is not None:
+            delim_at.append(doc_starts + lens)
+        if total and delim_at:
+            src[np.concatenate(delim_at)] = 0
+        if self.n_tokens and total:
+            np.clip(src, 0, self.n_tokens - 1, out=src)
             out = np.asarray(self.data[src]).astype(out_dtype, copy=False)
         else:
             out = np.empty(total, dtype=out_dtype)
-        out[eos_at] = eos_id
+        if head:
+            out[out_starts] = bos_id
+        if eos_id is not None:
+            out[doc_starts + lens] = eos_id
         return out, sizes
 
 

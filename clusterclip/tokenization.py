@@ -33,6 +33,26 @@ EOS_CANDIDATES = (
     "<|eos|>",
 )
 
+#: stands for "the tokenizer's own EOS token" in :data:`CONVENTIONS`
+TOKENIZER_EOS = object()
+
+#: ``--convention NAME`` -> (BOS, EOS) around every document; ``"none"``: no EOS
+CONVENTIONS: dict[str, tuple[object, object]] = {
+    # EOS after each document (the default): prepare.py of nanoGPT, Megatron --append-eod, OLMo-core,
+    # datatrove/nanotron, Hugging Face and LLM Foundry's concat_tokens
+    "eos-after": (None, TOKENIZER_EOS),
+    "megatron": (None, TOKENIZER_EOS),
+    "hf": (None, TOKENIZER_EOS),
+    "nanogpt": (None, TOKENIZER_EOS),
+    "olmo-core": (None, TOKENIZER_EOS),
+    "nanotron": (None, TOKENIZER_EOS),
+    "mosaicml": (None, TOKENIZER_EOS),
+    # the end-of-text token BEFORE each document, nothing after: llm.c's dev/data scripts and
+    # modded-nanogpt (whose align_to_bos starts every sequence at that token)
+    "llm.c": (TOKENIZER_EOS, "none"),
+    "modded-nanogpt": (TOKENIZER_EOS, "none"),
+}
+
 
 class Tokenizer:
     """A loaded tokenizer with the few things the shard writer needs.
@@ -51,6 +71,8 @@ class Tokenizer:
         self._file_sha256 = file_sha256
         vocab = self._vocab()
         self.vocab_size = (max(vocab.values()) + 1) if vocab else 0
+        self.bos_token: str | None = None
+        self.bos_id: int | None = None
         try:
             self.eos_token, self.eos_id = self._resolve_eos(eos_token, vocab)
         except InputError:
@@ -99,6 +121,69 @@ class Tokenizer:
             f"{self.spec}: this tokenizer has no EOS token; name the token that ends each sample with "
             f"--eos-token (e.g. {_example_specials(vocab)})"
         )
+
+    # ------------------------------------------------------------------ document delimiters
+    def set_delimiters(self, *, eos_token: str | None = None, bos_token: str | None = None,
+                       convention: str | None = None, allow_ordinary_delimiter: bool = False) -> None:
+        """Choose the tokens put before (BOS) and after (EOS) every document in the shards.
+
+        ``eos_token``: a token or an id; ``"none"`` for no EOS; default the tokenizer's EOS.
+        ``bos_token``: a token or an id; default none. ``convention``: a name of
+        :data:`CONVENTIONS` instead of the two (e.g. ``llm.c``: the tokenizer's EOS before each
+        document, nothing after). Each delimiter must be a special token of the tokenizer (an
+        ordinary word also occurs inside documents, so sample boundaries could not be found
+        again) unless ``allow_ordinary_delimiter``. Raises a one-line ``InputError``.
+        """
+        if convention is not None:
+            if convention not in CONVENTIONS:
+                raise InputError(f"--convention {convention!r}: unknown; choose from {', '.join(CONVENTIONS)}")
+            if eos_token is not None or bos_token is not None:
+                raise InputError(f"--convention {convention}: sets --bos-token and --eos-token; give either "
+                                 f"the convention or the tokens")
+            bos_token, eos_token = CONVENTIONS[convention]
+        vocab = self._vocab()
+        if isinstance(eos_token, str) and eos_token.strip().lower() == "none":
+            self.eos_token, self.eos_id = None, None
+        else:
+            self.eos_token, self.eos_id = self._resolve_eos(None if eos_token is TOKENIZER_EOS else eos_token, vocab)
+        if bos_token is None:
+            self.bos_token, self.bos_id = None, None
+        elif bos_token is TOKENIZER_EOS:
+            self.bos_token, self.bos_id = self._resolve_eos(None, vocab)
+        else:
+            self.bos_token, self.bos_id = self._resolve_token(bos_token, vocab, "--bos-token")
+        if not allow_ordinary_delimiter:
+            special = self._special_ids()
+            for opt, tok, tid in (("--eos-token", self.eos_token, self.eos_id),
+                                  ("--bos-token", self.bos_token, self.bos_id)):
+                if tid is not None and tid not in special:
+                    raise InputError(
+                        f"{opt} {tok!r}: an ordinary token of {self.spec}, which also occurs inside documents; "
+                        f"name a special token (e.g. {_example_specials(vocab, special)}) or pass "
+                        f"--allow-ordinary-delimiter")
+
+    def _resolve_token(self, token: str, vocab: dict[str, int], option: str) -> tuple[str, int]:
+        tid = vocab.get(token)
+        if tid is None and token.strip().isdigit() and int(token) < self.vocab_size:
+            tid = int(token)
+            return {v: k for k, v in vocab.items()}.get(tid, token), tid
+        if tid is None:
+            raise InputError(f"{option} {token!r}: not a token of {self.spec}; name one of its special tokens "
+                             f"(e.g. {_example_specials(vocab, self._special_ids())}) or a token id")
+        return token, int(tid)
+
+    def _special_ids(self) -> set[int]:
+        """Ids of the tokenizer's special tokens (never produced from document text here)."""
+        if self._tok is not None:
+            try:
+                return {int(i) for i, t in self._tok.get_added_tokens_decoder().items() if t.special}
+            except AttributeError:  # pragma: no cover - tokenizers < 0.14
+                return set()
+        ids = set(getattr(self._hf, "all_special_ids", []) or [])
+        for i, t in (getattr(self._hf, "added_tokens_decoder", None) or {}).items():
+            if getattr(t, "special", False):
+                ids.add(int(i))
+        return ids
 
     def _configured_eos(self) -> str | None:
         if self._hf is not None and getattr(self._hf, "eos_token", None):
@@ -157,14 +242,20 @@ class Tokenizer:
             "vocab_size": self.vocab_size,
             "eos_token": self.eos_token,
             "eos_id": self.eos_id,
+            "bos_token": self.bos_token,
+            "bos_id": self.bos_id,
         }
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.spec!r}, vocab_size={self.vocab_size}, eos={self.eos_token!r}:{self.eos_id})"
 
 
-def _example_specials(vocab: dict[str, int]) -> str:
-    specials = [t for t in vocab if t.startswith("<") and t.endswith(">") and len(t) <= 24][:3]
+def _example_specials(vocab: dict[str, int], special_ids: set[int] | None = None) -> str:
+    if special_ids:
+        inv = {v: k for k, v in vocab.items()}
+        specials = [inv[i] for i in sorted(special_ids) if i in inv][:3]
+    else:
+        specials = [t for t in vocab if t.startswith("<") and t.endswith(">") and len(t) <= 24][:3]
     return ", ".join(repr(t) for t in specials) if specials else "'<|endoftext|>'"
 
 

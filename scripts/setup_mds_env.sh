@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Build .venv-mds: a separate environment with the real MosaicML Streaming reader, used only by
-# the tests that read our `mds` shards back (tests/test_shards_mds.py runs
-# tests/mds_reader_check.py in it). It cannot share the main environment: mosaicml-streaming
-# 0.13.0 pins numpy<2.2 and transformers<5.
+# Build .venv-mds: a separate environment with the real MosaicML Streaming reader and litdata, used
+# by the tests that read our `mds` shards back (tests/test_shards_mds.py runs
+# tests/mds_reader_check.py in it) and by the README's MosaicML and litdata snippets
+# (tests/test_readme_snippets.py). It cannot share the main environment: mosaicml-streaming
+# 0.13.0 pins numpy<2.2 and transformers<5, and litdata requires torchvision.
 #
 # Only what `StreamingDataset` imports is installed (streaming itself with --no-deps: its cloud
 # SDKs - boto3, google-cloud-storage, azure, oci, paramiko - and matplotlib are never imported
 # for a local dataset). torchvision is left out: PyPI's wheels need the CUDA build of torch;
-# tests/mds_reader_check.py explains the inert placeholder it uses instead.
+# tests/mds_reader_check.py explains why; an inert `torchvision` stub package is installed instead,
+# so `import streaming` / `import litdata` work as written (neither uses torchvision for token data).
+# litdata is installed with --no-deps plus what it imports for local Parquet data.
 #
 #   scripts/setup_mds_env.sh [VENV_DIR] [PYTHON]     (defaults: .venv-mds, .venv/bin/python or python3;
 #                                                    PYTHON's torch version is reused when it has torch)
@@ -20,7 +23,7 @@ if [ -z "$PY" ]; then
   if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
 STAMP="$VENV/.clusterclip-mds-ok"
-if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(u.find_spec('streaming') is None)" 2>/dev/null; then
+if [ -f "$STAMP" ] && "$VENV/bin/python" -c "import streaming, litdata" 2>/dev/null; then
   echo "$VENV: ready"; exit 0
 fi
 # same torch build as the main environment's python when it has one (the CPU wheel here), else 2.13.0
@@ -33,16 +36,36 @@ PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 $PIP install "$TORCH_SPEC" "numpy>=1.21.5,<2.2" "transformers>=4.21.3,<5" \
   "brotli>=1.0.9" "python-snappy>=0.6.1,<1" "zstd>=1.5.2.5,<2" "xxhash>=3,<4" \
   "tqdm>=4.64,<5" "catalogue>=2,<3" pillow filelock typing_extensions
-$PIP install --no-deps "mosaicml-streaming==0.13.0"
+$PIP install --no-deps "mosaicml-streaming==0.13.0" "litdata==0.2.76"
+$PIP install lightning-utilities obstore boto3 tifffile requests "polars>=1" "pyarrow>=14"
+# the inert torchvision stub (only when the real one cannot load, i.e. a CPU-only torch wheel)
+if ! "$VENV/bin/python" -c "import torchvision" 2>/dev/null; then
+  SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+  mkdir -p "$SITE/torchvision/transforms"
+  cat > "$SITE/torchvision/__init__.py" <<'STUB'
+"""Inert torchvision stub of .venv-mds (scripts/setup_mds_env.sh): PyPI's torchvision wheels need the
+CUDA build of torch. streaming.vision subclasses VisionDataset at import time; nothing here works."""
+__version__ = "0.0-clusterclip-stub"
+from . import datasets, transforms  # noqa: E402,F401
+STUB
+  cat > "$SITE/torchvision/datasets.py" <<'STUB'
+class VisionDataset:
+    def __init__(self, *a, **k):
+        raise RuntimeError("torchvision stub (.venv-mds): image datasets are unavailable here")
+STUB
+  cat > "$SITE/torchvision/transforms/__init__.py" <<'STUB'
+from . import functional  # noqa: F401
+STUB
+  cat > "$SITE/torchvision/transforms/functional.py" <<'STUB'
+def to_tensor(*a, **k):
+    raise RuntimeError("torchvision stub (.venv-mds): image transforms are unavailable here")
+STUB
+fi
 "$VENV/bin/python" tests/mds_reader_check.py --help >/dev/null
 "$VENV/bin/python" - <<'PY'
-import runpy, sys
-sys.argv = ["x"]
-mod = runpy.run_path("tests/mds_reader_check.py", run_name="not_main")
-mod["_placeholder_torchvision"]()
 from streaming import StreamingDataset  # noqa: F401
-import streaming
-print("mosaicml-streaming", streaming.__version__, "imports")
+import streaming, litdata
+print("mosaicml-streaming", streaming.__version__, "and litdata", litdata.__version__, "import")
 PY
 touch "$STAMP"
 echo "$VENV: ready"

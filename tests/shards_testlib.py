@@ -112,6 +112,39 @@ def build_all(root: Path, tok_file: Path, texts, n_samples=600, seed=0, shard_to
     total = sum(len(x) for x in b.expected)
     b.shard_tokens = shard_tokens or total // 5
     b.out = root / "out"
-    b.index = write_shards(b.doc_ids, b.cluster, b.repeat, b.store, b.out, formats=formats or ALL, shard_tokens=b.shard_tokens,
-                           eos_id=b.tok.eos_id, vocab_size=b.tok.vocab_size, progress=False)
+    b.index = write_shards(b.doc_ids, b.cluster, b.repeat, b.store, b.out, formats=formats or ALL,
+                           shard_tokens=b.shard_tokens, eos_id=b.tok.eos_id, vocab_size=b.tok.vocab_size,
+                           progress=False)
     return b
+
+
+def synthetic_store(path: Path, docs: list[np.ndarray], vocab_size: int):
+    """A real :class:`TokenStore` on disk holding ``docs`` (token arrays; None = not tokenized)."""
+    from clusterclip.token_store import TokenStore, token_dtype
+
+    path.mkdir(parents=True, exist_ok=True)
+    dtype = token_dtype(vocab_size)
+    lengths = np.array([-1 if d is None else len(d) for d in docs], dtype=np.int64)
+    flat = [np.asarray(d) for d in docs if d is not None]
+    data = np.concatenate(flat).astype(dtype) if flat else np.zeros(0, dtype)
+    offsets = np.zeros(len(docs), dtype=np.int64)
+    np.cumsum(np.maximum(lengths, 0)[:-1], out=offsets[1:]) if len(docs) > 1 else None
+    data.tofile(path / "tokens.bin")
+    np.save(path / "lengths.npy", lengths)
+    np.save(path / "offsets.npy", offsets)
+    (path / "meta.json").write_text(json.dumps({"n_docs": len(docs), "dtype": dtype.name, "vocab_size": vocab_size,
+                                               "n_tokens": int(len(data))}))
+    return TokenStore.open(path)
+
+
+def stream_of(store, doc_ids, bos_id=None, eos_id=None) -> tuple[np.ndarray, np.ndarray]:
+    """The expected stream (samples concatenated, delimiters included) and each sample's start, built
+    document by document from the store (independently of the shard writer's vectorised gather)."""
+    parts, starts, pos = [], [], 0
+    for d in np.asarray(doc_ids).tolist():
+        s = ([bos_id] if bos_id is not None else []) + np.asarray(store.tokens(d)).tolist() \
+            + ([eos_id] if eos_id is not None else [])
+        starts.append(pos)
+        parts.extend(s)
+        pos += len(s)
+    return np.asarray(parts, dtype=np.int64), np.asarray(starts, dtype=np.int64)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from clusterclip.shards import plan_shards, read_sample, write_shards
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
-from shards_testlib import ALL, build_all, big_vocab_tokenizer, stdlib_docstrings, train_tokenizer, tree_bytes  # noqa: E402
+from shards_testlib import ALL, big_vocab_tokenizer, build_all, stdlib_docstrings, train_tokenizer, tree_bytes  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -195,66 +194,72 @@ def test_big_vocab_uses_32_bit_layouts(big):
         "int32", "int64", "ndarray:int32", "int32"]
 
 
-def test_resume_after_losing_the_last_shards_is_byte_identical(small, tmp_path):
-    ref = tree_bytes(small.out)
-    out = tmp_path / "out"
-    shutil.copytree(small.out, out)
-    n = small.index["n_shards"]
-    for fmt in ALL:
-        for r in small.index["shards"][fmt][n - 2:]:
-            for f in r["files"]:
-                (out / f["path"]).unlink()
-    (out / "shards.json").unlink()
-    (out / "mds" / "index.json").unlink()
-    (out / "megatron" / "shard_000001.idx").unlink()  # a half-written megatron pair in the middle
-    (out / "bin" / ".train_000003.bin.abc.tmp").write_bytes(b"partial")  # leftover of a killed write
-    calls = []
-    from clusterclip.shards import bin as bin_mod
-
-    orig = bin_mod.BinWriter.begin
-    bin_mod.BinWriter.begin = lambda self, plan, sizes: calls.append(plan.index) or orig(self, plan, sizes)
-    try:
-        write_shards(small.doc_ids, small.cluster, small.repeat, small.store, out, formats=ALL,
-                     shard_tokens=small.shard_tokens, eos_id=small.tok.eos_id, vocab_size=small.tok.vocab_size,
-                     progress=False, resume=True)
-    finally:
-        bin_mod.BinWriter.begin = orig
-    assert calls == [n - 2, n - 1]  # only the missing shards were written again
-    assert tree_bytes(out) == ref
+def _write(b, out, **kw):
+    return write_shards(b.doc_ids, b.cluster, b.repeat, b.store, out, formats=ALL, shard_tokens=b.shard_tokens,
+                        eos_id=b.tok.eos_id, vocab_size=b.tok.vocab_size, progress=False, **kw)
 
 
-def test_interrupted_write_resumes_byte_identical(small, tmp_path):
-    from clusterclip.shards import parquet as pq_mod
-
-    out = tmp_path / "out"
-    orig = pq_mod.ParquetWriter.commit
+def _interrupt_at_commit(monkeypatch, cls, n: int):
+    """Make the ``n``-th ``cls.commit`` raise KeyboardInterrupt (a kill between two shards)."""
+    orig = cls.commit
     state = {"n": 0}
 
     def failing(self):
         state["n"] += 1
-        if state["n"] == 3:
+        if state["n"] == n:
             raise KeyboardInterrupt
         return orig(self)
 
-    pq_mod.ParquetWriter.commit = failing
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            write_shards(small.doc_ids, small.cluster, small.repeat, small.store, out, formats=ALL,
-                         shard_tokens=small.shard_tokens, eos_id=small.tok.eos_id,
-                         vocab_size=small.tok.vocab_size, progress=False)
-    finally:
-        pq_mod.ParquetWriter.commit = orig
+    monkeypatch.setattr(cls, "commit", failing)
+    return lambda: monkeypatch.setattr(cls, "commit", orig)
+
+
+def test_resume_rewrites_damaged_kept_shards_and_is_byte_identical(small, tmp_path, monkeypatch):
+    """Resume keeps a finished shard only if it re-hashes to its journaled digest: a missing
+    shard, a same-size corrupted one and a half-written pair are all rewritten."""
+    from clusterclip.shards import bin as bin_mod
+    from clusterclip.shards import parquet as pq_mod
+
+    out = tmp_path / "out"
+    n = small.index["n_shards"]
+    restore = _interrupt_at_commit(monkeypatch, pq_mod.ParquetFormat, n - 1)
+    with pytest.raises(KeyboardInterrupt):
+        _write(small, out)
+    restore()
+    assert (out / ".shards-journal.jsonl").is_file() and not (out / "shards.json").exists()
+    (out / "bin" / "train_000000.bin").unlink()  # lost
+    p = out / "megatron" / "shard_000001.bin"
+    data = bytearray(p.read_bytes())
+    data[-1] ^= 0xFF  # flipped byte, same size
+    p.write_bytes(bytes(data))
+    (out / "megatron" / "shard_000002.idx").unlink()  # a half-written pair
+    (out / "bin" / ".train_000003.bin.abc.tmp").write_bytes(b"partial")  # leftover of a killed write
+    calls = []
+    orig = bin_mod.BinFormat.begin
+    monkeypatch.setattr(bin_mod.BinFormat, "begin", lambda self, plan: calls.append(plan.index) or orig(self, plan))
+    _write(small, out, resume=True)
+    assert calls == [0, n - 1]  # bin: the lost shard and the one never committed (n - 2 was, before parquet's)
+    assert tree_bytes(out) == tree_bytes(small.out)
+    assert not (out / ".shards-journal.jsonl").exists()
+
+
+def test_interrupted_write_resumes_byte_identical(small, tmp_path, monkeypatch):
+    from clusterclip.shards import parquet as pq_mod
+
+    out = tmp_path / "out"
+    restore = _interrupt_at_commit(monkeypatch, pq_mod.ParquetFormat, 3)
+    with pytest.raises(KeyboardInterrupt):
+        _write(small, out)
+    restore()
     assert not (out / "shards.json").exists()
     assert not list(out.rglob("*.tmp"))
-    write_shards(small.doc_ids, small.cluster, small.repeat, small.store, out, formats=ALL,
-                 shard_tokens=small.shard_tokens, eos_id=small.tok.eos_id, vocab_size=small.tok.vocab_size,
-                 progress=False, resume=True)
+    _write(small, out, resume=True)
     assert tree_bytes(out) == tree_bytes(small.out)
 
 
 def test_plan_shards_properties():
     rng = np.random.default_rng(3)
-    for trial in range(30):
+    for _ in range(30):
         lengths = rng.integers(0, 50, size=40)
         order = rng.integers(0, 40, size=int(rng.integers(0, 300)))
         budget = int(rng.integers(1, 200))

@@ -102,3 +102,28 @@ def test_mds_read_by_streaming_dataset(read_back, dtype):
     # our own decoder of the layout agrees too
     for i in (0, len(expected) // 2, len(expected) - 1):
         assert np.array_equal(read_sample(b.out, "mds", i), b.expected[i])
+
+
+@pytest.mark.slow
+def test_mds_packed_rows_read_by_streaming_dataset(tmp_path, texts):
+    """--pack L: rows of exactly L tokens, in order, with their pieces' positions and cu_seqlens."""
+    from clusterclip.shards import write_shards
+
+    py = _env_python()
+    b = build_all(tmp_path / "small", train_tokenizer(tmp_path / "small" / "tokenizer.json", texts), texts,
+                  n_samples=150, seed=4, formats=("bin",))
+    L = 64
+    out = tmp_path / "packed"
+    write_shards(b.doc_ids, b.cluster, b.repeat, b.store, out, formats=("mds",), shard_tokens=L * 7,
+                 eos_id=b.tok.eos_id, vocab_size=b.tok.vocab_size, pack=L, progress=False)
+    got = _read_with_streaming(py, [out / "mds"], tmp_path)["datasets"][str(out / "mds")]
+    stream = np.concatenate(b.expected)
+    for key in ("direct", "dataloader"):
+        rows = got[key]
+        assert all(r[0] == "packed" and len(r[4]) == L and r[3] == "uint16" for r in rows)
+        flat = np.concatenate([r[4] for r in rows])
+        assert np.array_equal(flat[: len(stream)], stream) and (flat[len(stream):] == b.tok.eos_id).all()
+        starts = np.cumsum([0] + [len(x) for x in b.expected[:-1]])
+        bounds = {i * L + c for i, r in enumerate(rows) for c in r[2][:-1]}
+        assert set(starts.tolist()) <= bounds
+        assert rows[0][1][0] == 0 and rows[-1][1][-1] == -1 or len(stream) % L == 0

@@ -90,8 +90,8 @@ def read_manifest(directory: str | os.PathLike, step: str | None) -> dict:
     if not isinstance(manifest, dict) or manifest.get("tool") != TOOL:
         raise InputError(f"{mp}: not a clusterclip manifest; give a {what} output directory")
     if step is not None and manifest.get("step") != step:
-        raise InputError(f"{d}: made by `clusterclip {manifest.get('step')}`, but a `clusterclip {step}` directory "
-                         f"is needed here")
+        raise InputError(f"{d}: is {describe(manifest)}, not a `clusterclip {step}` directory; give a {step} "
+                         f"output directory here")
     if manifest.get("manifest_version") != MANIFEST_VERSION:
         raise InputError(f"{mp}: written by clusterclip {manifest.get('version')} in an older layout; "
                          f"rerun `clusterclip {manifest.get('step')}` with this version")
@@ -99,6 +99,19 @@ def read_manifest(directory: str | os.PathLike, step: str | None) -> dict:
         raise IntegrityError(f"{mp}: its checksum does not match its content (edited by hand or damaged); "
                              f"rerun `clusterclip {manifest.get('step')}` to rebuild the directory")
     return manifest
+
+
+def describe(manifest: dict) -> str:
+    """``a `clusterclip embed` directory (48 documents, dim 384)`` and the like, for messages."""
+    st = manifest.get("statistics") or {}
+    step = manifest.get("step")
+    what = {
+        "embed": f"{st.get('n_docs', '?')} documents, dim {st.get('dim', '?')}",
+        "cluster": f"{st.get('n_docs', '?')} documents in {st.get('k', '?')} clusters",
+        "schedule": f"{st.get('samples', '?')} samples" + (", a dry run: order only, no shards"
+                                                           if (manifest.get("settings") or {}).get("dry_run") else ""),
+    }.get(step, "")
+    return f"a `clusterclip {step}` directory ({what})"
 
 
 def manifest_digest(directory: str | os.PathLike) -> str:

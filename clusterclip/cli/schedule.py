@@ -6,18 +6,14 @@ import click
 
 from ..schedule.sampling import SAMPLERS
 from ..schedule.settings import DEFAULT_MAX_REPEATS, DEFAULT_SHARD_TOKENS
+from ..shards import formats_help
+from ..tokenization import CONVENTIONS
 from .common import echo_summary, note, overwrite_option, rehash_option, step_command, wants_progress
 
 
 def _formats(ctx, param, value):
     """``bin,parquet`` -> ``("bin", "parquet")``; checked by the settings."""
     return tuple(v.strip() for v in str(value).split(",") if v.strip())
-
-
-def _format_help() -> str:
-    from ..shards import FORMATS
-
-    return "Shard formats, comma-separated: " + ", ".join(FORMATS) + "."
 
 
 @click.command(name="schedule")
@@ -37,12 +33,32 @@ def _format_help() -> str:
               help="Budget: EPOCHS × number of documents samples (default: 1 epoch).")
 @click.option("--samples", type=click.IntRange(min=1), default=None, help="Budget: exactly this many samples.")
 @click.option("--tokens", type=click.IntRange(min=1), default=None,
-              help="Budget: stop at the first sample that brings the total to this many tokens (EOS included).")
+              help="Budget: stop at the first sample that brings the total to this many tokens (delimiters "
+                   "included).")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of every random choice.")
-@click.option("--eos-token", type=str, default=None,
-              help="Token appended to every sample [default: the tokenizer's EOS].")
-@click.option("--format", "formats", callback=_formats, default="bin", show_default=True, help=_format_help())
+@click.option("--eos-token", type=str, default=None, metavar="TOKEN|none",
+              help="Special token appended to every sample (a token or an id; default: the tokenizer's EOS); "
+                   "'none' appends nothing.")
+@click.option("--bos-token", type=str, default=None, metavar="TOKEN",
+              help="Special token prepended to every sample (a token or an id; default: none).")
+@click.option("--convention", type=click.Choice(list(CONVENTIONS)), default=None,
+              help="The delimiters a trainer expects, instead of --bos-token/--eos-token: llm.c and "
+                   "modded-nanogpt put the EOS token BEFORE each document and nothing after; the others "
+                   "append EOS (the default).")
+@click.option("--allow-ordinary-delimiter", is_flag=True,
+              help="Accept an ordinary (non-special) token as --bos-token/--eos-token, although it also occurs "
+                   "inside documents.")
+@click.option("--align-tokens", type=click.IntRange(min=1), default=None, metavar="W",
+              help="Token streams (bin, raw, datatrove): every shard holds a multiple of W tokens plus one "
+                   "look-ahead token (the next shard's first), so a loader reading W = B*T tokens per step drops "
+                   "nothing; samples may span shards; the last shard is padded with EOS (or BOS).")
+@click.option("--pack", type=click.IntRange(min=1), default=None, metavar="L",
+              help="Rows of exactly L tokens cut from the ordered stream (parquet, mds; token streams are cut at "
+                   "whole rows), with each row's document boundaries (cu_seqlens, positions, doc_ids); the last "
+                   "row is padded with EOS (or BOS).")
+@click.option("--format", "formats", callback=_formats, default="bin", show_default=True,
+              help="Shard formats, comma-separated. " + formats_help() + ".")
 @click.option("--shard-tokens", type=click.IntRange(min=1), default=DEFAULT_SHARD_TOKENS, show_default=True,
               help="At most this many tokens per shard file.")
 @click.option("--dry-run", is_flag=True, help="Write the order and statistics only; no tokenizing, no shards.")
@@ -59,10 +75,11 @@ def command(emb, cl, out, overwrite, **options):
       clusterclip schedule emb/ cl/ --out sched/ --tokenizer tokenizer.json \\
           --epochs 2 --max-repeats 4 --format bin,parquet
 
-    The shards hold each sample's tokens followed by EOS, in exactly the order of
-    order.parquet: a trainer that reads them sequentially trains on the ClusterClip order.
-    Texts are read back from the corpus files, whose content is checked against what
-    embed read.
+    The shards hold each sample's tokens (with --bos-token before and EOS after), in exactly
+    the order of order.parquet: a trainer that reads them sequentially trains on the
+    ClusterClip order. README, "Reading the shards from a trainer", gives the flags per
+    trainer. Texts are read back from the corpus files, whose content is checked against
+    what embed read.
     """
     from ..schedule import ScheduleSettings, format_statistics, schedule_corpus
 

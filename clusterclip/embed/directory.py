@@ -228,6 +228,24 @@ class EmbedDir:
                                  f"recorded; rerun `clusterclip embed`")
         yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
 
+    def document(self, doc_id: int) -> dict:
+        """``source``, ``row``, ``n_chars`` (and the user's id) of one document, from ``docs.parquet``."""
+        import pyarrow.parquet as pq
+
+        if not 0 <= doc_id < self.n_docs:
+            raise InputError(f"{self.path}: doc_id {doc_id} is out of range (0..{self.n_docs - 1})")
+        self.verify({DOCS_FILE})
+        pf = pq.ParquetFile(self.docs_file())
+        start = 0
+        for g in range(pf.num_row_groups):
+            rows = pf.metadata.row_group(g).num_rows
+            if doc_id < start + rows:
+                row = pf.read_row_group(g).slice(doc_id - start, 1).to_pylist()[0]
+                row.pop("doc_id", None)
+                return row
+            start += rows
+        raise IntegrityError(f"{self.docs_file()}: doc_id {doc_id} not found")  # pragma: no cover
+
     def check_corpus(self, *, rehash: bool = False, progress: bool = False) -> None:
         """Raise when a corpus file vanished or its content changed since ``embed`` read it."""
         if not self._corpus_checked or rehash:

@@ -12,10 +12,10 @@ DEFAULT_SHARD_TOKENS = 100_000_000
 DEFAULT_MAX_REPEATS = 4
 
 
-def _format_names() -> tuple[str, ...]:
-    from ..shards import FORMATS
+def _conventions() -> tuple[str, ...]:
+    from ..tokenization import CONVENTIONS
 
-    return tuple(FORMATS)
+    return tuple(CONVENTIONS)
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,11 @@ class ScheduleSettings(Settings):
     seed: int = setting(0, flag="--seed", kind=int, min=0, max=2**63 - 1)
     tokenizer: str | None = setting(None, flag="--tokenizer", kind=str, optional=True)
     eos_token: str | None = setting(None, flag="--eos-token", kind=str, optional=True)
+    bos_token: str | None = setting(None, flag="--bos-token", kind=str, optional=True)
+    convention: str | None = setting(None, flag="--convention", kind=str, choices=_conventions(), optional=True)
+    allow_ordinary_delimiter: bool = setting(False, flag="--allow-ordinary-delimiter", kind=bool)
+    align_tokens: int | None = setting(None, flag="--align-tokens", kind=int, min=1, max=2**40, optional=True)
+    pack: int | None = setting(None, flag="--pack", kind=int, min=1, max=2**31 - 1, optional=True)
     formats: tuple = setting(("bin",), flag="--format", kind=tuple)
     shard_tokens: int = setting(DEFAULT_SHARD_TOKENS, flag="--shard-tokens", kind=int, min=1, max=2**40)
     dry_run: bool = setting(False, flag="--dry-run", kind=bool)
@@ -48,13 +53,12 @@ class ScheduleSettings(Settings):
                              "name); or pass --dry-run to write only the order")
         if self.tokens is not None and not self.tokenizer:
             raise InputError("--tokens: a token budget needs --tokenizer to count tokens, even with --dry-run")
-        known = _format_names()
-        formats = tuple(dict.fromkeys(self.formats))
-        if not formats:
-            raise InputError(f"--format: empty; choose from {','.join(known)}")
-        bad = [f for f in formats if f not in known]
-        if bad:
-            raise InputError(f"--format {bad[0]!r}: unknown; choose from {','.join(known)}")
+        if self.convention is not None and (self.eos_token is not None or self.bos_token is not None):
+            raise InputError(f"--convention {self.convention}: sets --bos-token and --eos-token; give either the "
+                             f"convention or the tokens")
+        from ..shards import check_formats
+
+        formats = check_formats(self.formats, align_tokens=self.align_tokens, pack=self.pack)
         object.__setattr__(self, "formats", formats)
 
     def record(self) -> dict:
@@ -64,5 +68,5 @@ class ScheduleSettings(Settings):
         if self.sampler == "random":
             r["alpha"] = None
         if self.dry_run:
-            r["formats"], r["shard_tokens"] = None, None
+            r["formats"], r["shard_tokens"], r["align_tokens"], r["pack"] = None, None, None, None
         return r

@@ -1,143 +1,146 @@
 """Token shards in the training order, in formats that trainers read as they are.
 
-:func:`write_shards` streams through the order once: each sample is a document's tokens
-followed by EOS, samples are grouped into shards of at most ``shard_tokens`` tokens (a
-sample is never split; a sample longer than ``shard_tokens`` gets a shard of its own), and
-every requested format writes the same shards (same boundaries, same first sample). Each
-format lives in its own sub-directory of ``out_dir`` with file names that sort in training
-order:
+:func:`write_shards` streams through the order once. Each sample is ``BOS? + document tokens +
+EOS?`` (the delimiters chosen by ``bos_id`` / ``eos_id``); the samples concatenated are *the
+stream*, which :mod:`clusterclip.shards.plan` cuts into shards (whole samples by default; a
+fixed number of tokens with ``align_tokens`` or ``pack``). Every requested format writes the
+same shards from the same stream, each in its own sub-directory of ``out_dir`` with file names
+that sort in training order:
 
-========== ================================================ ===========================
+========== ================================================ ==============================
 format     files                                            read by
-========== ================================================ ===========================
+========== ================================================ ==============================
 bin        ``bin/train_000000.bin``...                      llm.c, modded-nanogpt
+raw        ``raw/tokens_000000.bin``...                     nanoGPT, OLMo-core
 megatron   ``megatron/shard_000000.bin`` + ``.idx``...      Megatron ``IndexedDataset``
 mds        ``mds/index.json`` + ``mds/shard.00000.mds``...  MosaicML ``StreamingDataset``
-parquet    ``parquet/part-000000.parquet``...               pyarrow, polars, ``datasets``
-========== ================================================ ===========================
+datatrove  ``datatrove/shard_000000.ds`` + ``.ds.index``... nanotron ``DatatroveFolderDataset``
+parquet    ``parquet/part-000000.parquet``...               ``datasets``, litdata, pyarrow
+========== ================================================ ==============================
 
-Every shard file is written under a temporary name and renamed when complete, so a rerun
-after an interruption (``resume=True``) keeps the finished shards and rewrites only the
-rest; the output is byte-identical to an uninterrupted run. ``shards.json`` (every shard of
-every format: files with size and sha256, tokens, samples, first sample position) and
-``mds/index.json`` are written at the end.
+**Adding a format**: write one module in this package that defines a
+:class:`~clusterclip.shards.base.ShardFormat` subclass (name, file names, token dtype rule,
+writer, ``read_shard``) and ends with ``FORMAT = MyFormat``. :data:`FORMATS` finds it; ``--format``,
+``inspect``, :func:`verify_shards` and the generic tests over the registry use it from then on.
+Add its own test that reads it back with its owner's reader.
+
+Trust: every shard file is written under a temporary name and renamed when complete, and its
+size and sha256 are appended to a journal (:mod:`clusterclip.shards.journal`); a rerun with
+``resume=True`` keeps only shards whose files re-hash to the journal's digests and rewrites the
+rest, so the output is byte-identical to an uninterrupted run. After writing, each format's
+shards must hold exactly the order's samples and tokens (else :class:`AccountingError`).
+``shards.json`` (every shard of every format: files with size and sha256, cut, tokens, samples)
+and ``mds/index.json`` are written at the end; :func:`verify_shards` checks them later.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
+import pkgutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..artifacts import write_json_atomic
-from ..errors import InputError
-from .base import FormatWriter, ShardPlan
-from .bin import BinWriter
-from .mds import MDSWriter
-from .megatron import MegatronWriter
-from .parquet import ParquetWriter
+from ..errors import ClusterClipError, InputError
+from .base import ShardContent, ShardFormat, ShardPlan, StreamLayout
+from .journal import JOURNAL_FILE, ShardJournal, shard_key
+from .plan import (  # noqa: F401
+    PIECE_TOKENS,
+    PLAN_CHUNK,
+    plan_shards,
+    sample_sizes,
+    shard_pieces,
+    total_tokens,
+)
+from ..faults import checkpoint
+from .verify import verify_shards
 
-#: format name -> writer class, in the order they are documented
-FORMATS: dict[str, type[FormatWriter]] = {
-    "bin": BinWriter,
-    "megatron": MegatronWriter,
-    "mds": MDSWriter,
-    "parquet": ParquetWriter,
-}
 INDEX_FILE = "shards.json"
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 DEFAULT_SHARD_TOKENS = 100_000_000
-#: samples are handed to the writers in pieces of about this many tokens (bounds memory;
-#: also the Parquet row-group size, so it must stay fixed for byte-identical reruns)
-PIECE_TOKENS = 1 << 22
-#: order positions read at a time while planning
-PLAN_CHUNK = 1 << 20
-
-__all__ = ["FORMATS", "INDEX_FILE", "check_formats", "write_shards", "plan_shards", "read_index", "read_sample", "ShardPlan"]
+_NOT_FORMATS = {"base", "plan", "packing", "journal", "verify"}
 
 
-def _sample_sizes(order_doc_ids: np.ndarray, lengths: np.ndarray, start: int, stop: int) -> np.ndarray:
-    docs = np.asarray(order_doc_ids[start:stop], dtype=np.int64)
-    if len(docs) and (docs.min() < 0 or docs.max() >= len(lengths)):
-        bad = int(np.flatnonzero((docs < 0) | (docs >= len(lengths)))[0])
-        raise InputError(f"order position {start + bad}: doc_id {int(docs[bad])} is not in the token store "
-                         f"(0..{len(lengths) - 1}); rerun `clusterclip schedule --overwrite`")
-    lens = np.asarray(lengths[docs], dtype=np.int64)
-    if len(lens) and lens.min() < 0:
-        bad = int(np.argmax(lens < 0))
-        raise InputError(f"order position {start + bad}: doc_id {int(docs[bad])} was never tokenized; "
-                         f"rerun `clusterclip schedule --overwrite`")
-    return lens + 1
+class AccountingError(ClusterClipError):
+    """The shards written do not hold exactly the order's samples and tokens (a bug, never ignored)."""
 
 
-def plan_shards(order_doc_ids: np.ndarray, lengths: np.ndarray, shard_tokens: int) -> list[ShardPlan]:
-    """Greedy split of the order into shards of at most ``shard_tokens`` tokens (EOS included).
-
-    A shard closes before the sample that would push it past ``shard_tokens``; a sample
-    longer than that fills a shard alone. Vectorised: one ``searchsorted`` per shard.
-    """
-    if shard_tokens < 1:
-        raise InputError(f"--shard-tokens {shard_tokens}: must be at least 1")
-    plans: list[ShardPlan] = []
-    n = len(order_doc_ids)
-    cur_start, cur_tokens = 0, 0
-    for chunk_start in range(0, n, PLAN_CHUNK):
-        sizes = _sample_sizes(order_doc_ids, lengths, chunk_start, min(n, chunk_start + PLAN_CHUNK))
-        cs = np.cumsum(sizes)
-        i, m = 0, len(sizes)
-        while i < m:
-            base = int(cs[i - 1]) if i else 0
-            j = int(np.searchsorted(cs, base + (shard_tokens - cur_tokens), side="right"))
-            if j == i:  # the next sample does not fit
-                if cur_tokens == 0:
-                    j = i + 1  # oversized sample: a shard of its own
-                else:
-                    plans.append(ShardPlan(len(plans), cur_start, chunk_start + i, cur_tokens))
-                    cur_start, cur_tokens = chunk_start + i, 0
-                    continue
-            cur_tokens += int(cs[j - 1]) - base
-            i = j
-            if i < m or cur_tokens >= shard_tokens:
-                plans.append(ShardPlan(len(plans), cur_start, chunk_start + i, cur_tokens))
-                cur_start, cur_tokens = chunk_start + i, 0
-    if cur_tokens:
-        plans.append(ShardPlan(len(plans), cur_start, n, cur_tokens))
-    return plans
+def _discover() -> dict[str, type[ShardFormat]]:
+    found = []
+    for mod in pkgutil.iter_modules(__path__):
+        if mod.name in _NOT_FORMATS or mod.name.startswith("_"):
+            continue
+        fmt = getattr(importlib.import_module(f"{__name__}.{mod.name}"), "FORMAT", None)
+        if fmt is not None:
+            found.append(fmt)
+    return {f.name: f for f in sorted(found, key=lambda f: (f.rank, f.name))}
 
 
-def _pieces(sizes: np.ndarray, piece_tokens: int) -> Iterable[tuple[int, int]]:
-    cs = np.cumsum(sizes)
-    i, m = 0, len(sizes)
-    while i < m:
-        base = int(cs[i - 1]) if i else 0
-        j = max(i + 1, int(np.searchsorted(cs, base + piece_tokens, side="right")))
-        yield i, j
-        i = j
+#: format name -> :class:`ShardFormat` subclass, in the documented order
+FORMATS: dict[str, type[ShardFormat]] = _discover()
+
+__all__ = [
+    "FORMATS",
+    "INDEX_FILE",
+    "AccountingError",
+    "ShardPlan",
+    "check_formats",
+    "find_shards",
+    "formats_help",
+    "plan_shards",
+    "read_index",
+    "read_sample",
+    "read_stream",
+    "verify_shards",
+    "write_shards",
+]
 
 
-def _clean_stale(writer: FormatWriter, plans: list[ShardPlan]) -> None:
-    """Drop leftovers of interrupted writes and shard files that are not part of this plan."""
-    if not writer.dir.is_dir():
-        return
-    keep = {f for p in plans for f in writer.files(p.index)} | set(writer.final_files())
-    for f in writer.dir.glob(".*.tmp"):
-        f.unlink(missing_ok=True)
-    for f in writer.dir.glob(writer.pattern):
-        if f not in keep:
-            f.unlink(missing_ok=True)
+def formats_help() -> str:
+    """``name (who reads it)`` for every registered format, for ``--format``'s help."""
+    return "; ".join(f"{name}: {cls.read_by}" for name, cls in FORMATS.items())
 
 
-def check_formats(formats: Iterable[str]) -> tuple[str, ...]:
-    """``formats`` without duplicates, in the order given; a one-line error for an unknown or empty list."""
+def check_formats(formats, *, align_tokens: int | None = None, pack: int | None = None) -> tuple[str, ...]:
+    """``formats`` without duplicates, in the order given; a one-line error for an unknown or empty
+    list, or a format that ``--align-tokens`` / ``--pack`` does not apply to."""
     formats = tuple(dict.fromkeys(formats))
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise InputError(f"--format {','.join(formats)}: unknown {', '.join(unknown) or 'empty'}; "
                          f"choose from {','.join(FORMATS)}")
+    if align_tokens and pack:
+        raise InputError("--align-tokens and --pack: give one (--pack already cuts every shard at whole rows)")
+    if align_tokens:
+        bad = [f for f in formats if not FORMATS[f].supports_align]
+        if bad:
+            ok = ",".join(f for f in FORMATS if FORMATS[f].supports_align)
+            raise InputError(f"--align-tokens {align_tokens}: applies to token streams ({ok}), not to "
+                             f"{','.join(bad)}; write those in another run, or use --pack for row formats")
+    if pack:
+        bad = [f for f in formats if not FORMATS[f].supports_pack]
+        if bad:
+            raise InputError(f"--pack {pack}: does not apply to {','.join(bad)}; write it in another run")
     return formats
+
+
+def _check_layout(layout: StreamLayout) -> None:
+    v = layout.vocab_size
+    if v > 2**31:
+        raise InputError(f"vocabulary of {v} ids: token ids must fit int32")
+    for opt, tid in (("--eos-token", layout.eos_id), ("--bos-token", layout.bos_id), ("pad id", layout.pad_id)):
+        if tid is not None and not 0 <= tid < v:
+            raise InputError(f"{opt}: id {tid} is outside the vocabulary (0..{v - 1}); name a token of the tokenizer")
+    if layout.bos_id is not None and layout.bos_id == layout.eos_id:
+        raise InputError("--bos-token and --eos-token: the same token before and after every document cannot be "
+                         "told apart; use --eos-token none for a token before each document only")
+    if (layout.align_tokens or layout.pack) and layout.pad_id is None:
+        raise InputError(f"{'--align-tokens' if layout.align_tokens else '--pack'}: the last shard is filled with "
+                         f"a pad token, the EOS or BOS token; keep a delimiter (--eos-token or --bos-token)")
 
 
 def write_shards(
@@ -149,55 +152,75 @@ def write_shards(
     *,
     formats: Sequence[str] = ("bin",),
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
-    eos_id: int,
+    eos_id: int | None,
     vocab_size: int,
+    bos_id: int | None = None,
+    pad_id: int | None = None,
+    align_tokens: int | None = None,
+    pack: int | None = None,
     progress: bool = True,
     resume: bool = True,
+    journal_path: str | os.PathLike | None = None,
 ) -> dict:
-    """Write the samples of the order (document tokens + EOS) as shards in each of ``formats``.
+    """Write the samples of the order (``BOS? + document tokens + EOS?``) as shards in each of ``formats``.
 
     ``order_*`` are aligned arrays, one entry per position of ``order.parquet``;
-    ``token_store`` is a :class:`clusterclip.token_store.TokenStore` holding every document
-    of the order. With ``resume`` the shards already complete in ``out_dir`` are kept (their
-    sha256 is recomputed), the others are (re)written. Returns the ``shards.json`` index.
+    ``token_store`` is a :class:`clusterclip.token_store.TokenStore` holding every document of
+    the order. ``eos_id`` / ``bos_id``: the delimiters (None: none); ``pad_id`` (default: EOS,
+    else BOS) fills the last shard with ``align_tokens`` / ``pack``. With ``resume`` a shard
+    already complete in ``out_dir`` is kept if its files re-hash to the digests journaled when
+    it was committed (``journal_path``, default ``out_dir/.shards-journal.jsonl``; removed at
+    the end); the others are (re)written. Returns the ``shards.json`` index.
     """
     out = Path(out_dir)
-    formats = check_formats(formats)
     n = len(order_doc_ids)
     if len(order_cluster) != n or len(order_repeat) != n:
         raise ValueError("order_doc_ids, order_cluster and order_repeat must have the same length")
-    if not 0 <= eos_id < vocab_size:
-        raise InputError(f"EOS id {eos_id} is outside the vocabulary (0..{vocab_size - 1}); check --eos-token")
-    if vocab_size > 2**31:
-        raise InputError(f"vocabulary of {vocab_size} ids: token ids must fit int32")
+    if pad_id is None:
+        pad_id = eos_id if eos_id is not None else bos_id
+    layout = StreamLayout(int(vocab_size), _opt_int(eos_id), _opt_int(bos_id), _opt_int(pad_id),
+                          _opt_int(align_tokens), _opt_int(pack))
+    formats = check_formats(formats, align_tokens=layout.align_tokens, pack=layout.pack)
+    _check_layout(layout)
 
     lengths = token_store.lengths
-    plans = plan_shards(order_doc_ids, lengths, int(shard_tokens))
-    total_tokens = sum(p.tokens for p in plans)
-    writers = [FORMATS[f](out, vocab_size=vocab_size, eos_id=eos_id) for f in formats]
+    delims = layout.delimiters
+    plans = plan_shards(order_doc_ids, lengths, int(shard_tokens), delimiters=delims,
+                        align_tokens=layout.align_tokens, pack=layout.pack)
+    expected_tokens = total_tokens(order_doc_ids, lengths, delims)  # independent of the plan
+    writers = [FORMATS[f](out, layout) for f in formats]
     for w in writers:
         w.dir.mkdir(parents=True, exist_ok=True)
         _clean_stale(w, plans)
+    journal = ShardJournal(journal_path or out / JOURNAL_FILE)
+    if resume:
+        journal.load()
+    else:
+        journal.reset()
+    layout_record = dict(layout.__dict__)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_tokens, unit="tok", unit_scale=True, desc=f"shards ({','.join(formats)})",
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(total=sum(p.tokens for p in plans), unit="tok", unit_scale=True,
+                   desc=f"shards ({','.join(formats)})", dynamic_ncols=True, leave=False)
     records: dict[str, list[dict]] = {f: [] for f in formats}
+    written: dict[str, list[dict]] = {f: [] for f in formats}
     try:
         for plan in plans:
-            sizes = _sample_sizes(order_doc_ids, lengths, plan.start, plan.stop)
             todo = []
             for w in writers:
-                if resume and w.is_done(plan, sizes):
-                    records[w.name].append(_record(plan, w.existing_records(plan)))
+                key = shard_key(w.name, {**layout_record, **w.describe()}, plan, order_doc_ids)
+                kept = journal.kept(out, w.name, plan.index, key) if resume else None
+                if kept is not None:
+                    records[w.name].append(_record(plan, kept["files"], kept.get("rows")))
+                    written[w.name].append(kept["written"])
                 else:
-                    todo.append(w)
+                    todo.append((w, key))
             if todo:
-                _write_one(plan, sizes, todo, records, order_doc_ids, order_cluster, order_repeat, token_store,
-                           eos_id, vocab_size, bar)
+                _write_one(plan, plans, todo, records, written, journal, order_doc_ids, order_cluster,
+                           order_repeat, token_store, layout, bar)
             elif bar is not None:
                 bar.update(plan.tokens)
         extra = {}
@@ -209,52 +232,92 @@ def write_shards(
         if bar is not None:
             bar.close()
 
+    for w in writers:
+        _check_accounting(w, plans, written[w.name], n, expected_tokens)
     index = {
         "version": INDEX_VERSION,
         "formats": list(formats),
         "n_samples": int(n),
-        "n_tokens": int(total_tokens),
+        "n_tokens": int(expected_tokens),
         "n_shards": len(plans),
         "shard_tokens": int(shard_tokens),
-        "eos_id": int(eos_id),
-        "vocab_size": int(vocab_size),
+        "eos_id": layout.eos_id,
+        "bos_id": layout.bos_id,
+        "pad_id": layout.pad_id,
+        "delimiters": delims,
+        "align_tokens": layout.align_tokens,
+        "pack": layout.pack,
+        "vocab_size": layout.vocab_size,
         "token_dtype": token_store.dtype.name if hasattr(token_store, "dtype") else None,
+        "format_info": {w.name: w.describe() for w in writers},
         "shards": records,
         "dataset_files": extra,
     }
     write_json_atomic(out / INDEX_FILE, index)
+    journal.reset()
     return index
 
 
-def _record(plan: ShardPlan, files: list[dict]) -> dict:
-    return {"index": plan.index, "first_sample": plan.start, "samples": plan.samples, "tokens": plan.tokens,
-            "files": files}
+def _opt_int(x) -> int | None:
+    return None if x is None else int(x)
 
 
-def _write_one(plan, sizes, writers, records, order_doc_ids, order_cluster, order_repeat, store, eos_id,
-               vocab_size, bar) -> None:
-    from ..token_store import token_dtype
+def _record(plan: ShardPlan, files: list[dict], rows: int | None = None) -> dict:
+    rec = {"index": plan.index, "first_sample": plan.start, "first_offset": plan.first_offset,
+           "samples": plan.samples, "start": plan.start, "stop": plan.stop, "continues": plan.tail > 0,
+           "tokens": plan.tokens, "overlap": plan.overlap, "pad": plan.pad, "start_token": plan.start_token,
+           "files": files}
+    if rows is not None:
+        rec["rows"] = int(rows)
+    return rec
 
-    gather_dtype = token_dtype(vocab_size)
+
+def _check_accounting(w: ShardFormat, plans: list[ShardPlan], written: list[dict], n: int, expected: int) -> None:
+    where = f"{w.dir}"
+    for plan, got in zip(plans, written):
+        if got["tokens"] != w.stored_tokens(plan):
+            raise AccountingError(f"{where}: shard {plan.index} holds {got['tokens']} tokens, its plan "
+                                  f"{w.stored_tokens(plan)}; this is a bug, please report it")
+    samples = sum(g["samples"] for g in written)
+    own = sum(g["tokens"] for g in written) - sum(w.stored_tokens(p) - p.tokens for p in plans)
+    if samples != n or own != expected or len(written) != len(plans):
+        raise AccountingError(f"{where}: the shards hold {samples} samples and {own} tokens but the order has "
+                              f"{n} samples and {expected} tokens; this is a bug, please report it")
+
+
+def _clean_stale(writer: ShardFormat, plans: list[ShardPlan]) -> None:
+    """Drop leftovers of interrupted writes and shard files that are not part of this plan."""
+    if not writer.dir.is_dir():
+        return
+    keep = {f for p in plans for f in writer.files(p.index)} | set(writer.final_files())
+    for f in writer.dir.glob(".*.tmp"):
+        f.unlink(missing_ok=True)
+    for f in writer.dir.glob(writer.pattern):
+        if f not in keep:
+            f.unlink(missing_ok=True)
+
+
+def _write_one(plan, plans, todo, records, written, journal, order_doc_ids, order_cluster, order_repeat, store,
+               layout, bar) -> None:
     started = []
     try:
-        for w in writers:
-            w.begin(plan, sizes)
+        for w, _ in todo:
+            w.written = {"tokens": 0, "samples": 0}
+            w.last_rows = None
+            w.begin(plan)
             started.append(w)
-        for a, b in _pieces(sizes, PIECE_TOKENS):
-            s, e = plan.start + a, plan.start + b
-            docs = np.asarray(order_doc_ids[s:e], dtype=np.int64)
-            tokens, piece_sizes = store.gather(docs, eos_id, out_dtype=gather_dtype)
-            clusters = np.asarray(order_cluster[s:e])
-            repeats = np.asarray(order_repeat[s:e])
-            for w in writers:
-                w.write(tokens, piece_sizes, docs, clusters, repeats)
+        for tokens, segments in shard_pieces(plan, plans, order_doc_ids, order_cluster, order_repeat, store, layout):
+            for w, _ in todo:
+                w.write(tokens, segments)
             if bar is not None:
-                bar.update(int(piece_sizes.sum()))
-        for w in writers:
-            records[w.name].append(_record(plan, w.commit()))
-        from ..faults import checkpoint
-
+                bar.update(int(segments.sizes[segments.positions >= 0].sum()))
+        for w, key in todo:
+            files = w.commit()
+            rows = getattr(w, "last_rows", None)
+            records[w.name].append(_record(plan, files, rows))
+            written[w.name].append(dict(w.written))
+            journal.append({"format": w.name, "index": plan.index, "key": key, "files": files,
+                            "written": dict(w.written), "rows": rows})
         checkpoint("schedule.shard")
     except ValueError as e:
         for w in started:
@@ -272,46 +335,73 @@ def read_index(out_dir: str | os.PathLike) -> dict:
     p = Path(out_dir) / INDEX_FILE
     if not p.is_file():
         raise InputError(f"{p}: missing; this schedule wrote no shards (run `clusterclip schedule` without --dry-run)")
-    return json.loads(p.read_text("utf-8"))
+    try:
+        index = json.loads(p.read_text("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"{p}: unreadable ({type(e).__name__}); rerun `clusterclip schedule`") from None
+    for recs in index.get("shards", {}).values():  # version 1: whole samples only
+        for r in recs:
+            r.setdefault("start", r["first_sample"])
+            r.setdefault("stop", r["first_sample"] + r["samples"])
+            r.setdefault("first_offset", 0)
+    return index
 
 
-def find_shard(index: dict, fmt: str, position: int) -> dict:
+def find_shards(index: dict, fmt: str, position: int) -> list[dict]:
+    """The shard records of ``fmt`` that hold a piece of the sample at ``position`` (several when it spans)."""
     shards = index["shards"].get(fmt)
     if shards is None:
         raise InputError(f"--format {fmt}: not written here; this directory has {', '.join(index['shards'])}")
-    firsts = [s["first_sample"] for s in shards]
-    k = int(np.searchsorted(firsts, position, side="right")) - 1
-    if k < 0 or position >= shards[k]["first_sample"] + shards[k]["samples"]:
+    if not 0 <= position < index["n_samples"]:
         raise InputError(f"--sample {position}: out of range (0..{index['n_samples'] - 1})")
-    return shards[k]
+    starts = [s["start"] for s in shards]
+    k = int(np.searchsorted(starts, position, side="right")) - 1
+    while k > 0 and shards[k - 1]["stop"] > position:
+        k -= 1
+    found = []
+    while 0 <= k < len(shards) and shards[k]["start"] <= position:
+        if position < shards[k]["stop"]:
+            found.append(shards[k])
+        k += 1
+    return found
+
+
+def find_shard(index: dict, fmt: str, position: int) -> dict:
+    """The shard record where the sample at ``position`` begins."""
+    return find_shards(index, fmt, position)[0]
+
+
+def read_shard(out_dir: str | os.PathLike, fmt: str, record: dict, index: dict) -> ShardContent:
+    """Shard ``record`` of ``fmt`` read back through its own layout (a one-line error if unreadable)."""
+    try:
+        return FORMATS[fmt].read_shard(Path(out_dir), record, index)
+    except (ValueError, OSError, KeyError, IndexError) as e:
+        raise InputError(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; check it with "
+                         f"`clusterclip verify {out_dir}`") from None
 
 
 def read_sample(out_dir: str | os.PathLike, fmt: str, position: int, index: dict | None = None) -> np.ndarray:
-    """Tokens of the sample at ``position``, read back from ``fmt``'s files through its own layout."""
-    from . import bin as bin_fmt, mds, megatron, parquet
-
+    """Tokens of the sample at ``position`` (delimiters included), read back from ``fmt``'s files."""
     index = index or read_index(out_dir)
-    rec = find_shard(index, fmt, position)
-    reader = {"bin": bin_fmt.read_sample, "megatron": megatron.read_sample, "mds": mds.read_sample,
-              "parquet": parquet.read_sample}[fmt]
-    return np.asarray(reader(Path(out_dir), rec, position - rec["first_sample"], index["eos_id"]), dtype=np.int64)
+    parts = []
+    for rec in find_shards(index, fmt, position):
+        content = read_shard(out_dir, fmt, rec, index)
+        j = position - rec["start"]
+        ends = np.append(content.starts[1:], len(content.tokens))
+        parts.append(np.asarray(content.tokens[content.starts[j]: ends[j]], dtype=np.int64))
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def verify_shards(out_dir: str | os.PathLike) -> list[str]:
-    """One line per problem with the shards listed in ``shards.json`` (missing, size, sha256)."""
-    from ..artifacts.files import sha256_file
-
-    out = Path(out_dir)
-    problems = []
-    index = read_index(out)
-    records = [f for shards in index["shards"].values() for s in shards for f in s["files"]]
-    records += [f for files in (index.get("dataset_files") or {}).values() for f in files]
-    for rec in records:
-        p = out / rec["path"]
-        if not p.is_file():
-            problems.append(f"{p}: missing (listed in {out / INDEX_FILE})")
-        elif p.stat().st_size != rec["bytes"]:
-            problems.append(f"{p}: {p.stat().st_size} bytes, but {rec['bytes']} were recorded")
-        elif sha256_file(p) != rec["sha256"]:
-            problems.append(f"{p}: its sha256 differs from the one recorded in {out / INDEX_FILE}")
-    return problems
+def read_stream(out_dir: str | os.PathLike, fmt: str, index: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The whole stream of ``fmt`` (no look-ahead copies, no padding) and where each sample begins in it."""
+    index = index or read_index(out_dir)
+    tokens, starts, pos = [], [], 0
+    for rec in index["shards"][fmt]:
+        c = read_shard(out_dir, fmt, rec, index)
+        s = c.starts[1:] if rec.get("first_offset", 0) else c.starts
+        starts.append(s + pos)
+        tokens.append(np.asarray(c.tokens, dtype=np.int64))
+        pos += len(c.tokens)
+    if not tokens:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(tokens), np.concatenate(starts)

@@ -1,4 +1,11 @@
-"""What every shard format shares: the shard plan, atomic hashed files, the writer interface."""
+"""What every shard format shares: the shard plan, the stream layout, atomic hashed files, and
+:class:`ShardFormat`, the one class a format implements (naming, token dtype, writer, reader).
+
+A new format is one module in this package that defines a :class:`ShardFormat` subclass and
+names it ``FORMAT = MyFormat``; the registry (:data:`clusterclip.shards.FORMATS`) finds it, and
+``inspect``, ``verify``, ``--format``'s help and choices and the generic tests
+(``tests/test_shards_registry.py``) pick it up. Its own test reads it back with its owner's reader.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +14,95 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from ..artifacts import sha256_file as sha256_of
+from ..artifacts import sha256_file as sha256_of  # noqa: F401 - re-exported for the format modules
 from ..artifacts import temp_file_beside
+
+#: order position of the segments that are not sample tokens (look-ahead copy, padding)
+NOT_A_SAMPLE = -1
 
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """One shard: samples at positions ``start:stop`` of the order, ``tokens`` tokens (EOS included)."""
+    """One shard: the tokens ``[start_token, start_token + tokens)`` of the ordered stream.
+
+    The stream is the samples of the order (delimiters included) concatenated. Without
+    ``--align-tokens``/``--pack`` a shard holds whole samples ``start:stop``; with them it
+    holds a fixed number of tokens and may begin inside sample ``start`` (``first_offset``
+    tokens of it are in the previous shard) and end inside sample ``stop - 1`` (``tail``
+    tokens of it are in the next shard). The file(s) then also hold ``overlap`` look-ahead
+    tokens (the next shard's first token, repeated) and ``pad`` pad tokens (last shard only).
+    """
 
     index: int
     start: int
     stop: int
     tokens: int
+    first_offset: int = 0
+    tail: int = 0
+    overlap: int = 0
+    pad: int = 0
+    start_token: int = 0
 
     @property
     def samples(self) -> int:
-        return self.stop - self.start
+        """Samples that begin in this shard (their sum over the shards is the order's length)."""
+        return self.stop - self.start - (1 if self.first_offset else 0)
+
+    @property
+    def file_tokens(self) -> int:
+        """Tokens the shard's files hold: its own, the look-ahead copy and the padding."""
+        return self.tokens + self.overlap + self.pad
+
+
+@dataclass(frozen=True)
+class StreamLayout:
+    """How samples become tokens, fixed for one ``write_shards`` call (recorded in ``shards.json``)."""
+
+    vocab_size: int
+    eos_id: int | None
+    bos_id: int | None = None
+    pad_id: int | None = None
+    align_tokens: int | None = None
+    pack: int | None = None
+
+    @property
+    def delimiters(self) -> int:
+        return (self.bos_id is not None) + (self.eos_id is not None)
+
+
+@dataclass
+class Segments:
+    """Metadata of consecutive pieces of the token stream handed to a writer, one entry per piece.
+
+    A piece is a sample, or the part of one that lies in this shard, or (``position`` -1) the
+    look-ahead copy / padding at the end of a shard.
+    """
+
+    sizes: np.ndarray  # int64 tokens of each piece
+    positions: np.ndarray  # int64 order position, -1 for look-ahead / padding
+    doc_ids: np.ndarray  # int64, -1 for look-ahead / padding
+    clusters: np.ndarray  # int32
+    repeats: np.ndarray  # int32
+    begins: np.ndarray  # bool: the piece begins its sample (False for a continuation and for fillers)
+
+    @classmethod
+    def filler(cls, n_tokens: int) -> Segments:
+        m = np.array([NOT_A_SAMPLE], dtype=np.int64)
+        return cls(np.array([n_tokens], dtype=np.int64), m, m.copy(), m.astype(np.int32), m.astype(np.int32),
+                   np.zeros(1, dtype=bool))
+
+
+@dataclass
+class ShardContent:
+    """A shard read back: its own stream tokens (no look-ahead copy, no padding) and where each
+    piece begins in them (the first piece is sample ``record["start"]``, possibly its continuation)."""
+
+    tokens: np.ndarray
+    starts: np.ndarray
 
 
 def file_record(out_dir: Path, path: Path, size: int, sha256: str) -> dict:
@@ -67,49 +144,66 @@ class HashedFile:
             self.tmp.unlink()
 
 
-class FormatWriter:
-    """Interface of one format's writer. One shard is open at a time.
+def uint16_or(vocab_size: int, wide: str) -> np.dtype:
+    """Little-endian uint16 when every id fits (``vocab_size <= 65536``), else ``wide``."""
+    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype(wide)
 
-    ``begin(plan, sizes)`` opens shard ``plan.index`` (``sizes``: tokens of each of its samples,
-    EOS included), ``write(...)`` receives consecutive pieces of it, ``commit()`` makes its files
-    final and returns their records, ``finish(plans)`` writes any dataset-level file (after all
-    shards) and returns its records.
+
+class ShardFormat:
+    """One shard format: its files, its token dtype rule, its writer and its reader.
+
+    Writing (one shard open at a time): ``begin(plan)`` opens shard ``plan.index``;
+    ``write(tokens, segments)`` receives consecutive pieces of its ``plan.file_tokens`` tokens
+    (the look-ahead copy and padding come last, as pieces with position -1); ``commit()`` makes
+    its files final and returns their records; ``finish(records)`` writes dataset-level files
+    (after all shards) and returns theirs. Each writer counts what it wrote in ``self.written``
+    (``tokens``: tokens put into the files; ``samples``: pieces that begin a sample), which
+    ``write_shards`` checks against the order.
+
+    Reading: ``read_shard(out_dir, record, index)`` returns the shard's own tokens and piece
+    boundaries as stored in the files (no cache), for ``read_sample``, ``inspect`` and the tests.
     """
 
-    name: str = "?"
+    name: ClassVar[str] = "?"
+    #: position in listings and help (the documented order)
+    rank: ClassVar[int] = 100
     #: glob of this format's shard files inside its sub-directory (for cleaning stale ones)
-    pattern: str = "*"
+    pattern: ClassVar[str] = "*"
+    #: one line for ``--format``'s help: who reads it
+    read_by: ClassVar[str] = ""
+    #: a flat token stream whose loaders read fixed windows: ``--align-tokens`` applies
+    supports_align: ClassVar[bool] = False
+    #: ``--pack L`` applies (rows of L tokens, or a stream cut at whole rows)
+    supports_pack: ClassVar[bool] = False
+    #: ``read_shard`` needs a delimiter to find sample boundaries (a bare token stream)
+    needs_delimiter_to_read: ClassVar[bool] = False
 
-    def __init__(self, out_dir: Path, *, vocab_size: int, eos_id: int):
+    @classmethod
+    def token_dtype(cls, vocab_size: int) -> np.dtype:
+        """The dtype of the stored token ids for a vocabulary (the one place this rule lives)."""
+        raise NotImplementedError
+
+    def __init__(self, out_dir: Path, layout: StreamLayout):
         self.out_dir = Path(out_dir)
         self.dir = self.out_dir / self.name
-        self.vocab_size = vocab_size
-        self.eos_id = eos_id
+        self.layout = layout
+        self.vocab_size = layout.vocab_size
+        self.dtype = self.token_dtype(layout.vocab_size)
+        self.written = {"tokens": 0, "samples": 0}
 
     # -- naming
     def files(self, k: int) -> list[Path]:
         raise NotImplementedError
 
-    def expected_sizes(self, plan: ShardPlan, sizes: np.ndarray) -> list[int] | None:
-        """Exact byte size of each file of the shard, when known in advance."""
-        return None
-
-    def is_done(self, plan: ShardPlan, sizes: np.ndarray) -> bool:
-        files = self.files(plan.index)
-        if not all(f.is_file() for f in files):
-            return False
-        expected = self.expected_sizes(plan, sizes)
-        return expected is None or [f.stat().st_size for f in files] == expected
-
-    def existing_records(self, plan: ShardPlan) -> list[dict]:
-        return [file_record(self.out_dir, f, f.stat().st_size, sha256_of(f)) for f in self.files(plan.index)]
+    def final_files(self) -> list[Path]:
+        """Dataset-level files written by :meth:`finish` (kept by the stale-file cleaner)."""
+        return []
 
     # -- writing
-    def begin(self, plan: ShardPlan, sizes: np.ndarray) -> None:
+    def begin(self, plan: ShardPlan) -> None:
         raise NotImplementedError
 
-    def write(self, tokens: np.ndarray, sizes: np.ndarray, doc_ids: np.ndarray, clusters: np.ndarray,
-              repeats: np.ndarray) -> None:
+    def write(self, tokens: np.ndarray, segments: Segments) -> None:
         raise NotImplementedError
 
     def commit(self) -> list[dict]:
@@ -122,15 +216,34 @@ class FormatWriter:
         """Write dataset-level files from the shards' records (``index``, ``samples``, ``files``...)."""
         return []
 
-    def final_files(self) -> list[Path]:
-        """Dataset-level files written by :meth:`finish` (kept by the stale-file cleaner)."""
-        return []
+    def stored_tokens(self, plan: ShardPlan) -> int:
+        """Tokens this format stores for ``plan`` (its own, plus the look-ahead copy and padding)."""
+        return plan.file_tokens
+
+    def _account(self, n_tokens: int, segments: Segments) -> None:
+        """Count ``n_tokens`` put into the files and the samples that begin in ``segments``."""
+        self.written["tokens"] += int(n_tokens)
+        self.written["samples"] += int(np.count_nonzero(segments.begins))
+
+    # -- reading
+    @classmethod
+    def read_shard(cls, out_dir: Path, record: dict, index: dict) -> ShardContent:
+        raise NotImplementedError
+
+    def describe(self) -> dict:
+        """Format-specific facts for ``shards.json`` (dtype, magic...)."""
+        return {"token_dtype": self.dtype.name}
 
 
-class SingleFileWriter(FormatWriter):
+class SingleFileFormat(ShardFormat):
     """A format whose shard is one file, streamed through a :class:`HashedFile`."""
 
     _file: HashedFile | None = None
+
+    def _open(self, plan: ShardPlan) -> HashedFile:
+        self._plan = plan
+        self._file = HashedFile(self.files(plan.index)[0])
+        return self._file
 
     def commit(self) -> list[dict]:
         f, self._file = self._file, None
@@ -141,3 +254,30 @@ class SingleFileWriter(FormatWriter):
         if self._file is not None:
             self._file.abort()
             self._file = None
+
+
+# --------------------------------------------------------------------------- reading helpers
+def delimiter_starts(tokens: np.ndarray, index: dict, record: dict, where: str) -> np.ndarray:
+    """Piece starts of a bare token stream, found at its delimiters (BOS before / EOS after each sample).
+
+    The first piece is sample ``record["start"]`` (or its continuation when the shard begins
+    inside it). Raises ``ValueError`` when the stream has no delimiter or the count disagrees
+    with ``shards.json`` (an ordinary word used as a delimiter also occurs inside documents).
+    """
+    bos, eos = index.get("bos_id"), index.get("eos_id")
+    n = len(tokens)
+    if bos is not None:
+        starts = np.flatnonzero(np.asarray(tokens) == bos)
+        if record.get("first_offset", 0) or not len(starts) or starts[0] != 0:
+            starts = np.concatenate([[0], starts]) if n else starts
+    elif eos is not None:
+        ends = np.flatnonzero(np.asarray(tokens) == eos) + 1
+        starts = np.concatenate([[0], ends[ends < n]]) if n else np.zeros(0, np.int64)
+    else:
+        raise ValueError(f"{where}: a token stream without BOS or EOS has no sample boundaries; "
+                         f"read the sample from a format with an index (megatron, datatrove, parquet, mds)")
+    expected = record["stop"] - record["start"]
+    if len(starts) != expected:
+        raise ValueError(f"{where}: {len(starts)} delimited pieces but shards.json says {expected} "
+                         f"(a delimiter id also occurs inside documents?)")
+    return starts.astype(np.int64)

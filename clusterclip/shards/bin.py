@@ -1,13 +1,15 @@
 """``bin``: llm.c's token shard layout, read by llm.c (``llmc/dataloader.h``) and modded-nanogpt.
 
-Each file is a 1024-byte header of 256 little-endian int32 (``[0]`` magic, ``[1]`` version,
-``[2]`` number of tokens, the rest 0) followed by the tokens:
+Each file ``bin/train_NNNNNN.bin`` is a 1024-byte header of 256 little-endian int32 (``[0]``
+magic, ``[1]`` version, ``[2]`` number of tokens, the rest 0) followed by the tokens:
 
-- vocabularies up to 65536 ids: magic 20240520, version 1, uint16 tokens (llm.c's GPT-2 layout);
+- vocabularies up to 65536 ids: magic 20240520, version 1, uint16 tokens (llm.c's GPT-2 layout,
+  the only one llm.c's master branch and modded-nanogpt accept);
 - larger vocabularies: magic 20240801, version 7, uint32 tokens (llm.c's Llama-3 layout).
 
-A shard holds whole samples (document tokens + EOS), so every file starts at a document
-boundary; trainers that read ``B*T+1`` windows drop less than one window per file.
+llm.c reads ``(ntok - 1) // (B*T)`` windows of ``B*T + 1`` tokens per file and needs
+``ntok >= B*T + 1``: ``--align-tokens B*T`` makes every file hold a multiple of ``B*T`` plus one
+look-ahead token, so it reads every token (see :mod:`clusterclip.shards.plan`).
 """
 
 from __future__ import annotations
@@ -16,50 +18,55 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import HashedFile, ShardPlan, SingleFileWriter
+from .base import ShardContent, ShardPlan, SingleFileFormat, delimiter_starts
 
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
-GPT2 = (20240520, 1, np.dtype("<u2"))
-LLAMA3 = (20240801, 7, np.dtype("<u4"))
-
-
-def layout(vocab_size: int) -> tuple[int, int, np.dtype]:
-    """(magic, version, token dtype) for a vocabulary."""
-    return GPT2 if vocab_size <= 1 << 16 else LLAMA3
+GPT2 = (20240520, 1)
+LLAMA3 = (20240801, 7)
 
 
 def header(n_tokens: int, vocab_size: int) -> bytes:
-    magic, version, _ = layout(vocab_size)
+    magic, version = GPT2 if vocab_size <= 1 << 16 else LLAMA3
     h = np.zeros(HEADER_INTS, dtype="<i4")
     h[0], h[1], h[2] = magic, version, n_tokens
     return h.tobytes()
 
 
-class BinWriter(SingleFileWriter):
+class BinFormat(SingleFileFormat):
     name = "bin"
+    rank = 10
     pattern = "train_*.bin"
+    read_by = "llm.c, modded-nanogpt (llm.c header + uint16/uint32 tokens)"
+    supports_align = True
+    supports_pack = True
+    needs_delimiter_to_read = True
 
-    def __init__(self, out_dir: Path, *, vocab_size: int, eos_id: int):
-        super().__init__(out_dir, vocab_size=vocab_size, eos_id=eos_id)
-        self.dtype = layout(vocab_size)[2]
-        self._file: HashedFile | None = None
+    @classmethod
+    def token_dtype(cls, vocab_size: int) -> np.dtype:
+        return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
 
     def files(self, k: int) -> list[Path]:
         return [self.dir / f"train_{k:06d}.bin"]
 
-    def expected_sizes(self, plan: ShardPlan, sizes: np.ndarray) -> list[int]:
-        return [HEADER_BYTES + plan.tokens * self.dtype.itemsize]
-
-    def begin(self, plan: ShardPlan, sizes: np.ndarray) -> None:
-        if plan.tokens >= 2**31:
+    def begin(self, plan: ShardPlan) -> None:
+        if plan.file_tokens >= 2**31:
             raise ValueError("a bin shard holds fewer than 2**31 tokens (its header count is an int32)")
-        self._file = HashedFile(self.files(plan.index)[0])
-        self._file.write(header(plan.tokens, self.vocab_size))
+        self._open(plan).write(header(plan.file_tokens, self.vocab_size))
 
-    def write(self, tokens, sizes, doc_ids, clusters, repeats) -> None:
+    def write(self, tokens, segments) -> None:
         self._file.write(np.ascontiguousarray(tokens, dtype=self.dtype))
+        self._account(len(tokens), segments)
 
+    def describe(self) -> dict:
+        magic, version = GPT2 if self.vocab_size <= 1 << 16 else LLAMA3
+        return {"token_dtype": self.dtype.name, "magic": magic, "version": version, "header_bytes": HEADER_BYTES}
+
+    @classmethod
+    def read_shard(cls, out_dir: Path, record: dict, index: dict) -> ShardContent:
+        path = Path(out_dir) / record["files"][0]["path"]
+        tokens = np.asarray(read_bin(path)[: record["tokens"]])
+        return ShardContent(tokens, delimiter_starts(tokens, index, record, str(path)))
 
 
 def read_bin(path: str | Path) -> np.ndarray:
@@ -69,10 +76,10 @@ def read_bin(path: str | Path) -> np.ndarray:
     if len(h) < 3:
         raise ValueError(f"{path}: shorter than the 1024-byte llm.c header")
     magic, version, n = int(h[0]), int(h[1]), int(h[2])
-    if (magic, version) == GPT2[:2]:
-        dtype = GPT2[2]
-    elif (magic, version) == LLAMA3[:2]:
-        dtype = LLAMA3[2]
+    if (magic, version) == GPT2:
+        dtype = np.dtype("<u2")
+    elif (magic, version) == LLAMA3:
+        dtype = np.dtype("<u4")
     else:
         raise ValueError(f"{path}: bad llm.c magic/version {magic}/{version}")
     if path.stat().st_size != HEADER_BYTES + n * dtype.itemsize:
@@ -82,11 +89,4 @@ def read_bin(path: str | Path) -> np.ndarray:
     return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_BYTES, shape=(n,))
 
 
-def read_sample(out_dir: Path, record: dict, j: int, eos_id: int) -> np.ndarray:
-    """Sample ``j`` of a shard: the flat stream split after each EOS (EOS occurs only there)."""
-    tokens = read_bin(Path(out_dir) / record["files"][0]["path"])
-    ends = np.flatnonzero(tokens == eos_id)
-    if j >= len(ends):
-        raise IndexError(f"sample {j} not in {record['files'][0]['path']} ({len(ends)} samples)")
-    start = 0 if j == 0 else int(ends[j - 1]) + 1
-    return np.asarray(tokens[start : int(ends[j]) + 1])
+FORMAT = BinFormat

@@ -1,43 +1,56 @@
 """``mds``: MosaicML Streaming shards (``index.json`` + ``shard.NNNNN.mds``), written byte for byte
 in the layout of ``streaming.MDSWriter`` (mosaicml-streaming 0.13, MDS version 2, no compression),
-so ``streaming.StreamingDataset(local=DIR, shuffle=False)`` yields the samples in order.
+so ``streaming.StreamingDataset(local=DIR, shuffle=False, batch_size=B)`` yields the samples in order.
 
 Columns (MDS orders them by name): ``cluster`` int32, ``doc_id`` int64, ``input_ids``
-``ndarray:uint16`` (``ndarray:int32`` above 65536 ids), ``repeat`` int32.
+``ndarray:uint16`` (``ndarray:int32`` above 65536 ids), ``repeat`` int32. With ``--pack L``:
+``cu_seqlens`` ``ndarray:int32``, ``doc_ids`` ``ndarray:int64``, ``input_ids`` (``L`` tokens),
+``positions`` ``ndarray:int64`` (see :mod:`clusterclip.shards.packing`).
 
 Shard file: uint32 sample count N, uint32[N + 1] absolute byte offsets of the samples (the last
 one is the file size), the writer config as sorted-key JSON, then the samples. A sample is the
-uint32 byte sizes of its variable-size columns (here only ``input_ids``) followed by each
-column's bytes in name order; an ``ndarray:<dtype>`` value with a dynamic shape is one byte
-``(ndim << 2) | shape-dtype code`` (0 uint8, 1 uint16, 2 uint32, 3 uint64: the smallest that holds
-the length), the shape in that dtype, then the values. Offsets are uint32, so a shard stays
-under 4 GiB.
+uint32 byte sizes of its variable-size columns followed by each column's bytes in name order;
+an ``ndarray:<dtype>`` value with a dynamic shape is one byte ``(ndim << 2) | shape-dtype code``
+(0 uint8, 1 uint16, 2 uint32, 3 uint64: the smallest that holds the length), the shape in that
+dtype, then the values. Offsets are uint32, so a shard stays under 4 GiB. The samples are
+spooled to a temporary file while the shard is written (the offsets come first).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import write_bytes_atomic
-from .base import HashedFile, ShardPlan, SingleFileWriter, file_record, sha256_of
+from ..artifacts import temp_file_beside, write_bytes_atomic
+from .base import (
+    HashedFile,
+    ShardContent,
+    ShardFormat,
+    ShardPlan,
+    file_record,
+    sha256_of,
+    uint16_or,
+)
+from .packing import RowPacker
 
 INDEX = "index.json"
-COLUMNS = {"cluster": "int32", "doc_id": "int64", "input_ids": None, "repeat": "int32"}  # input_ids set per vocab
 MAX_SHARD_BYTES = 2**32 - 1
 
 
-def ids_encoding(vocab_size: int) -> tuple[str, np.dtype]:
-    return ("ndarray:uint16", np.dtype("<u2")) if vocab_size <= 1 << 16 else ("ndarray:int32", np.dtype("<i4"))
-
-
-def config(vocab_size: int) -> dict:
-    names = sorted(COLUMNS)
-    enc = {**COLUMNS, "input_ids": ids_encoding(vocab_size)[0]}
-    sizes = {"cluster": 4, "doc_id": 8, "input_ids": None, "repeat": 4}
+def config(vocab_size: int, packed: bool = False) -> dict:
+    ids = "ndarray:" + MDSFormat.token_dtype(vocab_size).name
+    if packed:
+        enc = {"cu_seqlens": "ndarray:int32", "doc_ids": "ndarray:int64", "input_ids": ids,
+               "positions": "ndarray:int64"}
+        sizes = dict.fromkeys(enc)
+    else:
+        enc = {"cluster": "int32", "doc_id": "int64", "input_ids": ids, "repeat": "int32"}
+        sizes = {"cluster": 4, "doc_id": 8, "input_ids": None, "repeat": 4}
+    names = sorted(enc)
     return {
         "version": 2,
         "format": "mds",
@@ -55,22 +68,32 @@ def _shape_code(lengths: np.ndarray) -> np.ndarray:
     return np.where(lengths < 1 << 8, 0, np.where(lengths < 1 << 16, 1, 2)).astype(np.int64)
 
 
-def sample_bytes(sizes: np.ndarray, itemsize: int) -> np.ndarray:
-    """Encoded size of each sample: 4 (size header) + 4 + 8 + (1 + shape + values) + 4."""
-    sizes = np.asarray(sizes, dtype=np.int64)
-    return 4 + 4 + 8 + 1 + (1 << _shape_code(sizes)) + sizes * itemsize + 4
+_SHAPE_FMT = ("<B", "<H", "<I")
 
 
-class MDSWriter(SingleFileWriter):
+def _ndarray(values: np.ndarray) -> bytes:
+    """One 1-D ``ndarray:<dtype>`` value with a dynamic shape."""
+    code = int(_shape_code(np.array([len(values)]))[0])
+    return struct.pack("<B", 4 | code) + struct.pack(_SHAPE_FMT[code], len(values)) + values.tobytes()
+
+
+class MDSFormat(ShardFormat):
     name = "mds"
+    rank = 40
     pattern = "shard.*.mds"
+    read_by = "MosaicML StreamingDataset / LLM Foundry (one row per sample, or --pack rows)"
+    supports_pack = True
 
-    def __init__(self, out_dir: Path, *, vocab_size: int, eos_id: int):
-        super().__init__(out_dir, vocab_size=vocab_size, eos_id=eos_id)
-        self.encoding, self.dtype = ids_encoding(vocab_size)
-        self.config = config(vocab_size)
+    @classmethod
+    def token_dtype(cls, vocab_size: int) -> np.dtype:
+        return uint16_or(vocab_size, "<i4")
+
+    def __init__(self, out_dir, layout):
+        super().__init__(out_dir, layout)
+        self.packed = bool(layout.pack)
+        self.config = config(layout.vocab_size, self.packed)
         self.config_bytes = json.dumps(self.config, sort_keys=True).encode("utf-8")
-        self._file: HashedFile | None = None
+        self._spool = None
 
     def files(self, k: int) -> list[Path]:
         return [self.dir / f"shard.{k:05d}.mds"]
@@ -78,54 +101,102 @@ class MDSWriter(SingleFileWriter):
     def final_files(self) -> list[Path]:
         return [self.dir / INDEX]
 
-    def _layout(self, sizes: np.ndarray) -> tuple[int, np.ndarray]:
-        n = len(sizes)
-        head = 4 + 4 * (n + 1) + len(self.config_bytes)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(sample_bytes(sizes, self.dtype.itemsize), out=offsets[1:])
-        offsets += head
-        return int(offsets[-1]), offsets
+    def begin(self, plan: ShardPlan) -> None:
+        self._plan = plan
+        path = self.files(plan.index)[0]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._spool_path = temp_file_beside(path.with_name(path.name + ".samples"))
+        self._spool = os.fdopen(fd, "w+b", buffering=1 << 20)
+        self._sample_sizes: list[np.ndarray] = []
+        self._packer = RowPacker(self.layout.pack, self.dtype) if self.packed else None
 
-    def expected_sizes(self, plan: ShardPlan, sizes: np.ndarray) -> list[int]:
-        return [self._layout(sizes)[0]]
-
-    def begin(self, plan: ShardPlan, sizes: np.ndarray) -> None:
-        total, offsets = self._layout(sizes)
-        if total > MAX_SHARD_BYTES:
-            raise ValueError(f"an MDS shard must stay under 4 GiB (this one would be {total} bytes)")
-        self._file = HashedFile(self.files(plan.index)[0])
-        self._file.write(struct.pack("<I", len(sizes)))
-        self._file.write(offsets.astype("<u4").tobytes())
-        self._file.write(self.config_bytes)
-
-    def write(self, tokens, sizes, doc_ids, clusters, repeats) -> None:
+    def write(self, tokens, segments) -> None:
+        if self._packer is not None:
+            rows = self._packer.add(tokens, segments)
+            parts, sizes = [], []
+            L = self._packer.length
+            for r in range(len(rows)):
+                a, b = rows.piece_offsets[r], rows.piece_offsets[r + 1]
+                cols = [_ndarray(np.append(rows.cu_seqlens[a:b], L).astype("<i4")),
+                        _ndarray(rows.doc_ids[a:b].astype("<i8")),
+                        _ndarray(np.ascontiguousarray(rows.tokens[r], dtype=self.dtype)),
+                        _ndarray(rows.positions[a:b].astype("<i8"))]
+                data = struct.pack("<4I", *(len(c) for c in cols)) + b"".join(cols)
+                parts.append(data)
+                sizes.append(len(data))
+            self._spool.write(b"".join(parts))
+            self._sample_sizes.append(np.asarray(sizes, dtype=np.int64))
+            self.written["tokens"] += int(rows.tokens.size)
+            self.written["samples"] += rows.samples_begun
+            return
         toks = np.ascontiguousarray(tokens, dtype=self.dtype)
         raw = toks.tobytes()
         itemsize = self.dtype.itemsize
-        sizes = np.asarray(sizes, dtype=np.int64)
+        sizes = np.asarray(segments.sizes, dtype=np.int64)
         codes = _shape_code(sizes)
-        shape_fmt = ("<B", "<H", "<I")
         pack = struct.pack
         parts = []
         pos = 0
-        for n, code, d, c, r in zip(sizes.tolist(), codes.tolist(), doc_ids.tolist(), clusters.tolist(),
-                                    repeats.tolist()):
+        for n, code, d, c, r in zip(sizes.tolist(), codes.tolist(), segments.doc_ids.tolist(),
+                                    segments.clusters.tolist(), segments.repeats.tolist()):
             nbytes = n * itemsize
             ids_size = 1 + (1 << code) + nbytes
             parts.append(pack("<IiqB", ids_size, c, d, 4 | code))
-            parts.append(pack(shape_fmt[code], n))
+            parts.append(pack(_SHAPE_FMT[code], n))
             parts.append(raw[pos : pos + nbytes])
             parts.append(pack("<i", r))
             pos += nbytes
-        self._file.write(b"".join(parts))
+        self._spool.write(b"".join(parts))
+        self._sample_sizes.append(4 + 4 + 8 + 1 + (1 << codes) + sizes * itemsize + 4)
+        self._account(len(tokens), segments)
 
+    def commit(self) -> list[dict]:
+        if self._packer is not None and self._packer.pending():
+            raise ValueError(f"{self._packer.pending()} tokens left over a whole --pack row")
+        sizes = np.concatenate(self._sample_sizes) if self._sample_sizes else np.zeros(0, np.int64)
+        n = len(sizes)
+        head = 4 + 4 * (n + 1) + len(self.config_bytes)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(sizes, out=offsets[1:])
+        offsets += head
+        if offsets[-1] > MAX_SHARD_BYTES:
+            raise ValueError(f"an MDS shard must stay under 4 GiB (this one would be {int(offsets[-1])} bytes)")
+        self.last_rows = n
+        f = HashedFile(self.files(self._plan.index)[0])
+        try:
+            f.write(struct.pack("<I", n))
+            f.write(offsets.astype("<u4").tobytes())
+            f.write(self.config_bytes)
+            self._spool.flush()
+            self._spool.seek(0)
+            while True:
+                block = self._spool.read(1 << 22)
+                if not block:
+                    break
+                f.write(block)
+            size, digest = f.commit()
+        except BaseException:
+            f.abort()
+            raise
+        finally:
+            self._close_spool()
+        return [file_record(self.out_dir, f.path, size, digest)]
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+            Path(self._spool_path).unlink(missing_ok=True)
+
+    def abort(self) -> None:
+        self._close_spool()
 
     def finish(self, shard_records: list[dict]) -> list[dict]:
         shards = []
         for rec in shard_records:
             f = rec["files"][0]
             entry = {
-                "samples": rec["samples"],
+                "samples": rec["rows"],
                 "raw_data": {"basename": Path(f["path"]).name, "bytes": f["bytes"], "hashes": {}},
                 "zip_data": None,
             }
@@ -137,32 +208,29 @@ class MDSWriter(SingleFileWriter):
         write_bytes_atomic(path, data)
         return [file_record(self.out_dir, path, len(data), sha256_of(path))]
 
+    def describe(self) -> dict:
+        return {"token_dtype": self.dtype.name, "column_encodings": dict(zip(self.config["column_names"],
+                                                                              self.config["column_encodings"]))}
 
-def read_sample(out_dir: Path, record: dict, j: int, eos_id: int) -> np.ndarray:
-    """Sample ``j`` of a shard, decoded from the MDS layout (``input_ids`` column)."""
-    path = Path(out_dir) / record["files"][0]["path"]
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<I", f.read(4))
-        if j >= n:
-            raise IndexError(f"sample {j} not in {path} ({n} samples)")
-        f.seek(4 + 4 * j)
-        begin, end = struct.unpack("<II", f.read(8))
-        # the config follows the offsets
-        f.seek(4 + 4 * (n + 1))
-        cfg_text = f.read(begin - (4 + 4 * (n + 1))) if j == 0 else None
-        f.seek(begin)
-        data = f.read(end - begin)
-    return decode_sample(data, _columns_of(path, cfg_text))["input_ids"]
+    @classmethod
+    def read_shard(cls, out_dir: Path, record: dict, index: dict) -> ShardContent:
+        path = Path(out_dir) / record["files"][0]["path"]
+        data = path.read_bytes()
+        (n,) = struct.unpack_from("<I", data, 0)
+        offsets = np.frombuffer(data, dtype="<u4", count=n + 1, offset=4).astype(np.int64)
+        cfg = json.loads(data[4 + 4 * (n + 1): offsets[0]] if n else data[4 + 4 * (n + 1):])
+        samples = [decode_sample(data[offsets[i]: offsets[i + 1]], cfg) for i in range(n)]
+        if "cu_seqlens" in cfg["column_names"]:
+            from .parquet import packed_content
 
-
-def _columns_of(path: Path, cfg_text: bytes | None) -> dict:
-    if cfg_text is None:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<I", f.read(4))
-            (first,) = struct.unpack("<I", f.read(4))
-            f.seek(4 + 4 * (n + 1))
-            cfg_text = f.read(first - (4 + 4 * (n + 1)))
-    return json.loads(cfg_text)
+            return packed_content([s["input_ids"].astype(np.int64) for s in samples],
+                                  [s["cu_seqlens"].astype(np.int64) for s in samples],
+                                  [s["positions"] for s in samples])
+        ids = [s["input_ids"].astype(np.int64) for s in samples]
+        starts = np.zeros(len(ids), dtype=np.int64)
+        if len(ids) > 1:
+            np.cumsum([len(x) for x in ids[:-1]], out=starts[1:])
+        return ShardContent(np.concatenate(ids) if ids else np.zeros(0, np.int64), starts)
 
 
 _SCALARS = {"int32": "<i4", "int64": "<i8", "uint16": "<u2", "uint32": "<u4", "int8": "<i1", "uint8": "<u1",
@@ -192,3 +260,5 @@ def decode_sample(data: bytes, cfg: dict) -> dict:
         else:
             out[name] = np.frombuffer(chunk, dtype=_SCALARS[enc])[0]
     return out
+
+FORMAT = MDSFormat

@@ -5,7 +5,8 @@
 uint64 sequence count N, uint64 document-index count N + 1, int32[N] sequence lengths,
 int64[N] byte offsets into ``.bin``, int64[N + 1] document indices ``0, 1, ..., N`` (one
 document per sequence). This is what ``megatron.core.datasets.indexed_dataset``'s
-``IndexedDatasetBuilder`` writes with ``add_item`` + ``end_document`` per sample.
+``IndexedDatasetBuilder`` writes with ``add_item`` + ``end_document`` per sample. With
+``--pack`` a sample cut at a shard boundary is two sequences (one in each shard).
 """
 
 from __future__ import annotations
@@ -15,16 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import FormatWriter, HashedFile, ShardPlan, file_record
+from .base import (
+    HashedFile,
+    ShardContent,
+    ShardFormat,
+    ShardPlan,
+    file_record,
+    uint16_or,
+)
 
 INDEX_HEADER = b"MMIDIDX\x00\x00"
 DTYPE_CODES = {("u", 2): 8, ("i", 4): 4}  # (kind, itemsize) -> Megatron DType code
-CODE_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.float32, 8: np.uint16}
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits, else int32 (Megatron has no uint32 code)."""
-    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<i4")
+CODE_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6: np.float64, 7: np.float32,
+               8: np.uint16}
 
 
 def index_bytes(sizes: np.ndarray, dtype: np.dtype) -> bytes:
@@ -46,43 +50,44 @@ def index_bytes(sizes: np.ndarray, dtype: np.dtype) -> bytes:
     )
 
 
-def index_size(n: int) -> int:
-    return 9 + 8 + 1 + 8 + 8 + 4 * n + 8 * n + 8 * (n + 1)
-
-
-class MegatronWriter(FormatWriter):
+class MegatronFormat(ShardFormat):
     name = "megatron"
+    rank = 30
     pattern = "shard_*.*"
+    read_by = "Megatron-LM IndexedDataset (.bin + .idx, one sample per sequence)"
+    supports_pack = True
 
-    def __init__(self, out_dir: Path, *, vocab_size: int, eos_id: int):
-        super().__init__(out_dir, vocab_size=vocab_size, eos_id=eos_id)
-        self.dtype = token_dtype(vocab_size)
-        self._bin: HashedFile | None = None
-        self._sizes = None
+    @classmethod
+    def token_dtype(cls, vocab_size: int) -> np.dtype:
+        """uint16 when every id fits, else int32 (Megatron has no uint32 code)."""
+        return uint16_or(vocab_size, "<i4")
 
     def files(self, k: int) -> list[Path]:
         stem = self.dir / f"shard_{k:06d}"
         return [stem.with_suffix(".bin"), stem.with_suffix(".idx")]
 
-    def expected_sizes(self, plan: ShardPlan, sizes: np.ndarray) -> list[int]:
-        return [plan.tokens * self.dtype.itemsize, index_size(plan.samples)]
-
-    def begin(self, plan: ShardPlan, sizes: np.ndarray) -> None:
-        if len(sizes) and int(sizes.max()) >= 2**31:
-            raise ValueError("a Megatron sequence holds fewer than 2**31 tokens (int32 lengths)")
+    def begin(self, plan: ShardPlan) -> None:
         self._plan = plan
-        self._sizes = np.asarray(sizes, dtype=np.int64)
+        self._sizes: list[np.ndarray] = []
         self._bin = HashedFile(self.files(plan.index)[0])
 
-    def write(self, tokens, sizes, doc_ids, clusters, repeats) -> None:
-        self._bin.write(np.ascontiguousarray(tokens, dtype=self.dtype))
+    def write(self, tokens, segments) -> None:
+        keep = segments.positions >= 0  # padding (the last --pack shard) is not a sequence
+        sizes = segments.sizes[keep]
+        if len(sizes) and int(sizes.max()) >= 2**31:
+            raise ValueError("a Megatron sequence holds fewer than 2**31 tokens (int32 lengths)")
+        n = int(sizes.sum())
+        self._bin.write(np.ascontiguousarray(tokens[:n], dtype=self.dtype))
+        self._sizes.append(sizes)
+        self._account(n, segments)
 
     def commit(self) -> list[dict]:
         bin_file, self._bin = self._bin, None
         idx_file = HashedFile(self.files(self._plan.index)[1])
         try:
-            idx_file.write(index_bytes(self._sizes, self.dtype))
-            # .bin first, .idx last: a shard is complete once its .idx exists with the right size
+            sizes = np.concatenate(self._sizes) if self._sizes else np.zeros(0, np.int64)
+            idx_file.write(index_bytes(sizes, self.dtype))
+            # .bin first, .idx last: a shard is complete once its .idx exists
             bsize, bdigest = bin_file.commit()
             isize, idigest = idx_file.commit()
         except BaseException:
@@ -95,9 +100,20 @@ class MegatronWriter(FormatWriter):
         ]
 
     def abort(self) -> None:
-        if self._bin is not None:
+        if getattr(self, "_bin", None) is not None:
             self._bin.abort()
             self._bin = None
+
+    def stored_tokens(self, plan: ShardPlan) -> int:
+        """Only the samples' tokens: padding is not a sequence (and no --align-tokens here)."""
+        return plan.tokens
+
+    @classmethod
+    def read_shard(cls, out_dir: Path, record: dict, index: dict) -> ShardContent:
+        paths = [Path(out_dir) / f["path"] for f in record["files"]]
+        dtype, _, pointers, _ = read_index(paths[1])
+        tokens = np.fromfile(paths[0], dtype=np.dtype(dtype).newbyteorder("<"))
+        return ShardContent(tokens, pointers // np.dtype(dtype).itemsize)
 
 
 def read_index(idx_path: str | Path) -> tuple[np.dtype, np.ndarray, np.ndarray, np.ndarray]:
@@ -117,11 +133,4 @@ def read_index(idx_path: str | Path) -> tuple[np.dtype, np.ndarray, np.ndarray, 
     return np.dtype(CODE_DTYPES[code]), lengths, pointers, docs
 
 
-def read_sample(out_dir: Path, record: dict, j: int, eos_id: int) -> np.ndarray:
-    paths = [Path(out_dir) / f["path"] for f in record["files"]]
-    bin_path = next(p for p in paths if p.suffix == ".bin")
-    idx_path = next(p for p in paths if p.suffix == ".idx")
-    dtype, lengths, pointers, _ = read_index(idx_path)
-    with open(bin_path, "rb") as f:
-        f.seek(int(pointers[j]))
-        return np.frombuffer(f.read(int(lengths[j]) * dtype.itemsize), dtype=dtype)
+FORMAT = MegatronFormat

@@ -1,6 +1,10 @@
-"""``parquet``: one row per sample, ``input_ids`` list<int32>, ``doc_id`` int64, ``cluster`` int32,
-``repeat`` int32; zstd-compressed ``part-NNNNNN.parquet`` files readable by pyarrow, polars,
+"""``parquet``: zstd-compressed ``parquet/part-NNNNNN.parquet`` files readable by pyarrow, polars,
 DuckDB or ``datasets.load_dataset("parquet", data_files=sorted(glob))``.
+
+One row per sample: ``input_ids`` list<int32>, ``doc_id`` int64, ``cluster`` int32, ``repeat`` int32.
+With ``--pack L``: one row per ``L`` tokens of the stream, ``input_ids`` list<int32> (``L``),
+``cu_seqlens`` list<int32>, ``positions`` list<int64>, ``doc_ids`` list<int64>
+(see :mod:`clusterclip.shards.packing`).
 """
 
 from __future__ import annotations
@@ -11,46 +15,48 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import temp_file_beside
-from .base import FormatWriter, ShardPlan, file_record, sha256_of
+from .base import ShardContent, ShardFormat, ShardPlan, file_record, sha256_of
+from .packing import RowPacker
 
 
-def schema():
+def schema(packed: bool = False):
     import pyarrow as pa
 
-    return pa.schema(
-        [
+    if packed:
+        return pa.schema([
             pa.field("input_ids", pa.list_(pa.int32())),
-            pa.field("doc_id", pa.int64()),
-            pa.field("cluster", pa.int32()),
-            pa.field("repeat", pa.int32()),
-        ]
-    )
+            pa.field("cu_seqlens", pa.list_(pa.int32())),
+            pa.field("positions", pa.list_(pa.int64())),
+            pa.field("doc_ids", pa.list_(pa.int64())),
+        ])
+    return pa.schema([
+        pa.field("input_ids", pa.list_(pa.int32())),
+        pa.field("doc_id", pa.int64()),
+        pa.field("cluster", pa.int32()),
+        pa.field("repeat", pa.int32()),
+    ])
 
 
-class ParquetWriter(FormatWriter):
+class ParquetFormat(ShardFormat):
     name = "parquet"
+    rank = 60
     pattern = "part-*.parquet"
+    read_by = "Hugging Face datasets, litdata, pyarrow, polars (one row per sample, or --pack rows)"
+    supports_pack = True
 
-    def __init__(self, out_dir: Path, *, vocab_size: int, eos_id: int):
-        super().__init__(out_dir, vocab_size=vocab_size, eos_id=eos_id)
+    @classmethod
+    def token_dtype(cls, vocab_size: int) -> np.dtype:
+        return np.dtype("<i4")
+
+    def __init__(self, out_dir, layout):
+        super().__init__(out_dir, layout)
         self._writer = None
         self._tmp = None
 
     def files(self, k: int) -> list[Path]:
         return [self.dir / f"part-{k:06d}.parquet"]
 
-    def is_done(self, plan: ShardPlan, sizes: np.ndarray) -> bool:
-        import pyarrow.parquet as pq
-
-        path = self.files(plan.index)[0]
-        if not path.is_file():
-            return False
-        try:
-            return pq.read_metadata(path).num_rows == plan.samples
-        except Exception:  # noqa: BLE001 - a damaged file is simply rewritten
-            return False
-
-    def begin(self, plan: ShardPlan, sizes: np.ndarray) -> None:
+    def begin(self, plan: ShardPlan) -> None:
         import pyarrow.parquet as pq
 
         path = self.files(plan.index)[0]
@@ -58,29 +64,56 @@ class ParquetWriter(FormatWriter):
         fd, tmp = temp_file_beside(path)
         os.close(fd)
         self._path, self._tmp = path, tmp
+        self._rows = 0
+        packed = bool(self.layout.pack)
+        self._packer = RowPacker(self.layout.pack, self.dtype) if packed else None
         # no dictionary for the token column: 3-5x faster to write, and large vocabularies
         # overflow the dictionary page anyway; statistics only on the small columns
-        self._writer = pq.ParquetWriter(str(self._tmp), schema(), compression="zstd", use_dictionary=False,
-                                        write_statistics=["doc_id", "cluster", "repeat"])
+        stats = ["positions", "doc_ids"] if packed else ["doc_id", "cluster", "repeat"]
+        self._writer = pq.ParquetWriter(str(self._tmp), schema(packed), compression="zstd", use_dictionary=False,
+                                        write_statistics=stats)
 
-    def write(self, tokens, sizes, doc_ids, clusters, repeats) -> None:
+    def write(self, tokens, segments) -> None:
         import pyarrow as pa
 
-        offsets = np.zeros(len(sizes) + 1, dtype=np.int32)
-        offsets[1:] = np.cumsum(sizes)
+        if self._packer is not None:
+            rows = self._packer.add(tokens, segments)
+            if not len(rows):
+                return
+            n, L = rows.tokens.shape
+            ids = pa.FixedSizeListArray.from_arrays(pa.array(rows.tokens.reshape(-1).astype(np.int32)), L)
+            ids = ids.cast(pa.list_(pa.int32()))
+            offsets = pa.array(rows.piece_offsets.astype(np.int32))
+            cu_offsets = pa.array((rows.piece_offsets + np.arange(n + 1)).astype(np.int32))
+            cu = _with_row_length(rows.cu_seqlens, rows.piece_offsets, L)
+            table = pa.Table.from_arrays([
+                ids,
+                pa.ListArray.from_arrays(cu_offsets, pa.array(cu)),
+                pa.ListArray.from_arrays(offsets, pa.array(rows.positions)),
+                pa.ListArray.from_arrays(offsets, pa.array(rows.doc_ids)),
+            ], schema=schema(True))
+            self._writer.write_table(table)
+            self._rows += n
+            self.written["tokens"] += int(rows.tokens.size)
+            self.written["samples"] += rows.samples_begun
+            return
+        offsets = np.zeros(len(segments.sizes) + 1, dtype=np.int32)
+        offsets[1:] = np.cumsum(segments.sizes)
         ids = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.asarray(tokens, dtype=np.int32)))
         table = pa.Table.from_arrays(
-            [ids, pa.array(np.asarray(doc_ids, dtype=np.int64)), pa.array(np.asarray(clusters, dtype=np.int32)),
-             pa.array(np.asarray(repeats, dtype=np.int32))],
-            schema=schema(),
+            [ids, pa.array(segments.doc_ids), pa.array(segments.clusters), pa.array(segments.repeats)],
+            schema=schema(False),
         )
         self._writer.write_table(table)
+        self._rows += len(segments.sizes)
+        self._account(len(tokens), segments)
 
     def commit(self) -> list[dict]:
-        import os
-
+        if self._packer is not None and self._packer.pending():
+            raise ValueError(f"{self._packer.pending()} tokens left over a whole --pack row")
         self._writer.close()
         self._writer = None
+        self.last_rows = self._rows
         with open(self._tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(self._tmp, self._path)
@@ -98,16 +131,44 @@ class ParquetWriter(FormatWriter):
             self._tmp.unlink(missing_ok=True)
             self._tmp = None
 
+    @classmethod
+    def read_shard(cls, out_dir: Path, record: dict, index: dict) -> ShardContent:
+        import pyarrow.parquet as pq
 
-def read_sample(out_dir: Path, record: dict, j: int, eos_id: int) -> np.ndarray:
-    import pyarrow.parquet as pq
+        t = pq.read_table(Path(out_dir) / record["files"][0]["path"])
+        if "cu_seqlens" in t.column_names:
+            return packed_content(
+                [np.asarray(x, dtype=np.int64) for x in t.column("input_ids").to_pylist()],
+                [np.asarray(x, dtype=np.int64) for x in t.column("cu_seqlens").to_pylist()],
+                [np.asarray(x, dtype=np.int64) for x in t.column("positions").to_pylist()],
+            )
+        ids = t.column("input_ids").combine_chunks()
+        tokens = ids.values.to_numpy(zero_copy_only=False).astype(np.int64)
+        offsets = ids.offsets.to_numpy()
+        return ShardContent(tokens, (offsets[:-1] - offsets[0]).astype(np.int64))
 
-    pf = pq.ParquetFile(Path(out_dir) / record["files"][0]["path"])
-    start = 0
-    for g in range(pf.num_row_groups):
-        n = pf.metadata.row_group(g).num_rows
-        if j < start + n:
-            col = pf.read_row_group(g, columns=["input_ids"]).column("input_ids")
-            return np.asarray(col[j - start].as_py(), dtype=np.int64)
-        start += n
-    raise IndexError(f"sample {j} not in {record['files'][0]['path']}")
+
+def _with_row_length(cu: np.ndarray, piece_offsets: np.ndarray, length: int) -> np.ndarray:
+    """Insert ``length`` after each row's piece starts: ``[0, b1, ..., L]`` per row."""
+    return np.insert(cu.astype(np.int32), piece_offsets[1:], np.int32(length))
+
+
+def packed_content(rows_tokens, rows_cu, rows_positions) -> ShardContent:
+    """The stream of packed rows without padding, and where each sample piece begins in it
+    (pieces of one sample cut at a row boundary are one piece again)."""
+    tokens, starts, positions = [], [], []
+    pos = 0
+    for toks, cu, posn in zip(rows_tokens, rows_cu, rows_positions):
+        for a, b, p in zip(cu[:-1], cu[1:], posn):
+            if p < 0:
+                continue  # padding
+            if not positions or positions[-1] != p:
+                starts.append(pos)
+                positions.append(p)
+            tokens.append(toks[a:b])
+            pos += int(b - a)
+    flat = np.concatenate(tokens) if tokens else np.zeros(0, np.int64)
+    return ShardContent(flat, np.asarray(starts, dtype=np.int64))
+
+
+FORMAT = ParquetFormat

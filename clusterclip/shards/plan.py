@@ -1,0 +1,206 @@
+"""Where the ordered token stream is cut into shards, and the pieces each shard receives.
+
+The stream is every sample of the order (``BOS? + document tokens + EOS?``) concatenated.
+Three ways to cut it, one per call (every format of the call gets the same cuts):
+
+- by samples (default): greedy, a shard closes before the sample that would push it past
+  ``shard_tokens``; a sample is never split (a sample longer than that gets a shard alone);
+- ``align_tokens=W``: every shard holds ``C = max(1, shard_tokens // W) * W`` stream tokens
+  plus one look-ahead token, the first token of the next shard repeated, so a loader that reads
+  ``W + 1`` tokens and advances ``W`` (llm.c) sees the whole stream and the right target for
+  its last position. The last shard is filled up to a multiple of ``W`` with pad tokens, and its
+  look-ahead is a pad token too. Samples may span shards.
+- ``pack=L``: every shard holds ``max(1, shard_tokens // L)`` rows of ``L`` tokens; the last row
+  is filled up to ``L`` with pad tokens. Samples may span rows and shards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from ..errors import InputError
+from .base import Segments, ShardPlan, StreamLayout
+
+#: order positions read at a time while planning
+PLAN_CHUNK = 1 << 20
+#: samples are handed to the writers in pieces of about this many tokens (bounds memory;
+#: also the Parquet row-group size, so it must stay fixed for byte-identical reruns)
+PIECE_TOKENS = 1 << 22
+
+
+def sample_sizes(order_doc_ids, lengths, start: int, stop: int, delimiters: int = 1) -> np.ndarray:
+    """Tokens of the samples at positions ``start:stop`` (document length + ``delimiters``)."""
+    docs = np.asarray(order_doc_ids[start:stop], dtype=np.int64)
+    if len(docs) and (docs.min() < 0 or docs.max() >= len(lengths)):
+        bad = int(np.flatnonzero((docs < 0) | (docs >= len(lengths)))[0])
+        raise InputError(f"order position {start + bad}: doc_id {int(docs[bad])} is not in the token store "
+                         f"(0..{len(lengths) - 1}); rerun `clusterclip schedule --overwrite`")
+    lens = np.asarray(lengths[docs], dtype=np.int64)
+    if len(lens) and lens.min() < 0:
+        bad = int(np.argmax(lens < 0))
+        raise InputError(f"order position {start + bad}: doc_id {int(docs[bad])} was never tokenized; "
+                         f"rerun `clusterclip schedule --overwrite`")
+    return lens + delimiters
+
+
+def total_tokens(order_doc_ids, lengths, delimiters: int = 1) -> int:
+    """Tokens of the whole stream, summed chunk by chunk (independent of any plan)."""
+    n = len(order_doc_ids)
+    return sum(int(sample_sizes(order_doc_ids, lengths, a, min(n, a + PLAN_CHUNK), delimiters).sum())
+               for a in range(0, n, PLAN_CHUNK))
+
+
+def plan_shards(order_doc_ids, lengths, shard_tokens: int, *, delimiters: int = 1,
+                align_tokens: int | None = None, pack: int | None = None) -> list[ShardPlan]:
+    """The shards of the stream (see the module docstring for the three ways to cut it)."""
+    if shard_tokens < 1:
+        raise InputError(f"--shard-tokens {shard_tokens}: must be at least 1")
+    if align_tokens and pack:
+        raise InputError("--align-tokens and --pack: give one (--pack already cuts every shard at whole rows)")
+    if align_tokens or pack:
+        unit = int(align_tokens or pack)
+        if unit < 1:
+            raise InputError(f"{'--align-tokens' if align_tokens else '--pack'} {unit}: must be at least 1")
+        return _plan_by_tokens(order_doc_ids, lengths, shard_tokens, delimiters, unit, overlap=1 if align_tokens else 0)
+    return _plan_by_samples(order_doc_ids, lengths, shard_tokens, delimiters)
+
+
+def _plan_by_samples(order_doc_ids, lengths, shard_tokens: int, delimiters: int) -> list[ShardPlan]:
+    """Greedy split into whole samples; vectorised: one ``searchsorted`` per shard."""
+    plans: list[ShardPlan] = []
+    n = len(order_doc_ids)
+    cur_start, cur_tokens, start_token = 0, 0, 0
+
+    def close(stop: int) -> None:
+        nonlocal cur_start, cur_tokens, start_token
+        plans.append(ShardPlan(len(plans), cur_start, stop, cur_tokens, start_token=start_token))
+        start_token += cur_tokens
+        cur_start, cur_tokens = stop, 0
+
+    for chunk_start in range(0, n, PLAN_CHUNK):
+        sizes = sample_sizes(order_doc_ids, lengths, chunk_start, min(n, chunk_start + PLAN_CHUNK), delimiters)
+        cs = np.cumsum(sizes)
+        i, m = 0, len(sizes)
+        while i < m:
+            base = int(cs[i - 1]) if i else 0
+            j = int(np.searchsorted(cs, base + (shard_tokens - cur_tokens), side="right"))
+            if j == i:  # the next sample does not fit
+                if cur_tokens == 0:
+                    j = i + 1  # oversized sample: a shard of its own
+                else:
+                    close(chunk_start + i)
+                    continue
+            cur_tokens += int(cs[j - 1]) - base
+            i = j
+            if i < m or cur_tokens >= shard_tokens:
+                close(chunk_start + i)
+    if cur_start < n:
+        close(n)
+    return plans
+
+
+def _plan_by_tokens(order_doc_ids, lengths, shard_tokens: int, delimiters: int, unit: int,
+                    overlap: int) -> list[ShardPlan]:
+    """Shards of ``C = max(1, shard_tokens // unit) * unit`` stream tokens, the last one padded."""
+    n = len(order_doc_ids)
+    if n == 0:
+        return []
+    total = total_tokens(order_doc_ids, lengths, delimiters)
+    per_shard = max(1, shard_tokens // unit) * unit
+    n_shards = max(1, -(-total // per_shard))
+    # for each cut k*C (k = 1..n_shards-1): the sample holding stream token k*C and its start
+    first = [0]
+    first_start = [0]
+    k = 1
+    offset = 0  # stream offset of the chunk's first sample
+    for chunk_start in range(0, n, PLAN_CHUNK):
+        sizes = sample_sizes(order_doc_ids, lengths, chunk_start, min(n, chunk_start + PLAN_CHUNK), delimiters)
+        ends = offset + np.cumsum(sizes)
+        while k < n_shards and len(ends) and k * per_shard < ends[-1]:
+            i = int(np.searchsorted(ends, k * per_shard, side="right"))
+            first.append(chunk_start + i)
+            first_start.append(int(ends[i] - sizes[i]))
+            k += 1
+        offset = int(ends[-1]) if len(ends) else offset
+    plans = []
+    for k in range(n_shards):
+        lo = k * per_shard
+        hi = min(total, lo + per_shard)
+        start = first[k]
+        first_offset = lo - first_start[k]
+        if k + 1 < n_shards:
+            nxt, nxt_start = first[k + 1], first_start[k + 1]
+            straddles = nxt_start < hi
+            stop = nxt + 1 if straddles else nxt
+            tail = 0
+            if straddles:
+                end_of_straddler = nxt_start + int(
+                    sample_sizes(order_doc_ids, lengths, nxt, nxt + 1, delimiters)[0])
+                tail = end_of_straddler - hi
+            pad = 0
+            extra = overlap
+        else:
+            stop, tail = n, 0
+            own = hi - lo
+            pad = max(unit, -(-own // unit) * unit) - own
+            extra = overlap
+        plans.append(ShardPlan(k, start, stop, hi - lo, first_offset=first_offset, tail=tail, overlap=extra,
+                               pad=pad, start_token=lo))
+    return plans
+
+
+# --------------------------------------------------------------------------- feeding the writers
+def stream_token(store, layout: StreamLayout, doc_id: int, offset: int) -> int:
+    """Token ``offset`` of the sample of ``doc_id`` (delimiters included)."""
+    if layout.bos_id is not None:
+        if offset == 0:
+            return int(layout.bos_id)
+        offset -= 1
+    n = int(store.lengths[doc_id])
+    if offset < n:
+        return int(store.tokens(doc_id)[offset])
+    return int(layout.eos_id)
+
+
+def shard_pieces(plan: ShardPlan, plans: list[ShardPlan], order_doc_ids, order_cluster, order_repeat, store,
+                 layout: StreamLayout) -> Iterator[tuple[np.ndarray, Segments]]:
+    """The tokens of shard ``plan`` in pieces of about ``PIECE_TOKENS``, with their segments.
+
+    Yields ``(tokens, segments)``: the samples ``plan.start:plan.stop`` (the first without its
+    ``first_offset`` head, the last without its ``tail``), then the look-ahead copy and padding.
+    """
+    delims = layout.delimiters
+    sizes = sample_sizes(order_doc_ids, store.lengths, plan.start, plan.stop, delims)
+    cs = np.cumsum(sizes)
+    i, m = 0, len(sizes)
+    while i < m:
+        base = int(cs[i - 1]) if i else 0
+        j = max(i + 1, int(np.searchsorted(cs, base + PIECE_TOKENS, side="right")))
+        s, e = plan.start + i, plan.start + j
+        docs = np.asarray(order_doc_ids[s:e], dtype=np.int64)
+        tokens, piece_sizes = store.gather(docs, layout.eos_id, bos_id=layout.bos_id)
+        begins = np.ones(len(docs), dtype=bool)
+        if i == 0 and plan.first_offset:
+            tokens = tokens[plan.first_offset:]
+            piece_sizes = piece_sizes.copy()
+            piece_sizes[0] -= plan.first_offset
+            begins[0] = False
+        if j == m and plan.tail:
+            tokens = tokens[: len(tokens) - plan.tail]
+            piece_sizes = piece_sizes.copy()
+            piece_sizes[-1] -= plan.tail
+        segs = Segments(piece_sizes.astype(np.int64), np.arange(s, e, dtype=np.int64), docs,
+                        np.asarray(order_cluster[s:e], dtype=np.int32),
+                        np.asarray(order_repeat[s:e], dtype=np.int32), begins)
+        yield tokens, segs
+        i = j
+    extra = []
+    if plan.overlap:
+        if plan.index + 1 < len(plans):
+            nxt = plans[plan.index + 1]
+            extra.append(stream_token(store, layout, int(order_doc_ids[nxt.start]), nxt.first_offset))
+    extra += [layout.pad_id] * (plan.pad + (plan.overlap if plan.index + 1 == len(plans) else 0))
+    if extra:
+        yield np.asarray(extra, dtype=store.dtype), Segments.filler(len(extra))
