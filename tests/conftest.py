@@ -13,8 +13,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 from helpers import MAX_LENGTH, SMALL_N_DOCS, load_script, run_cli, stdlib_docs, write_jsonl  # noqa: E402
 
-__all__ = ["MAX_LENGTH", "SMALL_N_DOCS", "load_script", "run_cli", "stdlib_docs", "write_jsonl"]
-
 
 @pytest.fixture(scope="session")
 def small_docs() -> list[dict]:

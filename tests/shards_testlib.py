@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import numpy as np
-from conftest import load_script
+
+from helpers import load_script
 
 EOS = "<|endoftext|>"
 ALL = ("bin", "megatron", "mds", "parquet")

@@ -17,8 +17,9 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_cli
 from test_shards_mds import _env_python
+
+from helpers import REPO, run_cli
 
 README = REPO / "README.md"
 ENV_LINE = "# environment: .venv-mds"

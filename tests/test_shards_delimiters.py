@@ -5,19 +5,15 @@ special tokens, counted the same way by the budget, the shards, ``shards.json`` 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
 
 from clusterclip.errors import InputError
 from clusterclip.shards import read_index, read_sample, read_stream, verify_shards
 from clusterclip.tokenization import load_tokenizer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
-
+from helpers import run_cli
 from shards_testlib import stdlib_docstrings, train_tokenizer
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,6 @@ import pytest
 
 from clusterclip.errors import InputError
 from clusterclip.shards import plan_shards, read_sample, write_shards
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
 from shards_testlib import ALL, big_vocab_tokenizer, build_all, stdlib_docstrings, train_tokenizer, tree_bytes  # noqa: E402
 

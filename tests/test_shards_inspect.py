@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -12,10 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from clusterclip.artifacts import build_manifest, file_record, write_json_atomic
 from clusterclip.cli import cli
 from clusterclip.inspect_shards import order_row, sample_report, summarize
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
 from shards_testlib import build_all, stdlib_docstrings, train_tokenizer  # noqa: E402
 
@@ -28,8 +25,13 @@ def built(tmp_path_factory):
     b = build_all(root, tok_file, texts, n_samples=300, seed=5)
     pq.write_table(pa.table({"position": np.arange(len(b.doc_ids), dtype=np.int64), "doc_id": b.doc_ids,
                              "cluster": b.cluster, "repeat": b.repeat}), b.out / "order.parquet", row_group_size=64)
-    (b.out / "manifest.json").write_text(json.dumps({
-        "step": "schedule", "settings": {"tokenizer": str(tok_file), "tokenizer_digest": b.tok.describe()}}))
+    files = ["order.parquet", "shards.json"] + [f["path"] for shards in b.index["shards"].values() for x in shards
+                                                for f in x["files"]]
+    files += [f["path"] for fs in (b.index.get("dataset_files") or {}).values() for f in fs]
+    manifest = build_manifest("schedule", {"tokenizer": str(tok_file), "tokenizer_digest": b.tok.describe(),
+                                           "dry_run": False}, {}, [file_record(b.out, f) for f in files],
+                              {"samples": len(b.doc_ids)})
+    write_json_atomic(b.out / "manifest.json", manifest)
     b.tok_file = tok_file
     return b
 

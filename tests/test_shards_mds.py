@@ -15,15 +15,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clusterclip.shards import read_sample
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
 from shards_testlib import big_vocab_tokenizer, build_all, mds_python, stdlib_docstrings, train_tokenizer  # noqa: E402
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,8 +30,6 @@ from clusterclip.shards import (
     verify_shards,
     write_shards,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
 from shards_testlib import stream_of, synthetic_store
 

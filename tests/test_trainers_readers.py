@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import glob
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clusterclip.shards import read_index, write_shards
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
 from shards_testlib import stream_of, synthetic_store
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from clusterclip.artifacts.manifest import _checksum
+
 from embed_fixtures import write_embed_dir
 from helpers import REPO, assert_one_line_error, invoke, run_cli, stdlib_docs, tree_bytes, write_jsonl
 
