@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "cluster": "cluster",
     "schedule": "schedule",
     "inspect": "inspect",
+    "clusters": "clusters",
+    "report": "report",
 }
 
 
