@@ -79,6 +79,9 @@ demo: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
 	@$(MAKE) --no-print-directory schedule $(DEMO_VARS)
 	@echo
 	@$(CLUSTERCLIP) inspect demo/schedule --sample 0 --decode
+	@echo
+	@$(CLUSTERCLIP) report demo/emb demo/cl demo/schedule --out demo/report
+	@echo "the clusters and the schedule, in a browser: file://$(CURDIR)/demo/report/index.html"
 
 # ---- the pipeline, as file targets ----
 $(EMB)/manifest.json: $(CORPUS_FILES) FORCE | $(VENV)/.installed
