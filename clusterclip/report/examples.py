@@ -122,7 +122,8 @@ def excerpt(text: str, max_chars: int) -> str:
     flat = " ".join(text.split())
     if len(flat) <= max_chars:
         return flat
-    cut = flat[: max_chars + 1].rsplit(" ", 1)[0]
-    if len(cut) < max_chars // 2:  # one very long word
+    head = flat[: max_chars + 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else head
+    if len(cut) < max_chars // 2 or len(cut) > max_chars:  # one very long word
         cut = flat[:max_chars]
     return cut.rstrip(" ,;:.") + " …"

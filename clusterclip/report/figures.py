@@ -62,8 +62,10 @@ def sizes_and_shares(sizes: np.ndarray, shares: dict[str, np.ndarray], labels: d
     ax_size.set_title("Cluster sizes, largest first")
     ax_size.grid(True, which="both", alpha=0.3)
     for name, share in shares.items():
+        actual = name == "schedule"  # drawn under the expected lines, which it scatters around
         ax_share.plot(rank, share[order], label=labels[name], color=SAMPLER_COLORS[name], marker=marker,
-                      markersize=3, linewidth=1.2, drawstyle="steps-mid" if name == "schedule" else "default")
+                      markersize=3, linewidth=1.0 if actual else 1.4, alpha=0.75 if actual else 1.0,
+                      zorder=2 if actual else 3, drawstyle="steps-mid" if actual else "default")
     ax_share.set_yscale("log")
     _plain_log_ticks(ax_share, percent=True)
     ax_share.set_xlabel("cluster rank by size")

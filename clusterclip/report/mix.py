@@ -78,7 +78,7 @@ class OrderScan:
     cluster_samples: np.ndarray  # int64 [K]
     bin_edges: list[int]  # positions cutting the schedule into parts, as the manifest's balance
     bin_counts: np.ndarray  # int64 [bins, K]: samples of each cluster in each part
-    docs_by_uses: np.ndarray  # int64 [max uses + 1]: documents used 0, 1, 2, ... times
+    docs_by_uses: np.ndarray  # int64 [max uses + 1]: documents used 0, 1, 2, ... times (max: the most any document is used)
     exit_position: np.ndarray  # int64 [K]: position of the last sample of a cluster that left the pool, -1 if it did not
 
     @property
@@ -122,6 +122,7 @@ def scan_order(batches, *, samples: int, sizes: np.ndarray, n_docs: int, max_rep
         raise ValueError(f"order.parquet: holds {seen} samples, the manifest says {samples}")
     used_more_than = np.r_[n_docs, by_repeat, 0]  # documents used more than r times, r = -1, 0, 1, ...
     docs_by_uses = used_more_than[:-1] - used_more_than[1:]
+    docs_by_uses = docs_by_uses[: max(1, int(np.flatnonzero(docs_by_uses).max(initial=0)) + 1)]
     left = (sizes > 0) & (last_round == sizes) if max_repeats is not None else np.zeros(k, bool)
     return OrderScan(samples=seen, cluster_samples=bin_counts.sum(axis=0), bin_edges=edges, bin_counts=bin_counts,
                      docs_by_uses=docs_by_uses,
