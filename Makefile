@@ -81,7 +81,6 @@ demo: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
 	@$(CLUSTERCLIP) inspect demo/schedule --sample 0 --decode
 	@echo
 	@$(CLUSTERCLIP) report demo/emb demo/cl demo/schedule --out demo/report
-	@echo "the clusters and the schedule, in a browser: file://$(CURDIR)/demo/report/index.html"
 
 # ---- the pipeline, as file targets ----
 $(EMB)/manifest.json: $(CORPUS_FILES) FORCE | $(VENV)/.installed

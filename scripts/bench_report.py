@@ -13,15 +13,18 @@ Usage::
     python scripts/bench_report.py                      # N = 100,000 documents, 1,000 topics
     python scripts/bench_report.py --n-docs 20000 --topics 100 --keep work/bench-report
 
-It prints the report's wall time, the ratio to the peer, the peak resident memory of the
-process and whether each cluster's top keywords are words of its planted topic.
+The report and the peer each run in a fresh interpreter; it prints their wall times, the
+ratio, their peak resident memory and whether each cluster's top keywords are words of its
+planted topic.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import json
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -131,7 +134,37 @@ def build_pipeline(work: Path, n_docs: int, n_topics: int, dim: int, seed: int =
     cluster_embeddings(emb, cl, k=n_topics, seed=seed, progress=False)
     sched = work / "sched"
     schedule_corpus(emb, cl, sched, dry_run=True, epochs=2, max_repeats=4, allow_partial=True, progress=False)
+    (work / "topics.json").write_text(json.dumps(topics))
+    np.save(work / "topic_of.npy", topic_of)
     return emb, cl, sched, topic_of, topics
+
+
+# Peak memory is VmHWM of /proc/self/status (KiB): unlike getrusage's ru_maxrss it is not
+# inherited from the parent across fork + exec.
+PEAK_RSS = "int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
+
+REPORT_CODE = f"""
+import sys, time
+from clusterclip.report import build_report
+start = time.perf_counter()
+build_report(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], overwrite=True)
+print(time.perf_counter() - start, {PEAK_RSS})
+"""
+
+PEER_CODE = f"""
+import sys, time
+import numpy as np
+from clusterclip.readers import read_texts
+start = time.perf_counter()
+n_chars = sum(len(t) for _, t in read_texts(sys.argv[1], np.arange(int(sys.argv[2]))))
+print(time.perf_counter() - start, {PEAK_RSS}, n_chars)
+"""
+
+
+def run_fresh(code: str, *args) -> list[float]:
+    """Run ``code`` in a fresh interpreter (so its peak memory is its own); return the numbers it prints."""
+    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], check=True, capture_output=True, text=True)
+    return [float(x) for x in out.stdout.split()]
 
 
 def main() -> None:
@@ -139,43 +172,40 @@ def main() -> None:
     parser.add_argument("--n-docs", type=int, default=100_000)
     parser.add_argument("--topics", type=int, default=1000)
     parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--keep", type=Path, default=None, help="build under this directory and keep it")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="build under this directory and keep it (reused when it already holds the pipeline)")
     args = parser.parse_args()
-
-    from clusterclip.readers import read_texts
-    from clusterclip.report import build_report
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-report-"))
     try:
-        start = time.perf_counter()
-        emb, cl, sched, topic_of, topics = build_pipeline(work, args.n_docs, args.topics, args.dim)
-        print(f"corpus + embed dir + cluster + schedule --dry-run: {time.perf_counter() - start:.1f}s "
-              f"({args.n_docs:,} documents, {args.topics:,} topics)")
+        if not (work / "sched" / "manifest.json").exists():
+            start = time.perf_counter()
+            build_pipeline(work, args.n_docs, args.topics, args.dim)
+            print(f"corpus + embed dir + cluster + schedule --dry-run: {time.perf_counter() - start:.1f}s "
+                  f"({args.n_docs:,} documents, {args.topics:,} topics)")
+        emb, cl, sched, report = work / "emb", work / "cl", work / "sched", work / "report"
+        n_docs = json.loads((emb / "manifest.json").read_text())["statistics"]["n_docs"]
+        peer, peer_rss, n_chars = run_fresh(PEER_CODE, emb, n_docs)
+        seconds, rss = run_fresh(REPORT_CODE, emb, cl, sched, report)
+        print(f"peer: read every text once (read_texts, {n_docs:,} documents, {n_chars / 1e6:.1f} M characters): "
+              f"{peer:.2f}s, peak RSS {peer_rss / 1024:.0f} MiB")
+        print(f"report: {seconds:.2f}s = {seconds / peer:.1f}x the peer, peak RSS {rss / 1024:.0f} MiB "
+              f"-> {report / 'index.html'}")
 
-        start = time.perf_counter()
-        n_chars = sum(len(t) for _, t in read_texts(emb, np.arange(args.n_docs)))
-        peer = time.perf_counter() - start
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        start = time.perf_counter()
-        index = build_report(emb, cl, sched, work / "report", overwrite=True)
-        seconds = time.perf_counter() - start
-        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"peer: read every text once (read_texts, {n_chars / 1e6:.1f} M characters): {peer:.2f}s")
-        print(f"report: {seconds:.2f}s = {seconds / peer:.2f}x the peer -> {index}")
-        print(f"peak RSS of this process: {rss_after / 1024:.0f} MiB (before the report: {rss_before / 1024:.0f} MiB)")
-
-        import json
-
-        table = json.loads((work / "report" / "report.json").read_text())["table"]
-        assignments = pq.read_table(cl / "assignments.parquet", columns=["cluster"]).column(0).to_numpy()
-        good = 0
-        for row in table["clusters"]:
-            members = topic_of[assignments == row["cluster"]]
-            if not len(members):
-                continue
-            planted = set(topics[np.bincount(members).argmax()])
-            good += bool(row["keywords"]) and set(row["keywords"][:3]) <= planted
-        print(f"clusters whose top 3 keywords are words of their majority topic: {good} of {len(table['clusters'])}")
+        table = json.loads((report / "report.json").read_text())["table"]
+        print(f"keywords from {table['sampled_docs']:,} sampled documents "
+              f"(up to {table['sample_docs_per_cluster']} per cluster)")
+        if (work / "topics.json").exists():
+            topics = json.loads((work / "topics.json").read_text())
+            topic_of = np.load(work / "topic_of.npy")
+            assignments = pq.read_table(cl / "assignments.parquet", columns=["cluster"]).column(0).to_numpy()
+            good = 0
+            for row in table["clusters"]:
+                members = topic_of[assignments == row["cluster"]]
+                if len(members):
+                    planted = set(topics[np.bincount(members).argmax()])
+                    good += bool(row["keywords"]) and set(row["keywords"][:3]) <= planted
+            print(f"clusters whose top 3 keywords are words of their majority topic: {good} of {len(table['clusters'])}")
     finally:
         if args.keep is None:
             shutil.rmtree(work, ignore_errors=True)

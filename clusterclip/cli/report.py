@@ -62,4 +62,4 @@ def command(emb, cl, sched, out, sample_docs, max_sample_docs, max_table_cluster
     index = build_report(emb, cl, sched, out, overwrite=overwrite, sample_docs=sample_docs,
                          max_sample_docs=max_sample_docs, max_table_clusters=max_table_clusters,
                          max_repeats=max_repeats, seed=seed, map_method=map_method)
-    echo_summary(f"report: {index} in {time.perf_counter() - started:.1f}s (open it in a browser)")
+    echo_summary(f"report: {index} in {time.perf_counter() - started:.1f}s; open {index.resolve().as_uri()} in a browser")

@@ -11,9 +11,10 @@ For cluster ``c`` with ``n_c`` sampled documents and a term ``t``:
   the cluster has three or more, so a word of one document alone is not a keyword.
 
 Tokens are lowercase words (letters, digits and inner underscores, starting with a letter, at
-least 2 characters) minus :data:`STOP_WORDS`: common English plus the boilerplate of code
-documentation ("return", "default", "argument", ...). Documents are counted as they stream
-in (:class:`KeywordCounter`), so texts are never held in memory.
+least 2 characters) of the first :data:`MAX_CHARS` characters of a document, minus
+:data:`STOP_WORDS`: common English plus the boilerplate of code documentation ("return",
+"default", "argument", ...). Documents are counted as they stream in
+(:class:`KeywordCounter`), so texts are never held in memory.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 import numpy as np
 
 TOKEN = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
+MAX_CHARS = 10_000  # keywords read the start of each document only, so one huge document costs no more
 
 _ENGLISH = """
 a about above after again against all almost along already also although always am among an and another
@@ -59,8 +61,8 @@ STOP_WORDS = frozenset((_ENGLISH + _DOCSTRING).split())
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercase words of ``text`` without stop words (see the module docstring)."""
-    return [t for t in TOKEN.findall(text.lower()) if len(t) > 1 and t not in STOP_WORDS]
+    """Lowercase words of the first :data:`MAX_CHARS` characters of ``text``, without stop words."""
+    return [t for t in TOKEN.findall(text[:MAX_CHARS].lower()) if len(t) > 1 and t not in STOP_WORDS]
 
 
 class KeywordCounter:
