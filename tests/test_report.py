@@ -195,9 +195,12 @@ def test_report_in_a_real_browser(report_dir, tmp_path):
     assert 'data-images="5/5"' in dom
 
 
-def test_report_without_schedule_and_rerun(embedded, clustered, scheduled, tmp_path):
+def test_report_is_reproducible_and_reruns_cleanly(embedded, clustered, scheduled, report_dir, tmp_path):
     out = tmp_path / "report"
     build_report(embedded, clustered, scheduled, out)
+    # the same inputs and settings give the same bytes (seeded sample, PNGs without timestamps)
+    for name in ("index.html", "report.json", "figures/sizes_and_shares.png", "figures/balance_over_time.png"):
+        assert (out / name).read_bytes() == (report_dir / name).read_bytes(), name
     assert (out / "figures" / "pool_exits.png").exists()
     # rerun into the same directory without a schedule: the schedule figures (its own files) are removed
     index = build_report(embedded, clustered, None, out)
@@ -469,3 +472,16 @@ def test_centroid_map_uses_umap_when_installed(monkeypatch):
     xy, method = project_2d(x)
     assert method == "UMAP" and np.all(xy == 1)
     assert project_2d(x, method="pca")[1] == "PCA"
+
+
+def test_page_escapes_corpus_text():
+    from clusterclip.report.html import render_page
+    from clusterclip.report.table import ClusterRow, Example
+
+    evil = '<script>alert("x")</script> & <b>'
+    example = Example(doc_id=0, similarity=0.5, user_id=evil, source=f"/data/{evil}.jsonl", row=3, excerpt=evil)
+    row = ClusterRow(cluster=0, size=1, share=1.0, mean_similarity=0.5, keywords=["kw"], nearest=[example])
+    page = render_page(title="t", summary=[evil], warnings=[evil], sections=[], rows=[row], table_note=evil,
+                       schedule=None, footer=evil)
+    assert "<script>" not in page and "<b>" not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;b&gt;" in page

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from ..report.table import DEFAULT_SAMPLE_DOCS
 from .common import echo_summary, step_command
 
 SHOW_EXCERPT_CHARS = 480
@@ -19,8 +20,8 @@ SHOW_EXCERPT_CHARS = 480
 @click.option("--show", "show", type=int, default=None, metavar="K",
               help="Print cluster K in full: keywords and the documents nearest its centroid and at its edge.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@click.option("--sample-docs", type=click.IntRange(min=1), default=None,
-              help="Keywords come from a seeded sample of at most this many documents per cluster [default: 200].")
+@click.option("--sample-docs", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_DOCS, show_default=True,
+              help="Keywords come from a seeded sample of at most this many documents per cluster.")
 @click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
               help="Seed of the keyword sample.")
 @step_command
@@ -39,7 +40,7 @@ def command(cl, emb, show, as_json, sample_docs, seed):
     """
     from ..errors import InputError
     from ..report import inputs
-    from ..report.table import DEFAULT_SAMPLE_DOCS, cluster_table
+    from ..report.table import cluster_table
     from ..report.text import format_cluster, format_table
 
     info = inputs.read_clusters(cl)
@@ -56,7 +57,7 @@ def command(cl, emb, show, as_json, sample_docs, seed):
     clusters = None if show is None else [show]
     examples = show is not None or as_json
     table = cluster_table(
-        cl, emb_dir, clusters=clusters, sample_docs=sample_docs or DEFAULT_SAMPLE_DOCS, seed=seed,
+        cl, emb_dir, clusters=clusters, sample_docs=sample_docs, seed=seed,
         n_nearest=3 if examples else 0, n_edge=2 if examples else 0,
         excerpt_chars=SHOW_EXCERPT_CHARS if show is not None else 200, cluster_info=info,
     )
