@@ -46,7 +46,7 @@ def command(cl, emb, show, as_json, sample_docs, seed):
     info = inputs.read_clusters(cl)
     emb_dir = emb if emb is not None else inputs.recorded_embed_dir(info)
     if emb_dir is None:
-        recorded = ((info.manifest.get("inputs") or {}).get("embed") or {}).get("path")
+        recorded = info.recorded_embed_path
         why = (f"the embed directory recorded in {cl}/manifest.json ({recorded}) is missing or has changed"
                if recorded else f"{cl}/manifest.json records no embed directory")
         if show is not None:

@@ -69,9 +69,9 @@ def build_report(
         if value < 1:
             raise InputError(f"{name} {value}: must be at least 1")
     info = inputs.read_clusters(cl_dir)
-    emb_manifest = inputs.read_embed_manifest(emb_dir)
+    embed = inputs.read_embed(emb_dir)
     inputs.check_embed_matches(emb_dir, info)
-    sched_manifest = inputs.read_schedule_manifest(sched_dir, info) if sched_dir is not None else None
+    sched = inputs.read_schedule(sched_dir, info) if sched_dir is not None else None
     out = Path(out_dir)
     previous_outputs = _check_out_dir(out, overwrite)
 
@@ -88,12 +88,11 @@ def build_report(
     empty = int(np.count_nonzero(sizes == 0))
 
     # ---- the mix: sizes and the share each sampler gives each cluster
-    settings_s = (sched_manifest or {}).get("settings") or {}
-    stats_s = (sched_manifest or {}).get("statistics") or {}
-    sched_sampler = settings_s.get("sampler")
-    clip = int(settings_s.get("max_repeats") or max_repeats) if sched_sampler in (None, "clusterclip") else max_repeats
-    budget = int(stats_s["samples"]) if sched_manifest and sched_sampler == "clusterclip" else n_docs
-    alpha = float(settings_s.get("alpha") or 0.0) if sched_sampler == "clusterclip" else 0.0
+    # the expected clusterclip mix: that of a clusterclip SCHED (its budget, clip and alpha), else one epoch
+    like_sched = sched is not None and sched.sampler == "clusterclip"
+    clip = sched.max_repeats if like_sched else max_repeats
+    budget = sched.samples if like_sched else n_docs
+    alpha = sched.alpha if like_sched else 0.0
     shares = {
         "random": expected_shares(sizes, sampler="random", samples=max(n_docs, 1)),
         "uniform": expected_shares(sizes, sampler="uniform", samples=max(n_docs, 1)),
@@ -107,16 +106,16 @@ def build_report(
                        + (f", alpha {alpha:g}" if alpha else "") + ")",
     }
     scan = None
-    if sched_manifest is not None:
-        sched_clip = settings_s.get("max_repeats") if sched_sampler == "clusterclip" else None
+    if sched is not None:
+        sched_clip = sched.max_repeats
         try:
-            scan = scan_order(inputs.iter_order(sched_dir), samples=int(stats_s["samples"]), sizes=sizes,
-                              n_docs=n_docs, max_repeats=sched_clip, n_bins=int(stats_s["balance"]["bins"]))
+            scan = scan_order(inputs.iter_order(sched_dir), samples=sched.samples, sizes=sizes,
+                              n_docs=n_docs, max_repeats=sched_clip, n_bins=sched.n_bins)
         except ValueError as e:
             raise InputError(f"{sched_dir}: {e}; rerun `clusterclip schedule --overwrite`") from None
         shares["schedule"] = scan.cluster_samples / max(scan.samples, 1)
-        labels["schedule"] = f"this schedule ({sched_sampler}, {scan.samples:,} samples, actual)"
-        warnings += _compare_with_manifest(scan, stats_s, sched_clip)
+        labels["schedule"] = f"this schedule ({sched.sampler}, {scan.samples:,} samples, actual)"
+        warnings += _compare_with_manifest(scan, sched)
     png, plotted["sizes_and_shares"] = figures.sizes_and_shares(sizes, shares, labels)
     mix_text = [
         ("Top: documents per cluster, largest first. Bottom: the share of the training samples each cluster gets: "
@@ -135,7 +134,7 @@ def build_report(
     # ---- the schedule over time
     if scan is not None:
         sched_figs = []
-        png, plotted["balance_over_time"] = figures.balance_over_time(scan, f"{sched_sampler}")
+        png, plotted["balance_over_time"] = figures.balance_over_time(scan, sched.sampler)
         sched_figs.append(Figure("balance_over_time", png, "share of each cluster over training",
                                  "Each cluster's share in each tenth of the schedule (as manifest.json's balance "
                                  "statistics), and the balance of each tenth."))
@@ -147,7 +146,7 @@ def build_report(
             sched_figs.append(Figure("pool_exits", png, "clusters leaving the pool",
                                      "Clusters that left the pool, by the position of their last sample."))
         n_left = int(np.count_nonzero(scan.exit_position >= 0))
-        text = [(f"{scan.samples:,} samples by the {sched_sampler} sampler from {sched_dir}; "
+        text = [(f"{scan.samples:,} samples by the {sched.sampler} sampler from {sched_dir}; "
                 f"{int(scan.docs_by_uses[1:].sum()):,} of {n_docs:,} documents used, "
                 f"{n_left:,} cluster(s) left the pool.")]
         sections.append(Section("schedule", "The schedule over training", text, sched_figs))
@@ -163,13 +162,13 @@ def build_report(
 
     summary = [
         (f"{n_docs:,} documents in {k:,} clusters ({empty} empty); mean similarity to the centroid "
-        f"{info.manifest['statistics'].get('mean_similarity', float('nan')):.4f}"),
-        f"embeddings: {emb_dir} (model {(emb_manifest.get('settings') or {}).get('model')})",
+        f"{info.overall_mean_similarity:.4f}"),
+        f"embeddings: {emb_dir} (model {embed.model})",
         f"clusters: {cl_dir}",
     ]
-    if sched_manifest is not None:
-        summary.append(f"schedule: {sched_dir} ({sched_sampler}, {int(stats_s['samples']):,} samples"
-                       + (f", max_repeats {settings_s.get('max_repeats')}" if sched_sampler == "clusterclip" else "")
+    if sched is not None:
+        summary.append(f"schedule: {sched_dir} ({sched.sampler}, {sched.samples:,} samples"
+                       + (f", max_repeats {sched.max_repeats}" if sched.max_repeats is not None else "")
                        + ")")
     table_note = (
         f"Largest first{'' if len(shown) == k else f'; the {len(shown):,} largest of {k:,} clusters'}. Keywords: "
@@ -249,18 +248,18 @@ def _inside(name) -> bool:
     return isinstance(name, str) and not Path(name).is_absolute() and ".." not in Path(name).parts
 
 
-def _compare_with_manifest(scan, stats: dict, clip) -> list[str]:
+def _compare_with_manifest(scan, sched: inputs.ScheduleInfo) -> list[str]:
     """Warnings where order.parquet and the schedule's manifest statistics disagree (none expected)."""
     warnings = []
-    if list(scan.cluster_samples) != list(stats.get("cluster_samples") or []):
+    if list(scan.cluster_samples) != sched.cluster_samples:
         warnings.append("order.parquet and manifest.json disagree on the samples per cluster; the figures "
                         "are drawn from order.parquet")
-    shares = (stats.get("balance") or {}).get("shares")
-    if shares is not None and not np.allclose(scan.bin_shares, np.asarray(shares, np.float64), atol=1e-6, rtol=0):
+    if sched.balance_shares is not None and not np.allclose(
+            scan.bin_shares, np.asarray(sched.balance_shares, np.float64), atol=1e-6, rtol=0):
         warnings.append("order.parquet and manifest.json disagree on the balance over time; the figures are drawn "
                         "from order.parquet")
-    exhausted = stats.get("clusters_exhausted")
-    if clip is not None and exhausted is not None and exhausted != int(np.count_nonzero(scan.exit_position >= 0)):
+    left = int(np.count_nonzero(scan.exit_position >= 0))
+    if sched.max_repeats is not None and sched.clusters_exhausted is not None and sched.clusters_exhausted != left:
         warnings.append("order.parquet and manifest.json disagree on the clusters that left the pool")
     return warnings
 

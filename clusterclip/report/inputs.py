@@ -42,6 +42,16 @@ class ClusterInfo:
     def n_docs(self) -> int:
         return int(self.size.sum())
 
+    @property
+    def overall_mean_similarity(self) -> float:
+        """Mean cosine of every document to its centroid (manifest ``statistics.mean_similarity``)."""
+        return float(self.manifest["statistics"].get("mean_similarity", float("nan")))
+
+    @property
+    def recorded_embed_path(self) -> str | None:
+        """The embed directory the cluster manifest names (``inputs.embed.path``), whether or not it still exists."""
+        return ((self.manifest.get("inputs") or {}).get("embed") or {}).get("path")
+
 
 def read_clusters(cl_dir: str | Path) -> ClusterInfo:
     """Read a finished ``cluster`` directory's per-cluster tables (K rows, never N)."""
@@ -70,6 +80,20 @@ def read_clusters(cl_dir: str | Path) -> ClusterInfo:
     return ClusterInfo(d, manifest, size, mean_similarity, parent, centroids)
 
 
+@dataclass(frozen=True)
+class EmbedInfo:
+    """What the report uses from an ``embed`` directory's manifest."""
+
+    directory: Path
+    model: str | None
+    id_column: str | None  # the user's own id column in docs.parquet (embed --id-column)
+
+
+def read_embed(emb_dir: str | Path) -> EmbedInfo:
+    settings = read_embed_manifest(emb_dir).get("settings") or {}
+    return EmbedInfo(Path(emb_dir), settings.get("model"), settings.get("id_column"))
+
+
 def read_embed_manifest(emb_dir: str | Path) -> dict:
     return read_manifest(emb_dir, "embed")
 
@@ -92,7 +116,7 @@ def recorded_embed_dir(clusters: ClusterInfo) -> Path | None:
     directory counts only when both still match, so a moved or re-run embed is not used silently.
     """
     recorded = (clusters.manifest.get("inputs") or {}).get("embed") or {}
-    path = recorded.get("path")
+    path = clusters.recorded_embed_path
     if not path or not (Path(path) / "manifest.json").is_file():
         return None
     try:
@@ -102,7 +126,22 @@ def recorded_embed_dir(clusters: ClusterInfo) -> Path | None:
     return Path(path) if same else None
 
 
-def read_schedule_manifest(sched_dir: str | Path, clusters: ClusterInfo) -> dict:
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """What the report uses from a ``schedule`` directory's manifest (its statistics, SPEC §1.3)."""
+
+    directory: Path
+    sampler: str
+    max_repeats: int | None  # the clip; None unless the sampler is clusterclip
+    alpha: float
+    samples: int
+    n_bins: int  # parts of the balance over time
+    cluster_samples: list[int]
+    clusters_exhausted: int | None
+    balance_shares: list[list[float]] | None  # [bins][K], recorded when K <= 100
+
+
+def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
     """Read a ``schedule`` directory's manifest and check that it was planned from ``clusters``."""
     manifest = read_manifest(sched_dir, "schedule")
     recorded = (manifest.get("inputs") or {}).get("cluster") or {}
@@ -111,7 +150,20 @@ def read_schedule_manifest(sched_dir: str | Path, clusters: ClusterInfo) -> dict
             f"{sched_dir}: was scheduled from {recorded.get('path', 'another cluster run')}, not from "
             f"{clusters.directory} (manifest digest differs); give the cluster directory it was made from"
         )
-    return manifest
+    settings, stats = manifest.get("settings") or {}, manifest.get("statistics") or {}
+    try:
+        sampler = settings["sampler"]
+        balance = stats["balance"]
+        return ScheduleInfo(
+            directory=Path(sched_dir), sampler=sampler,
+            max_repeats=int(settings["max_repeats"]) if sampler == "clusterclip" else None,
+            alpha=float(settings.get("alpha") or 0.0), samples=int(stats["samples"]), n_bins=int(balance["bins"]),
+            cluster_samples=list(stats["cluster_samples"]), clusters_exhausted=stats.get("clusters_exhausted"),
+            balance_shares=balance.get("shares"),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{Path(sched_dir) / 'manifest.json'}: lacks the schedule statistics ({e}); "
+                         "rerun `clusterclip schedule --overwrite`") from None
 
 
 def iter_assignments(cl_dir: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -146,7 +198,7 @@ class DocOrigin:
 def read_doc_origins(emb_dir: str | Path, doc_ids) -> dict[int, DocOrigin]:
     """``doc_id -> DocOrigin`` for a few documents, reading only the row groups of ``docs.parquet`` that hold them."""
     emb_dir = Path(emb_dir)
-    id_column = (read_embed_manifest(emb_dir).get("settings") or {}).get("id_column")
+    id_column = read_embed(emb_dir).id_column
     path = emb_dir / "docs.parquet"
     pf = _open_parquet(path, "embed")
     columns = ["doc_id", "source", "row"] + ([id_column] if id_column else [])
