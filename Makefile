@@ -81,6 +81,8 @@ demo: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
 	@$(MAKE) --no-print-directory schedule $(DEMO_VARS)
 	@echo
 	@$(CLUSTERCLIP) inspect demo/schedule --sample 0 --decode
+	@echo
+	@$(CLUSTERCLIP) report demo/emb demo/cl demo/schedule --out demo/report
 
 # ---- the pipeline, as file targets ----
 $(EMB)/manifest.json: $(CORPUS_FILES) FORCE | $(VENV)/.installed

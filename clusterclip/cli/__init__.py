@@ -7,6 +7,7 @@ step's settings object and calls one library function), loaded only when it runs
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -22,6 +23,8 @@ SUBCOMMANDS = {
     "schedule": ("schedule", "Plan the ClusterClip order and write token shards in it."),
     "inspect": ("inspect", "List the shards of a schedule and read samples back."),
     "verify": ("verify", "Check every file of an output directory against its manifest."),
+    "clusters": ("clusters", "Show each cluster: size, keywords, example documents."),
+    "report": ("report", "Write an HTML report of the clusters and the schedule's mix."),
 }
 
 
@@ -46,6 +49,9 @@ class _LazyGroup(click.Group):
             code = _say(f"error: {e.format_message()}", e.exit_code)
         except KeyboardInterrupt:
             code = _interrupted()
+        except BrokenPipeError:  # `clusterclip ... | head`: the reader left; stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            code = 141
         except Exception as e:  # noqa: BLE001 - reported as one line, traceback with --debug
             code = report_error(e)
         # exit outside the handlers, so that no failed frame (open files, memory maps) outlives the run
@@ -79,6 +85,8 @@ def cli():
       clusterclip cluster  EMB --out CL --k K          embeddings -> k-means clusters
       clusterclip schedule EMB CL --out OUT --tokenizer T   clusters -> ClusterClip order -> token shards
       clusterclip inspect  OUT --sample I --decode     look inside the shards
+      clusterclip clusters CL [--show K]               what each cluster is about
+      clusterclip report   EMB CL [OUT] --out R        HTML page of the clusters and the mix
       clusterclip verify   DIR                         check every file against its manifest
 
     Every step writes a manifest.json with the size and sha256 of each file, builds its

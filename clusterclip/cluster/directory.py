@@ -59,6 +59,10 @@ class ClusterDir:
             raise MismatchError(f"{self.path}: holds {self.n_docs} documents but {emb.path} {emb.n_docs}; "
                                 f"rerun `clusterclip cluster`")
 
+    def verify_file(self, name: str) -> None:
+        """Check the sha256 of one output file against the manifest."""
+        require_outputs(self.path, self.manifest, full=True, only={name})
+
     def labels(self) -> np.ndarray:
         """The cluster of every document (int64 ``[N]``), its digest and shape checked."""
         import pyarrow.parquet as pq

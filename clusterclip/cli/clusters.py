@@ -1,0 +1,70 @@
+"""``clusterclip clusters``: the clusters of a ``cluster`` directory as a table, or one cluster in full."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..report.table import DEFAULT_SAMPLE_DOCS
+from .common import echo_summary, step_command
+
+SHOW_EXCERPT_CHARS = 480
+
+
+@click.command("clusters")
+@click.argument("cl", type=click.Path(file_okay=False))
+@click.option("--emb", type=click.Path(file_okay=False), default=None,
+              help="The embed directory CL was clustered from, for keywords and example documents "
+                   "[default: the one recorded in CL/manifest.json, if it is still there unchanged].")
+@click.option("--show", "show", type=int, default=None, metavar="K",
+              help="Print cluster K in full: keywords and the documents nearest its centroid and at its edge.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@click.option("--sample-docs", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_DOCS, show_default=True,
+              help="Keywords come from a seeded sample of at most this many documents per cluster.")
+@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
+              help="Seed of the keyword sample.")
+@step_command
+def command(cl, emb, show, as_json, sample_docs, seed):
+    """List the clusters of CL (a `clusterclip cluster` directory): size, mean similarity, keywords.
+
+    \b
+      clusterclip clusters work/cl                 one line per cluster
+      clusterclip clusters work/cl --show 12       cluster 12: keywords and example documents
+      clusterclip clusters work/cl --json          the table as JSON (with example documents)
+
+    Keywords and examples need the texts, which are read back from the corpus through the
+    embed directory: by default the one CL/manifest.json records (inputs.embed.path), used
+    only if its manifest still has the recorded digest; --emb names it when it moved. Without
+    it the table shows sizes and similarities only (and --show is refused).
+    """
+    from ..errors import InputError
+    from ..report import inputs
+    from ..report.table import cluster_table
+    from ..report.text import format_cluster, format_table
+
+    info = inputs.read_clusters(cl)
+    emb_dir = emb if emb is not None else inputs.recorded_embed_dir(info)
+    if emb_dir is None:
+        recorded = info.recorded_embed_path
+        why = (f"the embed directory recorded in {cl}/manifest.json ({recorded}) is missing or has changed"
+               if recorded else f"{cl}/manifest.json records no embed directory")
+        if show is not None:
+            raise InputError(f"--show {show}: needs the texts, but {why}; pass --emb EMB")
+        click.echo(f"note: no keywords: {why}; pass --emb EMB for keywords and examples", err=True)
+    if show is not None and not 0 <= show < info.k:
+        raise InputError(f"--show {show}: no such cluster in {cl} (ids are 0..{info.k - 1})")
+    clusters = None if show is None else [show]
+    examples = show is not None or as_json
+    table = cluster_table(
+        cl, emb_dir, clusters=clusters, sample_docs=sample_docs, seed=seed,
+        n_nearest=3 if examples else 0, n_edge=2 if examples else 0,
+        excerpt_chars=SHOW_EXCERPT_CHARS if show is not None else 200, cluster_info=info,
+    )
+    if as_json:
+        payload = table.rows[0].to_json() if show is not None else table.to_json()
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    lines = format_cluster(table.rows[0], table.n_docs) if show is not None else format_table(table)
+    for line in lines:
+        echo_summary(line)

@@ -1,0 +1,240 @@
+"""Everything the report reads from the artifact directories, in one place.
+
+The report only reads: the ``embed`` directory (manifest, ``docs.parquet``, texts through
+:func:`read_texts`), the ``cluster`` directory (manifest, ``clusters.parquet``,
+``centroids.npy``, ``assignments.parquet`` in batches) and optionally a ``schedule``
+directory (manifest, ``order.parquet`` in batches). Nothing here holds a per-document
+array of the whole corpus: large files are streamed in batches of :data:`BATCH_ROWS` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..artifacts import manifest_digest
+from ..cluster.directory import ASSIGNMENTS, ClusterDir
+from ..embed.directory import DOCS_FILE, EmbedDir
+from ..errors import InputError, MismatchError
+from ..schedule.directory import ScheduleDir
+
+BATCH_ROWS = 1 << 20
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    """``clusters.parquet`` and ``centroids.npy`` of a ``cluster`` directory, indexed by cluster id."""
+
+    directory: Path
+    manifest: dict
+    size: np.ndarray  # int64 [K]
+    mean_similarity: np.ndarray  # float64 [K], NaN for empty clusters
+    parent: np.ndarray | None  # int64 [K] with --levels 2
+    centroids: np.ndarray  # float32 [K, D]
+
+    @property
+    def k(self) -> int:
+        return int(self.size.shape[0])
+
+    @property
+    def n_docs(self) -> int:
+        return int(self.size.sum())
+
+    @property
+    def overall_mean_similarity(self) -> float:
+        """Mean cosine of every document to its centroid (manifest ``statistics.mean_similarity``)."""
+        return float(self.manifest["statistics"].get("mean_similarity", float("nan")))
+
+    @property
+    def recorded_embed_path(self) -> str | None:
+        """The embed directory the cluster manifest names (``inputs.embed.path``), whether or not it still exists."""
+        return ((self.manifest.get("inputs") or {}).get("embed") or {}).get("path")
+
+
+def read_clusters(cl_dir: str | Path) -> ClusterInfo:
+    """Read a finished ``cluster`` directory's per-cluster tables (K rows, never N)."""
+    d = Path(cl_dir)
+    cl = ClusterDir(d)
+    manifest = cl.manifest
+    path = d / "clusters.parquet"
+    table = cl.clusters_table()
+    for column in ("cluster", "size", "mean_similarity"):
+        if column not in table.column_names:
+            raise InputError(f"{path}: has no `{column}` column; rerun `clusterclip cluster --overwrite`")
+    k = int(manifest["statistics"]["k"])
+    ids = table.column("cluster").to_numpy()
+    if len(ids) != k or not np.array_equal(ids, np.arange(k)):
+        raise InputError(f"{path}: expected clusters 0..{k - 1} in order (manifest.json says k={k}); "
+                         "rerun `clusterclip cluster --overwrite`")
+    size = table.column("size").to_numpy().astype(np.int64)
+    mean_similarity = table.column("mean_similarity").to_numpy(zero_copy_only=False).astype(np.float64)
+    parent = table.column("parent").to_numpy().astype(np.int64) if "parent" in table.column_names else None
+    centroids = cl.centroids().astype(np.float32, copy=False)
+    if centroids.ndim != 2 or centroids.shape[0] != k:
+        raise InputError(f"{d / 'centroids.npy'}: expected shape [{k}, dim], got {list(centroids.shape)}; "
+                         "rerun `clusterclip cluster --overwrite`")
+    return ClusterInfo(d, manifest, size, mean_similarity, parent, centroids)
+
+
+@dataclass(frozen=True)
+class EmbedInfo:
+    """What the report uses from an ``embed`` directory's manifest."""
+
+    directory: Path
+    model: str | None
+    id_column: str | None  # the user's own id column in docs.parquet (embed --id-column)
+
+
+def read_embed(emb_dir: str | Path) -> EmbedInfo:
+    settings = read_embed_manifest(emb_dir).get("settings") or {}
+    return EmbedInfo(Path(emb_dir), settings.get("model"), settings.get("id_column"))
+
+
+def read_embed_manifest(emb_dir: str | Path) -> dict:
+    return EmbedDir(emb_dir).manifest
+
+
+def check_embed_matches(emb_dir: str | Path, clusters: ClusterInfo) -> None:
+    """Raise unless ``clusters`` was clustered from this very ``embed`` directory (manifest digest)."""
+    read_embed_manifest(emb_dir)  # a clear error when it is not an embed directory
+    recorded = (clusters.manifest.get("inputs") or {}).get("embed") or {}
+    if recorded.get("manifest_sha256") != manifest_digest(emb_dir):
+        raise MismatchError(
+            f"{emb_dir}: {clusters.directory} was clustered from {recorded.get('path', 'another embed run')}, "
+            "not from this directory (manifest digest differs); give the embed directory it was made from"
+        )
+
+
+def recorded_embed_dir(clusters: ClusterInfo) -> Path | None:
+    """The ``embed`` directory a ``cluster`` directory was made from, if it is still there unchanged.
+
+    The cluster manifest records its path (``inputs.embed.path``) and manifest digest; the
+    directory counts only when both still match, so a moved or re-run embed is not used silently.
+    """
+    recorded = (clusters.manifest.get("inputs") or {}).get("embed") or {}
+    path = clusters.recorded_embed_path
+    if not path or not (Path(path) / "manifest.json").is_file():
+        return None
+    try:
+        same = manifest_digest(path) == recorded.get("manifest_sha256")
+    except OSError:
+        return None
+    return Path(path) if same else None
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """What the report uses from a ``schedule`` directory's manifest (its statistics, SPEC §1.3)."""
+
+    directory: Path
+    sampler: str
+    max_repeats: int | None  # the clip; None unless the sampler is clusterclip
+    alpha: float
+    samples: int
+    n_bins: int  # parts of the balance over time
+    cluster_samples: list[int]
+    clusters_exhausted: int | None
+    balance_shares: list[list[float]] | None  # [bins][K], recorded when K <= 100
+
+
+def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
+    """Read a ``schedule`` directory's manifest and check that it was planned from ``clusters``."""
+    manifest = ScheduleDir(sched_dir).manifest
+    recorded = (manifest.get("inputs") or {}).get("cluster") or {}
+    if recorded.get("manifest_sha256") != manifest_digest(clusters.directory):
+        raise MismatchError(
+            f"{sched_dir}: was scheduled from {recorded.get('path', 'another cluster run')}, not from "
+            f"{clusters.directory} (manifest digest differs); give the cluster directory it was made from"
+        )
+    settings, stats = manifest.get("settings") or {}, manifest.get("statistics") or {}
+    try:
+        sampler = settings["sampler"]
+        balance = stats["balance"]
+        return ScheduleInfo(
+            directory=Path(sched_dir), sampler=sampler,
+            max_repeats=int(settings["max_repeats"]) if sampler == "clusterclip" else None,
+            alpha=float(settings.get("alpha") or 0.0), samples=int(stats["samples"]), n_bins=int(balance["bins"]),
+            cluster_samples=list(stats["cluster_samples"]), clusters_exhausted=stats.get("clusters_exhausted"),
+            balance_shares=balance.get("shares"),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise InputError(f"{Path(sched_dir) / 'manifest.json'}: lacks the schedule statistics ({e}); "
+                         "rerun `clusterclip schedule --overwrite`") from None
+
+
+def iter_assignments(cl_dir: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Stream ``assignments.parquet`` as ``(doc_id int64, cluster int64, similarity float32)`` batches."""
+    ClusterDir(cl_dir).verify_file(ASSIGNMENTS)
+    pf = _open_parquet(Path(cl_dir) / ASSIGNMENTS, "cluster")
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["doc_id", "cluster", "similarity"]):
+        yield (batch.column(0).to_numpy().astype(np.int64, copy=False),
+               batch.column(1).to_numpy().astype(np.int64, copy=False),
+               batch.column(2).to_numpy().astype(np.float32, copy=False))
+
+
+def iter_order(sched_dir: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Stream a schedule's ``order.parquet`` (its digest checked) as ``(position, cluster, repeat)`` int64 batches."""
+    return iter_order_file(ScheduleDir(sched_dir).order_file(), batch_rows)
+
+
+def iter_order_file(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Stream an ``order.parquet`` file as ``(position, cluster, repeat)`` int64 batches."""
+    pf = _open_parquet(Path(path), "schedule")
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["position", "cluster", "repeat"]):
+        yield (batch.column(0).to_numpy().astype(np.int64, copy=False),
+               batch.column(1).to_numpy().astype(np.int64, copy=False),
+               batch.column(2).to_numpy().astype(np.int64, copy=False))
+
+
+@dataclass(frozen=True)
+class DocOrigin:
+    """Where a document comes from: the user's id (when ``embed --id-column`` named one), file and row."""
+
+    user_id: str | None
+    source: str
+    row: int
+
+
+def read_doc_origins(emb_dir: str | Path, doc_ids) -> dict[int, DocOrigin]:
+    """``doc_id -> DocOrigin`` for a few documents, reading only the row groups of ``docs.parquet`` that hold them."""
+    emb_dir = Path(emb_dir)
+    emb = EmbedDir(emb_dir)
+    id_column = emb.id_column
+    emb.verify({DOCS_FILE})
+    path = emb.docs_file()
+    pf = _open_parquet(path, "embed")
+    columns = ["doc_id", "source", "row"] + ([id_column] if id_column else [])
+    wanted = np.unique(np.asarray(list(doc_ids), dtype=np.int64))
+    out: dict[int, DocOrigin] = {}
+    start = 0
+    for rg in range(pf.num_row_groups):
+        stop = start + pf.metadata.row_group(rg).num_rows
+        lo, hi = np.searchsorted(wanted, [start, stop])
+        if hi > lo:  # doc_id is the row number of docs.parquet (dense 0..N-1)
+            table = pf.read_row_group(rg, columns=columns)
+            for doc_id in wanted[lo:hi]:
+                row = table.slice(int(doc_id) - start, 1).to_pylist()[0]
+                if row["doc_id"] != doc_id:
+                    raise InputError(f"{path}: row {int(doc_id)} holds doc_id {row['doc_id']} (doc_id must be 0..N-1 "
+                                     "in order); rerun `clusterclip embed --overwrite`")
+                user_id = row.get(id_column) if id_column else None
+                out[int(doc_id)] = DocOrigin(None if user_id is None else str(user_id), row["source"], int(row["row"]))
+        start = stop
+    return out
+
+
+def read_texts(emb_dir: str | Path, doc_ids) -> Iterator[tuple[int, str]]:
+    """Stream ``(doc_id, text)`` for ascending ``doc_ids``: the report's only way to the texts."""
+    return EmbedDir(emb_dir).texts(doc_ids)
+
+
+def _open_parquet(path: Path, step: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise InputError(f"{path}: unreadable ({str(e).splitlines()[0]}); rerun `clusterclip {step} --overwrite`") from None
