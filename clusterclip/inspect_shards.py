@@ -9,7 +9,6 @@ names every shard that holds a piece of it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 from .errors import InputError
 from .schedule.directory import ScheduleDir
 from .shards import FORMATS, find_shards, read_sample
+
 
 def summarize(out_dir: str | os.PathLike) -> dict:
     """Per format: number of shards and files, tokens, samples, bytes, first and last file."""

@@ -10,6 +10,7 @@ import pytest
 
 os.environ.setdefault("CLUSTERCLIP_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded in the tests: fail at once
 
 from helpers import MAX_LENGTH, SMALL_N_DOCS, load_script, run_cli, stdlib_docs, write_jsonl  # noqa: E402
 

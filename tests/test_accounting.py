@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from clusterclip.embed import EmbedDir, embed_corpus, merge_embeddings
 from clusterclip.embed.hf import HFEncoder
+
 from helpers import write_jsonl
 
 pytestmark = pytest.mark.slow

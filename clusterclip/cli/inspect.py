@@ -38,6 +38,7 @@ def command(out, samples, decode, fmt, show_shards, tokenizer, max_tokens, as_js
       clusterclip inspect OUT -s 5 --format mds     sample 5 read from the MDS shards only
       clusterclip inspect OUT --shards              where each shard begins and ends in the order
     """
+    from ..artifacts.manifest import describe
     from ..inspect_shards import (
         format_sample,
         format_shard_table,
@@ -46,8 +47,6 @@ def command(out, samples, decode, fmt, show_shards, tokenizer, max_tokens, as_js
         shard_table,
         summarize,
     )
-
-    from ..artifacts.manifest import describe
     from ..schedule.directory import ScheduleDir
 
     sd = ScheduleDir(out)  # refuses another step's directory, saying what it is

@@ -46,6 +46,7 @@ import numpy as np
 
 from ..artifacts import write_json_atomic
 from ..errors import ClusterClipError, InputError
+from ..faults import checkpoint
 from .base import ShardContent, ShardFormat, ShardPlan, StreamLayout
 from .journal import JOURNAL_FILE, ShardJournal, shard_key
 from .plan import (  # noqa: F401
@@ -56,7 +57,6 @@ from .plan import (  # noqa: F401
     shard_pieces,
     total_tokens,
 )
-from ..faults import checkpoint
 from .verify import verify_shards
 
 INDEX_FILE = "shards.json"
