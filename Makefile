@@ -2,6 +2,7 @@
 #
 #   make demo   # set up .venv, build the demo corpus, embed -> cluster -> schedule, print a summary
 #   make test   # set up .venv with the dev extra (+ the MosaicML reader env) and run the tests
+#   make shell  # a shell with clusterclip on the PATH (or: source .venv/bin/activate)
 #
 # Pipeline on your own data (each step is always invoked; clusterclip compares the inputs, by
 # content, and the settings with the step's manifest: what is unchanged is "already done"):
@@ -24,6 +25,7 @@ WORK ?= work
 EMB ?= $(WORK)/emb
 CL ?= $(WORK)/cl
 OUT ?= $(WORK)/schedule
+REPORT ?= $(WORK)/report
 K ?= 1000
 TOKENIZER ?=
 FORMATS ?= bin
@@ -38,10 +40,10 @@ DEMO_VARS := CORPUS=demo/corpus.jsonl.gz WORK=demo K=64 TOKENIZER=demo/tokenizer
 CORPUS_FILES := $(wildcard $(CORPUS))
 
 # FORCE: always ask clusterclip, which knows the settings as well as the files
-.PHONY: FORCE help install install-gpu demo test embed cluster schedule mds-env bench clean clean-demo
+.PHONY: FORCE help install install-gpu shell demo test lint embed cluster schedule report mds-env bench clean clean-demo
 
 help:
-	@sed -n '2,13p' Makefile
+	@sed -n '2,14p' Makefile
 
 # ---- environments ----
 $(BIN)/python:
@@ -58,6 +60,11 @@ $(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
 	touch $@
 
 install: $(VENV)/.installed
+
+# a shell with .venv's `clusterclip` on the PATH (or: source .venv/bin/activate)
+shell: $(VENV)/.installed
+	@echo "clusterclip is on the PATH in this shell; exit to leave it"
+	@PATH="$(abspath $(BIN)):$$PATH" VIRTUAL_ENV="$(abspath $(VENV))" $(SHELL) -i
 
 # CUDA machines: faiss-gpu instead of faiss-cpu (both provide the `faiss` module).
 install-gpu: | $(BIN)/python
@@ -78,11 +85,12 @@ demo/tokenizer.json: demo/corpus.jsonl.gz scripts/train_demo_tokenizer.py | $(VE
 	$(BIN)/python scripts/train_demo_tokenizer.py demo/corpus.jsonl.gz --out $@
 
 demo: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
-	@$(MAKE) --no-print-directory schedule $(DEMO_VARS)
+	@$(MAKE) --no-print-directory report $(DEMO_VARS)
 	@echo
 	@$(CLUSTERCLIP) inspect demo/schedule --sample 0 --decode
 	@echo
-	@$(CLUSTERCLIP) report demo/emb demo/cl demo/schedule --out demo/report
+	@echo "the report: file://$(abspath demo/report/index.html)"
+	@echo "clusterclip itself: source $(VENV)/bin/activate (or: make shell)"
 
 # ---- the pipeline, as file targets ----
 $(EMB)/manifest.json: $(CORPUS_FILES) FORCE | $(VENV)/.installed
@@ -97,17 +105,24 @@ $(OUT)/manifest.json: $(CL)/manifest.json $(wildcard $(TOKENIZER)) FORCE
 	$(CLUSTERCLIP) schedule $(EMB) $(CL) --out $(OUT) --tokenizer $(TOKENIZER) --format $(FORMATS) \
 		--rehash-inputs $(SCHEDULE_FLAGS) $(OVERWRITE)
 
+$(REPORT)/manifest.json: $(OUT)/manifest.json FORCE
+	$(CLUSTERCLIP) report $(EMB) $(CL) $(OUT) --out $(REPORT) $(OVERWRITE)
+
 FORCE:
 
 embed: $(EMB)/manifest.json
 cluster: $(CL)/manifest.json
 schedule: $(OUT)/manifest.json
+report: $(REPORT)/manifest.json
 
 # ---- tests and benchmarks ----
 test: $(VENV)/.dev-installed
 	@# a separate environment for the real MosaicML Streaming reader (it cannot share ours)
 	bash scripts/setup_mds_env.sh .venv-mds $(BIN)/python || echo "warning: MosaicML reader env not built; its test will skip"
 	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check clusterclip tests scripts
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/pip install --quiet -e ".[bench]"

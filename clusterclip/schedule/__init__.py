@@ -164,5 +164,6 @@ def _plan(labels: np.ndarray, s: ScheduleSettings, lengths) -> Schedule:
 def _tokenize(emb: EmbedDir, doc_ids, n_docs: int, tok, work, s: ScheduleSettings, progress: bool):
     from ..token_store import build_token_store
 
-    texts = emb.texts(doc_ids, rehash=s.rehash_inputs, progress=progress)
+    emb.check_corpus(rehash=s.rehash_inputs, progress=progress)  # before the tokenizer's bar starts
+    texts = emb.texts(doc_ids)
     return build_token_store(texts, n_docs, tok, work / "tokens", progress=progress, total=len(doc_ids))
