@@ -412,3 +412,19 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path, emb):
     if gpu_available():
         pytest.skip("a GPU is present")
     assert "no GPU" in fails("cluster", emb, "--out", tmp_path / "cl", "--k", 2, "--device", "cuda")
+
+
+@pytest.mark.slow
+def test_any_number_of_parts_stays_within_the_open_file_limit(tmp_path, data):
+    """600 parts under a limit of 128 open files: parts are mapped a few at a time."""
+    import subprocess
+    import sys
+
+    e = write_embed_dir(tmp_path / "many", data[0][:1200], parts=600)
+    script = ("import resource, sys\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))\n"
+              "from clusterclip.cluster import cluster_embeddings\n"
+              f"r = cluster_embeddings({str(e)!r}, {str(tmp_path / 'cl')!r}, k=6, progress=False)\n"
+              "assert r.statistics['n_docs'] == 1200\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr

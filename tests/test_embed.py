@@ -403,3 +403,56 @@ def test_unsupported_files_in_an_input_directory_are_listed(tmp_path, encoder):
     notes = []
     embed_corpus([data], tmp_path / "emb", encoder=encoder, progress=False, log=notes.append)
     assert any("skipped 2 file(s) of other types" in n and "notes.txt" in n and "table.csv" in n for n in notes), notes
+
+
+# --------------------------------------------------------------------------- a second encoder backend
+def test_sentence_transformers_backend_agrees_with_the_hf_encoder(tmp_path, corpus, encoder):
+    """The same model through its sentence-transformers config (mean pooling + Normalize for MiniLM)."""
+    out = tmp_path / "st"
+    result = embed_corpus(corpus["inputs"], out, backend="sentence-transformers", max_length=MAXLEN, dtype="float32",
+                          part_docs=PART, progress=False)
+    s = result.settings
+    assert s["backend"] == "sentence-transformers" and "Pooling" in s["modules"] and "Normalize" in s["modules"]
+    x = EmbedDir(out).store().read(0, len(corpus["texts"]))
+    cos = np.sum(x * encoder.embed_texts(corpus["texts"]), axis=1)
+    assert cos.min() > 1 - 1e-4, cos.min()
+    code, output = invoke(["embed", corpus["inputs"][0], "--out", tmp_path / "bad", "--encoder", "sentence-transformers",
+                           "--long-docs", "chunk-mean"])
+    assert_one_line_error(code, output, "--long-docs", "only the hf encoder")
+    code, output = invoke(["embed", corpus["inputs"][0], "--out", tmp_path / "bad", "--encoder", "sentence-transformers",
+                           "--prompt-name", "no-such-prompt"])
+    assert_one_line_error(code, output, "--prompt-name no-such-prompt", "not a prompt")
+
+
+# --------------------------------------------------------------------------- bounded resources
+@pytest.mark.slow
+def test_one_huge_document_costs_bounded_memory(tmp_path):
+    """A 50 MB document (one line, few spaces): embed reads a bounded prefix of it, not all of it."""
+    import subprocess
+    import sys
+
+    big = tmp_path / "big.jsonl"
+    word = "lorem" * 20 + " "
+    write_jsonl(big, [{"text": "a normal document"}, {"text": word * (50_000_000 // len(word))}])
+    script = (
+        "import resource, sys\n"
+        "from clusterclip.embed import embed_corpus\n"
+        f"r = embed_corpus([{str(big)!r}], {str(tmp_path / 'emb')!r}, max_length=64, progress=False)\n"
+        "assert r.statistics['n_docs'] == 2\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    peak_mib = int(result.stdout.split()[-1])
+    # the process holds the 50 MB text (twice: JSON line and str) plus torch; before the bound it took > 5 GB
+    assert peak_mib < 1500, peak_mib
+
+
+def test_chunk_mean_tokenizes_a_huge_document_in_bounded_pieces():
+    from clusterclip.embed.batching import split_text
+    from clusterclip.embed.hf import PIECE_CHARS
+
+    text = ("word " * 1000 + "x" * 70_000 + " ") * 30
+    pieces = split_text(text, PIECE_CHARS)
+    assert "".join(pieces) == text
+    assert max(len(p) for p in pieces) <= PIECE_CHARS and all(pieces)

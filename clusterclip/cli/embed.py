@@ -40,7 +40,7 @@ def format_summary(result) -> str:
               help="Your own document id column, copied into docs.parquet next to doc_id.")
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Embed only the first N documents (a trial run); recorded in the manifest.")
-@click.option("--encoder", type=click.Choice(list(ENCODERS)), default="hf", show_default=True,
+@click.option("--encoder", "backend", type=click.Choice(list(ENCODERS)), default="hf", show_default=True,
               help="hf: a Hugging Face model with masked mean pooling (as the ClusterClip reference code); "
                    "sentence-transformers: the model's own pooling and prompts (needs that package).")
 @click.option("--model", default=None,

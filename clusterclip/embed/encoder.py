@@ -64,7 +64,7 @@ def make_encoder(settings) -> Encoder:
     """The encoder an :class:`~clusterclip.embed.settings.EmbedSettings` asks for."""
     import importlib
 
-    module, name = ENCODERS[settings.encoder]
+    module, name = ENCODERS[settings.backend]
     cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
     return cls.from_settings(settings)
 

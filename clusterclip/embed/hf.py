@@ -102,7 +102,7 @@ class HFEncoder:
     def settings(self) -> dict:
         """What runs, resolved (recorded in the manifest)."""
         return {
-            "encoder": "hf",
+            "backend": "hf",
             "model": self.model_name,
             "max_length": self.max_length,
             "long_docs": self.long_docs,

@@ -21,7 +21,7 @@ from ..progress import bar as progress_bar
 from .directory import EmbedDir, EmbedWriter, common_id_type
 
 #: settings every partition of one job must share (the rest, e.g. device or batch size, may differ)
-SHARED_SETTINGS = ("text_column", "id_column", "encoder", "model", "max_length", "long_docs", "prompt_name",
+SHARED_SETTINGS = ("text_column", "id_column", "backend", "model", "max_length", "long_docs", "prompt_name",
                    "pooling", "normalize", "save_dtype", "num_partitions", "partition_block", "part_docs", "limit")
 
 

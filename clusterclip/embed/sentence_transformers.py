@@ -41,7 +41,8 @@ class SentenceTransformersEncoder:
             known = ", ".join(sorted(st.prompts or {})) or "none"
             raise InputError(f"--prompt-name {prompt_name}: not a prompt of {self.model_name} (its prompts: {known}); "
                              f"leave it out or name one of them")
-        self.dim = int(st.get_sentence_embedding_dimension() or 0)
+        dimension = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        self.dim = int(dimension() or 0)
 
     @classmethod
     def from_settings(cls, s) -> "SentenceTransformersEncoder":
@@ -66,7 +67,7 @@ class SentenceTransformersEncoder:
     def settings(self) -> dict:
         pooling = [type(m).__name__ for m in self._st]
         return {
-            "encoder": "sentence-transformers",
+            "backend": "sentence-transformers",
             "model": self.model_name,
             "max_length": self.max_length,
             "modules": pooling,

@@ -27,7 +27,7 @@ class EmbedSettings(Settings):
     id_column: str | None = setting(None, flag="--id-column", kind=str, optional=True)
     limit: int | None = setting(None, flag="--limit", kind=int, min=1, optional=True)
     # the encoder
-    encoder: str = setting("hf", flag="--encoder", kind=str, choices=tuple(ENCODERS))
+    backend: str = setting("hf", flag="--encoder", kind=str, choices=tuple(ENCODERS))
     model: str | None = setting(None, flag="--model", kind=str, optional=True)
     max_length: int = setting(DEFAULT_MAX_LENGTH, flag="--max-length", kind=int, min=4, max=1 << 20)
     long_docs: str = setting("truncate", flag="--long-docs", kind=str, choices=LONG_DOCS)
@@ -57,11 +57,11 @@ class EmbedSettings(Settings):
         if self.id_column is not None and self.id_column in RESERVED_COLUMNS:
             raise InputError(f"--id-column {self.id_column!r}: docs.parquet has its own column of that name "
                              f"({', '.join(RESERVED_COLUMNS)}); rename the column in the corpus")
-        if self.encoder != "hf":
+        if self.backend != "hf":
             for flag, value, default in (("--long-docs", self.long_docs, "truncate"), ("--packing", self.packing, "auto"),
                                          ("--batch-tokens", self.batch_tokens, None), ("--compile", self.compile, False)):
                 if value != default:
-                    raise InputError(f"{flag}: only the hf encoder uses it; leave it out with --encoder {self.encoder}")
+                    raise InputError(f"{flag}: only the hf encoder uses it; leave it out with --encoder {self.backend}")
         elif self.prompt_name is not None:
             raise InputError("--prompt-name: only --encoder sentence-transformers uses prompts; leave it out")
         if self.device.lower() != "auto" and not (self.device.lower() in ("cpu", "cuda", "mps")
