@@ -113,6 +113,7 @@ def test_artifacts_follow_the_spec(oneshot, corpus):
     assert [t for _, t in emb.texts(np.arange(n))] == corpus["texts"]
 
 
+@pytest.mark.slow
 def test_fp32_path_matches_a_plain_reference_in_input_order(oneshot, corpus):
     out, _ = oneshot
     x = EmbedDir(out).store().read(0, len(corpus["texts"]))
@@ -181,6 +182,7 @@ def _interrupt_after(monkeypatch, n_parts: int):
     monkeypatch.setattr(EmbedWriter, "write_part", flaky)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["none", "lose docs part", "corrupt part"])
 def test_resume_after_interruption_gives_byte_identical_outputs(tmp_path, monkeypatch, oneshot, corpus, encoder,
                                                                 damage):
@@ -206,6 +208,7 @@ def test_resume_after_interruption_gives_byte_identical_outputs(tmp_path, monkey
     assert embed(corpus, target, encoder).state == "done"
 
 
+@pytest.mark.slow
 def test_partitions_then_merge_equal_one_shot(tmp_path, oneshot, corpus, encoder):
     out, manifest = oneshot
     parts = []
@@ -270,6 +273,7 @@ def test_prefix_tokenization_of_long_documents_is_exact(encoder):
     assert prepared.tokens == [len(enc.ids) for enc in full]
 
 
+@pytest.mark.slow
 def test_chunk_mean_averages_all_tokens_of_a_long_document(small_docs):
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -316,6 +320,7 @@ def test_nan_embedding_names_the_document(tmp_path, corpus, encoder, monkeypatch
 
 
 # --------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_embed_with_dirs_and_globs_then_rerun_and_refuse_other_settings(tmp_path, corpus):
     out = tmp_path / "emb"
     root = corpus["root"]
@@ -334,6 +339,7 @@ def test_cli_embed_with_dirs_and_globs_then_rerun_and_refuse_other_settings(tmp_
     assert code == 0 and len(list(out.glob("embeddings-*.npy"))) == -(-n // 8)
 
 
+@pytest.mark.slow
 def test_cli_partitions_and_merge(tmp_path, corpus, oneshot):
     base = ["--max-length", MAXLEN, "--id-column", "id", "--part-docs", PART, "--dtype", "float32",
             "--num-partitions", 2, "--partition-block", 7]
@@ -406,6 +412,7 @@ def test_unsupported_files_in_an_input_directory_are_listed(tmp_path, encoder):
 
 
 # --------------------------------------------------------------------------- a second encoder backend
+@pytest.mark.slow
 def test_sentence_transformers_backend_agrees_with_the_hf_encoder(tmp_path, corpus, encoder):
     """The same model through its sentence-transformers config (mean pooling + Normalize for MiniLM)."""
     out = tmp_path / "st"

@@ -83,6 +83,7 @@ def read_back(tmp_path_factory, texts):
     return built, got
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["uint16", "int32"])
 def test_mds_read_by_streaming_dataset(read_back, dtype):
     built, got = read_back

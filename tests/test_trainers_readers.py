@@ -220,6 +220,7 @@ print(json.dumps({"listed": listed, "doc_ids": [int(ds[i]["doc_id"]) for i in ra
 """
 
 
+@pytest.mark.slow
 def test_litdata_reads_parquet_in_order_after_sorting_its_index(tmp_path):
     """litdata (in .venv-mds: it requires torchvision) with the README's index fix."""
     import subprocess
