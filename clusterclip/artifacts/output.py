@@ -283,16 +283,13 @@ def _unlink(path: Path) -> None:
 
 
 def _make_parents(root: Path, rel_dir: Path) -> None:
-    current = root
-    for part in rel_dir.parts:
-        current = current / part
-        try:
-            st = os.lstat(current)
-        except FileNotFoundError:
-            current.mkdir()
-            continue
-        if not stat.S_ISDIR(st.st_mode):
-            raise InputError(f"{current}: is not a directory (a file or a link) where this run writes; move it away")
+    """Create ``root/rel_dir`` (no link on the way: :func:`check_inside`)."""
+    target = check_inside(root, rel_dir)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"{target}: a part of this path is a file where this run writes a directory; "
+                         f"move it away") from None
 
 
 def _remove_empty_parents(root: Path, rel_dir: Path) -> None:
