@@ -21,16 +21,23 @@ An :class:`EncoderPlan` is made once from a tokenizer's ``tokenizer.json`` text
   provably ends one pre-token and starts the next with no look-behind or look-ahead
   across the cut, so the pieces' tokens, concatenated, are the whole document's tokens:
 
-  - after a newline that follows a non-whitespace character and precedes a letter or
-    digit (``"x\\n|y"``): every family ends a pre-token after that newline (GPT-2's
-    ``\\s+`` takes the lone newline; the others' ``\\s*[\\r\\n]+`` or
-    ``?[^\\s\\p{L}\\p{N}]+[\\r\\n]*``, which cannot take a letter or digit), and the
-    newline is a pre-token end whether or not the text goes on (GPT-2's ``\\s+(?!\\S)``
-    takes the same lone newline at the end of a piece);
-  - otherwise before a space between two ASCII letters (``"a| b"``): no alternative of
-    these regexes matches a letter followed by a space, and a space before a letter
-    always starts the next pre-token (``" ?\\p{L}+"``, ``"[^\\r\\n\\p{L}\\p{N}]?\\p{L}+"``).
+  - after a newline between two non-whitespace characters, the second not "/"
+    (``"x\\n|y"``): no alternative of these regexes matches a newline followed by a
+    non-whitespace character other than o200k's ``[\\r\\n/]*`` with "/", so a pre-token
+    ends after the newline; the newline's pre-token is the same whether or not the text
+    goes on (GPT-2's ``\\s+`` or, at the end of a piece, ``\\s+(?!\\S)`` take the lone
+    newline; the others' ``\\s*[\\r\\n]+`` or ``?[^\\s\\p{L}\\p{N}]+[\\r\\n]*`` stop
+    there either way);
+  - before a space that precedes a non-whitespace character y, when the character x before
+    the space is not whitespace (``"x| y"``) or is a space as well (``"x  | y"``): spaces
+    occur in these regexes only as an optional first character or in whitespace runs, so a
+    pre-token starts at that space; before it, either x ends a pre-token, or the whitespace
+    run up to x is one pre-token, made by ``\\s+(?!\\S)`` (all but the run's last space,
+    or, at the end of a piece, the whole rest of the run: the same characters) after, in
+    the cl100k-like families, ``\\s*[\\r\\n]+`` took the run's newlines.
 
+  An exhaustive test checks both rules for every family over each character class on
+  either side and the text around them (tests/test_tokenization_fast.py).
   NFC cannot change these characters or compose across a newline or space. Added
   (non-special) tokens that contain whitespace or strip it would cross cuts, so a
   tokenizer with such tokens is never cut. Tokenizers that cannot be cut are encoded
@@ -78,11 +85,42 @@ _O200K = (r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{
 PRETOKENIZER_FAMILIES = {"gpt2": _GPT2, "cl100k": _CL100K, "qwen2": _QWEN2, "o200k": _O200K}
 
 # Candidates for the two cut rules, found by the C regex engine; each is then checked
-# exactly (``_newline_cut``, ``_space_cut``). ``[^\W_]`` is ``str.isalnum()``, which holds
-# exactly for the characters of Unicode categories L* and N*.
-_NEWLINE_CANDIDATE = re.compile(r"\S\n(?=[^\W_])")  # cut at m.start() + 2
-_SPACE_CANDIDATE = re.compile(r"[A-Za-z](?= [A-Za-z])")  # cut at m.start() + 1
-_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# exactly (``_newline_cut``, ``_space_cut``).
+_NEWLINE_CANDIDATE = re.compile(r"\S\n(?=[^\s/])")  # cut at m.start() + 2
+_SPACE_CANDIDATE = re.compile(r"[\S ](?= \S)")  # cut at m.start() + 1
+
+
+# Code points whose Unicode properties the fast backend reads from a newer Unicode than
+# Hugging Face's regex engine (gigatoken 0.10: Unicode 17); a scan of every code point in
+# several contexts found differences only for code points that Python's own database
+# (Unicode 14-16) lists as unassigned, all of them in these ranges (assigned in Unicode 17).
+# A piece holding a code point from U+0800 up that is unassigned for Python, or in these
+# ranges, is encoded by Hugging Face.
+_NEWER_UNICODE = (
+    (0x088F, 0x088F), (0x0C5C, 0x0C5C), (0x0CDC, 0x0CDC), (0x1ACF, 0x1AEB), (0xA7CE, 0xA7F1),
+    (0x10940, 0x10959), (0x10EC5, 0x10EC7), (0x10EFA, 0x10EFB), (0x11B60, 0x11B67), (0x11DB0, 0x11DE9),
+    (0x16EA0, 0x16ED3), (0x16FF2, 0x16FF6), (0x187F8, 0x187FF), (0x18D09, 0x18D1E), (0x18D80, 0x18DF2),
+    (0x1E6C0, 0x1E6FF), (0x2B73A, 0x2B73F), (0x2CEA2, 0x2CEAD), (0x323B0, 0x33479),
+)
+_BEYOND_U0800 = re.compile("[\u0800-\U0010ffff]")  # every code point above is in the ranges
+_unassigned_cache: dict[str, bool] = {}
+
+
+def _unassigned(c: str) -> bool:
+    hit = _unassigned_cache.get(c)
+    if hit is None:
+        o = ord(c)
+        hit = unicodedata.category(c) == "Cn" or any(a <= o <= b for a, b in _NEWER_UNICODE)
+        if len(_unassigned_cache) < 1 << 20:
+            _unassigned_cache[c] = hit
+    return hit
+
+
+def has_unassigned_code_points(text: str) -> bool:
+    """Does ``text`` hold a code point the two backends may read differently (see above)?"""
+    if text.isascii() or not _BEYOND_U0800.search(text):
+        return False
+    return any(_unassigned(c) for c in set(text) if c >= "\u0800")
 
 
 @dataclass(frozen=True)
@@ -109,8 +147,12 @@ class EncoderPlan:
         return replace(self, fast_json=None, fast_off=reason)
 
 
-def plan_encoder(hf_json: str, *, fast: bool = True, piece_chars: int = PIECE_CHARS) -> EncoderPlan:
-    """The plan for the tokenizer whose ``tokenizer.json`` text is ``hf_json``."""
+def plan_encoder(hf_json: str, *, fast: bool = True, piece_chars: int | None = None) -> EncoderPlan:
+    """The plan for the tokenizer whose ``tokenizer.json`` text is ``hf_json``.
+
+    ``piece_chars``: cut documents longer than this (default :data:`PIECE_CHARS`).
+    """
+    piece_chars = PIECE_CHARS if piece_chars is None else piece_chars
     data = json.loads(hf_json)
     family, why_not = _family(data)
     cuttable = family is not None and _added_tokens_allow_cuts(data)
@@ -224,20 +266,30 @@ def cut_points(text: str, piece_chars: int) -> list[int]:
 def _newline_cut(text: str, i: int) -> bool:
     """Is ``i + 1`` a cut after the newline at ``i`` ("x\\n|y")?
 
-    x is not whitespace (Python's ``isspace`` covers Unicode White_Space, the regexes'
-    ``\\s``) and y is a letter or a digit (``\\p{L}``, ``\\p{N}``).
+    x and y are not whitespace (Python's ``isspace`` covers Unicode White_Space, the
+    regexes' ``\\s``) and y is not "/" (o200k's ``[\\r\\n/]*`` takes it after punctuation).
     """
-    return (0 < i < len(text) - 1 and not text[i - 1].isspace()
-            and unicodedata.category(text[i + 1])[0] in "LN")
+    return (0 < i < len(text) - 1 and text[i] == "\n" and not text[i - 1].isspace()
+            and not text[i + 1].isspace() and text[i + 1] != "/")
 
 
 def _space_cut(text: str, i: int) -> bool:
-    """Is ``i`` a cut before the space at ``i`` between two ASCII letters ("a| b")?"""
-    return 0 < i < len(text) - 1 and text[i - 1] in _ASCII_LETTERS and text[i + 1] in _ASCII_LETTERS
+    """Is ``i`` a cut before the space at ``i`` ("x| y")?
+
+    y is not whitespace and x is not whitespace or is a space too ("x  | y": the run before
+    y ends in two spaces).
+    """
+    return (0 < i < len(text) - 1 and text[i] == " " and (text[i - 1] == " " or not text[i - 1].isspace())
+            and not text[i + 1].isspace())
 
 
 _RULES = ((_NEWLINE_CANDIDATE, 2, lambda text, cut: _newline_cut(text, cut - 1)),
           (_SPACE_CANDIDATE, 1, _space_cut))
+
+
+def is_cut(text: str, i: int) -> bool:
+    """May ``text`` be cut before position ``i`` (by either rule of the module docstring)?"""
+    return _newline_cut(text, i - 1) or _space_cut(text, i)
 
 
 def _last_cut(text: str, lo: int, hi: int) -> int | None:
@@ -325,7 +377,7 @@ class Encoder:
         error = None
         if self._fast is not None:
             try:
-                plens, ids = self._fast_encode(pieces, parallel)
+                plens, ids = self._fast_encode_guarded(pieces, parallel)
             except Exception as e:  # noqa: BLE001 - any failure of the fast backend: use the reference
                 error = f"{FAST_BACKEND} failed ({_first_line(e)})"
                 plens, ids = self._hf_encode(pieces, parallel)
@@ -368,7 +420,25 @@ class Encoder:
             owner.extend([i] * len(parts))
         return pieces, np.asarray(owner, dtype=np.int64)
 
+    def _fast_encode_guarded(self, pieces: list[str], parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The fast backend, except for pieces with code points it may read differently."""
+        odd = [k for k, p in enumerate(pieces) if has_unassigned_code_points(p)]
+        if not odd:
+            return self._fast_encode(pieces, parallel)
+        odd_set = set(odd)
+        rest = [k for k in range(len(pieces)) if k not in odd_set]
+        lens = np.zeros(len(pieces), dtype=np.int64)
+        parts: list[np.ndarray] = [np.zeros(0, dtype=np.uint32)] * len(pieces)
+        for ks, (plens, ids) in ((rest, self._fast_encode([pieces[k] for k in rest], parallel)),
+                                 (odd, self._hf_encode([pieces[k] for k in odd], parallel))):
+            lens[ks] = plens
+            for k, part in zip(ks, np.split(ids, np.cumsum(plens)[:-1])):
+                parts[k] = part
+        return lens, np.concatenate(parts)
+
     def _fast_encode(self, pieces: list[str], parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+        if not pieces:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint32)
         arr = self._fast.encode_batch(pieces, parallel=parallel)
         layout = arr.layout
         offsets = np.asarray(layout.offsets, dtype=np.int64)

@@ -396,16 +396,19 @@ class _Run:
         batches = _batches(texts, self.last_doc, int(self.identity["n_docs"]), self.batch_docs, self.batch_chars)
         first, chars = [], 0
         input_error: BaseException | None = None
-        try:
-            for raw in batches:  # look ahead: is the input big enough for worker processes?
-                first.append(raw)
-                chars += sum(len(t) for _, t in raw)
-                if self.workers == 1 or (len(first) > 1 and chars >= PROCESS_MIN_CHARS):
-                    break
-        except BaseException as e:  # noqa: BLE001 - write what was read, then raise it
-            input_error = e
+        plan = self._plan()
+        use_processes = self.workers > 1 and plan is not None
+        if use_processes and plan.fast_json is None:  # is the input big enough for processes?
+            try:
+                for raw in batches:
+                    first.append(raw)
+                    chars += sum(len(t) for _, t in raw)
+                    if len(first) > 1 and chars >= PROCESS_MIN_CHARS:
+                        break
+            except BaseException as e:  # noqa: BLE001 - write what was read, then raise it
+                input_error = e
+            use_processes = len(first) > 1 and chars >= PROCESS_MIN_CHARS
         batches = itertools.chain(first, batches if input_error is None else ())
-        use_processes = self.workers > 1 and len(first) > 1 and chars >= PROCESS_MIN_CHARS
         pool, submit, window = self._executor(use_processes=use_processes)
         pending: deque[_Batch] = deque()
         exhausted = False

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from clusterclip.errors import ClusterClipError, InputError
-from clusterclip.tokenization import load_tokenizer
 from clusterclip.token_store import TokenStore, build_token_store, token_dtype
+from clusterclip.tokenization import load_tokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helpers beside this file
 
-from shards_testlib import EOS, big_vocab_tokenizer, stdlib_docstrings, train_tokenizer  # noqa: E402
+from shards_testlib import EOS, big_vocab_tokenizer, stdlib_docstrings, train_tokenizer
 
 
 @pytest.fixture(scope="module")
