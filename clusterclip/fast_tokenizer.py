@@ -525,6 +525,11 @@ _WORKER_ENCODER: Encoder | None = None
 def worker_init(plan: EncoderPlan) -> None:
     """Initializer of a tokenize worker process: one single-threaded encoder per process."""
     global _WORKER_ENCODER
+    import gc
+
+    # a forked worker: keep the garbage collector off the parent's objects, which it would
+    # otherwise walk (and so copy, page by page) although this process never uses them
+    gc.freeze()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker, as --workers promises
     _WORKER_ENCODER = Encoder(plan)
 

@@ -473,8 +473,8 @@ class _Run:
                 if len(flat) and int(flat.max()) >= self.vocab_size:
                     raise InputError(f"{self.identity['tokenizer'].get('spec')}: produced token id "
                                      f"{int(flat.max())} >= vocab_size {self.vocab_size}")
-                tok_f.write(flat.astype(self.dtype, copy=False).tobytes())
-                doc_f.write(np.stack([head.doc_ids, lens], axis=1).tobytes())
+                tok_f.write(np.ascontiguousarray(flat.astype(self.dtype, copy=False)).data)
+                doc_f.write(np.stack([head.doc_ids, lens], axis=1).data)
                 for f in (tok_f, doc_f):
                     f.flush()
                     os.fsync(f.fileno())
