@@ -206,11 +206,16 @@ def build_token_store(
     as is (``texts`` is not read); an unfinished one is resumed after its last document.
     ``total`` (the number of documents ``texts`` yields, those done before a resume
     included) sizes the progress bar, which shows the documents done, tokens/s and an
-    ETA on stderr. ``workers``: encoding processes (default: every core); 1 encodes in
-    this process. ``tokenizer`` is a :class:`~clusterclip.tokenization.Tokenizer`, or any
+    ETA on stderr (off with ``progress=False`` or TQDM_DISABLE=1). ``workers``: encoding
+    workers, default every core (threads for the fast backend, which releases the GIL;
+    processes for Hugging Face ``tokenizers``; with 1, one thread). ``tokenizer`` is a :class:`~clusterclip.tokenization.Tokenizer`, or any
     object with ``encode_batch(texts) -> list[list[int]]``, ``vocab_size`` and
     ``describe()`` (encoded in this process).
     """
+    if workers is None:
+        workers = default_workers()
+    if int(workers) < 1:
+        raise InputError(f"--workers {workers}: must be at least 1")
     p = Path(path)
     tok_rec = _tokenizer_record(tokenizer)
     vocab_size = int(tokenizer.vocab_size)
@@ -224,10 +229,6 @@ def build_token_store(
             return TokenStore.open(p)
         raise MismatchError(f"{p}: holds tokens of another tokenizer or corpus; delete it to rebuild")
     p.mkdir(parents=True, exist_ok=True)
-    if workers is None:
-        workers = default_workers()
-    if int(workers) < 1:
-        raise InputError(f"--workers {workers}: must be at least 1")
 
     run = _Run(p, identity, tokenizer, dtype, vocab_size, int(workers), batch_docs, batch_chars,
                progress_enabled(progress), total)
@@ -378,7 +379,7 @@ class _Run:
 
     def tokenize(self, texts: Iterable[tuple[int, str]]) -> None:
         if self._backend() != FAST_BACKEND and getattr(self.tokenizer, "fast_off", None) and not self.noted_backend:
-            _note(f"encoding with tokenizers ({self.tokenizer.fast_off})", self.bar)
+            _note(f"fast tokenizer off: {self.tokenizer.fast_off}; encoding with Hugging Face", self.bar)
             self.noted_backend = True
         with open(self.p / TOKENS_PARTIAL, "ab" if self.done_docs else "wb") as tok_f, \
                 open(self.p / DOCS_PARTIAL, "ab" if self.done_docs else "wb") as doc_f:
@@ -447,7 +448,7 @@ class _Run:
                         why = f"it disagreed with tokenizers on doc_id {doc_id}"
                     else:
                         why = enc.error
-                    _note(f"the fast tokenizer is off: {why}; encoding with tokenizers", self.bar)
+                    _note(f"fast tokenizer off: {why}; encoding with Hugging Face", self.bar)
                     self.noted_backend = True
                     self.tokenizer.disable_fast(why)
                     if doc_id is not None and fast_written:
