@@ -74,14 +74,29 @@ class Tokenizer:
                 self._tok.encode_special_tokens = True
             except AttributeError:  # pragma: no cover - old tokenizers
                 pass
-        self._plan: EncoderPlan | None = plan_encoder(self._tok.to_str(), fast=fast) if self._tok is not None else None
+        self._fast_wanted = fast
+        self._plan_cache: EncoderPlan | None = None  # made on first use (decoding needs none)
         self._encoder_cache: Encoder | None = None
-        self.fast_off: str | None = self._plan.fast_off if self._plan else "a slow (Python) transformers tokenizer"
+
+    @property
+    def _plan(self) -> EncoderPlan | None:
+        if self._plan_cache is None and self._tok is not None:
+            self._plan_cache = plan_encoder(self._tok.to_str(), fast=self._fast_wanted)
+        return self._plan_cache
+
+    @_plan.setter
+    def _plan(self, plan: EncoderPlan) -> None:
+        self._plan_cache = plan
 
     @property
     def backend(self) -> str:
         """What encodes: "gigatoken" (the fast exact backend) or "hf" (Hugging Face)."""
         return self._plan.backend if self._plan is not None else HF_BACKEND
+
+    @property
+    def fast_off(self) -> str | None:
+        """Why the fast backend does not encode (one line), or None when it does."""
+        return self._plan.fast_off if self._plan is not None else "a slow (Python) transformers tokenizer"
 
     def encoder_plan(self) -> EncoderPlan | None:
         """The plan worker processes build their encoder from (None: this process only)."""
@@ -92,7 +107,6 @@ class Tokenizer:
         if self._plan is not None and self._plan.fast_json is not None:
             self._plan = self._plan.without_fast(reason)
             self._encoder_cache = None
-            self.fast_off = reason
 
     def encoder(self) -> Encoder:
         """This process's encoder (built once; raises for a slow transformers tokenizer)."""
