@@ -10,21 +10,42 @@ A token store is a directory::
 While it is built, ``tokens.partial`` and ``docs.partial`` (int64 pairs doc_id, length) grow
 batch by batch and ``progress.json`` records, after an fsync, how far they are valid; a rerun
 truncates them there and goes on after the last finished document, so an interrupted
-tokenization costs at most one batch. Memory stays bounded by one batch of texts.
+tokenization loses at most the batches in flight (one per worker, plus one).
+
+Batches are encoded by ``workers`` processes (as Megatron's ``preprocess_data.py
+--workers``) and written in input order, so the store's bytes do not depend on the number
+of workers or on the batch sizes. Memory stays bounded by the batches in flight and, per
+document, by the encoder's pieces (:mod:`clusterclip.fast_tokenizer`).
+
+With the fast backend, every run checks it against Hugging Face ``tokenizers`` on its first
+:data:`VERIFY_FIRST_DOCS` documents and on one document in :data:`VERIFY_ONE_IN` (chosen
+by a hash of the doc_id, so the same ones for any batch split or worker count). On a
+difference the run goes on with Hugging Face: transparently when nothing encoded by the
+fast backend was written yet or when ``texts`` can be read again (a callable); otherwise
+the store is reset and the run stops with a one-line error, and a rerun uses Hugging Face.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import sys
+import threading
 import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
 from .artifacts import save_npy_atomic, write_json_atomic
-from .errors import InputError, MismatchError
+from .errors import ClusterClipError, InputError, MismatchError
+from .fast_tokenizer import FAST_BACKEND, Encoded, Encoder
 from .faults import checkpoint
 
 STORE_VERSION = 1
@@ -37,6 +58,21 @@ DOCS_PARTIAL = "docs.partial"
 #: a batch for ``encode_batch`` closes at this many documents or characters, whichever comes first
 BATCH_DOCS = 4096
 BATCH_CHARS = 8_000_000
+
+#: documents of every run checked against Hugging Face when the fast backend encodes:
+#: the run's first ones, then one in VERIFY_ONE_IN chosen by a seeded hash of the doc_id
+VERIFY_FIRST_DOCS = 64
+VERIFY_ONE_IN = 1024
+_VERIFY_SEED = 0x636C7573746572
+
+#: worker processes start (about a second each) only for inputs with at least this many
+#: characters in more than one batch; smaller ones are encoded in this process
+PROCESS_MIN_CHARS = 4_000_000
+
+#: the progress bar is redrawn at least this often (seconds), even while a batch is encoded
+REFRESH_S = 2.0
+
+Texts = Iterable[tuple[int, str]] | Callable[[], Iterable[tuple[int, str]]]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -148,11 +184,30 @@ class TokenStore:
 
 
 def _tokenizer_record(tokenizer) -> dict:
-    return tokenizer.describe() if hasattr(tokenizer, "describe") else {"repr": repr(tokenizer)}
+    if not hasattr(tokenizer, "describe"):
+        return {"repr": repr(tokenizer)}
+    try:  # the store's identity is its tokens: which backend encoded them is not part of it
+        return tokenizer.describe(with_backend=False)
+    except TypeError:  # a tokenizer-like object whose describe() takes no arguments
+        return tokenizer.describe()
+
+
+def default_workers() -> int:
+    """The cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def progress_enabled(progress: bool) -> bool:
+    """``progress``, unless the environment variable TQDM_DISABLE is set to a true value."""
+    flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
+    return bool(progress) and flag in ("", "0", "false", "no", "off")
 
 
 def build_token_store(
-    texts: Iterable[tuple[int, str]],
+    texts: Texts,
     n_docs: int,
     tokenizer,
     path: str | os.PathLike,
@@ -161,14 +216,28 @@ def build_token_store(
     batch_docs: int = BATCH_DOCS,
     batch_chars: int = BATCH_CHARS,
     total: int | None = None,
+    workers: int | None = None,
 ) -> TokenStore:
     """Tokenize ``texts`` (``(doc_id, text)`` pairs in ascending doc_id) into a store at ``path``.
 
+    ``texts`` may also be a callable returning such an iterable; then a run whose fast
+    backend is found wrong after some of its tokens were written starts over with Hugging
+    Face instead of stopping (see the module docstring).
     ``n_docs`` is the size of the doc_id space (documents not in ``texts`` get length -1).
     If ``path`` holds a finished store for the same tokenizer and ``n_docs`` it is reused
     as is (``texts`` is not read); an unfinished one is resumed after its last document.
-    ``total`` (documents to come) only sizes the progress bar.
+    ``total`` (the number of documents ``texts`` yields, those done before a resume
+    included) sizes the progress bar, which shows the documents done, tokens/s and an
+    ETA on stderr (off with ``progress=False`` or TQDM_DISABLE=1). ``workers``: encoding
+    workers, default every core (threads for the fast backend, which releases the GIL;
+    processes for Hugging Face ``tokenizers``; with 1, one thread). ``tokenizer`` is a :class:`~clusterclip.tokenization.Tokenizer`, or any
+    object with ``encode_batch(texts) -> list[list[int]]``, ``vocab_size`` and
+    ``describe()`` (encoded in this process).
     """
+    if workers is None:
+        workers = default_workers()
+    if int(workers) < 1:
+        raise InputError(f"--workers {workers}: must be at least 1")
     p = Path(path)
     tok_rec = _tokenizer_record(tokenizer)
     vocab_size = int(tokenizer.vocab_size)
@@ -183,67 +252,285 @@ def build_token_store(
         raise MismatchError(f"{p}: holds tokens of another tokenizer or corpus; delete it to rebuild")
     p.mkdir(parents=True, exist_ok=True)
 
-    # ---------------------------------------------------------------- resume point
-    done_docs, done_tokens, last_doc = 0, 0, -1
-    prog_file = p / PROGRESS
-    if prog_file.is_file():
-        try:
-            prog = json.loads(prog_file.read_text("utf-8"))
-        except (OSError, json.JSONDecodeError):
-            prog = None
-        if prog and prog.get("identity") == identity:
-            done_docs, done_tokens, last_doc = int(prog["docs"]), int(prog["tokens"]), int(prog["last_doc"])
-    tok_f = open(p / TOKENS_PARTIAL, "ab" if done_docs else "wb")
-    doc_f = open(p / DOCS_PARTIAL, "ab" if done_docs else "wb")
-    tok_f.truncate(done_tokens * dtype.itemsize)
-    doc_f.truncate(done_docs * 16)
-    tok_f.seek(0, os.SEEK_END)
-    doc_f.seek(0, os.SEEK_END)
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total, initial=done_docs if total else 0, unit="doc", desc="tokenize",
-                   dynamic_ncols=True, leave=False)
-    n_tok = done_tokens
-    n_done = done_docs
-    t0 = time.perf_counter()
-    new_tokens = 0
+    run = _Run(p, identity, tokenizer, dtype, vocab_size, int(workers), batch_docs, batch_chars,
+               progress_enabled(progress), total)
     try:
-        prev = last_doc
-        for batch in _batches(texts, last_doc, n_docs, batch_docs, batch_chars):
-            ids = [d for d, _ in batch]
-            if ids[0] <= prev:
-                raise ValueError(f"token store input must be in ascending doc_id order (got {ids[0]} after {prev})")
-            prev = ids[-1]
-            encoded = tokenizer.encode_batch([t for _, t in batch])
-            lens = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-            flat = np.fromiter((i for e in encoded for i in e), dtype=np.int64, count=int(lens.sum()))
-            if len(flat) and (flat.max() >= vocab_size or flat.min() < 0):
-                raise InputError(f"{tok_rec.get('spec')}: produced token id {int(flat.max())} >= vocab_size {vocab_size}")
-            tok_f.write(flat.astype(dtype).tobytes())
-            doc_f.write(np.stack([np.asarray(ids, dtype=np.int64), lens], axis=1).tobytes())
-            for f in (tok_f, doc_f):
-                f.flush()
-                os.fsync(f.fileno())
-            n_tok += len(flat)
-            n_done += len(batch)
-            new_tokens += len(flat)
-            write_json_atomic(prog_file, {"identity": identity, "docs": n_done, "tokens": n_tok, "last_doc": prev})
-            checkpoint("schedule.tokens")
-            if bar is not None:
-                bar.update(len(batch))
-                rate = new_tokens / max(time.perf_counter() - t0, 1e-9)
-                bar.set_postfix_str(f"{_si(n_tok)} tok, {_si(rate)} tok/s", refresh=False)
+        while True:
+            run.resume()
+            try:
+                run.tokenize(texts() if callable(texts) else texts)
+                break
+            except _FastWasWrong as e:
+                run.reset()
+                if not callable(texts):
+                    raise ClusterClipError(
+                        f"{p}: the fast tokenizer ({FAST_BACKEND}) disagreed with tokenizers on doc_id "
+                        f"{e.doc_id} after some of its tokens were written; the store was reset to use "
+                        f"tokenizers: rerun to finish") from None
     finally:
-        tok_f.close()
-        doc_f.close()
-        if bar is not None:
-            bar.close()
+        run.close_bar()
+    return _finish(p, identity, run)
 
-    # ---------------------------------------------------------------- finish
+
+class _FastWasWrong(Exception):
+    def __init__(self, doc_id: int):
+        super().__init__(doc_id)
+        self.doc_id = doc_id
+
+
+@dataclass
+class _Batch:
+    doc_ids: np.ndarray
+    texts: list[str]
+    verify: list[int]
+    future: Future | None = None
+
+
+class _Run:
+    """One build: the resume point, the encoding workers, the ordered writes."""
+
+    def __init__(self, p: Path, identity: dict, tokenizer, dtype, vocab_size: int, workers: int,
+                 batch_docs: int, batch_chars: int, progress: bool, total: int | None):
+        self.p, self.identity, self.tokenizer = p, identity, tokenizer
+        self.dtype, self.vocab_size, self.workers = dtype, vocab_size, workers
+        self.batch_docs, self.batch_chars = batch_docs, batch_chars
+        self.progress, self.total, self.bar = progress, total, None
+        self.backends: list[str] = []
+        self.noted_backend = False
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    # ------------------------------------------------------------------ resume point
+    def resume(self) -> None:
+        self.done_docs, self.done_tokens, self.last_doc = 0, 0, -1
+        self.backends = []
+        prog_file = self.p / PROGRESS
+        prog = None
+        if prog_file.is_file():
+            try:
+                prog = json.loads(prog_file.read_text("utf-8"))
+            except (OSError, json.JSONDecodeError):
+                prog = None
+        if prog and prog.get("identity") == self.identity:
+            self.done_docs, self.done_tokens = int(prog["docs"]), int(prog["tokens"])
+            self.last_doc = int(prog["last_doc"])
+            self.backends = list(prog.get("backends") or [])
+            if prog.get("hf_only") and hasattr(self.tokenizer, "disable_fast"):
+                self.tokenizer.disable_fast("an earlier run found the fast tokenizer wrong on this corpus")
+        self.hf_only = bool(prog and prog.get("hf_only"))
+        self.close_bar()
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.total, initial=self.done_docs, unit="doc", desc="tokenize", file=sys.stderr,
+                            dynamic_ncols=True, leave=False, mininterval=0.5)
+
+    def reset(self) -> None:
+        """Forget every token written; the next attempt encodes with Hugging Face."""
+        for name in (TOKENS_PARTIAL, DOCS_PARTIAL):
+            with open(self.p / name, "wb"):
+                pass
+        self.hf_only = True
+        write_json_atomic(self.p / PROGRESS, {"identity": self.identity, "docs": 0, "tokens": 0, "last_doc": -1,
+                                               "backends": [], "hf_only": True})
+
+    def _save_progress(self, docs: int, tokens: int, last_doc: int) -> None:
+        write_json_atomic(self.p / PROGRESS, {"identity": self.identity, "docs": docs, "tokens": tokens,
+                                               "last_doc": last_doc, "backends": self.backends,
+                                               "hf_only": self.hf_only})
+        checkpoint("schedule.tokens")
+
+    # ------------------------------------------------------------------ encoding
+    def _backend(self) -> str:
+        return str(getattr(self.tokenizer, "backend", "custom"))
+
+    def _plan(self):
+        get = getattr(self.tokenizer, "encoder_plan", None)
+        return get() if get is not None else None
+
+    def _executor(self, use_processes: bool):
+        """(pool, submit(batch) -> Future, batches in flight) for the tokenizer's backend.
+
+        The fast backend releases the GIL while it encodes, so its workers are threads of
+        this process, each with its own encoder (no copies of texts and tokens between
+        processes). Hugging Face ``tokenizers`` holds the GIL in ``encode``, so its workers
+        are processes, as Megatron's ``preprocess_data.py --workers``; those start only for
+        inputs of at least :data:`PROCESS_MIN_CHARS` (``use_processes``).
+        """
+        plan = self._plan()
+        if plan is None:  # a tokenizer-like object: its own encode_batch, in this process
+            pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
+            return pool, (lambda b: pool.submit(_encode_with, self.tokenizer.encode_batch, b.texts)), 2
+        if plan.fast_json is None and use_processes:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            from .fast_tokenizer import worker_encode, worker_init
+
+            # fork where there is one: no re-import of the caller's __main__ (spawn needs an
+            # `if __name__ == "__main__"` guard there) and no second start-up; the workers use
+            # no thread pool inherited from this process (they encode on their own thread)
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
+                                       initializer=worker_init, initargs=(plan,))
+            return pool, (lambda b: pool.submit(worker_encode, b.texts, b.verify)), self.workers + 1
+        threads = self.workers if plan.fast_json is not None else 1
+        local = threading.local()
+        shared = self.tokenizer.encoder()  # the first thread reuses this process's encoder
+        claimed = []
+
+        def encode(b: _Batch) -> Encoded:
+            encoder = getattr(local, "encoder", None)
+            if encoder is None:
+                with lock:
+                    encoder = local.encoder = shared if not claimed else Encoder(plan)
+                    claimed.append(True)
+            return encoder.encode_arrays(b.texts, parallel=False, verify=b.verify)
+
+        lock = threading.Lock()
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="tokenize")
+        return pool, (lambda b: pool.submit(encode, b)), threads + 1
+
+    def _verify_list(self, doc_ids: np.ndarray, stream_pos: int) -> list[int]:
+        if self._backend() != FAST_BACKEND:
+            return []
+        return [j for j, d in enumerate(doc_ids.tolist())
+                if stream_pos + j < VERIFY_FIRST_DOCS or _sampled_for_verification(d)]
+
+    def tokenize(self, texts: Iterable[tuple[int, str]]) -> None:
+        if self._backend() != FAST_BACKEND and getattr(self.tokenizer, "fast_off", None) and not self.noted_backend:
+            _note(f"fast tokenizer off: {self.tokenizer.fast_off}; encoding with Hugging Face", self.bar)
+            self.noted_backend = True
+        with open(self.p / TOKENS_PARTIAL, "ab" if self.done_docs else "wb") as tok_f, \
+                open(self.p / DOCS_PARTIAL, "ab" if self.done_docs else "wb") as doc_f:
+            tok_f.truncate(self.done_tokens * self.dtype.itemsize)
+            doc_f.truncate(self.done_docs * 16)
+            tok_f.seek(0, os.SEEK_END)
+            doc_f.seek(0, os.SEEK_END)
+            self._encode_and_write(texts, tok_f, doc_f)
+
+    def _encode_and_write(self, texts, tok_f, doc_f) -> None:
+        fast_written = FAST_BACKEND in self.backends
+        n_tok, n_done, last = self.done_tokens, self.done_docs, self.last_doc
+        new_tokens, t0 = 0, time.perf_counter()
+        stream_pos = 0
+        batches = _batches(texts, self.last_doc, int(self.identity["n_docs"]), self.batch_docs, self.batch_chars)
+        first, chars = [], 0
+        input_error: BaseException | None = None
+        plan = self._plan()
+        use_processes = self.workers > 1 and plan is not None
+        if use_processes and plan.fast_json is None:  # is the input big enough for processes?
+            try:
+                for raw in batches:
+                    first.append(raw)
+                    chars += sum(len(t) for _, t in raw)
+                    if len(first) > 1 and chars >= PROCESS_MIN_CHARS:
+                        break
+            except BaseException as e:  # noqa: BLE001 - write what was read, then raise it
+                input_error = e
+            use_processes = len(first) > 1 and chars >= PROCESS_MIN_CHARS
+        batches = itertools.chain(first, batches if input_error is None else ())
+        pool, submit, window = self._executor(use_processes=use_processes)
+        pending: deque[_Batch] = deque()
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < window:
+                    try:
+                        raw = next(batches, None)
+                    except BaseException as e:  # noqa: BLE001 - the input failed or was interrupted:
+                        input_error, exhausted = e, True  # write the batches already encoding, then raise it
+                        break
+                    if raw is None:
+                        exhausted = True
+                        break
+                    ids = np.fromiter((d for d, _ in raw), dtype=np.int64, count=len(raw))
+                    b = _Batch(ids, [t for _, t in raw], self._verify_list(ids, stream_pos))
+                    stream_pos += len(raw)
+                    b.future = submit(b)
+                    pending.append(b)
+                if not pending:
+                    break
+                head = pending[0]
+                try:
+                    enc: Encoded = head.future.result(timeout=REFRESH_S)
+                except FutureTimeout:
+                    self._show(n_tok, new_tokens, t0)
+                    continue
+                except BrokenProcessPool:
+                    raise ClusterClipError(
+                        f"{self.p}: a tokenize worker process died (out of memory?); rerun to resume, "
+                        f"with fewer workers (--workers) if it happens again") from None
+                backend = self._backend()
+                if enc.mismatch is not None or enc.error is not None:
+                    doc_id = int(head.doc_ids[enc.mismatch]) if enc.mismatch is not None else None
+                    if doc_id is not None:
+                        why = f"it disagreed with tokenizers on doc_id {doc_id}"
+                    else:
+                        why = enc.error
+                    _note(f"fast tokenizer off: {why}; encoding with Hugging Face", self.bar)
+                    self.noted_backend = True
+                    self.tokenizer.disable_fast(why)
+                    if doc_id is not None and fast_written:
+                        raise _FastWasWrong(doc_id)
+                    # nothing the fast backend encoded was kept: encode what is in flight again
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    pool, submit, window = self._executor(use_processes=use_processes)
+                    if enc.mismatch is not None:
+                        for b in pending:
+                            b.verify = []
+                            b.future = submit(b)
+                        continue
+                    backend = FAST_BACKEND + "->hf"  # this batch: the worker re-encoded it with tokenizers
+                    for b in list(pending)[1:]:
+                        b.verify = []
+                        b.future = submit(b)
+                pending.popleft()
+                lens = np.asarray(enc.lengths, dtype=np.int64)
+                flat = np.asarray(enc.ids)
+                if len(lens) != len(head.doc_ids) or int(lens.sum()) != len(flat):
+                    raise RuntimeError(f"encoder returned {len(lens)} lengths / {len(flat)} ids for "
+                                       f"{len(head.doc_ids)} documents")
+                if len(flat) and int(flat.max()) >= self.vocab_size:
+                    raise InputError(f"{self.identity['tokenizer'].get('spec')}: produced token id "
+                                     f"{int(flat.max())} >= vocab_size {self.vocab_size}")
+                tok_f.write(np.ascontiguousarray(flat.astype(self.dtype, copy=False)).data)
+                doc_f.write(np.stack([head.doc_ids, lens], axis=1).data)
+                for f in (tok_f, doc_f):
+                    f.flush()
+                    os.fsync(f.fileno())
+                used = FAST_BACKEND if backend == FAST_BACKEND else "hf" if backend.endswith("hf") else backend
+                if used not in self.backends:
+                    self.backends.append(used)
+                fast_written = fast_written or used == FAST_BACKEND
+                n_tok += len(flat)
+                n_done += len(head.doc_ids)
+                new_tokens += len(flat)
+                last = int(head.doc_ids[-1])
+                self._save_progress(n_done, n_tok, last)
+                if self.bar is not None:
+                    self.bar.update(len(head.doc_ids))
+                    self._show(n_tok, new_tokens, t0)
+        finally:
+            pool.shutdown(wait=not pending, cancel_futures=True)
+        if input_error is not None:
+            raise input_error
+        self.n_tokens = n_tok
+
+    def _show(self, n_tok: int, new_tokens: int, t0: float) -> None:
+        if self.bar is None:
+            return
+        rate = new_tokens / max(time.perf_counter() - t0, 1e-9)
+        self.bar.set_postfix_str(f"{_si(n_tok)} tok, {_si(rate)} tok/s", refresh=False)
+        self.bar.refresh()
+
+
+def _finish(p: Path, identity: dict, run: _Run) -> TokenStore:
     recs = np.fromfile(p / DOCS_PARTIAL, dtype=np.int64).reshape(-1, 2)
+    n_docs = int(identity["n_docs"])
     lengths = np.full(n_docs, -1, dtype=np.int64)
     offsets = np.zeros(n_docs, dtype=np.int64)
     if len(recs):
@@ -254,7 +541,8 @@ def build_token_store(
     save_npy_atomic(p / "lengths.npy", lengths)
     save_npy_atomic(p / "offsets.npy", offsets)
     os.replace(p / TOKENS_PARTIAL, p / TOKENS)
-    meta = dict(identity, n_tokens=int(n_tok), n_tokenized=int(len(recs)))
+    meta = dict(identity, n_tokens=int(run.n_tokens), n_tokenized=len(recs),
+                backend="+".join(run.backends) or None)
     write_json_atomic(p / META, meta)
     for name in (DOCS_PARTIAL, PROGRESS):
         try:
@@ -264,16 +552,45 @@ def build_token_store(
     return TokenStore.open(p)
 
 
+def _encode_with(encode_batch, texts: list[str]) -> Encoded:
+    encoded = encode_batch(texts)
+    lens = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    flat = np.fromiter((i for e in encoded for i in e), dtype=np.int64, count=int(lens.sum()))
+    if len(flat) and flat.min() < 0:
+        raise ValueError(f"the tokenizer produced a negative token id ({int(flat.min())})")
+    return Encoded(lens, flat)
+
+
+def _sampled_for_verification(doc_id: int) -> bool:
+    """One doc_id in VERIFY_ONE_IN, by a seeded splitmix64 hash (the same for any batching)."""
+    z = (doc_id + _VERIFY_SEED) * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
+    return (z ^ (z >> 31)) % VERIFY_ONE_IN == 0
+
+
+def _note(message: str, bar=None) -> None:
+    line = f"tokenize: {message}"
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
 def _batches(texts: Iterable[tuple[int, str]], last_doc: int, n_docs: int, batch_docs: int,
              batch_chars: int) -> Iterator[list[tuple[int, str]]]:
     batch: list[tuple[int, str]] = []
     chars = 0
+    prev = last_doc
     for doc_id, text in texts:
         doc_id = int(doc_id)
         if doc_id <= last_doc:  # done before an interruption
             continue
         if not 0 <= doc_id < n_docs:
             raise ValueError(f"doc_id {doc_id} outside 0..{n_docs - 1}")
+        if doc_id <= prev:
+            raise ValueError(f"token store input must be in ascending doc_id order (got {doc_id} after {prev})")
+        prev = doc_id
         if not isinstance(text, str):
             text = "" if text is None else str(text)  # a missing text is an empty document
         batch.append((doc_id, text))

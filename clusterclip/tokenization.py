@@ -1,11 +1,18 @@
 """LLM tokenizers for the token shards: load one, find its EOS, encode in parallel batches.
 
 ``load_tokenizer(spec)`` accepts a ``tokenizer.json`` file, a local Hugging Face tokenizer
-directory or a hub name. Encoding goes through the Rust ``tokenizers`` backend
-(``encode_batch`` uses every core) without adding special tokens. Special-token strings
-that happen to occur inside a document (say a literal ``<|endoftext|>`` in a web page) are
+directory or a hub name. Encoding adds no special tokens. Special-token strings that
+happen to occur inside a document (say a literal ``<|endoftext|>`` in a web page) are
 encoded as plain text, so the EOS id appears in the shards only where clusterclip puts it:
 at the end of each sample.
+
+Encoding runs on the Rust ``tokenizers`` library (the reference) or, where the tokenizer is
+a byte-level BPE of a known pre-tokenizer family, on a faster exact backend
+(:mod:`clusterclip.fast_tokenizer`); ``Tokenizer.backend`` says which ("gigatoken" or
+"hf") and ``describe()`` records it. The token store verifies the fast backend against the
+reference on a sample of every run's documents and falls back on any difference. Long
+documents are encoded in pieces cut where the pre-tokenizer provably restarts, so one huge
+document costs bounded memory.
 """
 
 from __future__ import annotations
@@ -13,11 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .artifacts import sha256_file
 from .errors import InputError
+from .fast_tokenizer import HF_BACKEND, Encoder, EncoderPlan, plan_encoder
 
 #: EOS spellings looked for, in this order, when the tokenizer's config names none.
 EOS_CANDIDATES = (
@@ -58,11 +67,12 @@ class Tokenizer:
     """A loaded tokenizer with the few things the shard writer needs.
 
     Attributes: ``spec`` (what the user gave), ``eos_id``, ``eos_token``, ``vocab_size``
-    (largest id + 1, added tokens included).
+    (largest id + 1, added tokens included), ``backend`` (what encodes: "gigatoken" or
+    "hf") and ``fast_off`` (why the fast backend does not run, or None).
     """
 
     def __init__(self, backend, spec: str, *, kind: str, eos_token: str | None, file_sha256: str | None,
-                 path: str | None, hf_tokenizer=None, require_eos: bool = True):
+                 path: str | None, hf_tokenizer=None, require_eos: bool = True, fast: bool = True):
         self._tok = backend  # tokenizers.Tokenizer, or None for a slow HF tokenizer
         self._hf = hf_tokenizer
         self.spec = spec
@@ -86,6 +96,47 @@ class Tokenizer:
                 self._tok.encode_special_tokens = True
             except AttributeError:  # pragma: no cover - old tokenizers
                 pass
+        self._fast_wanted = fast
+        self._plan_cache: EncoderPlan | None = None  # made on first use (decoding needs none)
+        self._encoder_cache: Encoder | None = None
+
+    @property
+    def _plan(self) -> EncoderPlan | None:
+        if self._plan_cache is None and self._tok is not None:
+            self._plan_cache = plan_encoder(self._tok.to_str(), fast=self._fast_wanted)
+        return self._plan_cache
+
+    @_plan.setter
+    def _plan(self, plan: EncoderPlan) -> None:
+        self._plan_cache = plan
+
+    @property
+    def backend(self) -> str:
+        """What encodes: "gigatoken" (the fast exact backend) or "hf" (Hugging Face)."""
+        return self._plan.backend if self._plan is not None else HF_BACKEND
+
+    @property
+    def fast_off(self) -> str | None:
+        """Why the fast backend does not encode (one line), or None when it does."""
+        return self._plan.fast_off if self._plan is not None else "a slow (Python) transformers tokenizer"
+
+    def encoder_plan(self) -> EncoderPlan | None:
+        """The plan worker processes build their encoder from (None: this process only)."""
+        return self._plan
+
+    def disable_fast(self, reason: str) -> None:
+        """Encode with Hugging Face from now on (``reason``: one line for ``fast_off``)."""
+        if self._plan is not None and self._plan.fast_json is not None:
+            self._plan = self._plan.without_fast(reason)
+            self._encoder_cache = None
+
+    def encoder(self) -> Encoder:
+        """This process's encoder (built once; raises for a slow transformers tokenizer)."""
+        if self._plan is None:
+            raise TypeError(f"{self.spec}: a slow transformers tokenizer has no Encoder; use encode_batch")
+        if self._encoder_cache is None:
+            self._encoder_cache = Encoder(self._plan)
+        return self._encoder_cache
 
     # ------------------------------------------------------------------ vocabulary
     def _vocab(self) -> dict[str, int]:
@@ -203,12 +254,11 @@ class Tokenizer:
         return None
 
     # ------------------------------------------------------------------ encoding
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of each text, no special tokens added; parallel over all cores."""
+    def encode_batch(self, texts: Sequence[str], *, parallel: bool = True) -> list[list[int]]:
+        """Token ids of each text, no special tokens added; over all cores unless ``parallel=False``."""
         texts = list(texts)
-        if self._tok is not None:
-            enc = getattr(self._tok, "encode_batch_fast", None) or self._tok.encode_batch
-            return [e.ids for e in enc(texts, add_special_tokens=False)]
+        if self._plan is not None:
+            return self.encoder().encode_lists(texts, parallel=parallel)
         out = self._hf(texts, add_special_tokens=False, return_attention_mask=False,
                        split_special_tokens=True, verbose=False)
         return [list(x) for x in out["input_ids"]]
@@ -232,9 +282,14 @@ class Tokenizer:
         vocab = sorted(self._vocab().items(), key=lambda kv: kv[1])
         return hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()
 
-    def describe(self) -> dict[str, Any]:
-        """A stable record of this tokenizer for manifests (no timestamps)."""
-        return {
+    def describe(self, *, with_backend: bool = True) -> dict[str, Any]:
+        """A stable record of this tokenizer for manifests (no timestamps).
+
+        ``backend`` (with ``with_backend``) is the encoder that runs; both produce the same
+        tokens, so records that identify the tokens (a job's settings, a token store) leave
+        it out with ``with_backend=False``.
+        """
+        rec = {
             "spec": self.spec,
             "kind": self.kind,
             "path": self.path,
@@ -245,6 +300,9 @@ class Tokenizer:
             "bos_token": self.bos_token,
             "bos_id": self.bos_id,
         }
+        if with_backend:
+            rec["backend"] = self.backend
+        return rec
 
     def __repr__(self) -> str:
         return f"Tokenizer({self.spec!r}, vocab_size={self.vocab_size}, eos={self.eos_token!r}:{self.eos_id})"
@@ -259,14 +317,16 @@ def _example_specials(vocab: dict[str, int], special_ids: set[int] | None = None
     return ", ".join(repr(t) for t in specials) if specials else "'<|endoftext|>'"
 
 
-def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, require_eos: bool = True) -> Tokenizer:
+def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, require_eos: bool = True,
+                   fast: bool = True) -> Tokenizer:
     """Load ``spec``: a ``tokenizer.json`` file, a local HF tokenizer directory, or a hub name.
 
     ``eos_token`` names the token appended after every document (a token string, or an id
     when no token is spelled that way); by default it is the tokenizer's own EOS.
     Raises :class:`~clusterclip.errors.InputError` (one line) when it cannot be loaded or
     has no EOS token and ``eos_token`` does not name one (unless ``require_eos=False``:
-    then ``eos_id`` is None, enough to decode).
+    then ``eos_id`` is None, enough to decode). ``fast=False`` keeps encoding on Hugging
+    Face ``tokenizers`` even where the fast backend applies.
     """
     from tokenizers import Tokenizer as RustTokenizer
 
@@ -281,7 +341,7 @@ def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, req
                 f"a Hugging Face tokenizer directory or a hub name"
             ) from None
         return Tokenizer(backend, spec_str, kind="file", eos_token=eos_token, file_sha256=sha256_file(p),
-                         path=str(p.resolve()), require_eos=require_eos)
+                         path=str(p.resolve()), require_eos=require_eos, fast=fast)
     if p.is_dir():
         tj = p / "tokenizer.json"
         if tj.is_file():
@@ -290,20 +350,23 @@ def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, req
             except Exception as e:  # noqa: BLE001
                 raise InputError(f"{tj}: unreadable tokenizer ({_first_line(e)}); check the directory") from None
             return Tokenizer(backend, spec_str, kind="dir", eos_token=eos_token, file_sha256=sha256_file(tj),
-                             path=str(p.resolve()), require_eos=require_eos)
-        return _from_transformers(spec_str, str(p.resolve()), "dir", eos_token, require_eos)
+                             path=str(p.resolve()), require_eos=require_eos, fast=fast)
+        return _from_transformers(spec_str, str(p.resolve()), "dir", eos_token, require_eos, fast)
     looks_local = spec_str.endswith(".json") or spec_str.startswith((".", "/", "~")) or spec_str.count("/") > 1
     if looks_local:
         raise InputError(f"{spec_str}: no such tokenizer file or directory; check --tokenizer")
-    return _from_transformers(spec_str, None, "hub", eos_token, require_eos)
+    return _from_transformers(spec_str, None, "hub", eos_token, require_eos, fast)
 
 
 def _from_transformers(spec: str, path: str | None, kind: str, eos_token: str | None,
-                       require_eos: bool = True) -> Tokenizer:
+                       require_eos: bool = True, fast: bool = True) -> Tokenizer:
+    from .hub import resolve_hub_name  # a hub name offline: its cached copy, or one line at once
+
+    source = path or resolve_hub_name(spec, "--tokenizer")
     try:
         from transformers import AutoTokenizer
 
-        hf = AutoTokenizer.from_pretrained(path or spec)
+        hf = AutoTokenizer.from_pretrained(source)
     except Exception as e:  # noqa: BLE001 - OSError, ValueError, HTTP errors...
         where = "directory" if path else "hub name"
         raise InputError(
@@ -312,7 +375,7 @@ def _from_transformers(spec: str, path: str | None, kind: str, eos_token: str | 
         ) from None
     backend = getattr(hf, "backend_tokenizer", None) if getattr(hf, "is_fast", False) else None
     return Tokenizer(backend, spec, kind=kind, eos_token=eos_token, file_sha256=None, path=path,
-                     hf_tokenizer=hf, require_eos=require_eos)
+                     hf_tokenizer=hf, require_eos=require_eos, fast=fast)
 
 
 def _first_line(e: BaseException) -> str:

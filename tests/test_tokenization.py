@@ -11,7 +11,7 @@ from clusterclip.errors import ClusterClipError, InputError
 from clusterclip.token_store import TokenStore, build_token_store, token_dtype
 from clusterclip.tokenization import load_tokenizer
 
-from shards_testlib import EOS, big_vocab_tokenizer, stdlib_docstrings, train_tokenizer  # noqa: E402
+from shards_testlib import EOS, big_vocab_tokenizer, stdlib_docstrings, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -107,18 +107,27 @@ def _pairs(texts, ids):
     return ((int(d), texts[d]) for d in ids)
 
 
+class _Counting:
+    """A tokenizer-like object (build_token_store encodes any such object in-process) that counts its calls."""
+
+    def __init__(self, tok):
+        self.tok, self.calls = tok, []
+        self.vocab_size, self.backend = tok.vocab_size, tok.backend
+
+    def describe(self, **kw):
+        return self.tok.describe(**kw)
+
+    def encode_batch(self, batch):
+        self.calls.append(len(batch))
+        return self.tok.encode_batch(batch)
+
+
 def test_store_tokenizes_used_docs_once(tmp_path, tok_path, texts):
     tok = load_tokenizer(str(tok_path))
     used = np.array([0, 3, 4, 10, 57, 199])
-    calls = []
-    orig = tok.encode_batch
-
-    def counting(batch):
-        calls.append(len(batch))
-        return orig(batch)
-
-    tok.encode_batch = counting
-    store = build_token_store(_pairs(texts, used), len(texts), tok, tmp_path / "s", progress=False, batch_docs=4)
+    counting = _Counting(tok)
+    calls, orig = counting.calls, tok.encode_batch
+    store = build_token_store(_pairs(texts, used), len(texts), counting, tmp_path / "s", progress=False, batch_docs=4)
     assert sum(calls) == len(used) and max(calls) <= 4
     assert store.dtype == np.uint16 and store.n_docs == len(texts)
     for d in range(len(texts)):
@@ -155,10 +164,9 @@ def test_store_resumes_after_interruption(tmp_path, tok_path, texts):
             seen.append(pair[0])
             yield pair
 
-    calls = []
-    orig = tok.encode_batch
-    tok.encode_batch = lambda b: calls.append(len(b)) or orig(b)
-    store = build_token_store(watch(), len(texts), tok, tmp_path / "s", progress=False, batch_docs=8)
+    counting = _Counting(tok)
+    calls = counting.calls
+    store = build_token_store(watch(), len(texts), counting, tmp_path / "s", progress=False, batch_docs=8)
     assert sum(calls) == len(ids) - 32  # 4 finished batches of 8 were kept
     for name in ("tokens.bin", "lengths.npy", "offsets.npy", "meta.json"):
         assert (tmp_path / "s" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes()

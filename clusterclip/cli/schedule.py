@@ -61,6 +61,8 @@ def _formats(ctx, param, value):
               help="Shard formats, comma-separated. " + formats_help() + ".")
 @click.option("--shard-tokens", type=click.IntRange(min=1), default=DEFAULT_SHARD_TOKENS, show_default=True,
               help="At most this many tokens per shard file.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Tokenizer workers [default: every core]; the token store is the same bytes for any number.")
 @click.option("--dry-run", is_flag=True, help="Write the order and statistics only; no tokenizing, no shards.")
 @click.option("--allow-partial", is_flag=True,
               help="When the clip cannot meet the budget, write what is possible instead of failing.")

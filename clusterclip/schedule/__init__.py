@@ -62,7 +62,8 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
         tok.set_delimiters(eos_token=s.eos_token, bos_token=s.bos_token, convention=s.convention,
                            allow_ordinary_delimiter=s.allow_ordinary_delimiter)
     delimiters = ((tok.bos_id is not None) + (tok.eos_id is not None)) if tok else 0
-    record = {**s.record(), "tokenizer_digest": tok.describe() if tok else None,
+    # the tokenizer's identity, not which backend runs it (a fallback to tokenizers changes no token)
+    record = {**s.record(), "tokenizer_digest": tok.describe(with_backend=False) if tok else None,
               "eos_id": tok.eos_id if tok else None, "bos_id": tok.bos_id if tok else None}
     schedule = None
     if s.tokens is None:  # plan before anything in --out is touched: a budget error changes nothing
@@ -106,6 +107,8 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
                                     max_repeats=s.max_repeats if s.sampler == "clusterclip" else None)
         if index is not None:
             stats["shards"] = {fmt: len(v) for fmt, v in index["shards"].items()}
+        if store is not None:
+            stats["tokenizer_backend"] = store.meta.get("backend")
         shutil.rmtree(work, ignore_errors=True)
         outputs = [file_record(build, n) for n in names] + _shard_file_records(shard_records)
         accounting = {"samples": len(schedule), "order_rows": len(schedule),
@@ -165,5 +168,6 @@ def _tokenize(emb: EmbedDir, doc_ids, n_docs: int, tok, work, s: ScheduleSetting
     from ..token_store import build_token_store
 
     emb.check_corpus(rehash=s.rehash_inputs, progress=progress)  # before the tokenizer's bar starts
-    texts = emb.texts(doc_ids)
-    return build_token_store(texts, n_docs, tok, work / "tokens", progress=progress, total=len(doc_ids))
+    # a callable: when the fast tokenizer's check fails late, the store restarts on tokenizers by itself
+    return build_token_store(lambda: emb.texts(doc_ids), n_docs, tok, work / "tokens", progress=progress,
+                             total=len(doc_ids), workers=s.workers)

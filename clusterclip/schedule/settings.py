@@ -40,7 +40,8 @@ class ScheduleSettings(Settings):
     shard_tokens: int = setting(DEFAULT_SHARD_TOKENS, flag="--shard-tokens", kind=int, min=1, max=2**40)
     dry_run: bool = setting(False, flag="--dry-run", kind=bool)
     allow_partial: bool = setting(False, flag="--allow-partial", kind=bool)
-    # how inputs are checked (not part of the job's identity)
+    # how it runs, not what it computes (not part of the job's identity)
+    workers: int | None = setting(None, flag="--workers", kind=int, min=1, max=4096, optional=True, record=False)
     rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, record=False)
 
     def validate(self) -> None:
