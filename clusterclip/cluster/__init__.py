@@ -89,7 +89,12 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
 
 def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_points: int, gpu: bool,
          progress: bool, say) -> dict:
-    emb.verify(only=set(emb.parts))  # every embedding read is checked against what embed recorded
+    if s.engine == "ray":  # every embedding read is checked against what embed recorded
+        from ..engines.ray_cluster import verify_parts
+
+        verify_parts(emb, s)
+    else:
+        emb.verify(only=set(emb.parts))
     store = emb.store()
     n, k = store.n, s.k
     threads = 1 if gpu else default_threads()
@@ -119,7 +124,12 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
         say(f"cluster: trained in {time.perf_counter() - t0:.1f}s ({len(train_info['objective'])} iterations), "
             f"mean training similarity {obj / train_points:.4f}")
 
-    labels, similarity = assign(store, centroids, chunk_rows=s.chunk_rows, gpu=gpu, check=True, progress=progress)
+    if s.engine == "ray":
+        from ..engines.ray_cluster import assign_rows
+
+        labels, similarity = assign_rows(emb, centroids, s, gpu=gpu, progress=progress)
+    else:
+        labels, similarity = assign(store, centroids, chunk_rows=s.chunk_rows, gpu=gpu, check=True, progress=progress)
     if len(labels) != n:  # accounting: every document gets a cluster
         raise InputError(f"{emb.path}: assigned {len(labels)} of {n} documents; this is a bug: please report it")
     level2 = None

@@ -95,7 +95,7 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
                                  formats=s.formats, shard_tokens=s.shard_tokens, eos_id=tok.eos_id,
                                  bos_id=tok.bos_id, vocab_size=tok.vocab_size, align_tokens=s.align_tokens,
                                  pack=s.pack, journal_path=work / "shards-journal.jsonl", progress=progress,
-                                 resume=(run.state == "resume"))
+                                 resume=(run.state == "resume"), run_shards=_shard_engine(s))
             names.append(INDEX_FILE)
             for fmt_shards in index["shards"].values():
                 for shard in fmt_shards:
@@ -161,8 +161,22 @@ def _plan(labels: np.ndarray, s: ScheduleSettings, lengths) -> Schedule:
         raise InputError(f"budget: {e}; check the budget options") from None
 
 
+def _shard_engine(s: ScheduleSettings):
+    """Where the shards are written: None (here) or the Ray engine's runner."""
+    if s.engine == "ray":
+        from ..engines.ray_schedule import shard_runner
+
+        return shard_runner(s)
+    return None
+
+
 def _tokenize(emb: EmbedDir, doc_ids, n_docs: int, tok, work, s: ScheduleSettings, progress: bool):
     from ..token_store import build_token_store
+
+    if s.engine == "ray":
+        from ..engines.ray_schedule import tokenize_on_ray
+
+        return tokenize_on_ray(emb, doc_ids, n_docs, tok, work / "tokens", s, progress=progress)
 
     texts = emb.texts(doc_ids, rehash=s.rehash_inputs, progress=progress)
     return build_token_store(texts, n_docs, tok, work / "tokens", progress=progress, total=len(doc_ids))

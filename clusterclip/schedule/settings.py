@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import Settings, setting
 from .sampling import SAMPLERS
@@ -42,8 +43,12 @@ class ScheduleSettings(Settings):
     allow_partial: bool = setting(False, flag="--allow-partial", kind=bool)
     # how inputs are checked (not part of the job's identity)
     rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, record=False)
+    # where tokenizing and shard writing run (not part of the job's identity: the bytes are the same)
+    engine: str = engine_setting()
+    ray_address: str | None = ray_address_setting()
 
     def validate(self) -> None:
+        check_engine(self)
         budgets = [f for f, v in (("--epochs", self.epochs), ("--samples", self.samples), ("--tokens", self.tokens))
                    if v is not None]
         if len(budgets) > 1:
