@@ -36,6 +36,7 @@ import numpy as np
 
 from ..artifacts import save_npy_atomic, write_json_atomic
 from ..errors import MismatchError
+from ..faults import checkpoint
 from ..progress import bar as progress_bar
 from ..readers import reader_for
 from .ray_session import cluster_cpus, connect, run_tasks, task_environment
@@ -89,6 +90,7 @@ def tokenize_on_ray(emb, doc_ids, n_docs: int, tok, path, settings, *, progress:
         for i, got in run_tasks(remote, args, resources={"num_cpus": 1}):
             n_tokens[i] = got
             bar.update(len(ranges[i].ids))
+            checkpoint("schedule.tokens")  # a range is durable (a rerun reuses its finished store)
     _merge(ranges, [parts / r.name() for r in ranges], n_tokens, n_docs, tok, path)
     store = TokenStore.open(path)
     import shutil
