@@ -70,11 +70,13 @@ def ray_encoder(settings, log=None) -> RayEncoder:
     """Resolve the encoder where it will run: on a GPU worker when the cluster has GPUs (``--device auto``)."""
     ray = connect(settings.ray_address, log)
     gpus = cluster_gpus()
-    device = settings.device
-    if device.lower() == "auto":
+    device = settings.device.lower()
+    if device == "auto":
         device = "cuda" if gpus else "cpu"
-    elif device.lower().startswith("cuda") and not gpus:
-        raise InputError(f"--device {settings.device}: the Ray cluster has no GPU; use --device cpu (or auto)")
+    elif device.startswith("cuda"):
+        if not gpus:
+            raise InputError(f"--device {settings.device}: the Ray cluster has no GPU; use --device cpu (or auto)")
+        device = "cuda"  # each actor sees the one GPU Ray gave it
     use_gpu = device.lower().startswith("cuda")
     probe = ray.remote(_describe_encoder).options(num_gpus=1 if use_gpu else 0, num_cpus=CPU_ACTOR_CPUS)
     try:
@@ -122,7 +124,8 @@ def run_ray(readers, settings, encoder: RayEncoder, writer, partition, *, done_p
     threads = None if gpus else _cpu_threads(ray, actors)
     ds = ds.map_batches(_EncodeDocuments, batch_size=settings.window_docs, compute=ActorPoolStrategy(size=actors),
                         num_gpus=1 if gpus else 0, num_cpus=1 if gpus else CPU_ACTOR_CPUS,
-                        fn_constructor_kwargs={"settings": encoder.actor_settings, "threads": threads})
+                        fn_constructor_kwargs={"settings": encoder.actor_settings, "threads": threads,
+                                               "save_dtype": settings.save_dtype})
     assembler = _Assembler(writer, settings, sources, encoder.dim, done_parts, kept_docs, resume_after)
     bar = progress_bar(None, desc="embed (ray)", unit="doc", unit_scale=True, enabled=progress)
     try:
@@ -212,8 +215,9 @@ def _block(unit: int, rows: list, texts: list, ids: list, account: dict | None =
 class _EncodeDocuments:
     """An actor: the encoder, loaded once; each batch -> embeddings, token counts, truncation flags."""
 
-    def __init__(self, settings, threads: int | None):
+    def __init__(self, settings, threads: int | None, save_dtype: str):
         task_environment()
+        self.save_dtype = np.dtype(save_dtype)  # cast here as the writer would: half the bytes sent for float16
         if threads:
             import torch
 
@@ -227,7 +231,7 @@ class _EncodeDocuments:
         docs = np.flatnonzero(batch["kind"] == DOC)
         n = len(batch["kind"])
         out = {k: v for k, v in batch.items() if k != "text"}
-        emb = np.zeros((n, self.encoder.dim), dtype=np.float32)
+        emb = np.zeros((n, self.encoder.dim), dtype=self.save_dtype)
         n_tokens = np.zeros(n, dtype=np.int64)
         truncated = np.zeros(n, dtype=bool)
         if len(docs):

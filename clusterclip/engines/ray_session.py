@@ -92,8 +92,14 @@ def cluster_gpus() -> int:
 
 
 def task_environment() -> None:
-    """Run inside every task and actor: fault points are the driver's (see the module docstring)."""
+    """Run inside every task and actor: fault points are the driver's (see the module docstring), and
+    the tokenizers' thread pool gets the CPUs Ray gave the task, not every core of the node."""
     os.environ.pop(FAULT_ENV, None)
+    if "RAYON_NUM_THREADS" not in os.environ:
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        os.environ["RAYON_NUM_THREADS"] = str(max(1, int(cpus)))
 
 
 def user_error(error: BaseException) -> BaseException:
