@@ -176,3 +176,28 @@ def test_ray_options_are_refused_without_the_ray_engine_and_partitions_with_it(w
                            "--num-partitions", 2])
     assert_one_line_error(code, output, "--num-partitions", "--engine local")
     assert not (tmp_path / "e").exists()
+
+
+def test_the_local_engine_never_imports_ray(work, tmp_path):
+    """Ray is an optional extra: embed, cluster and schedule with the default engine run without it."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from clusterclip.cli import cli
+for args in (["embed", {str(work / "corpus")!r}, "--out", {str(tmp_path / "emb")!r}, "--max-length", "16"],
+             ["cluster", {str(work / "emb")!r}, "--out", {str(tmp_path / "cl")!r}, "--k", "3"],
+             ["schedule", {str(work / "emb")!r}, {str(work / "cl")!r}, "--out", {str(tmp_path / "s")!r},
+              "--tokenizer", {str(work / "tokenizer.json")!r}]):
+    try:
+        cli.main(args, standalone_mode=False)
+    except SystemExit:
+        pass
+print("ray imported:", [m for m in sys.modules if m == "ray" or m.startswith("ray.")][:3])
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240,
+                         env={**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert "ray imported: []" in out.stdout, out.stdout
+    assert (tmp_path / "s" / "manifest.json").is_file()

@@ -143,7 +143,8 @@ def run_ray(readers, settings, encoder: RayEncoder, writer, partition, *, done_p
 def _cpu_threads(ray, actors: int) -> int:
     """Torch threads per CPU actor: the node's cores, shared by the actors when there is one node."""
     cores = os.cpu_count() or 1
-    return max(1, cores // actors) if len(ray.nodes()) == 1 else cores
+    nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+    return max(1, cores // actors) if nodes <= 1 else cores
 
 
 def _resume_point(writer, sources: list[str]) -> tuple[int, int] | None:
