@@ -4,9 +4,8 @@ Planning the order stays one vectorised call in the driver. Then:
 
 1. **Tokenize** (:func:`tokenize_on_ray`). The driver checks the corpus against the digests
    ``embed`` recorded, reads ``docs.parquet`` (its digest checked) for the used documents'
-   file and row, and cuts them into *ranges*: consecutive doc_ids of one corpus file (a JSON
-   lines file is one range, since it is read from its start; a Parquet file is cut into ranges
-   of about equal size). Each task builds a token store of its range with
+   file and row, and cuts them into *ranges* of about equal text: consecutive doc_ids of one
+   corpus file (:func:`doc_ranges`). Each task builds a token store of its range with
    :func:`clusterclip.token_store.build_token_store` (journaled, resumable) under
    ``tokens.parts/``; the driver then merges them, in doc_id order, into the one store the
    shard writers read: ``tokens.bin`` is assembled by tasks copying each range to its offset,
@@ -42,9 +41,12 @@ from ..readers import reader_for
 from .ray_session import cluster_cpus, connect, run_tasks, task_environment
 
 PARTS_DIR = "tokens.parts"
-#: ranges per CPU of the cluster (for balance), and the smallest range cut from a Parquet file
+#: ranges per CPU of the cluster (for balance), and the fewest characters in a range
 TASKS_PER_CPU = 4
-MIN_RANGE_DOCS = 256
+MIN_RANGE_CHARS = 1 << 20
+#: ranges cut from one JSON lines file at most (each task reads the file from its start)
+MAX_JSONL_RANGES = 64
+MAX_COMPRESSED_RANGES = 8
 #: bytes a merge task copies at once
 COPY_BLOCK = 64 << 20
 
@@ -59,6 +61,7 @@ class DocRange:
     source: str
     ids: np.ndarray
     rows: np.ndarray
+    chars: int = 0
 
     def name(self) -> str:
         digest = hashlib.sha256(np.ascontiguousarray(self.ids, dtype="<i8").tobytes()).hexdigest()[:12]
@@ -82,12 +85,14 @@ def tokenize_on_ray(emb, doc_ids, n_docs: int, tok, path, settings, *, progress:
     expected = _tokenizer_identity(tok)
     task_settings = settings.replace(tokenizer=_portable_spec(settings.tokenizer))
     remote = ray.remote(_tokenize_range)
+    largest_first = sorted(range(len(ranges)), key=lambda i: -ranges[i].chars)  # a shorter tail
     args = ((task_settings, expected, emb.text_column, r.source, r.rows, r.ids - r.start, r.stop - r.start,
-             str(parts / r.name())) for r in ranges)
+             str(parts / r.name())) for r in (ranges[i] for i in largest_first))
     n_tokens = [0] * len(ranges)
     with progress_bar(int(sum(len(r.ids) for r in ranges)), desc="tokenize (ray)", unit="doc", unit_scale=True,
                       enabled=progress) as bar:
-        for i, got in run_tasks(remote, args, resources={"num_cpus": 1}):
+        for j, got in run_tasks(remote, args, resources={"num_cpus": 1}):
+            i = largest_first[j]
             n_tokens[i] = got
             bar.update(len(ranges[i].ids))
             checkpoint("schedule.tokens")  # a range is durable (a rerun reuses its finished store)
@@ -100,10 +105,17 @@ def tokenize_on_ray(emb, doc_ids, n_docs: int, tok, path, settings, *, progress:
 
 
 def doc_ranges(emb, ids: np.ndarray, cpus: int) -> list[DocRange]:
-    """The used documents cut into ranges of one corpus file each (see the module docstring)."""
-    groups: list[list] = []  # [source, [ids...], [rows...]]
+    """The used documents cut into ranges of one corpus file each, of about equal text (see the module docstring).
+
+    A range holds about ``1 / (TASKS_PER_CPU * cpus)`` of the characters to tokenize (``n_chars``
+    of ``docs.parquet``), at least MIN_RANGE_CHARS. A task reads its file from the start up to
+    its rows (a JSON lines file has no index), so a JSON lines file is cut into at most
+    MAX_JSONL_RANGES ranges (MAX_COMPRESSED_RANGES when compressed: decompressing the skipped
+    part costs more).
+    """
+    groups: list[list] = []  # [source, [ids...], [rows...], [chars...]]
     base = 0
-    for batch in emb.iter_docs(["source", "row"]):
+    for batch in emb.iter_docs(["source", "row", "n_chars"]):
         stop = base + batch.num_rows
         lo, hi = np.searchsorted(ids, [base, stop], side="left")
         if hi > lo:
@@ -111,24 +123,33 @@ def doc_ranges(emb, ids: np.ndarray, cpus: int) -> list[DocRange]:
             enc = batch.column(0).take(sel).dictionary_encode()
             codes = enc.indices.to_numpy(zero_copy_only=False)
             names = enc.dictionary.to_pylist()
-            rows = batch.column(1).to_numpy()[sel]
+            rows, chars = batch.column(1).to_numpy()[sel], batch.column(2).to_numpy()[sel]
             cuts = np.flatnonzero(np.diff(codes)) + 1
             for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(sel)]):
                 source = names[codes[a]]
                 if not groups or groups[-1][0] != source:
-                    groups.append([source, [], []])
+                    groups.append([source, [], [], []])
                 groups[-1][1].append(ids[lo + a: lo + b])
                 groups[-1][2].append(rows[a:b])
+                groups[-1][3].append(chars[a:b])
         base = stop
-    total = int(sum(sum(len(x) for x in g[1]) for g in groups))
-    per_range = max(MIN_RANGE_DOCS, -(-total // max(1, TASKS_PER_CPU * cpus)))
+    total = int(sum(int(c.sum()) for g in groups for c in g[3]))
+    target = max(MIN_RANGE_CHARS, -(-total // max(1, TASKS_PER_CPU * cpus)))
     out = []
-    for source, id_chunks, row_chunks in groups:
-        gids, grows = np.concatenate(id_chunks), np.concatenate(row_chunks)
-        step = per_range if reader_for(source).format == "parquet" else len(gids)
-        for a in range(0, len(gids), step):
-            part_ids = gids[a: a + step]
-            out.append(DocRange(int(part_ids[0]), int(part_ids[-1]) + 1, source, part_ids, grows[a: a + step]))
+    for source, id_chunks, row_chunks, char_chunks in groups:
+        gids, grows, gchars = np.concatenate(id_chunks), np.concatenate(row_chunks), np.concatenate(char_chunks)
+        reader = reader_for(source)
+        cap = None if reader.format == "parquet" else (MAX_COMPRESSED_RANGES if reader.compression else MAX_JSONL_RANGES)
+        size = max(target, -(-int(gchars.sum()) // cap)) if cap else target
+        cum = np.cumsum(gchars)
+        # cut after the document where each multiple of `size` characters is reached
+        ends = np.unique(np.minimum(np.searchsorted(cum, np.arange(size, int(cum[-1]) + size, size)) + 1, len(gids)))
+        a = 0
+        for b in ends:
+            if b > a:
+                out.append(DocRange(int(gids[a]), int(gids[b - 1]) + 1, source, gids[a:b], grows[a:b],
+                                    int(gchars[a:b].sum())))
+                a = int(b)
     return out
 
 
