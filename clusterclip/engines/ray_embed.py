@@ -60,10 +60,7 @@ class RayEncoder:
     settings: dict
     dim: int
     actor_settings: object
-    gpus: int
-
-    def prepare(self, texts):  # pragma: no cover - the driver never encodes
-        raise RuntimeError("internal error: the ray engine encodes on its actors")
+    gpus: int  #: GPUs the actors run on (0: CPU actors)
 
 
 def ray_encoder(settings, log=None) -> RayEncoder:

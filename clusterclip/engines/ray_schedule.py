@@ -27,6 +27,7 @@ every node can read (each task loads it and checks that its digest is the driver
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +187,8 @@ def _tokenize_range(settings, expected: dict, text_column: str, source: str, row
         raise MismatchError(f"--tokenizer {settings.tokenizer}: on {socket.gethostname()} it is not the tokenizer the "
                             f"driver loaded (sha256 {expected['sha256'][:12]}...); give every node the same file")
     texts = ((int(i), text) for i, (_, text) in zip(local_ids, reader_for(source).texts(rows, text_column)))
-    return build_token_store(texts, n_local, tok, part, progress=False).n_tokens
+    one_process = {"workers": 1} if "workers" in inspect.signature(build_token_store).parameters else {}
+    return build_token_store(texts, n_local, tok, part, progress=False, **one_process).n_tokens  # Ray spreads
 
 
 def _merge(ranges: list[DocRange], parts: list[Path], n_tokens: list[int], n_docs: int, tok, path: Path) -> None:
