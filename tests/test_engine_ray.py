@@ -176,6 +176,11 @@ def test_ray_options_are_refused_without_the_ray_engine_and_partitions_with_it(w
                            "--num-partitions", 2])
     assert_one_line_error(code, output, "--num-partitions", "--engine local")
     assert not (tmp_path / "e").exists()
+    for args in (["cluster", work / "emb", "--out", tmp_path / "c", "--k", 3],
+                 schedule_args(work, tmp_path / "c", "--format", "bin")):  # nobody listens on port 1
+        code, output = invoke([*args, "--engine", "ray", "--ray-address", "127.0.0.1:1"])
+        assert_one_line_error(code, output, "--ray-address 127.0.0.1:1", "nothing answers")
+        assert not (tmp_path / "c").exists()  # refused before --out is touched
 
 
 def test_the_local_engine_never_imports_ray(work, tmp_path):

@@ -71,6 +71,10 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
     resolved = s.replace(device=device, max_train_points=max_train_points, k2=k2)
     record = {**resolved.record(), "algorithm": "spherical k-means (faiss), inner product, 1 run"}
     job = Job("cluster", record, {"embed": emb.record()})
+    if s.engine == "ray":  # Ray is there and --ray-address answers, before --out is touched
+        from ..engines.ray_session import preflight
+
+        preflight(s.ray_address)
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path,), log=say) as run:
         if run.state == "done":
             return StepResult(run.manifest, run.out, "done", time.perf_counter() - t0)

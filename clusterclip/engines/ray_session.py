@@ -39,6 +39,13 @@ def require_ray():
     return ray
 
 
+def preflight(address: str | None) -> None:
+    """Before ``--out`` is touched: Ray is installed and ``--ray-address`` answers (one-line errors)."""
+    require_ray()
+    if address:
+        _check_reachable(address)
+
+
 def connect(address: str | None, log: Callable[[str], None] | None = None):
     """Join (or start) Ray once per process; returns the ``ray`` module."""
     ray = require_ray()
@@ -51,6 +58,8 @@ def connect(address: str | None, log: Callable[[str], None] | None = None):
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
                                   logging_level=logging.ERROR)
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, **kwargs)
@@ -65,6 +74,22 @@ def connect(address: str | None, log: Callable[[str], None] | None = None):
         f"{int(res.get('GPU', 0))} GPUs, {len(ray.nodes())} node(s)")
     data_context()
     return ray
+
+
+def _check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuse a ``HOST:PORT`` nobody listens on at once (Ray itself retries for minutes)."""
+    import socket
+
+    if address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise InputError(f"--ray-address {address}: not HOST:PORT; give e.g. auto, HEAD:6379 or ray://HEAD:10001")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise InputError(f"--ray-address {address}: nothing answers there ({e.strerror or e}); start the cluster "
+                         f"with `ray start --head` on that machine, or check the address") from None
 
 
 def data_context():

@@ -68,6 +68,10 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
     if s.tokens is None:  # plan before anything in --out is touched: a budget error changes nothing
         schedule = _plan(labels, s, None)
     job = Job("schedule", record, {"embed": emb.record(), "cluster": cl.record()})
+    if s.engine == "ray" and not s.dry_run:  # Ray is there and --ray-address answers, before --out is touched
+        from ..engines.ray_session import preflight
+
+        preflight(s.ray_address)
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path, cl.path), log=say) as run:
         if run.state == "done":
             return StepResult(run.manifest, run.out, "done", time.perf_counter() - t0)
