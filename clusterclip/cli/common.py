@@ -175,7 +175,7 @@ def engine_options(what: str, *, actors: bool = False):
                           f"The output is the same; a finished run with the other engine is already done."),
         click.option("--ray-address", default=None, metavar="ADDR",
                      help="With --engine ray: the cluster to join (auto, HOST:6379 or ray://HOST:10001) "
-                          "[default: $RAY_ADDRESS, else start a local Ray on this machine]."),
+                          "[default: $RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray]."),
     ]
     if actors:
         options.append(click.option("--ray-actors", type=click.IntRange(min=1), default=None,

@@ -1,8 +1,8 @@
 """The Ray side shared by the steps: joining (or starting) Ray, its resources, running tasks, errors.
 
 - :func:`connect` joins the cluster at ``--ray-address`` (``auto``: the one ``ray start`` made on
-  this machine; ``ray://host:10001``: Ray Client), or starts a local Ray on this machine when no
-  address is given (and ``RAY_ADDRESS`` is unset). A Ray already initialised in this process (a
+  this machine; ``ray://host:10001``: Ray Client). Without an address Ray's own rule applies:
+  ``$RAY_ADDRESS``, else the cluster of the last ``ray start`` here, else a new local Ray. A Ray already initialised in this process (a
   notebook, a test) is used as it is.
 - :func:`run_tasks` runs one remote function over many argument tuples with a bounded number
   in flight, yielding ``(index, result)`` as they finish (the driver puts them in order).
