@@ -6,7 +6,7 @@ import click
 
 from ..cluster.assignment import DEFAULT_CHUNK_ROWS
 from ..cluster.kmeans import DEFAULT_INIT, DEFAULT_ITERS, DEVICES, INIT_POINTS_PER_CENTROID, INITS, POINTS_PER_CENTROID
-from .common import echo_summary, note, overwrite_option, step_command, wants_progress
+from .common import echo_summary, engine_options, note, overwrite_option, step_command, wants_progress
 
 
 def format_summary(result) -> str:
@@ -54,6 +54,7 @@ def format_summary(result) -> str:
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for faiss [default: all cores]. Results are bit-identical for the same thread "
                    "count and CPU; pin it to reproduce a run from another machine of the same kind.")
+@engine_options("the assignment pass (training stays here)")
 @overwrite_option
 @step_command
 def command(emb, out, overwrite, **options):

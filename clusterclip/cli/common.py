@@ -165,6 +165,31 @@ def rehash_option(f):
     )(f)
 
 
+def engine_options(what: str, *, actors: bool = False):
+    """``--engine`` and ``--ray-address`` (and ``--ray-actors`` for embed): where the work runs, never the result."""
+    from ..engines import ENGINES
+
+    options = [
+        click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
+                     help=f"Where {what} runs: local (this machine) or ray (a Ray cluster, see docs/SCALE.md). "
+                          f"The output is the same; a finished run with the other engine is already done."),
+        click.option("--ray-address", default=None, metavar="ADDR",
+                     help="With --engine ray: the cluster to join (auto, HOST:6379 or ray://HOST:10001) "
+                          "[default: $RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray]."),
+    ]
+    if actors:
+        options.append(click.option("--ray-actors", type=click.IntRange(min=1), default=None,
+                                    help="With --engine ray: encoder actors, each loading the model once "
+                                         "[default: one per GPU of the cluster; 1 without GPUs]."))
+
+    def decorate(f):
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return decorate
+
+
 def wants_progress() -> bool:
     """Progress bars on stderr unless --quiet, CLUSTERCLIP_NO_PROGRESS=1 or TQDM_DISABLE=1."""
     return os.environ.get(QUIET_ENV) != "1" and progress_enabled(True)

@@ -14,7 +14,7 @@ from ..embed.settings import (
     PACKING,
     SAVE_DTYPES,
 )
-from .common import echo_summary, note, overwrite_option, rehash_option, step_command, wants_progress
+from .common import echo_summary, engine_options, note, overwrite_option, rehash_option, step_command, wants_progress
 
 
 def format_summary(result) -> str:
@@ -81,6 +81,7 @@ def format_summary(result) -> str:
               default=DEFAULT_PARTITION_BLOCK, show_default=True,
               help="Rows per partitioning block: block b of the input rows goes to partition b mod N.")
 @rehash_option
+@engine_options("embedding (reading and the encoder)", actors=True)
 @overwrite_option
 @step_command
 def command(inputs, out, overwrite, compile_, **options):

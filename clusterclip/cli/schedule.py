@@ -8,7 +8,7 @@ from ..schedule.sampling import SAMPLERS
 from ..schedule.settings import DEFAULT_MAX_REPEATS, DEFAULT_SHARD_TOKENS
 from ..shards import formats_help
 from ..tokenization import CONVENTIONS
-from .common import echo_summary, note, overwrite_option, rehash_option, step_command, wants_progress
+from .common import echo_summary, engine_options, note, overwrite_option, rehash_option, step_command, wants_progress
 
 
 def _formats(ctx, param, value):
@@ -67,6 +67,7 @@ def _formats(ctx, param, value):
 @click.option("--allow-partial", is_flag=True,
               help="When the clip cannot meet the budget, write what is possible instead of failing.")
 @rehash_option
+@engine_options("tokenizing and shard writing")
 @overwrite_option
 @step_command
 def command(emb, cl, out, overwrite, **options):

@@ -71,6 +71,10 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
     resolved = s.replace(device=device, max_train_points=max_train_points, k2=k2)
     record = {**resolved.record(), "algorithm": "spherical k-means (faiss), inner product, 1 run"}
     job = Job("cluster", record, {"embed": emb.record()})
+    if s.engine == "ray":  # Ray is there and --ray-address answers, before --out is touched
+        from ..engines.ray_session import preflight
+
+        preflight(s.ray_address)
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path,), log=say) as run:
         if run.state == "done":
             return StepResult(run.manifest, run.out, "done", time.perf_counter() - t0)
@@ -89,7 +93,12 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
 
 def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_points: int, gpu: bool,
          progress: bool, say) -> dict:
-    emb.verify(only=set(emb.parts))  # every embedding read is checked against what embed recorded
+    if s.engine == "ray":  # every embedding read is checked against what embed recorded
+        from ..engines.ray_cluster import verify_parts
+
+        verify_parts(emb, s)
+    else:
+        emb.verify(only=set(emb.parts))
     store = emb.store()
     n, k = store.n, s.k
     threads = 1 if gpu else default_threads()
@@ -119,7 +128,12 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
         say(f"cluster: trained in {time.perf_counter() - t0:.1f}s ({len(train_info['objective'])} iterations), "
             f"mean training similarity {obj / train_points:.4f}")
 
-    labels, similarity = assign(store, centroids, chunk_rows=s.chunk_rows, gpu=gpu, check=True, progress=progress)
+    if s.engine == "ray":
+        from ..engines.ray_cluster import assign_rows
+
+        labels, similarity = assign_rows(emb, centroids, s, gpu=gpu, progress=progress)
+    else:
+        labels, similarity = assign(store, centroids, chunk_rows=s.chunk_rows, gpu=gpu, check=True, progress=progress)
     if len(labels) != n:  # accounting: every document gets a cluster
         raise InputError(f"{emb.path}: assigned {len(labels)} of {n} documents; this is a bug: please report it")
     level2 = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import Settings, setting
 from .assignment import DEFAULT_CHUNK_ROWS
@@ -25,8 +26,11 @@ class ClusterSettings(Settings):
     # how it runs, not what it computes (kept out of the job's identity)
     chunk_rows: int = setting(DEFAULT_CHUNK_ROWS, flag="--chunk-rows", kind=int, min=1, record=False)
     threads: int | None = setting(None, flag="--threads", kind=int, min=1, max=4096, optional=True, record=False)
+    engine: str = engine_setting()  # where the assignment pass runs (training stays here)
+    ray_address: str | None = ray_address_setting()
 
     def validate(self) -> None:
+        check_engine(self)
         if self.levels == 1 and self.k2 is not None:
             raise InputError("--k2: only used with --levels 2; add --levels 2 or drop --k2")
         if self.k2 is not None and self.k2 > self.k:

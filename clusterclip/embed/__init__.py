@@ -76,7 +76,13 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
     if is_ours(previous) and previous.get("step") == "embed":
         known = {"records": (previous.get("inputs") or {}).get("files"), "stat_cache": previous.get("corpus_stat")}
     records, stat_cache = describe_files(files, known, rehash=s.rehash_inputs, progress=progress)
-    if encoder is None:
+    if s.engine == "ray":  # the encoder is resolved where it runs (a GPU worker)
+        from ..engines.ray_embed import ray_encoder
+
+        if encoder is not None:
+            raise InputError("embed_corpus: with engine='ray' the encoder is built on the workers; leave encoder= out")
+        encoder = ray_encoder(s, log)
+    elif encoder is None:
         encoder = make_encoder(s)
     else:
         _check_encoder(encoder, s)
@@ -86,12 +92,14 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
     with OutputDir(out, job, overwrite=overwrite, inputs=tuple(p for p in input_dirs if p.is_dir()), log=log) as run:
         if run.state == "done":
             return StepResult(run.manifest, out, "done", time.perf_counter() - t0)
-        from .pipeline import run_local
-
+        if s.engine == "ray":
+            from ..engines.ray_embed import run_ray as run_engine
+        else:
+            from .pipeline import run_local as run_engine
         writer = EmbedWriter(run.build, id_column=s.id_column, save_dtype=s.save_dtype)
         kept = writer.resume() if run.state == "resume" else []
         partition = Partitioning(s.num_partitions, s.partition_index, s.partition_block)
-        stats, embedded = run_local(readers, s, encoder, writer, partition, done_parts=len(kept), progress=progress)
+        stats, embedded = run_engine(readers, s, encoder, writer, partition, done_parts=len(kept), progress=progress)
         where = str(files[0]) if len(files) == 1 else f"{len(files)} input files"
         stats.check(where)
         if not writer.journal:

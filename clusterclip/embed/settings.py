@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..readers.base import RESERVED_COLUMNS
 from ..settings import Settings, setting
@@ -49,8 +50,18 @@ class EmbedSettings(Settings):
     partition_block: int = setting(DEFAULT_PARTITION_BLOCK, flag="--partition-block", kind=int, min=1)
     # how inputs are checked (not part of the job's identity)
     rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, record=False)
+    # where it runs (not part of the job's identity: the engine never changes the result)
+    engine: str = engine_setting()
+    ray_address: str | None = ray_address_setting()
+    ray_actors: int | None = setting(None, flag="--ray-actors", kind=int, min=1, optional=True, record=False)
 
     def validate(self) -> None:
+        check_engine(self)
+        if self.engine == "ray":
+            for flag, value in (("--num-partitions", self.num_partitions > 1), ("--limit", self.limit is not None)):
+                if value:
+                    raise InputError(f"{flag}: not with --engine ray (Ray spreads the whole corpus over the cluster); "
+                                     f"leave it out, or use --engine local")
         if self.partition_index >= self.num_partitions:
             raise InputError(f"--partition-index {self.partition_index}: must be below --num-partitions "
                              f"{self.num_partitions} (0..{self.num_partitions - 1})")

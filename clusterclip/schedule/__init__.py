@@ -69,6 +69,10 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
     if s.tokens is None:  # plan before anything in --out is touched: a budget error changes nothing
         schedule = _plan(labels, s, None)
     job = Job("schedule", record, {"embed": emb.record(), "cluster": cl.record()})
+    if s.engine == "ray" and not s.dry_run:  # Ray is there and --ray-address answers, before --out is touched
+        from ..engines.ray_session import preflight
+
+        preflight(s.ray_address)
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path, cl.path), log=say) as run:
         if run.state == "done":
             return StepResult(run.manifest, run.out, "done", time.perf_counter() - t0)
@@ -96,7 +100,7 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
                                  formats=s.formats, shard_tokens=s.shard_tokens, eos_id=tok.eos_id,
                                  bos_id=tok.bos_id, vocab_size=tok.vocab_size, align_tokens=s.align_tokens,
                                  pack=s.pack, journal_path=work / "shards-journal.jsonl", progress=progress,
-                                 resume=(run.state == "resume"))
+                                 resume=(run.state == "resume"), run_shards=_shard_engine(s))
             names.append(INDEX_FILE)
             for fmt_shards in index["shards"].values():
                 for shard in fmt_shards:
@@ -164,8 +168,22 @@ def _plan(labels: np.ndarray, s: ScheduleSettings, lengths) -> Schedule:
         raise InputError(f"budget: {e}; check the budget options") from None
 
 
+def _shard_engine(s: ScheduleSettings):
+    """Where the shards are written: None (here) or the Ray engine's runner."""
+    if s.engine == "ray":
+        from ..engines.ray_schedule import shard_runner
+
+        return shard_runner(s)
+    return None
+
+
 def _tokenize(emb: EmbedDir, doc_ids, n_docs: int, tok, work, s: ScheduleSettings, progress: bool):
     from ..token_store import build_token_store
+
+    if s.engine == "ray":
+        from ..engines.ray_schedule import tokenize_on_ray
+
+        return tokenize_on_ray(emb, doc_ids, n_docs, tok, work / "tokens", s, progress=progress)
 
     emb.check_corpus(rehash=s.rehash_inputs, progress=progress)  # before the tokenizer's bar starts
     # a callable: when the fast tokenizer's check fails late, the store restarts on tokenizers by itself

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import Settings, setting
 from .sampling import SAMPLERS
@@ -43,8 +44,12 @@ class ScheduleSettings(Settings):
     # how it runs, not what it computes (not part of the job's identity)
     workers: int | None = setting(None, flag="--workers", kind=int, min=1, max=4096, optional=True, record=False)
     rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, record=False)
+    # where tokenizing and shard writing run (not part of the job's identity: the bytes are the same)
+    engine: str = engine_setting()
+    ray_address: str | None = ray_address_setting()
 
     def validate(self) -> None:
+        check_engine(self)
         budgets = [f for f, v in (("--epochs", self.epochs), ("--samples", self.samples), ("--tokens", self.tokens))
                    if v is not None]
         if len(budgets) > 1:

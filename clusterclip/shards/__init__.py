@@ -40,6 +40,7 @@ import json
 import os
 import pkgutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,7 @@ def write_shards(
     progress: bool = True,
     resume: bool = True,
     journal_path: str | os.PathLike | None = None,
+    run_shards=None,
 ) -> dict:
     """Write the samples of the order (``BOS? + document tokens + EOS?``) as shards in each of ``formats``.
 
@@ -171,6 +173,11 @@ def write_shards(
     already complete in ``out_dir`` is kept if its files re-hash to the digests journaled when
     it was committed (``journal_path``, default ``out_dir/.shards-journal.jsonl``; removed at
     the end); the others are (re)written. Returns the ``shards.json`` index.
+
+    ``run_shards(job, pending, writers, bar)`` chooses where the shards are written (default
+    :func:`write_here`, this process; the Ray engine writes each in a task): it yields
+    ``(plan, format, result)`` for every shard of ``pending`` in any order, and this function
+    journals each one as it comes.
     """
     out = Path(out_dir)
     n = len(order_doc_ids)
@@ -205,24 +212,37 @@ def write_shards(
 
         bar = tqdm(total=sum(p.tokens for p in plans), unit="tok", unit_scale=True,
                    desc=f"shards ({','.join(formats)})", dynamic_ncols=True, leave=False)
-    records: dict[str, list[dict]] = {f: [] for f in formats}
-    written: dict[str, list[dict]] = {f: [] for f in formats}
+    records: dict[str, dict[int, dict]] = {f: {} for f in formats}
+    written: dict[str, dict[int, dict]] = {f: {} for f in formats}
     try:
+        pending: list[tuple[ShardPlan, list[tuple[str, str]]]] = []  # shards to write: plan, [(format, key)]
         for plan in plans:
             todo = []
             for w in writers:
                 key = shard_key(w.name, {**layout_record, **w.describe()}, plan, order_doc_ids)
                 kept = journal.kept(out, w.name, plan.index, key) if resume else None
                 if kept is not None:
-                    records[w.name].append(_record(plan, kept["files"], kept.get("rows")))
-                    written[w.name].append(kept["written"])
+                    records[w.name][plan.index] = _record(plan, kept["files"], kept.get("rows"))
+                    written[w.name][plan.index] = kept["written"]
                 else:
-                    todo.append((w, key))
+                    todo.append((w.name, key))
             if todo:
-                _write_one(plan, plans, todo, records, written, journal, order_doc_ids, order_cluster,
-                           order_repeat, token_store, layout, bar)
+                pending.append((plan, todo))
             elif bar is not None:
                 bar.update(plan.tokens)
+        job = ShardJob(out, layout, plans, order_doc_ids, order_cluster, order_repeat, token_store)
+        keys = {(plan.index, fmt): key for plan, todo in pending for fmt, key in todo}
+        remaining = {plan.index: len(todo) for plan, todo in pending}
+        for plan, fmt, got in (run_shards or write_here)(job, pending, writers, bar):
+            records[fmt][plan.index] = _record(plan, got["files"], got["rows"])  # journaled here, whatever the engine
+            written[fmt][plan.index] = got["written"]
+            journal.append({"format": fmt, "index": plan.index, "key": keys[plan.index, fmt], "files": got["files"],
+                            "written": got["written"], "rows": got["rows"]})
+            remaining[plan.index] -= 1
+            if not remaining[plan.index]:
+                checkpoint("schedule.shard")
+        records = {f: [r[p.index] for p in plans if p.index in r] for f, r in records.items()}
+        written = {f: [r[p.index] for p in plans if p.index in r] for f, r in written.items()}
         extra = {}
         for w in writers:
             files = w.finish(records[w.name])
@@ -297,28 +317,57 @@ def _clean_stale(writer: ShardFormat, plans: list[ShardPlan]) -> None:
             f.unlink(missing_ok=True)
 
 
-def _write_one(plan, plans, todo, records, written, journal, order_doc_ids, order_cluster, order_repeat, store,
-               layout, bar) -> None:
+@dataclass(frozen=True)
+class ShardJob:
+    """What every shard of one ``write_shards`` call reads: the output, the layout, the cuts, the order, the tokens.
+
+    An engine that writes shards elsewhere (``run_shards=``) may hand a task a job whose arrays
+    cover only that shard's positions (anything indexable by absolute order position).
+    """
+
+    out: Path
+    layout: StreamLayout
+    plans: Sequence[ShardPlan]
+    order_doc_ids: np.ndarray
+    order_cluster: np.ndarray
+    order_repeat: np.ndarray
+    store: object
+
+
+def write_here(job: ShardJob, pending, writers, bar):
+    """The local engine: write the ``pending`` shards one after another in this process.
+
+    Yields ``(plan, format, result)`` as each shard file set is committed (see :func:`write_shard`).
+    """
+    by_name = {w.name: w for w in writers}
+    for plan, todo in pending:
+        chosen = [by_name[fmt] for fmt, _ in todo]
+        for w, got in zip(chosen, write_shard(chosen, plan, job, bar)):
+            yield plan, w.name, got
+
+
+def write_shard(writers: Sequence[ShardFormat], plan: ShardPlan, job: ShardJob, bar=None):
+    """Write shard ``plan`` in each of ``writers``' formats; yields each writer's result once committed.
+
+    A result is ``{"files": [...], "written": {"tokens", "samples"}, "rows": ...}``. Nothing is
+    journaled here: :func:`write_shards` journals each result in the driver, whatever engine wrote it.
+    """
     started = []
     try:
-        for w, _ in todo:
+        for w in writers:
             w.written = {"tokens": 0, "samples": 0}
             w.last_rows = None
             w.begin(plan)
             started.append(w)
-        for tokens, segments in shard_pieces(plan, plans, order_doc_ids, order_cluster, order_repeat, store, layout):
-            for w, _ in todo:
+        for tokens, segments in shard_pieces(plan, job.plans, job.order_doc_ids, job.order_cluster,
+                                             job.order_repeat, job.store, job.layout):
+            for w in writers:
                 w.write(tokens, segments)
             if bar is not None:
                 bar.update(int(segments.sizes[segments.positions >= 0].sum()))
-        for w, key in todo:
+        for w in writers:
             files = w.commit()
-            rows = getattr(w, "last_rows", None)
-            records[w.name].append(_record(plan, files, rows))
-            written[w.name].append(dict(w.written))
-            journal.append({"format": w.name, "index": plan.index, "key": key, "files": files,
-                            "written": dict(w.written), "rows": rows})
-        checkpoint("schedule.shard")
+            yield {"files": files, "written": dict(w.written), "rows": getattr(w, "last_rows", None)}
     except ValueError as e:
         for w in started:
             w.abort()
