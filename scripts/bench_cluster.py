@@ -231,8 +231,8 @@ def main(argv=None):
         rows.append((name, seconds, mean, total, info))
         print(f"  {name}: best {seconds:.1f}s, mean cosine {mean:.5f} {info}", flush=True)
 
-    from threadpoolctl import threadpool_info
     import sklearn
+    from threadpoolctl import threadpool_info
 
     print(f"\nsklearn {sklearn.__version__}; thread pools: "
           + ", ".join(f"{i['internal_api']}x{i['num_threads']}" for i in threadpool_info()))
@@ -240,7 +240,7 @@ def main(argv=None):
     print()
     print(f"| method | time (s) | speed-up vs {ref[0]} | mean cosine | sum cosine | objective vs ref |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, seconds, mean, total, info in rows:
+    for name, seconds, mean, total, _info in rows:
         print(f"| {name} | {seconds:.1f} | {ref[1] / seconds:.1f}x | {mean:.5f} | {total:.1f} | "
               f"{100 * (mean / ref[2] - 1):+.2f}% |")
 

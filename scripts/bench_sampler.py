@@ -72,14 +72,14 @@ def main() -> None:
     for size_text in args.sizes:
         n_samples = parse_count(size_text)
         rng = np.random.default_rng(args.seed)
-        baseline = timed(lambda: rng.permutation(n_samples), args.repeat)
+        baseline = timed(lambda rng=rng, n=n_samples: rng.permutation(n), args.repeat)
         print(f"| {size_text:>8} | {'-':>8} | {'permutation':<11} | {baseline:8.2f} | "
               f"{n_samples / baseline:10.3g} | {1:6.2f} |", flush=True)
         for n_clusters in args.clusters:
             labels = synthetic_labels(max(n_samples // 10, n_clusters), n_clusters, args.seed)
             for sampler in args.samplers:
-                seconds = timed(lambda: plan_schedule(labels, sampler=sampler, samples=n_samples,
-                                                      max_repeats=MAX_REPEATS, seed=args.seed),
+                seconds = timed(lambda labels=labels, sampler=sampler, n=n_samples: plan_schedule(
+                                    labels, sampler=sampler, samples=n, max_repeats=MAX_REPEATS, seed=args.seed),
                                 args.repeat)
                 print(f"| {size_text:>8} | {n_clusters:>8} | {sampler:<11} | {seconds:8.2f} | "
                       f"{n_samples / seconds:10.3g} | {seconds / baseline:6.2f} |", flush=True)

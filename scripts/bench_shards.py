@@ -26,9 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import build_demo_corpus  # noqa: E402  (scripts/, beside this file)
 import train_demo_tokenizer  # noqa: E402
+
 from clusterclip.shards import FORMATS, write_shards  # noqa: E402
 from clusterclip.token_store import build_token_store  # noqa: E402
 from clusterclip.tokenization import load_tokenizer  # noqa: E402
+
 
 def stdlib_docstrings() -> list[str]:
     """Every docstring of the demo corpus builder's standard-library walk longer than 40 characters."""
@@ -97,9 +99,9 @@ def main(argv=None) -> None:
                 times.append(time.perf_counter() - t0)
             return min(times)
 
-        t_copy = best(lambda: np.copyto(dst, src))
+        t_copy = best(lambda src=src, dst=dst: np.copyto(dst, src))
 
-        def file_write():
+        def file_write(src=src):
             with open(work / "raw.bin", "wb") as f:
                 for i in range(0, n_tokens, 1 << 22):
                     f.write(src[i : i + (1 << 22)])

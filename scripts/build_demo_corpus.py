@@ -15,8 +15,8 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib
-import inspect
 import importlib.util
+import inspect
 import io
 import json
 import os
