@@ -183,7 +183,8 @@ class TokenStore:
         return out, sizes
 
 
-def _tokenizer_record(tokenizer) -> dict:
+def tokenizer_record(tokenizer) -> dict:
+    """The tokenizer's part of a token store's identity (what it encodes, not which backend runs it)."""
     if not hasattr(tokenizer, "describe"):
         return {"repr": repr(tokenizer)}
     try:  # the store's identity is its tokens: which backend encoded them is not part of it
@@ -239,7 +240,7 @@ def build_token_store(
     if int(workers) < 1:
         raise InputError(f"--workers {workers}: must be at least 1")
     p = Path(path)
-    tok_rec = _tokenizer_record(tokenizer)
+    tok_rec = tokenizer_record(tokenizer)
     vocab_size = int(tokenizer.vocab_size)
     dtype = token_dtype(vocab_size)
     identity = {"version": STORE_VERSION, "n_docs": int(n_docs), "dtype": dtype.name,

@@ -223,7 +223,9 @@ def _merge(ranges: list[DocRange], parts: list[Path], n_tokens: list[int], n_doc
     save_npy_atomic(path / "lengths.npy", lengths)
     save_npy_atomic(path / "offsets.npy", offsets)
     os.replace(partial, path / TOKENS)
-    tokenizer = tok.describe() if hasattr(tok, "describe") else stores[0].meta["tokenizer"]
+    from ..token_store import tokenizer_record
+
+    tokenizer = tokenizer_record(tok) if hasattr(tok, "describe") else stores[0].meta["tokenizer"]
     meta = {**stores[0].meta, "n_docs": int(n_docs), "tokenizer": tokenizer, "n_tokens": int(starts[-1]),
             "n_tokenized": int(np.count_nonzero(lengths >= 0))}
     write_json_atomic(path / META, meta)
