@@ -109,3 +109,15 @@ def test_schedule_pack_rows(tmp_path, embedded, clustered, demo_tokenizer):
     res = run_cli(["schedule", embedded, clustered, "--out", tmp_path / "x", "--tokenizer", demo_tokenizer,
                    "--samples", 10, "--align-tokens", 64, "--format", "parquet"], expect_ok=False)
     assert res.exit_code == 2 and "--align-tokens 64: applies to token streams" in res.output
+
+
+@pytest.mark.parametrize("flag", ["--align-tokens", "--pack"])
+def test_a_window_longer_than_the_stream_is_refused_not_padded(tmp_path, embedded, clustered, demo_tokenizer, flag):
+    """Found by the CLI fuzz: --align-tokens 2**40 padded the last shard with a trillion tokens."""
+    from helpers import assert_one_line_error, invoke
+
+    fmt = "bin" if flag == "--align-tokens" else "parquet"
+    code, output = invoke(["schedule", embedded, clustered, "--out", tmp_path / "s", "--tokenizer", demo_tokenizer,
+                           "--format", fmt, flag, 10**9])
+    assert_one_line_error(code, output, f"{flag} {10**9}", "longer than the whole stream")
+    assert not (tmp_path / "s" / "manifest.json").exists()

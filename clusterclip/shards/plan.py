@@ -63,7 +63,14 @@ def plan_shards(order_doc_ids, lengths, shard_tokens: int, *, delimiters: int = 
         unit = int(align_tokens or pack)
         if unit < 1:
             raise InputError(f"{'--align-tokens' if align_tokens else '--pack'} {unit}: must be at least 1")
-        return _plan_by_tokens(order_doc_ids, lengths, shard_tokens, delimiters, unit, overlap=1 if align_tokens else 0)
+        plans = _plan_by_tokens(order_doc_ids, lengths, shard_tokens, delimiters, unit,
+                                overlap=1 if align_tokens else 0)
+        total = sum(p.tokens for p in plans)
+        if plans and unit > max(total, PIECE_TOKENS):  # padding larger than the data (it could fill the disk)
+            flag = f"--align-tokens {unit}" if align_tokens else f"--pack {unit}"
+            raise InputError(f"{flag}: longer than the whole stream ({total:,} tokens), which would be padded "
+                             f"to {unit:,}; lower it to at most {total:,}, or plan a larger budget")
+        return plans
     return _plan_by_samples(order_doc_ids, lengths, shard_tokens, delimiters)
 
 
@@ -201,6 +208,7 @@ def shard_pieces(plan: ShardPlan, plans: list[ShardPlan], order_doc_ids, order_c
         if plan.index + 1 < len(plans):
             nxt = plans[plan.index + 1]
             extra.append(stream_token(store, layout, int(order_doc_ids[nxt.start]), nxt.first_offset))
-    extra += [layout.pad_id] * (plan.pad + (plan.overlap if plan.index + 1 == len(plans) else 0))
-    if extra:
-        yield np.asarray(extra, dtype=store.dtype), Segments.filler(len(extra))
+    pad = plan.pad + (plan.overlap if plan.index + 1 == len(plans) else 0)  # < one unit (plan_shards checks it)
+    if extra or pad:
+        filler = np.concatenate([np.asarray(extra, dtype=store.dtype), np.full(pad, layout.pad_id, dtype=store.dtype)])
+        yield filler, Segments.filler(len(filler))
