@@ -50,13 +50,11 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-
-from clusterclip.clustering import (  # noqa: E402
+from clusterclip.cluster.assignment import assign
+from clusterclip.cluster.kmeans import (
     DEFAULT_INIT,
     DEFAULT_ITERS,
     POINTS_PER_CENTROID,
-    assign,
     default_threads,
     train_spherical_kmeans_with_stats,
 )
