@@ -77,7 +77,7 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
         preflight(s.ray_address)
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path,), log=say) as run:
         if run.state == "done":
-            return StepResult(run.manifest, run.out, "done", time.perf_counter() - t0)
+            return StepResult(run.manifest, Path(out_dir), "done", time.perf_counter() - t0)
         import faiss
 
         previous_threads = default_threads()
@@ -88,7 +88,7 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
         finally:
             if s.threads is not None:
                 faiss.omp_set_num_threads(previous_threads)
-    return StepResult(manifest, run.out, run.state, time.perf_counter() - t0, n)
+    return StepResult(manifest, Path(out_dir), run.state, time.perf_counter() - t0, n)
 
 
 def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_points: int, gpu: bool,

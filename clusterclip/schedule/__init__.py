@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -75,7 +76,7 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
         preflight(s.ray_address)
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path, cl.path), log=say) as run:
         if run.state == "done":
-            return StepResult(run.manifest, run.out, "done", time.perf_counter() - t0)
+            return StepResult(run.manifest, Path(out_dir), "done", time.perf_counter() - t0)
         build = run.build
         work = build / WORK_DIR
         work.mkdir(exist_ok=True)
@@ -120,7 +121,7 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
                       if index else None}  # write_shards checked that every format holds exactly the order
         manifest = build_manifest("schedule", record, job.inputs, outputs, stats, accounting=accounting)
         run.commit(manifest)
-    return StepResult(manifest, run.out, run.state, time.perf_counter() - t0, len(schedule))
+    return StepResult(manifest, Path(out_dir), run.state, time.perf_counter() - t0, len(schedule))
 
 
 def sample_lengths(store, delimiters: int) -> np.ndarray:
