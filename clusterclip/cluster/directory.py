@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import read_manifest, require_outputs, save_npy_atomic, upstream_record, write_parquet_atomic
+from ..artifacts import save_npy_atomic, write_parquet_atomic
+from ..artifacts.directory import ArtifactDir
 from ..errors import IntegrityError, MismatchError
 
 CENTROIDS = "centroids.npy"
@@ -28,21 +29,15 @@ CLUSTERS = "clusters.parquet"
 CENTROIDS_L2 = "centroids-level2.npy"
 
 
-class ClusterDir:
+class ClusterDir(ArtifactDir):
     """A finished ``cluster`` directory, checked on opening (manifest, file sizes)."""
 
+    step = "cluster"
+
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
-        self.path = Path(path)
-        self.manifest = read_manifest(self.path, "cluster")
-        require_outputs(self.path, self.manifest, full=verify)
-        self.settings = self.manifest["settings"]
-        self.statistics = self.manifest["statistics"]
+        super().__init__(path, verify=verify)
         self.k = int(self.statistics["k"])
         self.n_docs = int(self.statistics["n_docs"])
-        self._record = upstream_record(self.path, "cluster")
-
-    def record(self) -> dict:
-        return dict(self._record)
 
     @property
     def embed_record(self) -> dict:
@@ -59,15 +54,11 @@ class ClusterDir:
             raise MismatchError(f"{self.path}: holds {self.n_docs} documents but {emb.path} {emb.n_docs}; "
                                 f"rerun `clusterclip cluster`")
 
-    def verify_file(self, name: str) -> None:
-        """Check the sha256 of one output file against the manifest."""
-        require_outputs(self.path, self.manifest, full=True, only={name})
-
     def labels(self) -> np.ndarray:
         """The cluster of every document (int64 ``[N]``), its digest and shape checked."""
         import pyarrow.parquet as pq
 
-        require_outputs(self.path, self.manifest, full=True, only={ASSIGNMENTS})
+        self.verify_file(ASSIGNMENTS)
         path = self.path / ASSIGNMENTS
         table = pq.read_table(path, columns=["doc_id", "cluster"])
         doc_id = table.column("doc_id").to_numpy()
@@ -79,7 +70,7 @@ class ClusterDir:
         return labels
 
     def centroids(self) -> np.ndarray:
-        require_outputs(self.path, self.manifest, full=True, only={CENTROIDS})
+        self.verify_file(CENTROIDS)
         c = np.load(self.path / CENTROIDS, allow_pickle=False)
         if c.shape[0] != self.k:
             raise IntegrityError(f"{self.path / CENTROIDS}: {c.shape[0]} centroids but k={self.k}")
@@ -88,7 +79,7 @@ class ClusterDir:
     def clusters_table(self):
         import pyarrow.parquet as pq
 
-        require_outputs(self.path, self.manifest, full=True, only={CLUSTERS})
+        self.verify_file(CLUSTERS)
         return pq.read_table(self.path / CLUSTERS)
 
 

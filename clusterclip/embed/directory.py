@@ -24,16 +24,9 @@ from typing import Iterator
 
 import numpy as np
 
-from ..artifacts import (
-    atomic_path,
-    file_record,
-    read_manifest,
-    require_outputs,
-    save_npy_atomic,
-    upstream_record,
-    write_parquet_atomic,
-)
+from ..artifacts import atomic_path, file_record, save_npy_atomic, write_parquet_atomic
 from ..artifacts.corpus import verify_files
+from ..artifacts.directory import ArtifactDir
 from ..errors import InputError, IntegrityError, MismatchError
 from ..faults import checkpoint
 
@@ -151,20 +144,17 @@ def _npy_shape(path: Path) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- reading a finished directory
-class EmbedDir:
-    """A finished ``embed`` directory, checked on opening (manifest, file sizes, part shapes)."""
+class EmbedDir(ArtifactDir):
+    """A finished ``embed`` directory, checked on opening (manifest, file sizes, document count)."""
+
+    step = "embed"
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
-        self.path = Path(path)
-        self.manifest = read_manifest(self.path, "embed")
-        require_outputs(self.path, self.manifest, full=verify)
-        self.settings = self.manifest["settings"]
-        self.statistics = self.manifest["statistics"]
+        super().__init__(path, verify=verify)
         self.n_docs = int(self.statistics["n_docs"])
         self.dim = int(self.statistics["dim"])
         self.parts = sorted(r["path"] for r in self.manifest["outputs"] if is_part_name(r["path"]))
         self._check_docs_rows()
-        self._record = upstream_record(self.path, "embed")
         self._store: EmbeddingStore | None = None
         self._corpus_checked = False
 
@@ -182,10 +172,6 @@ class EmbedDir:
     @classmethod
     def open(cls, path, *, verify: bool = False) -> "EmbedDir":
         return cls(path, verify=verify)
-
-    def record(self) -> dict:
-        """How a downstream manifest names this directory (path and manifest digest)."""
-        return dict(self._record)
 
     @property
     def text_column(self) -> str:
@@ -208,10 +194,6 @@ class EmbedDir:
                 raise IntegrityError(f"{self.path}: the embeddings hold {self._store.n} x {self._store.dim} values but "
                                      f"the manifest says {self.n_docs} x {self.dim}; rerun `clusterclip embed`")
         return self._store
-
-    def verify(self, only: set[str] | None = None) -> None:
-        """Check the sha256 of every file (or of ``only``) against the manifest."""
-        require_outputs(self.path, self.manifest, full=True, only=only)
 
     # ------------------------------------------------------------------ documents
     def docs_file(self) -> Path:

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import read_manifest, require_outputs, write_parquet_atomic
+from ..artifacts import write_parquet_atomic
+from ..artifacts.directory import ArtifactDir
 from ..errors import InputError, IntegrityError
 
 ORDER_FILE = "order.parquet"
@@ -37,15 +38,13 @@ def write_order(path: Path, schedule) -> None:
     write_parquet_atomic(path, table, row_group_size=1 << 20)
 
 
-class ScheduleDir:
+class ScheduleDir(ArtifactDir):
     """A finished ``schedule`` directory, checked on opening (manifest, file sizes)."""
 
+    step = "schedule"
+
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
-        self.path = Path(path)
-        self.manifest = read_manifest(self.path, "schedule")
-        require_outputs(self.path, self.manifest, full=verify)
-        self.settings = self.manifest["settings"]
-        self.statistics = self.manifest["statistics"]
+        super().__init__(path, verify=verify)
         self.n_samples = int(self.statistics["samples"])
 
     @property
@@ -53,7 +52,7 @@ class ScheduleDir:
         return bool(self.settings.get("dry_run"))
 
     def order_file(self) -> Path:
-        require_outputs(self.path, self.manifest, full=True, only={ORDER_FILE})
+        self.verify_file(ORDER_FILE)
         return self.path / ORDER_FILE
 
     def order_row(self, position: int) -> dict:
@@ -81,5 +80,5 @@ class ScheduleDir:
         if self.dry_run:
             raise InputError(f"{self.path}: a dry run (order only, no shards); rerun `clusterclip schedule` without "
                              f"--dry-run to write shards")
-        require_outputs(self.path, self.manifest, full=True, only={INDEX_FILE})
+        self.verify_file(INDEX_FILE)
         return json.loads((self.path / INDEX_FILE).read_text("utf-8"))

@@ -1,0 +1,38 @@
+"""What every finished artifact directory's owner shares: open = the manifest checked, every file sized."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+from .manifest import read_manifest, require_outputs, upstream_record
+
+
+class ArtifactDir:
+    """A finished directory of ``step``: manifest read and checked (its own checksum included), every
+    recorded file size-checked (sha256 too with ``verify``). Subclasses add what their step's
+    consumers need; every read goes through :meth:`verify` first."""
+
+    step: ClassVar[str] = "?"
+
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False):
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path, self.step)
+        require_outputs(self.path, self.manifest, full=verify)
+        self.settings: dict = self.manifest["settings"]
+        self.statistics: dict = self.manifest["statistics"]
+        self._record: dict | None = None
+
+    def record(self) -> dict:
+        """How a downstream manifest names this directory (path and manifest digest)."""
+        if self._record is None:
+            self._record = upstream_record(self.path, self.step)
+        return dict(self._record)
+
+    def verify(self, only: set[str] | None = None) -> None:
+        """Check the sha256 of every file (or of ``only``) against the manifest."""
+        require_outputs(self.path, self.manifest, full=True, only=only)
+
+    def verify_file(self, name: str) -> None:
+        self.verify({name})
