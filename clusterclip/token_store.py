@@ -77,7 +77,12 @@ Texts = Iterable[tuple[int, str]] | Callable[[], Iterable[tuple[int, str]]]
 
 def token_dtype(vocab_size: int) -> np.dtype:
     """uint16 when every id fits (vocab_size <= 65536), else uint32."""
-    return np.dtype(np.uint16) if vocab_size <= 1 << 16 else np.dtype(np.uint32)
+    return np.dtype(np.uint16) if fits_uint16(vocab_size) else np.dtype(np.uint32)
+
+
+def fits_uint16(vocab_size: int) -> bool:
+    """Whether every token id of a vocabulary fits 16 bits: the one rule every 16/32-bit choice follows."""
+    return vocab_size <= 1 << 16
 
 
 class TokenStore:

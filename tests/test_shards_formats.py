@@ -17,7 +17,7 @@ import pytest
 from clusterclip.errors import InputError
 from clusterclip.shards import plan_shards, read_sample, write_shards
 
-from shards_testlib import ALL, big_vocab_tokenizer, build_all, stdlib_docstrings, train_tokenizer, tree_bytes  # noqa: E402
+from shards_testlib import ALL, big_vocab_tokenizer, build_all, stdlib_docstrings, train_tokenizer, tree_bytes
 
 
 @pytest.fixture(scope="module")

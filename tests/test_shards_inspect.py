@@ -14,7 +14,7 @@ from clusterclip.artifacts import build_manifest, file_record, write_json_atomic
 from clusterclip.cli import cli
 from clusterclip.inspect_shards import order_row, sample_report, summarize
 
-from shards_testlib import build_all, stdlib_docstrings, train_tokenizer  # noqa: E402
+from shards_testlib import build_all, stdlib_docstrings, train_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ import pytest
 
 from clusterclip.shards import read_sample
 
-from shards_testlib import big_vocab_tokenizer, build_all, mds_python, stdlib_docstrings, train_tokenizer  # noqa: E402
+from shards_testlib import big_vocab_tokenizer, build_all, mds_python, stdlib_docstrings, train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECK = ROOT / "tests" / "mds_reader_check.py"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import ShardContent, ShardPlan, SingleFileFormat, delimiter_starts
+from ..token_store import fits_uint16
+from .base import ShardContent, ShardPlan, SingleFileFormat, delimiter_starts, uint16_or
 
 HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
@@ -27,7 +28,7 @@ LLAMA3 = (20240801, 7)
 
 
 def header(n_tokens: int, vocab_size: int) -> bytes:
-    magic, version = GPT2 if vocab_size <= 1 << 16 else LLAMA3
+    magic, version = GPT2 if fits_uint16(vocab_size) else LLAMA3
     h = np.zeros(HEADER_INTS, dtype="<i4")
     h[0], h[1], h[2] = magic, version, n_tokens
     return h.tobytes()
@@ -44,7 +45,7 @@ class BinFormat(SingleFileFormat):
 
     @classmethod
     def token_dtype(cls, vocab_size: int) -> np.dtype:
-        return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
+        return uint16_or(vocab_size, "<u4")
 
     def files(self, k: int) -> list[Path]:
         return [self.dir / f"train_{k:06d}.bin"]
@@ -59,7 +60,7 @@ class BinFormat(SingleFileFormat):
         self._account(len(tokens), segments)
 
     def describe(self) -> dict:
-        magic, version = GPT2 if self.vocab_size <= 1 << 16 else LLAMA3
+        magic, version = GPT2 if fits_uint16(self.vocab_size) else LLAMA3
         return {"token_dtype": self.dtype.name, "magic": magic, "version": version, "header_bytes": HEADER_BYTES}
 
     @classmethod
