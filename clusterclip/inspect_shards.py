@@ -10,13 +10,43 @@ names every shard that holds a piece of it.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
 from .schedule.directory import ScheduleDir
+from .settings import Settings, setting
 from .shards import FORMATS, find_shards, read_sample
+
+
+@dataclass(frozen=True)
+class InspectSettings(Settings):
+    """What ``clusterclip inspect`` shows (see its ``--help``)."""
+
+    step = "inspect"
+
+    samples: tuple = setting((), flag="--sample", aliases=("-s",), kind=int, multiple=True, min=0, group="show",
+                             metavar="I",
+                             help="Show position I of the order: doc_id, cluster, repeat and its tokens read back "
+                                  "from the shard files. Repeatable.")
+    decode: bool = setting(False, flag="--decode", kind=bool, group="show",
+                           help="Also decode the sample's tokens to text with the tokenizer recorded in "
+                                "OUT/manifest.json (or --tokenizer).")
+    format: str | None = setting(None, flag="--format", kind=str, choices=tuple(FORMATS), optional=True,
+                                 group="show",
+                                 help="Read the sample from this format only (default: every format written, and "
+                                      "check they agree).")
+    shards: bool = setting(False, flag="--shards", kind=bool, group="show",
+                           help="List every shard (of --format, default the first): its first and last sample, "
+                                "where it cuts a sample (--align-tokens/--pack), its look-ahead and padding tokens.")
+    tokenizer: str | None = setting(None, flag="--tokenizer", kind=str, optional=True, group="show", metavar="SPEC",
+                                    help="Tokenizer for --decode instead of the recorded one: a tokenizer.json, a "
+                                         "HF tokenizer directory or a hub name.")
+    max_tokens: int = setting(64, flag="--max-tokens", kind=int, min=0, group="show",
+                              help="Print at most this many token ids per sample (0: all).")
+    json: bool = setting(False, flag="--json", kind=bool, group="show", help="Print one JSON object instead of text.")
 
 
 def summarize(out_dir: str | os.PathLike) -> dict:
@@ -91,8 +121,6 @@ def sample_report(
         return report
     index = sd.shards_index()
     formats = [fmt] if fmt else (index.get("formats") or list(index["shards"]))
-    if fmt and fmt not in FORMATS:
-        raise InputError(f"--format {fmt}: unknown; choose from {', '.join(FORMATS)}")
     tokens = {}
     for f in formats:
         recs = find_shards(index, f, position)

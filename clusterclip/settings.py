@@ -10,8 +10,12 @@ the rule the value must follow::
 
     @dataclass(frozen=True)
     class ClusterSettings(Settings):
-        k: int = setting(flag="--k", kind=int, min=1)
-        alpha: float = setting(0.0, flag="--alpha", kind=float, min=-16, max=16)
+        k: int = setting(flag="--k", kind=int, min=1, group="clustering", help="Number of clusters.")
+        alpha: float = setting(0.0, flag="--alpha", kind=float, min=-16, max=16, group="sampling", help="...")
+
+The CLI generates each command's click options, its ``--config`` keys and its ``--help``
+sections from these declarations (:mod:`clusterclip.cli.options`): there is no second list of
+flags to disagree with this one.
 
 Values are never coerced: ``k = 4.7`` or ``k = true`` in a config file is refused, not
 rounded or read as 1.
@@ -28,10 +32,18 @@ from .errors import InputError
 
 _REQUIRED = object()
 
+#: ``--rehash-inputs`` (embed, schedule, verify)
+REHASH_HELP = ("Re-read every corpus file to check its sha256, even when its file status (size, times, inode) is "
+               "unchanged since it was hashed.")
+
 
 @dataclass(frozen=True)
 class Rule:
-    """How one setting is checked: its flag (for messages), type, range and choices."""
+    """How one setting is checked (type, range, choices) and shown (flag, help, group).
+
+    The CLI generates its click option and reads its config-file key from the rule, so a
+    flag, a config value and a library argument follow exactly the same rule.
+    """
 
     flag: str
     kind: type
@@ -40,51 +52,93 @@ class Rule:
     min_open: bool = False
     choices: tuple | None = None
     optional: bool = False  #: None is allowed
+    multiple: bool = False  #: a tuple of ``kind`` values (a repeatable flag)
+    # how the option is presented (not part of the check)
+    aliases: tuple = dataclasses.field(default=(), compare=False)  #: other flags accepted (old names, short forms)
+    help: str = dataclasses.field(default="", compare=False)
+    group: str = dataclasses.field(default="", compare=False)  #: the --help section
+    metavar: str | None = dataclasses.field(default=None, compare=False)
+    cli: bool = dataclasses.field(default=True, compare=False)  #: False: a library-only setting, no flag
 
-    def check(self, value: Any) -> Any:
-        """``value`` if it follows the rule (ints stay ints), else a one-line :class:`InputError`."""
+    def check(self, value: Any, subject: str | None = None, fix: str = "") -> Any:
+        """``value`` if it follows the rule (ints stay ints), else a one-line :class:`InputError`.
+
+        The message starts ``--flag value:``; ``subject`` replaces that (a config file's
+        ``FILE [table]: key = value``) and ``fix`` is appended (``"; fix the config file"``).
+        """
         if value is None:
             if self.optional:
                 return None
-            raise InputError(f"{self.flag}: required; give a value")
+            self._refuse("required; give a value", subject, fix)
+        if self.multiple:
+            if not isinstance(value, (list, tuple)):
+                self._refuse("must be a list", subject, fix, value)
+            return tuple(self._one(v, subject, fix) for v in value)
+        return self._one(value, subject, fix)
+
+    def _refuse(self, what: str, subject: str | None, fix: str, *shown) -> None:
+        head = subject if subject is not None else " ".join([self.flag, *map(repr, shown)])
+        raise InputError(f"{head}: {what}{fix}")
+
+    def _one(self, value: Any, subject: str | None, fix: str) -> Any:
+        def refuse(what: str, *shown):
+            self._refuse(what, subject, fix, *shown)
+
         if self.kind is bool:
             if not isinstance(value, bool):
-                raise InputError(f"{self.flag} {value!r}: must be true or false")
+                refuse("must be true or false", value)
             return value
         if self.kind is int:
             as_int = _as_int(value)
             if as_int is None:
-                raise InputError(f"{self.flag} {value!r}: must be a whole number")
+                refuse("must be a whole number", value)
             value = as_int
         elif self.kind is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)) and not _is_numpy_number(value):
-                raise InputError(f"{self.flag} {value!r}: must be a number")
+                refuse("must be a number", value)
             value = float(value)
             if not math.isfinite(value):
-                raise InputError(f"{self.flag} {value!r}: must be a finite number")
+                refuse("must be a finite number", value)
         elif self.kind is str:
             if not isinstance(value, str):
-                raise InputError(f"{self.flag} {value!r}: must be a text value")
+                refuse("must be a text value", value)
             if not value:
-                raise InputError(f"{self.flag}: must not be empty")
+                refuse("must not be empty")
             if "\x00" in value:
-                raise InputError(f"{self.flag}: must not contain a NUL character")
+                refuse("must not contain a NUL character")
         elif self.kind is tuple:
             if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
                 value = tuple(value)
             else:
-                raise InputError(f"{self.flag} {value!r}: must be a list of names")
+                refuse("must be a list of names", value)
         if self.choices is not None:
             items = value if self.kind is tuple else (value,)
             bad = [v for v in items if v not in self.choices]
             if bad:
-                raise InputError(f"{self.flag} {bad[0]!r}: unknown; choose one of {', '.join(map(str, self.choices))}")
+                refuse(f"unknown; choose one of {', '.join(map(str, self.choices))}", bad[0])
         if self.min is not None and (value < self.min or (self.min_open and value == self.min)):
-            sign = ">" if self.min_open else "≥"
-            raise InputError(f"{self.flag} {value!r}: must be {sign} {_num(self.min)}{self._range_hint()}")
+            refuse(f"must be {'more than' if self.min_open else 'at least'} {_num(self.min)}{self._range_hint()}",
+                   value)
         if self.max is not None and value > self.max:
-            raise InputError(f"{self.flag} {value!r}: must be ≤ {_num(self.max)}{self._range_hint()}")
+            refuse(f"must be at most {_num(self.max)}{self._range_hint()}", value)
         return value
+
+    def parse(self, text: str) -> Any:
+        """A command-line string as this rule's kind, then checked: ``"8"`` -> 8.
+
+        A ``multiple`` rule parses one of its values (one use of the repeatable flag).
+        """
+        check = (lambda v: self._one(v, None, "")) if self.multiple else self.check
+        if self.kind is tuple:  # --format bin,parquet
+            return check(tuple(v.strip() for v in str(text).split(",") if v.strip()))
+        if self.kind is int or self.kind is float:
+            try:
+                number = int(text) if self.kind is int else float(text)
+            except (TypeError, ValueError):
+                what = "a whole number" if self.kind is int else "a number"
+                raise InputError(f"{self.flag} {text!r}: must be {what}") from None
+            return check(number)
+        return check(text)
 
     def _range_hint(self) -> str:
         if self.min is not None and self.max is not None:
@@ -111,9 +165,15 @@ def _as_int(value) -> int | None:
 
 
 def setting(default: Any = _REQUIRED, *, flag: str, kind: type, min: float | None = None, max: float | None = None,
-            min_open: bool = False, choices=None, optional: bool = False, record: bool = True):
-    """A settings field with its validation rule; ``record=False`` keeps it out of the manifest."""
-    rule = Rule(flag, kind, min, max, min_open, tuple(choices) if choices is not None else None, optional)
+            min_open: bool = False, choices=None, optional: bool = False, multiple: bool = False, record: bool = True,
+            aliases: tuple = (), help: str = "", group: str = "", metavar: str | None = None, cli: bool = True):
+    """A settings field with its validation rule; ``record=False`` keeps it out of the manifest.
+
+    ``help`` and ``group`` (the ``--help`` section) describe its generated click option;
+    ``aliases`` are other flags accepted for it (``--num-shards`` for ``--num-partitions``).
+    """
+    rule = Rule(flag, kind, min, max, min_open, tuple(choices) if choices is not None else None, optional, multiple,
+                tuple(aliases), help, group, metavar, cli)
     metadata = {"rule": rule, "record": record}
     if default is _REQUIRED:
         return dataclasses.field(metadata=metadata)

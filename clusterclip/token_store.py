@@ -242,8 +242,9 @@ def build_token_store(
     """
     if workers is None:
         workers = default_workers()
-    if int(workers) < 1:
-        raise InputError(f"--workers {workers}: must be at least 1")
+    from .schedule.settings import ScheduleSettings
+
+    workers = ScheduleSettings.rules()["workers"].check(workers)  # the same rule as the flag
     p = Path(path)
     tok_rec = tokenizer_record(tokenizer)
     vocab_size = int(tokenizer.vocab_size)

@@ -186,11 +186,9 @@ class Tokenizer:
         again) unless ``allow_ordinary_delimiter``. Raises a one-line ``InputError``.
         """
         if convention is not None:
-            if convention not in CONVENTIONS:
-                raise InputError(f"--convention {convention!r}: unknown; choose from {', '.join(CONVENTIONS)}")
-            if eos_token is not None or bos_token is not None:
-                raise InputError(f"--convention {convention}: sets --bos-token and --eos-token; give either "
-                                 f"the convention or the tokens")
+            from .schedule.settings import check_convention
+
+            check_convention(convention, bos_token, eos_token)  # the checks of ScheduleSettings
             bos_token, eos_token = CONVENTIONS[convention]
         vocab = self._vocab()
         if isinstance(eos_token, str) and eos_token.strip().lower() == "none":

@@ -9,10 +9,23 @@ Returns one line per problem, naming the file.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from .artifacts import check_outputs, read_manifest
 from .errors import ClusterClipError
+from .settings import REHASH_HELP, Settings, setting
+
+
+@dataclass(frozen=True)
+class VerifySettings(Settings):
+    """How ``clusterclip verify`` checks (see its ``--help``)."""
+
+    step = "verify"
+
+    no_corpus: bool = setting(False, flag="--no-corpus", kind=bool, group="input",
+                              help="Embed directories: do not check the corpus files.")
+    rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, group="input", help=REHASH_HELP)
 
 
 def verify_directory(path: str | os.PathLike, *, corpus: bool = True, rehash: bool = False) -> tuple[dict | None, list[str]]:

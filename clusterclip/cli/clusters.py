@@ -6,26 +6,18 @@ import json
 
 import click
 
-from ..report.table import DEFAULT_SAMPLE_DOCS
+from ..report.settings import ClustersSettings
 from .common import echo_summary, step_command
+from .options import SettingsCommand, build, setting_options
 
 SHOW_EXCERPT_CHARS = 480
 
 
-@click.command("clusters")
+@click.command("clusters", cls=SettingsCommand)
 @click.argument("cl", type=click.Path(file_okay=False))
-@click.option("--emb", type=click.Path(file_okay=False), default=None,
-              help="The embed directory CL was clustered from, for keywords and example documents "
-                   "[default: the one recorded in CL/manifest.json, if it is still there unchanged].")
-@click.option("--show", "show", type=int, default=None, metavar="K",
-              help="Print cluster K in full: keywords and the documents nearest its centroid and at its edge.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@click.option("--sample-docs", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_DOCS, show_default=True,
-              help="Keywords come from a seeded sample of at most this many documents per cluster.")
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
-              help="Seed of the keyword sample.")
+@setting_options(ClustersSettings)
 @step_command
-def command(cl, emb, show, as_json, sample_docs, seed):
+def command(cl, **options):
     """List the clusters of CL (a `clusterclip cluster` directory): size, mean similarity, keywords.
 
     \b
@@ -43,6 +35,9 @@ def command(cl, emb, show, as_json, sample_docs, seed):
     from ..report.table import cluster_table
     from ..report.text import format_cluster, format_table
 
+    settings = build(ClustersSettings, options)
+    emb, show, as_json, sample_docs, seed = (settings.emb, settings.show, settings.json, settings.sample_docs,
+                                             settings.seed)
     info = inputs.read_clusters(cl)
     emb_dir = emb if emb is not None else inputs.recorded_embed_dir(info)
     if emb_dir is None:

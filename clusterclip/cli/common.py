@@ -6,7 +6,6 @@ one library function; this module gives them ``--config``, ``--debug`` and ``--q
 
 from __future__ import annotations
 
-import math
 import os
 import tomllib
 import traceback
@@ -17,11 +16,10 @@ import click
 from ..artifacts import is_disk_full
 from ..errors import ClusterClipError, first_line
 from ..progress import progress_enabled
+from .options import config_values
 
 DEBUG_ENV = "CLUSTERCLIP_DEBUG"
 QUIET_ENV = "CLUSTERCLIP_QUIET"
-#: config-file tables, one per subcommand
-SECTIONS = ("embed", "merge", "cluster", "schedule", "inspect", "verify", "report", "clusters")
 
 
 # --------------------------------------------------------------------------- config files
@@ -54,7 +52,9 @@ def load_config(path: str | os.PathLike, section: str) -> dict:
         raise ClusterClipError(f"{p}: unknown config format; use a .toml, .yaml or .yml file")
     if not isinstance(data, dict):
         raise ClusterClipError(f"{p}: a config file must hold a mapping of option names to values")
-    values = {k: v for k, v in data.items() if k not in SECTIONS}
+    from . import SUBCOMMANDS  # config-file tables: one per subcommand
+
+    values = {k: v for k, v in data.items() if k not in SUBCOMMANDS}
     own = data.get(section) or {}
     if not isinstance(own, dict):
         raise ClusterClipError(f"{p}: [{section}] must be a table of option names to values")
@@ -62,74 +62,12 @@ def load_config(path: str | os.PathLike, section: str) -> dict:
     return {str(k).replace("-", "_"): v for k, v in values.items()}
 
 
-def _strict(value, param: click.Parameter, where: str):
-    """``value`` from a config file, refused unless it has exactly the flag's type (no coercion)."""
-    t = param.type
-    flag = param.opts[0] if getattr(param, "opts", None) else param.name
-
-    def refuse(what: str):
-        raise ClusterClipError(f"{where}: {param.name} = {value!r}: {what} (as {flag}); fix the config file")
-
-    if getattr(param, "is_flag", False):
-        if not isinstance(value, bool):
-            refuse("must be true or false")
-        return value
-    if isinstance(t, click.Choice):
-        if not isinstance(value, str) or value not in t.choices:
-            refuse(f"choose one of {', '.join(map(str, t.choices))}")
-        return value
-    if isinstance(t, (click.types.IntParamType, click.IntRange)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            refuse("must be a whole number")
-    elif isinstance(t, (click.types.FloatParamType, click.FloatRange)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            refuse("must be a finite number")
-    elif isinstance(t, click.types.BoolParamType):
-        if not isinstance(value, bool):
-            refuse("must be true or false")
-    elif param.multiple or getattr(param, "nargs", 1) != 1:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            refuse("must be a list of text values")
-        return value
-    elif isinstance(value, list):  # e.g. format = ["bin", "parquet"] for --format bin,parquet
-        if not value or not all(isinstance(v, str) for v in value):
-            refuse("must be a text value or a list of them")
-        return ",".join(value)
-    elif not isinstance(value, str):
-        refuse("must be a text value")
-    try:  # ranges and path checks, exactly as for the flag
-        return t.convert(value, param, None)
-    except click.BadParameter as e:
-        refuse(first_line(e))
-
-
 def _config_callback(ctx: click.Context, param: click.Parameter, value):
     if value is None:
         return None
-    values = load_config(value, ctx.info_name or "")
-    by_name: dict[str, click.Parameter] = {}
-    for p in ctx.command.params:
-        if p.name in ("config", "debug", "quiet"):
-            continue
-        by_name.setdefault(p.name, p)
-        for opt in getattr(p, "opts", []):
-            by_name.setdefault(opt.lstrip("-").replace("-", "_"), p)
-    unknown = sorted(k for k in values if k not in by_name or isinstance(by_name[k], click.Argument))
-    if unknown:
-        raise ClusterClipError(f"{value}: unknown option(s) for `clusterclip {ctx.info_name}`: {', '.join(unknown)}; "
-                               f"see `clusterclip {ctx.info_name} --help`")
-    where = f"{value} [{ctx.info_name}]"
-    ctx.default_map = {**(ctx.default_map or {}),
-                       **{by_name[k].name: _strict(v, by_name[k], where) for k, v in values.items()}}
+    values = config_values(ctx, value, load_config(value, ctx.info_name or ""))
+    ctx.default_map = {**(ctx.default_map or {}), **values}
     return value
-
-
-def config_option(f):
-    """``--config FILE``: option values from a TOML/YAML file; flags on the command line win."""
-    return click.option(
-        "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_config_callback,
-        help="TOML or YAML file of option values (a [embed]/[cluster]/[schedule] table each); flags override it.",
-    )(f)
 
 
 def _env_flag(name: str):
@@ -141,53 +79,18 @@ def _env_flag(name: str):
 
 
 def step_command(f):
-    """Options of every subcommand: ``--config``, ``--quiet``, ``--debug``."""
+    """Options of every subcommand: ``--config``, ``--quiet``, ``--debug`` (the "General" section of --help)."""
     f = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_env_flag(DEBUG_ENV),
                      help="Show full tracebacks on errors.")(f)
     f = click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True, callback=_env_flag(QUIET_ENV),
                      help="No progress bars and no notes; only the summary and errors.")(f)
-    return config_option(f)
-
-
-def overwrite_option(f):
     return click.option(
-        "--overwrite", is_flag=True,
-        help="Replace an output directory that holds a finished run with other settings or inputs (the old "
-             "output stays readable until the new one is complete).",
+        "--config", type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_config_callback,
+        metavar="FILE",
+        help="TOML or YAML file of option values (names as the flags, e.g. max-length = 128): top-level keys apply "
+             "to every command, a table named after the command ([embed], [cluster], [schedule], [report], ...) "
+             "to this one; flags override it.",
     )(f)
-
-
-def rehash_option(f):
-    return click.option(
-        "--rehash-inputs", is_flag=True,
-        help="Re-read every corpus file to check its sha256, even when its file status (size, times, inode) is "
-             "unchanged since it was hashed.",
-    )(f)
-
-
-def engine_options(what: str, *, actors: bool = False):
-    """``--engine`` and ``--ray-address`` (and ``--ray-actors`` for embed): where the work runs, never the result."""
-    from ..engines import ENGINES
-
-    options = [
-        click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True,
-                     help=f"Where {what} runs: local (this machine) or ray (a Ray cluster, see docs/SCALE.md). "
-                          f"The output is the same; a finished run with the other engine is already done."),
-        click.option("--ray-address", default=None, metavar="ADDR",
-                     help="With --engine ray: the cluster to join (auto, HOST:6379 or ray://HOST:10001) "
-                          "[default: $RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray]."),
-    ]
-    if actors:
-        options.append(click.option("--ray-actors", type=click.IntRange(min=1), default=None,
-                                    help="With --engine ray: encoder actors, each loading the model once "
-                                         "[default: one per GPU of the cluster; 1 without GPUs]."))
-
-    def decorate(f):
-        for option in reversed(options):
-            f = option(f)
-        return f
-
-    return decorate
 
 
 def wants_progress() -> bool:

@@ -6,30 +6,16 @@ import json
 
 import click
 
-from ..shards import FORMATS
+from ..inspect_shards import InspectSettings
 from .common import echo_summary, step_command
+from .options import SettingsCommand, build, setting_options
 
 
-@click.command("inspect")
+@click.command("inspect", cls=SettingsCommand)
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option("--sample", "-s", "samples", type=int, multiple=True, metavar="I",
-              help="Show position I of the order: doc_id, cluster, repeat and its tokens read back from "
-                   "the shard files. Repeatable.")
-@click.option("--decode", is_flag=True, help="Also decode the sample's tokens to text with the tokenizer "
-                                             "recorded in OUT/manifest.json (or --tokenizer).")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default=None,
-              help="Read the sample from this format only (default: every format written, and check they agree).")
-@click.option("--shards", "show_shards", is_flag=True,
-              help="List every shard (of --format, default the first): its first and last sample, where it cuts "
-                   "a sample (--align-tokens/--pack), its look-ahead and padding tokens.")
-@click.option("--tokenizer", default=None, metavar="SPEC",
-              help="Tokenizer for --decode instead of the recorded one: a tokenizer.json, a HF tokenizer "
-                   "directory or a hub name.")
-@click.option("--max-tokens", type=int, default=64, show_default=True,
-              help="Print at most this many token ids per sample (0: all).")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@setting_options(InspectSettings)
 @step_command
-def command(out, samples, decode, fmt, show_shards, tokenizer, max_tokens, as_json):
+def command(out, **options):
     """Show the shards in OUT (a `clusterclip schedule` output) and the samples asked for.
 
     \b
@@ -49,6 +35,9 @@ def command(out, samples, decode, fmt, show_shards, tokenizer, max_tokens, as_js
     )
     from ..schedule.directory import ScheduleDir
 
+    settings = build(InspectSettings, options)
+    samples, decode, fmt, show_shards = settings.samples, settings.decode, settings.format, settings.shards
+    tokenizer, max_tokens, as_json = settings.tokenizer, settings.max_tokens, settings.json
     sd = ScheduleDir(out)  # refuses another step's directory, saying what it is
     if sd.dry_run:  # the order only: samples without tokens
         reports = [sample_report(out, i) for i in samples]

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_summary, note, overwrite_option, step_command, wants_progress
+from .common import echo_summary, note, step_command, wants_progress
+from .options import OutputOptions, SettingsCommand, setting_options
 
 
-@click.command(name="merge")
+@click.command(name="merge", cls=SettingsCommand)
 @click.argument("parts", nargs=-1, required=True, metavar="EMB_PART...", type=click.Path(file_okay=False))
-@click.option("--out", "-o", required=True, type=click.Path(),
-              help="Output embed directory (docs.parquet, embeddings-*.npy, manifest.json).")
-@overwrite_option
+@setting_options(OutputOptions, help={"out": "Output embed directory (docs.parquet, embeddings-*.npy, manifest.json)."})
 @step_command
 def command(parts, out, overwrite):
     """Merge the outputs of `clusterclip embed --num-partitions N --partition-index I` into one directory.

@@ -6,35 +6,20 @@ import time
 
 import click
 
-from ..report.build import DEFAULT_MAX_TABLE_CLUSTERS, MAP_METHODS
-from ..report.table import DEFAULT_MAX_SAMPLE_DOCS, DEFAULT_SAMPLE_DOCS
-from .common import echo_summary, overwrite_option, step_command
+from ..report.settings import ReportSettings
+from .common import echo_summary, step_command
+from .options import OutputOptions, SettingsCommand, build, setting_options
 
 
-@click.command("report")
+@click.command("report", cls=SettingsCommand)
 @click.argument("emb", type=click.Path(file_okay=False))
 @click.argument("cl", type=click.Path(file_okay=False))
 @click.argument("sched", type=click.Path(file_okay=False), required=False)
-@click.option("--out", "-o", required=True, type=click.Path(),
-              help="Output directory: index.html (self-contained), figures/*.png, report.json, manifest.json.")
-@click.option("--sample-docs", type=click.IntRange(min=1), default=DEFAULT_SAMPLE_DOCS, show_default=True,
-              help="Keywords come from a seeded random sample of at most this many documents per cluster.")
-@click.option("--max-sample-docs", type=click.IntRange(min=1), default=DEFAULT_MAX_SAMPLE_DOCS, show_default=True,
-              help="...and at most this many documents in all (fewer per cluster when K is large), so the "
-                   "report's time and memory stay bounded whatever the corpus size.")
-@click.option("--max-table-clusters", type=click.IntRange(min=1), default=DEFAULT_MAX_TABLE_CLUSTERS, show_default=True,
-              help="The table lists at most this many clusters, the largest.")
-@click.option("--max-repeats", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Without SCHED: the clip of the expected clusterclip mix drawn for one epoch "
-                   "(with a clusterclip SCHED its own settings are used).")
-@click.option("--map", "map_method", type=click.Choice(MAP_METHODS), default="auto", show_default=True,
-              help="2-D map of the centroids: auto is UMAP when the `umap` package is installed, else PCA.")
-@click.option("--seed", type=click.IntRange(0, 2**31 - 1), default=0, show_default=True,
-              help="Seed of the keyword sample (and of UMAP).")
-@overwrite_option
+@setting_options(ReportSettings, OutputOptions,
+                 help={"out": "Output directory: index.html (self-contained), figures/*.png, report.json, "
+                              "manifest.json."})
 @step_command
-def command(emb, cl, sched, out, sample_docs, max_sample_docs, max_table_clusters, max_repeats, map_method, seed,
-            overwrite):
+def command(emb, cl, sched, out, overwrite, **options):
     """Write an HTML report of EMB + CL (and of the schedule SCHED, when given) into --out.
 
     \b
@@ -59,7 +44,5 @@ def command(emb, cl, sched, out, sample_docs, max_sample_docs, max_table_cluster
     from ..report import build_report
 
     started = time.perf_counter()
-    index = build_report(emb, cl, sched, out, overwrite=overwrite, sample_docs=sample_docs,
-                         max_sample_docs=max_sample_docs, max_table_clusters=max_table_clusters,
-                         max_repeats=max_repeats, seed=seed, map_method=map_method)
+    index = build_report(emb, cl, sched, out, build(ReportSettings, options), overwrite=overwrite)
     echo_summary(f"report: {index} in {time.perf_counter() - started:.1f}s; open {index.resolve().as_uri()} in a browser")

@@ -6,30 +6,33 @@ import sys
 
 import click
 
-from .common import echo_summary, rehash_option, step_command
+from ..verify import VerifySettings
+from .common import echo_summary, step_command
+from .options import SettingsCommand, build, setting_options
 
 
-@click.command(name="verify")
+@click.command(name="verify", cls=SettingsCommand)
 @click.argument("dirs", nargs=-1, required=True, metavar="DIR...", type=click.Path())
-@click.option("--no-corpus", is_flag=True, help="Embed directories: do not check the corpus files.")
-@rehash_option
+@setting_options(VerifySettings)
 @step_command
-def command(dirs, no_corpus, rehash_inputs):
-    """Check every file of each DIR (an embed, cluster or schedule directory) against its manifest.
+def command(dirs, **options):
+    """Check each DIR (any clusterclip output: embed, merge, cluster, schedule, report) against its manifest.
 
     \b
     Examples:
-      clusterclip verify emb/ cl/ sched/
+      clusterclip verify emb/ cl/ sched/ report/
 
-    Sizes and sha256 of every file, the manifest's own checksum, the directory's structure
-    (counts, doc ids, shard index) and, for embed directories, the corpus by content. Prints
-    one line per bad file and exits with 3 when anything is wrong.
+    Every output: the size and sha256 of every file and the manifest's own checksum. Embed
+    (and merge), cluster and schedule directories also: their structure (part shapes, counts,
+    doc ids, cluster table, shard index); embed directories also the corpus files by content
+    (unless --no-corpus). Prints one line per bad file and exits with 3 when anything is wrong.
     """
     from ..verify import verify_directory
 
+    settings = build(VerifySettings, options)
     bad = 0
     for d in dirs:
-        manifest, problems = verify_directory(d, corpus=not no_corpus, rehash=rehash_inputs)
+        manifest, problems = verify_directory(d, corpus=not settings.no_corpus, rehash=settings.rehash_inputs)
         if problems:
             bad += 1
             for p in problems:

@@ -201,8 +201,6 @@ def train_spherical_kmeans_with_stats(
     n, d = x.shape
     if not 1 <= k <= n:
         raise InputError(f"k={k} must be between 1 and the number of training points ({n})")
-    if init not in INITS:
-        raise InputError(f"--init {init!r}: choose one of {', '.join(INITS)}")
     extra: dict = {}
     initial = None
     if init == GREEDY_INIT:

@@ -8,25 +8,47 @@ from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import Settings, setting
 from .assignment import DEFAULT_CHUNK_ROWS
-from .kmeans import DEFAULT_INIT, DEFAULT_ITERS, DEVICES, INITS
+from .kmeans import DEFAULT_INIT, DEFAULT_ITERS, DEVICES, INIT_POINTS_PER_CENTROID, INITS, POINTS_PER_CENTROID
 
 
 @dataclass(frozen=True)
 class ClusterSettings(Settings):
     step = "cluster"
 
-    k: int = setting(flag="--k", kind=int, min=1, max=1 << 30)
-    iters: int = setting(DEFAULT_ITERS, flag="--iters", kind=int, min=1, max=100_000)
-    seed: int = setting(0, flag="--seed", kind=int, min=0, max=2**31 - 1)
-    max_train_points: int | None = setting(None, flag="--max-train-points", kind=int, min=1, optional=True)
-    device: str = setting("auto", flag="--device", kind=str, choices=DEVICES)
-    init: str = setting(DEFAULT_INIT, flag="--init", kind=str, choices=INITS)
-    levels: int = setting(1, flag="--levels", kind=int, min=1, max=2)
-    k2: int | None = setting(None, flag="--k2", kind=int, min=1, optional=True)
+    k: int = setting(flag="--k", kind=int, min=1, max=1 << 30, group="clustering",
+                     help="Number of clusters (the paper: 2000 for its corpus; a few hundred to a few thousand "
+                          "documents per cluster is typical).")
+    iters: int = setting(DEFAULT_ITERS, flag="--iters", kind=int, min=1, max=100_000, group="clustering",
+                         help="k-means iterations (the reference code uses 300; from a greedy k-means++ start "
+                              "spherical k-means has converged to 0.01% by 10, see docs/PERFORMANCE.md).")
+    seed: int = setting(0, flag="--seed", kind=int, min=0, max=2**31 - 1, group="clustering",
+                        help="Seed of the training sample and of the centroid initialisation.")
+    max_train_points: int | None = setting(
+        None, flag="--max-train-points", kind=int, min=1, optional=True, group="clustering",
+        help=f"Train on at most this many documents, drawn uniformly at random [default: {POINTS_PER_CENTROID} x k]; "
+             f"every document is assigned in any case.")
+    init: str = setting(DEFAULT_INIT, flag="--init", kind=str, choices=INITS, group="clustering",
+                        help=f"Initial centroids: greedy-kmeans++ (scikit-learn's KMeans seeding, on a sample of "
+                             f"{INIT_POINTS_PER_CENTROID} x k documents), random documents (the paper), or faiss's "
+                             f"kmeans++ / afkmc2.")
+    levels: int = setting(1, flag="--levels", kind=int, min=1, max=2, group="clustering",
+                          help="2: also cluster the centroids into --k2 groups (hierarchical k-means, Vo et al. "
+                               "2024); clusters.parquet gets a `parent` column.")
+    k2: int | None = setting(None, flag="--k2", kind=int, min=1, optional=True, group="clustering",
+                             help="Second-level clusters with --levels 2 [default: about sqrt(k)].")
+    device: str = setting("auto", flag="--device", kind=str, choices=DEVICES, group="performance",
+                          help="auto: the GPU when faiss-gpu sees one, else the CPU.")
     # how it runs, not what it computes (kept out of the job's identity)
-    chunk_rows: int = setting(DEFAULT_CHUNK_ROWS, flag="--chunk-rows", kind=int, min=1, record=False)
-    threads: int | None = setting(None, flag="--threads", kind=int, min=1, max=4096, optional=True, record=False)
-    engine: str = engine_setting()  # where the assignment pass runs (training stays here)
+    chunk_rows: int = setting(DEFAULT_CHUNK_ROWS, flag="--chunk-rows", kind=int, min=1, record=False,
+                              group="performance",
+                              help="Embedding rows held in memory at once while assigning (does not change the "
+                                   "result).")
+    threads: int | None = setting(None, flag="--threads", kind=int, min=1, max=4096, optional=True, record=False,
+                                  group="performance",
+                                  help="CPU threads for faiss [default: all cores]. Results are bit-identical for "
+                                       "the same thread count and CPU; pin it to reproduce a run from another "
+                                       "machine of the same kind.")
+    engine: str = engine_setting("the assignment pass (training stays here)")
     ray_address: str | None = ray_address_setting()
 
     def validate(self) -> None:

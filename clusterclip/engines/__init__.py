@@ -33,14 +33,18 @@ from ..settings import setting
 ENGINES = ("local", "ray")
 
 
-def engine_setting():
+def engine_setting(what: str):
     """The ``--engine`` field of a step's settings (not recorded: it does not change the result)."""
-    return setting("local", flag="--engine", kind=str, choices=ENGINES, record=False)
+    return setting("local", flag="--engine", kind=str, choices=ENGINES, record=False, group="engine",
+                   help=f"Where {what} runs: local (this machine) or ray (a Ray cluster, see docs/SCALE.md). "
+                        f"The output is the same; a finished run with the other engine is already done.")
 
 
 def ray_address_setting():
     """The ``--ray-address`` field (not recorded): a Ray cluster to join; default: start a local Ray."""
-    return setting(None, flag="--ray-address", kind=str, optional=True, record=False)
+    return setting(None, flag="--ray-address", kind=str, optional=True, record=False, group="engine", metavar="ADDR",
+                   help="With --engine ray: the cluster to join (auto, HOST:6379 or ray://HOST:10001) [default: "
+                        "$RAY_ADDRESS, else the cluster `ray start` made on this machine, else a new local Ray].")
 
 
 def check_engine(settings) -> None:

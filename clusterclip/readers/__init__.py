@@ -125,12 +125,6 @@ def _is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith((".", "_")) for part in path.relative_to(root).parts)
 
 
-def check_columns(text_column: str, id_column: str | None) -> None:
-    if id_column is not None and id_column in RESERVED_COLUMNS:
-        raise InputError(f"--id-column {id_column!r}: docs.parquet has its own column of that name "
-                         f"({', '.join(RESERVED_COLUMNS)}); rename the column in the corpus")
-
-
 def iter_documents(
     readers: Sequence[CorpusReader],
     text_column: str = "text",
@@ -147,7 +141,6 @@ def iter_documents(
     :class:`ReadStats`) holds the accounting; ``stats.complete`` is set when every file was read.
     """
     stats = stats if stats is not None else ReadStats()
-    check_columns(text_column, id_column)
     if partition is not None and partition.whole:
         partition = None
     base = 0

@@ -26,10 +26,9 @@ from ..errors import InputError
 from . import figures, inputs
 from .html import Figure, ScheduleColumns, Section, render_page
 from .mix import expected_shares, scan_order
-from .table import DEFAULT_MAX_SAMPLE_DOCS, DEFAULT_SAMPLE_DOCS, cluster_table
+from .settings import ReportSettings
+from .table import cluster_table
 
-DEFAULT_MAX_TABLE_CLUSTERS = 1000
-MAP_METHODS = ("auto", "pca", "umap")
 STEP = "report"
 
 
@@ -38,35 +37,30 @@ def build_report(
     cl_dir: str | Path,
     sched_dir: str | Path | None = None,
     out_dir: str | Path = "report",
+    settings: ReportSettings | None = None,
     *,
     overwrite: bool = False,
-    sample_docs: int = DEFAULT_SAMPLE_DOCS,
-    max_sample_docs: int = DEFAULT_MAX_SAMPLE_DOCS,
-    max_table_clusters: int = DEFAULT_MAX_TABLE_CLUSTERS,
-    max_repeats: int = 4,
-    seed: int = 0,
-    map_method: str = "auto",
+    **options,
 ) -> Path:
     """Write the report of ``emb_dir`` + ``cl_dir`` (+ ``sched_dir``) into ``out_dir``; return ``index.html``'s path.
 
-    ``max_repeats``: the clip of the expected ``clusterclip`` mix drawn when no schedule is
-    given (one epoch); with a ``clusterclip`` schedule its own settings are used.
-    ``max_table_clusters``: the table lists at most this many clusters, the largest.
+    ``settings`` (a :class:`ReportSettings`), or its fields as keyword arguments
+    (``sample_docs``, ``max_sample_docs``, ``max_table_clusters``, ``max_repeats``, ``seed``,
+    ``map`` or ``map_method``). ``max_repeats``: the clip of the expected ``clusterclip`` mix
+    drawn when no schedule is given (one epoch); with a ``clusterclip`` schedule its own
+    settings are used. ``max_table_clusters``: the table lists at most this many clusters.
     """
-    if map_method not in MAP_METHODS:
-        raise InputError(f"--map {map_method!r}: unknown; choose one of {', '.join(MAP_METHODS)}")
-    for name, value in (("--sample-docs", sample_docs), ("--max-sample-docs", max_sample_docs),
-                        ("--max-table-clusters", max_table_clusters), ("--max-repeats", max_repeats)):
-        if value < 1:
-            raise InputError(f"{name} {value}: must be at least 1")
+    if "map_method" in options:
+        options["map"] = options.pop("map_method")
+    s = settings if settings is not None else ReportSettings.build(options)
+    sample_docs, max_sample_docs, max_table_clusters = s.sample_docs, s.max_sample_docs, s.max_table_clusters
+    max_repeats, seed, map_method = s.max_repeats, s.seed, s.map
     info = inputs.read_clusters(cl_dir)
     embed = inputs.read_embed(emb_dir)
     inputs.check_embed_matches(emb_dir, info)
     sched = inputs.read_schedule(sched_dir, info) if sched_dir is not None else None
     out = Path(out_dir)
-    settings = {"sample_docs": sample_docs, "max_sample_docs": max_sample_docs,
-                "max_table_clusters": max_table_clusters, "max_repeats": max_repeats, "seed": seed,
-                "map": map_method}
+    settings = s.record()
     upstream = {"embed": upstream_record(emb_dir, "embed"), "cluster": upstream_record(cl_dir, "cluster")}
     if sched_dir is not None:
         upstream["schedule"] = upstream_record(sched_dir, "schedule")

@@ -25,7 +25,7 @@ from ..embed.directory import EmbedDir
 from ..errors import InputError
 from ..faults import checkpoint
 from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, ScheduleDir, write_order
-from .sampling import SAMPLERS, BudgetError, Schedule, plan_schedule
+from .sampling import SAMPLERS, BudgetError, Schedule, epochs_to_samples, plan_schedule
 from .settings import DEFAULT_SHARD_TOKENS, ScheduleSettings
 from .stats import format_statistics, schedule_statistics
 
@@ -140,7 +140,7 @@ def _check_budget_size(s: ScheduleSettings, n_docs: int) -> None:
         n, flag = s.samples, f"--samples {s.samples}"
     elif s.epochs is not None or s.tokens is None:
         epochs = 1.0 if s.epochs is None else s.epochs
-        n, flag = int(np.floor(epochs * n_docs + 0.5)), f"--epochs {epochs:g}"
+        n, flag = epochs_to_samples(epochs, n_docs), f"--epochs {epochs:g}"
         if n == 0:
             raise InputError(f"{flag}: gives 0 samples for {n_docs} documents; use at least --epochs {1 / n_docs:.3g} "
                              f"(or --samples 1)")

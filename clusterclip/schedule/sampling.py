@@ -179,7 +179,7 @@ def plan_schedule(
     elif samples is not None:
         n_samples = _as_count(samples, "samples")
     else:
-        n_samples = _epochs_to_samples(1.0 if epochs is None else epochs, n_docs)
+        n_samples = epochs_to_samples(1.0 if epochs is None else epochs, n_docs)
 
     rng = np.random.default_rng(seed)
     if sampler == "random":
@@ -227,7 +227,7 @@ def _as_count(value, name: str) -> int:
     return int(value)
 
 
-def _epochs_to_samples(epochs, n_docs: int) -> int:
+def epochs_to_samples(epochs, n_docs: int) -> int:
     """``B = floor(E * N + 0.5)``: fractional epochs round half up to whole samples."""
     epochs = float(epochs)
     if not np.isfinite(epochs) or epochs < 0:

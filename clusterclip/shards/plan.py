@@ -54,15 +54,13 @@ def total_tokens(order_doc_ids, lengths, delimiters: int = 1) -> int:
 
 def plan_shards(order_doc_ids, lengths, shard_tokens: int, *, delimiters: int = 1,
                 align_tokens: int | None = None, pack: int | None = None) -> list[ShardPlan]:
-    """The shards of the stream (see the module docstring for the three ways to cut it)."""
-    if shard_tokens < 1:
-        raise InputError(f"--shard-tokens {shard_tokens}: must be at least 1")
-    if align_tokens and pack:
-        raise InputError("--align-tokens and --pack: give one (--pack already cuts every shard at whole rows)")
+    """The shards of the stream (see the module docstring for the three ways to cut it).
+
+    ``shard_tokens``, ``align_tokens`` and ``pack`` are as :class:`~clusterclip.schedule.ScheduleSettings`
+    checked them (at least 1; not both of the last two).
+    """
     if align_tokens or pack:
         unit = int(align_tokens or pack)
-        if unit < 1:
-            raise InputError(f"{'--align-tokens' if align_tokens else '--pack'} {unit}: must be at least 1")
         plans = _plan_by_tokens(order_doc_ids, lengths, shard_tokens, delimiters, unit,
                                 overlap=1 if align_tokens else 0)
         total = sum(p.tokens for p in plans)
