@@ -8,10 +8,17 @@ reachable. The baseline is one ``rng.permutation(B)``: producing a random order 
 cannot be much cheaper, so ``x perm`` (planning time / permutation time) says how far each
 sampler is from that practical limit.
 
+``--balance`` adds, for ``clusterclip``, the token-aware modes measured in the same run:
+``tokens+weights`` (``balance="tokens"`` with random per-cluster weights; document lengths
+log-normal, so clusters differ in mean length) and ``budget-tokens`` (per-cluster token budgets
+of the same total tokens as the samples budget, in expectation); ``x cc`` is their time over the
+plain ``clusterclip`` time.
+
 Usage::
 
     python scripts/bench_sampler.py                       # 1M, 10M, 100M x 10, 1000, 100000
     python scripts/bench_sampler.py --sizes 1M 10M --clusters 1000
+    python scripts/bench_sampler.py --sizes 100M --clusters 1000 100000 --samplers clusterclip --balance
 """
 
 from __future__ import annotations
@@ -43,6 +50,15 @@ def synthetic_labels(n_docs: int, n_clusters: int, seed: int = 0) -> np.ndarray:
     return rng.permutation(np.repeat(np.arange(n_clusters), sizes))
 
 
+def balance_modes(labels: np.ndarray, n_samples: int, n_clusters: int, seed: int):
+    """``(name, plan_schedule keyword arguments)`` of the token-aware modes."""
+    rng = np.random.default_rng(seed + 1)
+    lengths = np.maximum(1, rng.lognormal(5.0, 1.0, len(labels))).astype(np.int64)
+    weights = rng.uniform(0.5, 2.0, n_clusters)
+    yield "tok+weights", dict(balance="tokens", lengths=lengths, cluster_weights=weights, samples=n_samples)
+    yield "budget-tok", dict(lengths=lengths, cluster_weights=weights, budget_tokens=int(n_samples * lengths.mean()))
+
+
 def timed(function, repeat: int) -> float:
     """Best wall time of ``repeat`` runs (the first run also pays for fresh memory pages)."""
     best = float("inf")
@@ -62,6 +78,8 @@ def main() -> None:
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=2, help="report the best of this many runs")
+    parser.add_argument("--balance", action="store_true",
+                        help="also time clusterclip with --balance tokens + weights and with --budget-tokens")
     args = parser.parse_args()
 
     print(f"max_repeats={MAX_REPEATS}, N = B/10 documents, log-normal cluster sizes, "
@@ -83,6 +101,12 @@ def main() -> None:
                                 args.repeat)
                 print(f"| {size_text:>8} | {n_clusters:>8} | {sampler:<11} | {seconds:8.2f} | "
                       f"{n_samples / seconds:10.3g} | {seconds / baseline:6.2f} |", flush=True)
+                if args.balance and sampler == "clusterclip":
+                    for mode, kwargs in balance_modes(labels, n_samples, n_clusters, args.seed):
+                        t = timed(lambda labels=labels, kwargs=kwargs: plan_schedule(
+                            labels, max_repeats=MAX_REPEATS, seed=args.seed, **kwargs), args.repeat)
+                        print(f"| {size_text:>8} | {n_clusters:>8} | {mode:<11} | {t:8.2f} | "
+                              f"{n_samples / t:10.3g} | {t / baseline:6.2f} | x cc {t / seconds:.2f}", flush=True)
 
 
 if __name__ == "__main__":

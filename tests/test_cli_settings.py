@@ -93,10 +93,12 @@ def _owner(command: str, field: str):
     from clusterclip.inspect_shards import InspectSettings
     from clusterclip.report.settings import ClustersSettings, ReportSettings
     from clusterclip.schedule import ScheduleSettings
+    from clusterclip.schedule.settings import MixturesSettings
     from clusterclip.verify import VerifySettings
 
     own = {"embed": EmbedSettings, "cluster": ClusterSettings, "schedule": ScheduleSettings, "report": ReportSettings,
-           "clusters": ClustersSettings, "inspect": InspectSettings, "verify": VerifySettings, "merge": OutputOptions}
+           "clusters": ClustersSettings, "inspect": InspectSettings, "verify": VerifySettings, "merge": OutputOptions,
+           "mixtures": MixturesSettings}
     cls = own.get(command, OutputOptions)
     names = {f.name for f in dataclasses.fields(cls)}
     return cls if field in names else OutputOptions

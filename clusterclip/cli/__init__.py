@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "merge": ("merge", "Merge the partitions of one `embed --num-partitions N` job."),
     "cluster": ("cluster", "Cluster the embeddings with spherical k-means (faiss)."),
     "schedule": ("schedule", "Plan the ClusterClip order and write token shards in it."),
+    "mixtures": ("mixtures", "Plan N schedules with Dirichlet-drawn cluster weights (mixture search)."),
     "inspect": ("inspect", "List the shards of a schedule and read samples back."),
     "verify": ("verify", "Check every file of an output directory against its manifest."),
     "clusters": ("clusters", "Show each cluster: size, keywords, example documents."),
@@ -84,6 +85,7 @@ def cli():
       clusterclip merge    EMB-0 EMB-1 ... --out EMB   partitions of one embed job -> one directory
       clusterclip cluster  EMB --out CL --k K          embeddings -> k-means clusters
       clusterclip schedule EMB CL --out OUT --tokenizer T   clusters -> ClusterClip order -> token shards
+      clusterclip mixtures EMB CL --out DIR --n 8      N schedules with random cluster weights
       clusterclip inspect  OUT --sample I --decode     look inside the shards
       clusterclip clusters CL [--show K]               what each cluster is about
       clusterclip report   EMB CL [OUT] --out R        HTML page of the clusters and the mix

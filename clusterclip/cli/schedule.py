@@ -37,6 +37,8 @@ def command(emb, cl, out, overwrite, **options):
         return
     stats = result.statistics
     click.echo(format_statistics(stats))
+    for warning in stats.get("warnings", []):
+        click.echo(f"warning: {warning}", err=True)
     what = "order only (dry run)" if settings.dry_run else f"shards: {', '.join(settings.formats)}"
     echo_summary(f"schedule: {stats['samples']:,} samples from {stats['unique_docs_used']:,} documents, {what} "
                  f"-> {out} in {result.seconds:.1f}s")

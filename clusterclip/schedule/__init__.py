@@ -66,9 +66,13 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
     # the tokenizer's identity, not which backend runs it (a fallback to tokenizers changes no token)
     record = {**s.record(), "tokenizer_digest": tok.describe(with_backend=False) if tok else None,
               "eos_id": tok.eos_id if tok else None, "bos_id": tok.bos_id if tok else None}
+    mix = _mix_inputs(s, emb, cl, labels, say)
+    record.update(mix.record)
+    # a token budget, token balance or per-cluster token budgets need every document's length before planning
+    needs_lengths = s.tokens is not None or s.balance == "tokens" or s.budget_tokens is not None
     schedule = None
-    if s.tokens is None:  # plan before anything in --out is touched: a budget error changes nothing
-        schedule = _plan(labels, s, None)
+    if not needs_lengths:  # plan before anything in --out is touched: a budget error changes nothing
+        schedule = _plan(labels, s, None, mix)
     job = Job("schedule", record, {"embed": emb.record(), "cluster": cl.record()})
     if s.engine == "ray" and not s.dry_run:  # Ray is there and --ray-address answers, before --out is touched
         from ..engines.ray_session import preflight
@@ -82,10 +86,10 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
         work.mkdir(exist_ok=True)
         store = None
         lengths = None
-        if s.tokens is not None:  # a token budget needs every document's length before planning
+        if needs_lengths:  # tokenize everything first (the token store), then sample by lengths
             store = _tokenize(emb, np.arange(n_docs), n_docs, tok, work, s, progress)
             lengths = sample_lengths(store, delimiters)
-            schedule = _plan(labels, s, lengths)
+            schedule = _plan(labels, s, lengths, mix)
         write_order(build / ORDER_FILE, schedule)
         checkpoint("schedule.order")
         names = [ORDER_FILE]
@@ -109,7 +113,9 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
             for files in (index.get("dataset_files") or {}).values():
                 shard_records.extend(files)
         stats = schedule_statistics(schedule, n_docs=n_docs, n_clusters=cl.k, lengths=lengths, labels=labels,
-                                    max_repeats=s.max_repeats if s.sampler == "clusterclip" else None)
+                                    max_repeats=mix.max_repeats(s) if s.sampler == "clusterclip" else None,
+                                    lengths_known=store.lengths >= 0 if store is not None else None,
+                                    keep=mix.keep)
         if index is not None:
             stats["shards"] = {fmt: len(v) for fmt, v in index["shards"].items()}
         if store is not None:
@@ -138,7 +144,7 @@ def _check_budget_size(s: ScheduleSettings, n_docs: int) -> None:
     """Refuse a budget that plans no sample, or more samples than this machine can hold, in one line."""
     if s.samples is not None:
         n, flag = s.samples, f"--samples {s.samples}"
-    elif s.epochs is not None or s.tokens is None:
+    elif s.epochs is not None or (s.tokens is None and s.budget_tokens is None):
         epochs = 1.0 if s.epochs is None else s.epochs
         n, flag = epochs_to_samples(epochs, n_docs), f"--epochs {epochs:g}"
         if n == 0:
@@ -158,15 +164,57 @@ def _check_budget_size(s: ScheduleSettings, n_docs: int) -> None:
                          f"has {ram / 2**30:.0f} GiB; lower the budget")
 
 
-def _plan(labels: np.ndarray, s: ScheduleSettings, lengths) -> Schedule:
+class _Mix:
+    """What the sampler gets besides the labels: cluster weights and clips, document scores, the
+    documents SemDeDup keeps; and what of it goes into the manifest's settings."""
+
+    def __init__(self):
+        self.weights = None
+        self.repeats = None
+        self.doc_scores = None
+        self.keep = None
+        self.record: dict = {}
+
+    def max_repeats(self, s: ScheduleSettings):
+        if self.repeats is None:
+            return s.max_repeats
+        return np.where(self.repeats > 0, self.repeats, s.max_repeats)
+
+
+def _mix_inputs(s: ScheduleSettings, emb: EmbedDir, cl: ClusterDir, labels: np.ndarray, say) -> _Mix:
+    """Read --weights, --cluster-max-repeats, --doc-weight-column and run --dedup-threshold."""
+    from .mixing import file_digest, parse_cluster_repeats, read_cluster_table, read_doc_scores, semantic_duplicates
+
+    mix = _Mix()
+    if s.weights is not None:
+        mix.weights, repeats = read_cluster_table(s.weights, cl.k)
+        mix.repeats = repeats if np.any(repeats) else None
+        mix.record["weights_digest"] = file_digest(s.weights)
+    if s.cluster_max_repeats is not None:
+        mix.repeats = parse_cluster_repeats(s.cluster_max_repeats, cl.k, mix.repeats)
+    if s.doc_weight_column is not None:
+        mix.doc_scores = read_doc_scores(emb, s.doc_weight_column)
+        if Path(s.doc_weight_column).is_file():
+            mix.record["doc_weights_digest"] = file_digest(s.doc_weight_column)
+    if s.dedup_threshold is not None:
+        mix.keep = semantic_duplicates(emb.store(), labels, cl.centroids(), s.dedup_threshold)
+        say(f"dedup: {int((~mix.keep).sum()):,} of {len(labels):,} documents are semantic duplicates "
+            f"(cosine > {s.dedup_threshold:g} inside their cluster) and are left out")
+    return mix
+
+
+def _plan(labels: np.ndarray, s: ScheduleSettings, lengths, mix: _Mix | None = None) -> Schedule:
+    mix = mix or _Mix()
     try:
         return plan_schedule(labels, sampler=s.sampler, max_repeats=s.max_repeats, alpha=s.alpha, samples=s.samples,
                              tokens=s.tokens, epochs=s.epochs, lengths=lengths, seed=s.seed,
-                             allow_partial=s.allow_partial)
+                             allow_partial=s.allow_partial, balance=s.balance, cluster_weights=mix.weights,
+                             cluster_max_repeats=mix.repeats, budget_tokens=s.budget_tokens,
+                             doc_scores=mix.doc_scores, doc_power=s.doc_weight_power, keep=mix.keep)
     except BudgetError as e:
         raise InputError(f"{e}; or pass --allow-partial to write what is possible") from None
-    except ValueError as e:  # a budget the corpus cannot reach (no documents or no tokens)
-        raise InputError(f"budget: {e}; check the budget options") from None
+    except ValueError as e:  # a budget the corpus cannot reach (no documents or no tokens), or weights that draw nothing
+        raise InputError(f"budget: {e}; check the budget and balancing options") from None
 
 
 def _shard_engine(s: ScheduleSettings):

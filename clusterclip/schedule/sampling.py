@@ -54,6 +54,7 @@ from typing import Iterator
 import numpy as np
 
 SAMPLERS = ("clusterclip", "uniform", "random")
+BALANCES = ("samples", "tokens")
 
 # Blocks grow geometrically from _MIN_BLOCK to _MAX_BLOCK draws: small budgets stay cheap, large
 # ones pay the per-block O(K) bookkeeping once per million samples, and a block's temporaries
@@ -80,12 +81,16 @@ class Schedule:
     exhausted : bool
         True when the clip emptied the pool: every document was used ``max_repeats`` times
         (``clusterclip`` only; the schedule then has exactly ``max_repeats * N`` samples).
+    cluster_budget : numpy.ndarray or None
+        int64 ``[K]``: with ``budget_tokens``, the token budget of every cluster (Hamilton
+        apportionment of the total by weight); None otherwise.
     """
 
     doc_id: np.ndarray
     cluster: np.ndarray
     repeat: np.ndarray
     exhausted: bool = False
+    cluster_budget: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.doc_id.shape[0])
@@ -120,6 +125,13 @@ def plan_schedule(
     lengths=None,
     seed: int = 0,
     allow_partial: bool = False,
+    balance: str = "samples",
+    cluster_weights=None,
+    cluster_max_repeats=None,
+    budget_tokens: int | None = None,
+    doc_scores=None,
+    doc_power: float = 1.0,
+    keep=None,
 ) -> Schedule:
     """Plan the training order of a clustered corpus.
 
@@ -133,18 +145,42 @@ def plan_schedule(
         ``clusterclip`` only: the most times one document may be emitted (default 4).
     alpha : float
         ``uniform``/``clusterclip``: clusters are drawn with weight ``size ** alpha`` (0: uniform
-        over clusters, the paper; 1: proportional to size).
+        over clusters, the paper; 1: proportional to size). With ``balance="tokens"`` the size is
+        the cluster's tokens.
     samples, tokens, epochs
         The budget; at most one. ``samples=B``: exactly ``B`` samples. ``tokens=T``: stop at the
         first sample at which the cumulative token count reaches ``T`` (that sample included).
         ``epochs=E`` (may be fractional): ``B = floor(E * N + 0.5)`` samples. None: one epoch.
     lengths : array_like of int, shape (N,), optional
-        Tokens per document (one sample of it); required for ``tokens``.
+        Tokens per document (one sample of it); required for ``tokens``, ``balance="tokens"`` and
+        ``budget_tokens``.
     seed : int
         Seed of ``numpy.random.default_rng``; same seed, same schedule on any machine.
     allow_partial : bool
         ``clusterclip``: when the clip empties the pool before the budget, return the ``max_repeats
         * N`` possible samples (``exhausted=True``) instead of raising :class:`BudgetError`.
+    balance : {"samples", "tokens"}
+        ``samples``: cluster ``k`` is drawn with probability ``∝ w_k`` (its expected share of the
+        samples is ``∝ w_k``). ``tokens``: drawn ``∝ w_k / Lbar_k`` (``Lbar_k``: mean sample length
+        of its documents), so its expected share of the tokens is ``∝ w_k``.
+    cluster_weights : array_like of float, shape (K,), optional
+        A multiplier ``>= 0`` of every cluster's weight (``w_k = size_k ** alpha * m_k``); a cluster
+        with multiplier 0 is never drawn.
+    cluster_max_repeats : array_like of int, shape (K,), optional
+        ``clusterclip``: every cluster's own clip (0: ``max_repeats``).
+    budget_tokens : int, optional
+        A budget (instead of samples/tokens/epochs): ``T`` tokens split over the clusters by
+        ``w_k`` with largest-remainder (Hamilton) apportionment into ``T_k``; cluster ``k`` is
+        drawn ``∝ T_k / Lbar_k`` and leaves at the first sample that brings it to ``T_k`` tokens
+        (or at its clip); the schedule ends when every cluster has left.
+    doc_scores : array_like of float, shape (N,), optional
+        Scores ``>= 0``: every pass of a cluster is drawn without replacement with probability
+        ``∝ score ** doc_power`` among its documents not yet drawn in the pass (successive
+        sampling; Efraimidis-Spirakis keys). None: uniform permutations.
+    doc_power : float
+        The exponent ``beta`` of ``doc_scores``.
+    keep : array_like of bool, shape (N,), optional
+        Documents left out (False) are never drawn (e.g. semantic duplicates).
 
     Returns
     -------
@@ -163,12 +199,17 @@ def plan_schedule(
         raise ValueError(f"cluster ids must be below 2**31 (found {labels.max()})")
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if sum(b is not None for b in (samples, tokens, epochs)) > 1:
-        raise ValueError("give at most one budget: samples, tokens or epochs")
+    if balance not in BALANCES:
+        raise ValueError(f"unknown balance {balance!r}; choose one of {', '.join(BALANCES)}")
+    if sum(b is not None for b in (samples, tokens, epochs, budget_tokens)) > 1:
+        raise ValueError("give at most one budget: samples, tokens, epochs or budget_tokens")
     if lengths is not None:
         lengths = _as_int_array(lengths, "lengths")
         if lengths.shape != labels.shape:
             raise ValueError(f"lengths has {lengths.shape[0]} entries but labels has {n_docs}")
+    if lengths is None and (balance == "tokens" or budget_tokens is not None):
+        raise ValueError("balancing tokens or a per-cluster token budget needs the document lengths (lengths=)")
+    keep = _as_keep(keep, n_docs)
     if tokens is not None:
         if lengths is None:
             raise ValueError("a token budget needs the document lengths (lengths=)")
@@ -176,34 +217,203 @@ def plan_schedule(
         if tokens == 0:
             raise ValueError("tokens must be positive")
         n_samples = None
+    elif budget_tokens is not None:
+        budget_tokens = _as_count(budget_tokens, "budget_tokens")
+        if budget_tokens == 0:
+            raise ValueError("budget_tokens must be positive")
+        n_samples = None
     elif samples is not None:
         n_samples = _as_count(samples, "samples")
     else:
         n_samples = epochs_to_samples(1.0 if epochs is None else epochs, n_docs)
 
     rng = np.random.default_rng(seed)
+    cluster_budget = None
     if sampler == "random":
-        _check_reachable(tokens, lengths, n_samples, n_docs)
-        blocks = _random_blocks(rng, labels)
+        if (balance != "samples" or cluster_weights is not None or cluster_max_repeats is not None
+                or budget_tokens is not None or doc_scores is not None):
+            raise ValueError("the random sampler draws no clusters: balance, cluster weights, per-cluster "
+                             "clips, budget_tokens and document scores apply to uniform and clusterclip")
+        pool = np.flatnonzero(keep) if keep is not None else None
+        _check_reachable(tokens, lengths if pool is None else lengths[pool] if lengths is not None else None,
+                         n_samples, n_docs if pool is None else len(pool))
+        blocks = _random_blocks(rng, labels, pool)
+        possible = None
     else:
+        n_clusters = max([(int(labels.max()) + 1) if n_docs else 0]
+                         + [len(np.atleast_1d(a)) for a in (cluster_weights, cluster_max_repeats) if a is not None])
+        if keep is not None:  # left-out documents go to an extra cluster that is never drawn
+            labels = labels.copy()
+            labels[~keep] = n_clusters
+            n_clusters += 1
+        sizes = np.bincount(labels, minlength=n_clusters) if n_docs else np.zeros(n_clusters, np.int64)
+        extended = (balance != "samples" or cluster_weights is not None or budget_tokens is not None
+                    or keep is not None)
+        if extended:
+            weights, cluster_budget, cluster_tokens = _extended_weights(
+                labels, sizes, alpha, balance, cluster_weights, lengths, budget_tokens, keep)
+        else:
+            weights, cluster_tokens = _cluster_weights(sizes, alpha), None
+        repeats = None
         if sampler == "clusterclip":
             max_repeats = _as_count(max_repeats, "max_repeats")
             if max_repeats == 0:
                 raise ValueError("max_repeats must be at least 1")
-            n_samples, tokens = _clip_budget(
-                max_repeats, n_docs, n_samples, tokens, lengths, allow_partial
-            )
+            repeats = max_repeats
+            if cluster_max_repeats is not None:
+                repeats = _per_cluster_repeats(cluster_max_repeats, max_repeats, n_clusters)
+            pool = weights > 0
+            possible = int((sizes * repeats)[pool].sum())
+            possible_tokens = None
+            if lengths is not None and tokens is not None:
+                if cluster_tokens is None:
+                    cluster_tokens = _cluster_token_sums(labels, lengths, n_clusters)
+                possible_tokens = int((cluster_tokens * repeats)[pool].sum())
+            if budget_tokens is None:
+                clip = f"--max-repeats {max_repeats}" + (" and the per-cluster clips"
+                                                         if cluster_max_repeats is not None else "")
+                n_samples, tokens = _clip_budget(clip, possible, possible_tokens, n_samples, tokens, allow_partial)
         else:
-            _check_reachable(tokens, lengths, n_samples, n_docs)
-        sizes = np.bincount(labels) if n_docs else np.zeros(0, np.int64)
-        stream = _ClusterStream(
-            labels, sizes, _cluster_weights(sizes, alpha),
-            max_repeats if sampler == "clusterclip" else None, rng,
-        )
+            if cluster_max_repeats is not None:
+                raise ValueError("per-cluster clips (cluster_max_repeats) need the clusterclip sampler")
+            possible = None
+            pool = weights > 0
+            _check_reachable(tokens, lengths if lengths is None or keep is None else lengths[keep],
+                             n_samples, int(sizes[pool].sum()))
+        doc_logw = _doc_log_weights(doc_scores, doc_power, n_docs) if doc_scores is not None else None
+        stream = _ClusterStream(labels, sizes, weights, repeats, rng, lengths=lengths, budget=cluster_budget,
+                                doc_logw=doc_logw)
         blocks = stream.blocks()
     doc_id, cluster, repeat = _take_budget(blocks, n_samples, tokens, lengths)
-    exhausted = sampler == "clusterclip" and n_docs > 0 and len(doc_id) == max_repeats * n_docs
-    return Schedule(doc_id=doc_id, cluster=cluster, repeat=repeat, exhausted=exhausted)
+    exhausted = sampler == "clusterclip" and bool(possible) and len(doc_id) == possible
+    return Schedule(doc_id=doc_id, cluster=cluster, repeat=repeat, exhausted=exhausted,
+                    cluster_budget=cluster_budget)
+
+
+# ----------------------------------------------------------------------------- weights and budgets
+
+
+def hamilton_apportionment(total: int, weights) -> np.ndarray:
+    """Split ``total`` into integers ``T_k`` that sum to ``total``, ``∝ weights`` by the largest
+    remainder (Hamilton) method: every ``T_k`` is its quota ``total * w_k / sum(w)`` rounded down or
+    up, and the units left after rounding down go to the largest fractional parts (ties: the lower
+    index). A weight of 0 gets 0."""
+    w = np.asarray(weights, np.float64)
+    total = int(total)
+    if w.ndim != 1 or np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("apportionment needs finite, non-negative weights with a positive sum")
+    quota = w / w.sum() * total
+    share = np.minimum(np.floor(quota), total).astype(np.int64)
+    fraction = quota - share
+    left = total - int(share.sum())
+    order = np.lexsort((np.arange(len(w)), -fraction))  # largest remainder first
+    order = order[w[order] > 0]
+    while left < 0:  # rounding of huge totals only: take back from the smallest remainders
+        for k in order[::-1]:
+            if left == 0:
+                break
+            if share[k] > 0:
+                share[k] -= 1
+                left += 1
+    if left > 0:
+        extra = np.zeros(len(w), np.int64)
+        full, rest = divmod(left, len(order))
+        extra[order] = full
+        extra[order[:rest]] += 1
+        share += extra
+    return share
+
+
+def _cluster_token_sums(labels: np.ndarray, lengths: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Tokens of every cluster (sum of its documents' sample lengths), exact int64."""
+    order = np.argsort(labels, kind="stable")
+    counts = np.bincount(labels, minlength=n_clusters)
+    sums = np.zeros(n_clusters, np.int64)
+    nonempty = counts > 0
+    starts = (np.cumsum(counts) - counts)[nonempty]
+    if len(starts):
+        sums[nonempty] = np.add.reduceat(lengths[order], starts)
+    return sums
+
+
+def _extended_weights(labels, sizes, alpha, balance, multipliers, lengths, budget_tokens, keep):
+    """Draw weights (and token budgets) when balancing tokens, weighting clusters, budgeting tokens per
+    cluster or leaving documents out. Returns ``(draw_weights, cluster_budget or None, cluster_tokens
+    or None)``; a cluster with draw weight 0 is not in the pool."""
+    n_clusters = len(sizes)
+    cluster_tokens = _cluster_token_sums(labels, lengths, n_clusters) if lengths is not None else None
+    excluded = np.zeros(n_clusters, bool)
+    if keep is not None and not keep.all():
+        excluded[-1] = True  # the extra cluster of the left-out documents
+    base_sizes = cluster_tokens if balance == "tokens" else sizes
+    base_sizes = np.where(excluded, 0, base_sizes)
+    if balance == "tokens":
+        silent = np.flatnonzero((sizes > 0) & (cluster_tokens == 0) & ~excluded)
+        if len(silent):
+            raise ValueError(f"cluster {silent[0]} holds documents but no tokens, so it cannot get a share of "
+                             f"the tokens; balance samples instead")
+    weights = _cluster_weights(base_sizes, alpha)
+    if multipliers is not None:
+        m = np.asarray(multipliers, np.float64)
+        if m.ndim != 1:
+            raise ValueError("cluster_weights must be one-dimensional")
+        if np.any(~np.isfinite(m)) or np.any(m < 0):
+            raise ValueError("cluster_weights must be finite and non-negative")
+        full = np.ones(n_clusters)
+        full[: min(len(m), n_clusters)] = m[:n_clusters]
+        weights = weights * full
+        if not np.any(weights > 0) and sizes.sum():
+            raise ValueError("every cluster with documents has weight 0, so nothing can be drawn")
+    cluster_budget = None
+    if budget_tokens is not None:
+        cluster_budget = hamilton_apportionment(budget_tokens, weights)
+        drawn = cluster_budget > 0
+        silent = np.flatnonzero(drawn & (cluster_tokens == 0))
+        if len(silent):
+            raise ValueError(f"cluster {silent[0]} has a token budget but its documents hold no tokens")
+        weights = np.zeros(n_clusters)
+        # ∝ T_k / mean length: every cluster spends its budget at the same relative speed
+        weights[drawn] = cluster_budget[drawn] * (sizes[drawn] / cluster_tokens[drawn])
+    elif balance == "tokens":
+        drawn = weights > 0
+        weights = np.where(drawn, weights * sizes / np.maximum(cluster_tokens, 1), 0.0)
+    return weights, cluster_budget, cluster_tokens
+
+
+def _per_cluster_repeats(values, max_repeats: int, n_clusters: int) -> np.ndarray:
+    r = np.asarray(values)
+    if r.ndim != 1 or (r.size and not np.issubdtype(r.dtype, np.integer)) or np.any(r < 0):
+        raise ValueError("cluster_max_repeats must be non-negative integers (0: max_repeats)")
+    if len(r) > n_clusters:
+        raise ValueError(f"cluster_max_repeats has {len(r)} entries but there are {n_clusters} clusters")
+    full = np.full(n_clusters, max_repeats, np.int64)
+    full[: len(r)] = np.where(r > 0, r, max_repeats)
+    return full
+
+
+def _doc_log_weights(scores, power, n_docs: int) -> np.ndarray:
+    """``log(score ** power)`` per document (``-inf`` for weight 0), without overflow."""
+    scores = np.asarray(scores, np.float64)
+    if scores.shape != (n_docs,):
+        raise ValueError(f"doc_scores has {scores.size} entries but labels has {n_docs}")
+    if np.any(~np.isfinite(scores)) or np.any(scores < 0):
+        raise ValueError("doc_scores must be finite and non-negative")
+    power = float(power)
+    if not np.isfinite(power) or power < 0:
+        raise ValueError(f"doc_power must be a finite number >= 0, got {power!r}")
+    if power == 0:
+        return np.zeros(n_docs)
+    with np.errstate(divide="ignore"):
+        return power * np.log(scores)
+
+
+def _as_keep(keep, n_docs: int):
+    if keep is None:
+        return None
+    keep = np.asarray(keep)
+    if keep.shape != (n_docs,) or keep.dtype != bool:
+        raise ValueError(f"keep must be a boolean array of {n_docs} entries")
+    return None if keep.all() else keep
 
 
 # ----------------------------------------------------------------------------- budget handling
@@ -244,16 +454,15 @@ def _check_reachable(tokens, lengths, n_samples, n_docs: int) -> None:
         raise ValueError(f"there are no documents, so {n_samples} samples cannot be planned")
 
 
-def _clip_budget(max_repeats, n_docs, n_samples, tokens, lengths, allow_partial):
+def _clip_budget(clip: str, possible, possible_tokens, n_samples, tokens, allow_partial):
     """Compare the budget with what the clip allows: the pool always empties after exactly
-    ``max_repeats * N`` samples, so this is known before planning.
+    ``possible`` samples (``max_repeats * N`` without per-cluster clips), so this is known before
+    planning.
 
     Returns ``(n_samples, tokens)``, switched to "the whole pool" when the budget is out of
     reach and ``allow_partial`` is set.
     """
-    possible = max_repeats * n_docs
     if tokens is not None:
-        possible_tokens = max_repeats * int(lengths.sum())
         if tokens <= possible_tokens:
             return None, tokens
         asked = f"{tokens} tokens were asked"
@@ -267,7 +476,7 @@ def _clip_budget(max_repeats, n_docs, n_samples, tokens, lengths, allow_partial)
     if allow_partial:
         return possible, None
     raise BudgetError(
-        f"the clip (--max-repeats {max_repeats}) allows at most {allows} but {asked}; "
+        f"the clip ({clip}) allows at most {allows} but {asked}; "
         "lower the budget or raise --max-repeats",
         possible_samples=possible,
         possible_tokens=possible_tokens,
@@ -275,10 +484,20 @@ def _clip_budget(max_repeats, n_docs, n_samples, tokens, lengths, allow_partial)
 
 
 def _take_budget(blocks: Iterator[_Block], n_samples, tokens, lengths) -> _Block:
-    """Consume blocks until the budget is met and cut the last one exactly at it."""
+    """Consume blocks until the budget is met and cut the last one exactly at it (neither: all)."""
     if n_samples is not None:
         return _take_samples(blocks, n_samples)
+    if tokens is None:
+        return _take_all(blocks)
     return _take_tokens(blocks, tokens, lengths)
+
+
+def _take_all(blocks: Iterator[_Block]) -> _Block:
+    """Every block of a stream that ends by itself (per-cluster token budgets)."""
+    parts = list(blocks)
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+    return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def _take_samples(blocks: Iterator[_Block], n_samples: int) -> _Block:
@@ -320,19 +539,20 @@ def _block_size(index: int) -> int:
 # ----------------------------------------------------------------------------- random sampler
 
 
-def _random_blocks(rng: np.random.Generator, labels: np.ndarray) -> Iterator[_Block]:
-    """Yield fresh permutations of all documents, one epoch after another.
+def _random_blocks(rng: np.random.Generator, labels: np.ndarray, pool=None) -> Iterator[_Block]:
+    """Yield fresh permutations of all documents (of ``pool``, when given), one epoch after another.
 
     Small corpora get many epochs per block (one ``Generator.permuted`` call over rows); the
     number of epochs per block depends only on N and the block index, never on the budget.
     """
-    n_docs = labels.shape[0]
+    members = np.arange(labels.shape[0], dtype=np.int64) if pool is None else pool.astype(np.int64)
+    n_docs = members.shape[0]
     if n_docs == 0:
         return
     epoch = 0
     for index in itertools.count():
         n_epochs = max(1, _block_size(index) // n_docs)
-        rows = np.broadcast_to(np.arange(n_docs, dtype=np.int64), (n_epochs, n_docs))
+        rows = np.broadcast_to(members, (n_epochs, n_docs))
         doc = rng.permuted(rows, axis=1).reshape(-1)
         repeat = np.repeat(np.arange(epoch, epoch + n_epochs, dtype=np.int32), n_docs)
         yield doc, labels[doc].astype(np.int32), repeat
@@ -407,8 +627,14 @@ class _ClusterStream:
     the cluster-grouped document order).
     """
 
-    def __init__(self, labels, sizes, weights, max_repeats, rng):
+    def __init__(self, labels, sizes, weights, max_repeats, rng, *, lengths=None, budget=None, doc_logw=None):
         self.rng = rng
+        # per-cluster token budgets: a cluster leaves at the first sample that reaches its budget
+        self.budget = budget
+        self.lengths = lengths
+        self.tokens_used = None if budget is None else np.zeros(sizes.shape[0], np.int64)
+        self.done = None if budget is None else np.zeros(sizes.shape[0], bool)
+        self.doc_logw = doc_logw
         self.sizes = sizes
         self.weights = weights
         self.offsets = np.cumsum(sizes) - sizes
@@ -424,7 +650,7 @@ class _ClusterStream:
         self.used = np.zeros(sizes.shape[0], np.int64)
         self.cur_pass = np.full(sizes.shape[0], -1, np.int64)
         self.cur_perm = np.empty(labels.shape[0], self.doc_dtype)
-        self.active = np.flatnonzero(sizes)
+        self.active = np.flatnonzero(weights > 0)
 
     def blocks(self) -> Iterator[_Block]:
         chooser = None
@@ -437,8 +663,10 @@ class _ClusterStream:
             yield self._block(chooser.draw(self.rng, _block_size(index)))
             if self.cap is not None:
                 self.active = self.active[self.used[self.active] < self.cap[self.active]]
-                if len(self.active) != n_active:
-                    chooser = None
+            if self.done is not None:
+                self.active = self.active[~self.done[self.active]]
+            if len(self.active) != n_active:
+                chooser = None
 
     def _block(self, choice: np.ndarray) -> _Block:
         m = len(choice)
@@ -460,6 +688,11 @@ class _ClusterStream:
                 kept = _segment_arange(starts, capped)
                 cluster, time, n_kept = cluster[kept], time[kept], capped
         doc, repeat = self._documents(group, n_kept)
+        if self.budget is not None:
+            cut, n_kept = self._cut_at_budget(group, n_kept, doc)
+            if cut is not None:
+                doc, repeat, cluster, time = doc[cut], repeat[cut], cluster[cut], time[cut]
+                rejected = True
         self.used[group] += n_kept
 
         # back to time order, skipping rejected draws
@@ -474,6 +707,27 @@ class _ClusterStream:
             kept[time] = True
             return out_doc[kept], out_cluster[kept], out_repeat[kept]
         return out_doc, out_cluster, out_repeat
+
+    def _cut_at_budget(self, group: np.ndarray, n_kept: np.ndarray, doc: np.ndarray):
+        """Cut each cluster's run (``doc`` grouped by cluster) after its first document that brings the
+        cluster to its token budget; such a cluster is done. Returns ``(mask of the kept documents or
+        None, new n_kept)``. The passes already drawn for a done cluster are never used again."""
+        tok = self.lengths[doc]
+        run_start = np.cumsum(n_kept) - n_kept
+        total = np.cumsum(tok)
+        total += np.repeat(self.tokens_used[group] - (total[run_start] - tok[run_start]), n_kept)
+        hits = np.flatnonzero(total >= np.repeat(self.budget[group], n_kept))
+        cut = None
+        if len(hits):
+            run_of = np.repeat(np.arange(len(group)), n_kept)
+            runs, first = np.unique(run_of[hits], return_index=True)
+            n_kept = n_kept.copy()
+            n_kept[runs] = hits[first] - run_start[runs] + 1
+            self.done[group[runs]] = True
+            cut = (np.arange(len(doc)) - run_start[run_of]) < n_kept[run_of]
+            tok = np.where(cut, tok, 0)
+        self.tokens_used[group] += np.add.reduceat(tok, run_start) if len(tok) else 0
+        return cut, n_kept
 
     def _documents(self, group: np.ndarray, n_kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Documents and pass indices of the next ``n_kept[g]`` emissions of each cluster
@@ -500,7 +754,7 @@ class _ClusterStream:
             np.repeat(self.offsets[group[by_size]], n_new[by_size]),
             np.repeat(size[by_size], n_new[by_size]),
         )]
-        _shuffle_rows(self.rng, fresh, size[by_size], fresh_len[by_size])
+        _shuffle_rows(self.rng, fresh, size[by_size], fresh_len[by_size], self.doc_logw)
 
         out_start = np.cumsum(n_kept) - n_kept
         doc = np.empty(int(n_kept.sum()), self.doc_dtype)
@@ -533,10 +787,18 @@ class _ClusterStream:
 
 
 def _shuffle_rows(rng: np.random.Generator, values: np.ndarray, row_size: np.ndarray,
-                  length: np.ndarray) -> None:
+                  length: np.ndarray, log_weight=None) -> None:
     """Shuffle ``values`` in place, cut into consecutive pieces of ``length[i]`` elements that
     each hold rows of ``row_size[i]`` elements (equal sizes adjacent): every row is permuted
-    independently and uniformly (Fisher-Yates in ``Generator.permuted``), one call per size."""
+    independently and uniformly (Fisher-Yates in ``Generator.permuted``), one call per size.
+
+    With ``log_weight`` (per value, ``-inf`` for weight 0) every row is instead a weighted random
+    permutation: successive draws without replacement ``∝ weight`` (Efraimidis-Spirakis: sort by
+    ``E / weight`` with ``E`` standard exponential, here in logs); weight-0 values come last, in
+    uniform random order."""
+    if log_weight is not None:
+        _weighted_shuffle_rows(rng, values, row_size, length, log_weight)
+        return
     if len(row_size) == 0:
         return
     runs = np.flatnonzero(np.r_[True, row_size[1:] != row_size[:-1]])
@@ -547,3 +809,22 @@ def _shuffle_rows(rng: np.random.Generator, values: np.ndarray, row_size: np.nda
         if size > 1:
             rows = values[start:stop].reshape(-1, size)
             rng.permuted(rows, axis=1, out=rows)
+
+
+def _weighted_shuffle_rows(rng, values, row_size, length, log_weight) -> None:
+    if len(row_size) == 0:
+        return
+    runs = np.flatnonzero(np.r_[True, row_size[1:] != row_size[:-1]])
+    ends = np.cumsum(length)
+    starts = np.r_[0, ends[runs[1:] - 1]]
+    stops = np.r_[starts[1:], ends[-1]]
+    for start, stop, size in zip(starts.tolist(), stops.tolist(), row_size[runs].tolist()):
+        if size > 1:
+            rows = values[start:stop].reshape(-1, size)
+            exponential = rng.standard_exponential(rows.shape)
+            key = np.log(exponential) - log_weight[rows]  # +inf for weight 0
+            if np.isinf(key).any():
+                order = np.lexsort((exponential, key), axis=1)
+            else:
+                order = np.argsort(key, axis=1)
+            rows[...] = np.take_along_axis(rows, order, axis=1)

@@ -7,11 +7,15 @@ from dataclasses import dataclass
 from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import REHASH_HELP, Settings, setting
-from .sampling import SAMPLERS
+from .sampling import BALANCES, SAMPLERS
 
 DEFAULT_SHARD_TOKENS = 100_000_000
 DEFAULT_MAX_REPEATS = 4
 MAX_REPEATS_LIMIT = 1 << 20
+#: settings added with token balancing: left out of the manifest at these values, so the record (and
+#: the job's identity) of a schedule that uses none of them is what it was before
+BALANCE_DEFAULTS = {"balance": "samples", "weights": None, "cluster_max_repeats": None, "budget_tokens": None,
+                    "doc_weight_column": None, "doc_weight_power": 1.0, "dedup_threshold": None}
 
 
 def _formats_help() -> str:
@@ -96,6 +100,36 @@ class ScheduleSettings(Settings):
     allow_partial: bool = setting(False, flag="--allow-partial", kind=bool, group="sampling",
                                   help="When the clip cannot meet the budget, write what is possible instead of "
                                        "failing.")
+    # balancing (README "Balancing tokens, weights and budgets"); left out of the record at their defaults
+    balance: str = setting("samples", flag="--balance", kind=str, choices=BALANCES, group="sampling",
+                           help="What the cluster weights share out: samples (cluster k drawn ∝ w_k) or tokens "
+                                "(drawn ∝ w_k / its mean sample length, so its expected share of the tokens is "
+                                "∝ w_k). tokens needs --tokenizer.")
+    weights: str | None = setting(None, flag="--weights", kind=str, optional=True, group="sampling", metavar="FILE",
+                                  help="Per-cluster weights (Parquet, CSV or JSON: cluster, weight[, max_repeats]) "
+                                       "multiplying each cluster's weight; weight 0 leaves a cluster out; unlisted "
+                                       "clusters keep weight 1.")
+    cluster_max_repeats: str | None = setting(None, flag="--cluster-max-repeats", kind=str, optional=True,
+                                              group="sampling", metavar="K=R,...",
+                                              help="Per-cluster clips, e.g. 3=1,7=2 (over --max-repeats and the "
+                                                   "max_repeats of --weights).")
+    budget_tokens: int | None = setting(None, flag="--budget-tokens", kind=int, min=1, optional=True, group="sampling",
+                                        metavar="T",
+                                        help="Budget: T tokens split over the clusters by weight (largest "
+                                             "remainder); each cluster stops at its share or its clip, all "
+                                             "interleaved. Needs --tokenizer.")
+    doc_weight_column: str | None = setting(None, flag="--doc-weight-column", kind=str, optional=True,
+                                            group="sampling", metavar="COL|FILE",
+                                            help="Document scores: a numeric column of the corpus, or a Parquet/CSV/"
+                                                 "JSON file of doc_id, score. Each pass of a cluster draws its "
+                                                 "documents ∝ score**beta without replacement.")
+    doc_weight_power: float = setting(1.0, flag="--doc-weight-power", kind=float, min=0, max=16, group="sampling",
+                                      metavar="BETA", help="The exponent beta of --doc-weight-column.")
+    dedup_threshold: float | None = setting(None, flag="--dedup-threshold", kind=float, min=0, max=1, min_open=True,
+                                            optional=True, group="sampling", metavar="COS",
+                                            help="Semantic deduplication (SemDeDup) inside each cluster before "
+                                                 "sampling: of documents whose cosine exceeds COS (e.g. 0.95), keep "
+                                                 "one.")
     # how it runs, not what it computes (not part of the job's identity)
     workers: int | None = setting(None, flag="--workers", kind=int, min=1, max=4096, optional=True, record=False,
                                   group="performance",
@@ -109,8 +143,8 @@ class ScheduleSettings(Settings):
 
     def validate(self) -> None:
         check_engine(self)
-        budgets = [f for f, v in (("--epochs", self.epochs), ("--samples", self.samples), ("--tokens", self.tokens))
-                   if v is not None]
+        budgets = [f for f, v in (("--epochs", self.epochs), ("--samples", self.samples), ("--tokens", self.tokens),
+                                  ("--budget-tokens", self.budget_tokens)) if v is not None]
         if len(budgets) > 1:
             raise InputError(f"{' and '.join(budgets)}: give at most one budget")
         if not self.dry_run and not self.tokenizer:
@@ -118,6 +152,20 @@ class ScheduleSettings(Settings):
                              "name); or pass --dry-run to write only the order")
         if self.tokens is not None and not self.tokenizer:
             raise InputError("--tokens: a token budget needs --tokenizer to count tokens, even with --dry-run")
+        for flag, needed in (("--balance tokens", self.balance == "tokens"),
+                             ("--budget-tokens", self.budget_tokens is not None)):
+            if needed and not self.tokenizer:
+                raise InputError(f"{flag}: needs --tokenizer to count every document's tokens, even with --dry-run")
+        if self.sampler == "random":
+            for flag, used in (("--balance tokens", self.balance == "tokens"), ("--weights", self.weights),
+                               ("--cluster-max-repeats", self.cluster_max_repeats),
+                               ("--budget-tokens", self.budget_tokens),
+                               ("--doc-weight-column", self.doc_weight_column)):
+                if used:
+                    raise InputError(f"{flag}: the random sampler draws no clusters; use --sampler clusterclip "
+                                     f"or uniform")
+        if self.cluster_max_repeats is not None and self.sampler != "clusterclip":
+            raise InputError("--cluster-max-repeats: only the clusterclip sampler clips; use --sampler clusterclip")
         check_convention(self.convention, self.bos_token, self.eos_token)
         from ..shards import check_formats
 
@@ -130,6 +178,47 @@ class ScheduleSettings(Settings):
             r["max_repeats"] = None
         if self.sampler == "random":
             r["alpha"] = None
+        for name, default in BALANCE_DEFAULTS.items():  # at their defaults: the record of before these existed
+            if r.get(name) == default:
+                del r[name]
+        if "doc_weight_power" in r and self.doc_weight_column is None:
+            del r["doc_weight_power"]
         if self.dry_run:
             r["formats"], r["shard_tokens"], r["align_tokens"], r["pack"] = None, None, None, None
         return r
+
+
+@dataclass(frozen=True)
+class MixturesSettings(Settings):
+    """``clusterclip mixtures``: Dirichlet-drawn cluster weights, one dry-run schedule each."""
+
+    step = "mixtures"
+
+    dirichlet: float = setting(1.0, flag="--dirichlet", kind=float, min=0, min_open=True, max=1e6, group="sampling",
+                               metavar="A", help="Concentration of the Dirichlet the weights are drawn from (small: "
+                                                 "a few clusters dominate; large: near uniform).")
+    n: int = setting(8, flag="--n", kind=int, min=1, max=10_000, group="sampling", help="Number of mixtures.")
+    sampler: str = setting("clusterclip", flag="--sampler", kind=str, choices=("clusterclip", "uniform"),
+                           group="sampling", help="The sampler of every schedule.")
+    balance: str = setting("samples", flag="--balance", kind=str, choices=BALANCES, group="sampling",
+                           help="What the weights share out (tokens needs --tokenizer).")
+    tokenizer: str | None = setting(None, flag="--tokenizer", kind=str, optional=True, group="tokens",
+                                    help="Needed for --balance tokens and --budget-tokens.")
+    max_repeats: int = setting(DEFAULT_MAX_REPEATS, flag="--max-repeats", kind=int, min=1, max=MAX_REPEATS_LIMIT,
+                               group="sampling", help="ClusterClip's clip.")
+    epochs: float | None = setting(None, flag="--epochs", kind=float, min=0, min_open=True, max=1e6, optional=True,
+                                   group="sampling", help="Budget of each schedule: EPOCHS × N samples.")
+    samples: int | None = setting(None, flag="--samples", kind=int, min=1, optional=True, group="sampling",
+                                  help="Budget of each schedule: exactly this many samples.")
+    budget_tokens: int | None = setting(None, flag="--budget-tokens", kind=int, min=1, optional=True,
+                                        group="sampling", metavar="T",
+                                        help="Budget of each schedule: T tokens split over the clusters by weight.")
+    allow_partial: bool = setting(False, flag="--allow-partial", kind=bool, group="sampling",
+                                  help="When the clip cannot meet the budget, write what is possible.")
+    seed: int = setting(0, flag="--seed", kind=int, min=0, max=2**63 - 1, group="sampling",
+                        help="Seed of the weights and of every schedule.")
+
+    def schedule_options(self) -> dict:
+        """The ``schedule`` settings every mixture shares (all but the weights)."""
+        return {f: getattr(self, f) for f in ("sampler", "balance", "tokenizer", "max_repeats", "epochs", "samples",
+                                              "budget_tokens", "allow_partial", "seed")}
