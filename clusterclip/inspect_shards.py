@@ -18,7 +18,7 @@ import numpy as np
 from .errors import InputError
 from .schedule.directory import ScheduleDir
 from .settings import Settings, setting
-from .shards import FORMATS, find_shards, read_sample
+from .shards import FORMATS, find_shards
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def sample_report(
     tokens = {}
     for f in formats:
         recs = find_shards(index, f, position)
-        tokens[f] = read_sample(out, f, position, index)
+        tokens[f] = sd.read_sample(f, position, index)
         report.setdefault("shards", [r["index"] for r in recs])
         report.setdefault("shard", recs[0]["index"])
         report.setdefault("shard_first_sample", recs[0]["start"])

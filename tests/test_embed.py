@@ -340,6 +340,23 @@ def test_cli_embed_with_dirs_and_globs_then_rerun_and_refuse_other_settings(tmp_
 
 
 @pytest.mark.slow
+def test_a_failed_merge_leaves_no_build_behind(tmp_path, corpus, encoder):
+    from clusterclip.errors import IntegrityError
+
+    parts = [tmp_path / f"part{i}" for i in range(2)]
+    for i, d in enumerate(parts):
+        embed(corpus, d, encoder, num_partitions=2, partition_index=i, partition_block=5)
+    part = parts[1] / "embeddings-00000.npy"
+    data = bytearray(part.read_bytes())
+    data[-3] ^= 0x55  # same size: found by its sha256, once merge is under way
+    part.write_bytes(bytes(data))
+    merged = tmp_path / "merged"
+    with pytest.raises(IntegrityError, match="embeddings-00000.npy"):
+        merge_embeddings(parts, merged, progress=False)
+    assert not (merged / ".clusterclip" / "build").exists() and not (merged / "manifest.json").exists()
+
+
+@pytest.mark.slow
 def test_cli_partitions_and_merge(tmp_path, corpus, oneshot):
     base = ["--max-length", MAXLEN, "--id-column", "id", "--part-docs", PART, "--dtype", "float32",
             "--num-partitions", 2, "--partition-block", 7]

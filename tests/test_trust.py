@@ -262,6 +262,85 @@ def test_a_linked_private_directory_is_refused(tmp_path, runs):
     assert list(target.iterdir()) == []
 
 
+def test_a_linked_build_of_the_same_job_is_not_resumed(tmp_path, runs):
+    """OUT/.clusterclip/build -> elsewhere, holding the job.json this very run would resume."""
+    a = runs["a"]
+    cl = tmp_path / "cl"
+    args = ["cluster", a["embed"], "--out", cl, "--k", 4, "--seed", 1]
+    shutil.copytree(a["cluster"], cl)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (cl / "centroids.npy").unlink()  # damaged: the rerun rebuilds, in a build of the same job
+    job = {k: json.loads((cl / "manifest.json").read_text())[k] for k in ("step", "settings", "inputs")}
+    (elsewhere / "job.json").write_text(json.dumps(job))
+    (elsewhere / "keep.txt").write_text("keep me")
+    shutil.rmtree(cl / ".clusterclip" / "build", ignore_errors=True)
+    (cl / ".clusterclip" / "build").symlink_to(elsewhere, target_is_directory=True)
+    before = tree_bytes(elsewhere)
+    code, output = invoke(args)
+    assert_one_line_error(code, output, ".clusterclip/build", "symbolic link")
+    assert tree_bytes(elsewhere) == before and sorted(p.name for p in elsewhere.iterdir()) == ["job.json", "keep.txt"]
+
+
+@pytest.mark.parametrize("how", ["copied", "checksum broken"])
+def test_a_manifest_alone_does_not_make_a_directory_ours(tmp_path, runs, how):
+    """A clusterclip manifest copied into a directory (or ours, edited) never lets a run replace its files."""
+    a = runs["a"]
+    d = tmp_path / "d"
+    if how == "copied":
+        d.mkdir()
+        (d / "centroids.npy").write_bytes(b"the user's own file")
+        shutil.copyfile(a["cluster"] / "manifest.json", d / "manifest.json")
+    else:
+        shutil.copytree(a["cluster"], d)
+        m = json.loads((d / "manifest.json").read_text())
+        m["statistics"]["k"] = 2
+        (d / "manifest.json").write_text(json.dumps(m))
+    before = tree_bytes(d, private=True)
+    for extra in ([], ["--overwrite"]):
+        code, output = invoke(["cluster", a["embed"], "--out", d, "--k", 4, "--seed", 1, *extra])
+        assert_one_line_error(code, output, str(d))
+        assert tree_bytes(d, private=True) == before
+
+
+def test_an_input_file_inside_out_is_refused_by_name(tmp_path, runs):
+    emb = tmp_path / "emb"
+    shutil.copytree(runs["a"]["embed"], emb)
+    inside = emb / "more.jsonl"
+    shutil.copyfile(runs["corpus"], inside)
+    before = tree_bytes(emb, private=True)
+    code, output = invoke(["embed", runs["corpus"], inside, "--out", emb, "--max-length", MAXLEN, "--part-docs", 16])
+    assert "already done" not in output
+    assert_one_line_error(code, output, str(inside), "--out")
+    assert tree_bytes(emb, private=True) == before
+
+
+def test_a_manifest_without_its_trailing_newline_is_the_same_manifest(tmp_path, runs):
+    """An editor dropping the final newline used to give "was clustered from X, not from X"."""
+    a = runs["a"]
+    emb, cl = tmp_path / "emb", tmp_path / "cl"
+    shutil.copytree(a["embed"], emb)
+    run_cli(["cluster", emb, "--out", cl, "--k", 4, "--seed", 1])
+    (emb / "manifest.json").write_bytes((emb / "manifest.json").read_bytes().rstrip(b"\n"))
+    code, output = invoke(["schedule", emb, cl, "--out", tmp_path / "s", "--tokenizer", runs["tokenizer"], "--dry-run"])
+    assert code == 0, output
+    assert invoke(["verify", emb])[0] == 0
+    # really rebuilt at the same path: the message says so instead of naming the path twice
+    run_cli(["embed", runs["corpus"], "--out", emb, "--max-length", MAXLEN + 1, "--part-docs", 16, "--overwrite"])
+    code, output = invoke(["schedule", emb, cl, "--out", tmp_path / "s2", "--tokenizer", runs["tokenizer"], "--dry-run"])
+    line = assert_one_line_error(code, output, "rebuilt or changed since")
+    assert line.count(str(emb)) <= 2 and "not from" not in line
+
+
+def test_cluster_refuses_a_damaged_docs_parquet(tmp_path, runs):
+    emb = tmp_path / "emb"
+    shutil.copytree(runs["a"]["embed"], emb)
+    flip_byte(emb / "docs.parquet")
+    code, output = invoke(["cluster", emb, "--out", tmp_path / "cl", "--k", 4])
+    assert_one_line_error(code, output, "docs.parquet", "sha256")
+    assert not (tmp_path / "cl").exists()
+
+
 # --------------------------------------------------------------------------- the Makefile
 def make(work: Path, *args, check=True) -> subprocess.CompletedProcess:
     env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"}

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from .manifest import read_manifest, require_outputs, upstream_record
+from ..errors import IntegrityError
+from .manifest import MANIFEST, read_manifest, require_outputs, upstream_record
 
 
 class ArtifactDir:
@@ -31,7 +32,14 @@ class ArtifactDir:
         return dict(self._record)
 
     def verify(self, only: set[str] | None = None) -> None:
-        """Check the sha256 of every file (or of ``only``) against the manifest."""
+        """Check the sha256 of every file (or of ``only``, each of which must be recorded) against the manifest."""
+        if only is not None:
+            recorded = {r["path"] for r in self.manifest["outputs"]}
+            unknown = sorted(set(only) - recorded)
+            if unknown:
+                raise IntegrityError(f"{self.path / unknown[0]}: not recorded in {self.path / MANIFEST}, so it "
+                                     f"cannot be checked; run `clusterclip verify {self.path}`, then rerun "
+                                     f"`clusterclip {self.step}`")
         require_outputs(self.path, self.manifest, full=True, only=only)
 
     def verify_file(self, name: str) -> None:

@@ -87,18 +87,45 @@ def read_manifest(directory: str | os.PathLike, step: str | None) -> dict:
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise IntegrityError(f"{mp}: not valid JSON ({type(e).__name__}); the directory is damaged: "
                              f"rerun the step that made it") from None
+    check_manifest(manifest, mp, step)
+    return manifest
+
+
+#: the keys every manifest has, and their JSON types (what the owners read without further checks)
+REQUIRED = {"settings": dict, "inputs": dict, "outputs": list, "statistics": dict, "checksum": str}
+
+
+def check_manifest(manifest, mp: Path, step: str | None = None) -> None:
+    """Raise one line unless ``manifest`` (parsed from ``mp``) is a complete clusterclip manifest of
+    ``step`` (any step when None) in this layout, whose ``checksum`` matches its content."""
+    what = f"`clusterclip {step}`" if step else "clusterclip"
     if not isinstance(manifest, dict) or manifest.get("tool") != TOOL:
         raise InputError(f"{mp}: not a clusterclip manifest; give a {what} output directory")
-    if step is not None and manifest.get("step") != step:
-        raise InputError(f"{d}: is {describe(manifest)}, not a `clusterclip {step}` directory; give a {step} "
+    made_by = manifest.get("step")
+    if made_by not in STEPS:
+        raise IntegrityError(f"{mp}: names no clusterclip step (step {made_by!r}); it is damaged or was not written "
+                             f"by clusterclip: rerun the step that made the directory")
+    if step is not None and made_by != step:
+        raise InputError(f"{mp.parent}: is {describe(manifest)}, not a `clusterclip {step}` directory; give a {step} "
                          f"output directory here")
     if manifest.get("manifest_version") != MANIFEST_VERSION:
-        raise InputError(f"{mp}: written by clusterclip {manifest.get('version')} in an older layout; "
-                         f"rerun `clusterclip {manifest.get('step')}` with this version")
-    if manifest.get("checksum") != _checksum(manifest):
+        version = manifest.get("version")
+        by = f"clusterclip {version}" if isinstance(version, str) else "a clusterclip of unknown version"
+        raise InputError(f"{mp}: written by {by} in another layout (manifest_version "
+                         f"{manifest.get('manifest_version')!r}, this version reads {MANIFEST_VERSION}); "
+                         f"rerun `clusterclip {made_by}` with this version")
+    missing = [k for k, t in REQUIRED.items() if not isinstance(manifest.get(k), t)]
+    if missing:
+        raise IntegrityError(f"{mp}: {', '.join(missing)} missing or of the wrong type; the directory is damaged: "
+                             f"rerun `clusterclip {made_by}`")
+    if manifest["checksum"] != _checksum(manifest):
         raise IntegrityError(f"{mp}: its checksum does not match its content (edited by hand or damaged); "
-                             f"rerun `clusterclip {manifest.get('step')}` to rebuild the directory")
-    return manifest
+                             f"rerun `clusterclip {made_by}` to rebuild the directory")
+    for rec in manifest["outputs"]:
+        if not (isinstance(rec, dict) and isinstance(rec.get("path"), str) and isinstance(rec.get("bytes"), int)
+                and isinstance(rec.get("sha256"), str)):
+            raise IntegrityError(f"{mp}: an outputs entry is not a file record ({str(rec)[:60]}); "
+                                 f"rerun `clusterclip {made_by}`")
 
 
 def describe(manifest: dict) -> str:
@@ -115,7 +142,28 @@ def describe(manifest: dict) -> str:
 
 
 def manifest_digest(directory: str | os.PathLike) -> str:
-    return sha256_file(Path(directory) / MANIFEST)
+    """The sha256 of a directory's manifest, taken over its canonical JSON: the same content gives the same
+    digest however the file is laid out (a trailing newline lost in an editor is no change); a file that is
+    not JSON is hashed as it is."""
+    path = Path(directory) / MANIFEST
+    manifest = load_json(path)
+    if manifest is None:
+        return sha256_file(path)
+    return content_digest(manifest)
+
+
+def content_digest(manifest: dict) -> str:
+    """:func:`manifest_digest` of a parsed manifest (= the sha256 of the file clusterclip writes)."""
+    return sha256_bytes(manifest_bytes(manifest))
+
+
+def changed_upstream(recorded: dict, path: str | os.PathLike, what: str) -> str:
+    """``was clustered from X, not from Y`` for a recorded upstream directory whose digest differs, or
+    ``was clustered from an earlier state of X`` when it is the same path, rebuilt or edited since."""
+    rec_path = recorded.get("path")
+    if rec_path and os.path.abspath(rec_path) == os.path.abspath(path):
+        return f"was {what} from {rec_path} as it was before (it was rebuilt or changed since: its manifest differs)"
+    return f"was {what} from {rec_path or 'another run'}, not from {path} (its manifest differs)"
 
 
 def upstream_record(directory: str | os.PathLike, step: str) -> dict:

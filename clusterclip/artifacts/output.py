@@ -7,6 +7,7 @@ Layout of an output directory::
     OUT/.clusterclip/build/         the run being built, files at their final relative paths,
                                     plus job.json (the step, settings and inputs it is building)
     OUT/.clusterclip/commit.json    only while a finished build replaces the old output
+    OUT/.clusterclip/committed.json the digest of the manifest the last commit put in place
 
 Rules this module enforces for every step:
 
@@ -16,8 +17,17 @@ Rules this module enforces for every step:
   place, files of the old output that the new one does not have are deleted, and the new
   manifest comes last. A crash during the commit is rolled forward by the next run.
 - **only what we wrote:** the commit deletes only the files listed in the previous manifest,
-  never a directory it did not make, never an input, never through a symbolic link; a
-  directory that holds anything else and no clusterclip manifest is foreign and refused.
+  never a directory it did not make, never an input, never through a symbolic link.
+- **ours, proven, not claimed:** a non-empty ``--out`` is clusterclip's only when its
+  ``manifest.json`` verifies (a clusterclip manifest of this layout whose checksum matches) *and*
+  ``.clusterclip/committed.json`` holds that manifest's digest (written by the commit that put it
+  there): a copied, edited or foreign manifest is refused, with or without ``overwrite``. Without a
+  manifest, only an interrupted commit (``commit.json`` naming the new manifest's digest) or a
+  directory holding nothing but ``.clusterclip/`` is ours. ``.clusterclip/`` and what it holds
+  (``build/``, ``lock``, ``commit.json``, ``committed.json``) must be real directories and files, and
+  a resumed build must hold no link. All of this, and every path the commit will write or delete
+  (no link on the way, no directory or foreign file where a file goes), is checked before the old
+  manifest is touched.
 - **one run at a time:** ``fcntl.flock`` on ``.clusterclip/lock``; a second run gets one line.
 - **a refused or failed run can be corrected and rerun:** a build of other settings is
   discarded by the next run; a build of the same job is resumed.
@@ -38,17 +48,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BusyError, InputError, MismatchError
+from ..errors import BusyError, ClusterClipError, InputError, MismatchError
 from ..faults import checkpoint
 from ..settings import differences
 from .files import check_inside, dumps_json, file_record, fsync_dir, write_bytes_atomic, write_json_atomic
-from .manifest import MANIFEST, _checksum, check_outputs, is_ours, load_json, manifest_bytes
+from .manifest import MANIFEST, check_manifest, check_outputs, content_digest, load_json, manifest_bytes
 
 PRIVATE_DIR = ".clusterclip"
 LOCK_FILE = "lock"
 BUILD_DIR = "build"
 JOB_FILE = "job.json"
 COMMIT_FILE = "commit.json"
+OWNER_FILE = "committed.json"
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class OutputDir:
     """
 
     def __init__(self, out: str | os.PathLike, job: Job, *, overwrite: bool = False,
-                 inputs: tuple = (), log: Callable[[str], None] | None = None):
+                 inputs: tuple = (), log: Callable[[str], None] | None = None, resumable: bool = True):
         self.out = Path(os.path.abspath(out))
         self.job = job
         self.overwrite = overwrite
@@ -91,12 +102,14 @@ class OutputDir:
         self.manifest: dict | None = None
         self.previous: dict | None = None
         self._lock_fd: int | None = None
+        self.resumable = resumable  #: False: a failed run removes its build (a step that always starts again)
 
     # ------------------------------------------------------------------ entering
     def __enter__(self) -> "OutputDir":
-        self._check_target()
+        self._check_target()  # before anything is created in --out
         self._lock()
         try:
+            self._check_target()  # again, now that no other run can change it
             self._roll_forward()
             self._decide()
         except BaseException:
@@ -104,10 +117,15 @@ class OutputDir:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        self._unlock()
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            if exc_type is not None and not self.resumable and self.state in ("fresh", "resume"):
+                self._remove_build()
+        finally:
+            self._unlock()
 
     def _check_target(self) -> None:
+        """Refuse, in one line, an ``--out`` that is not clusterclip's to write (module docstring)."""
         out = self.out
         if out.exists() and not out.is_dir():
             raise InputError(f"{out}: is a file; give --out a directory path")
@@ -117,19 +135,79 @@ class OutputDir:
                 raise InputError(f"--out {out}: is also an input of this step; choose another --out")
         if not out.exists():
             return
-        private = os.path.lexists(self.private)
-        if private and (self.private.is_symlink() or not self.private.is_dir()):
-            raise InputError(f"{self.private}: is not clusterclip's own directory (a link or a file); remove it")
-        manifest_file = out / MANIFEST
-        if manifest_file.exists():
-            if not is_ours(load_json(manifest_file)) and not private:
-                raise MismatchError(
-                    f"{out}: holds a manifest.json that clusterclip did not write; choose another --out "
-                    f"(clusterclip never replaces a directory it did not make)")
+        self._check_private()
+        plan = self._commit_plan()
+        if os.path.lexists(out / MANIFEST):
+            self._owned_manifest(plan)
             return
-        if not private and any(out.iterdir()):
+        others = sorted(e.name for e in os.scandir(out) if e.name != PRIVATE_DIR)
+        if others and plan is None:
+            if os.path.lexists(self.private):
+                raise MismatchError(
+                    f"{out}: holds {others[0]}{' and more' if len(others) > 1 else ''} but no manifest.json, so "
+                    f"clusterclip cannot tell its own files from others; restore manifest.json, or delete {out} "
+                    f"(or choose another --out)")
             raise MismatchError(f"{out}: exists, is not empty and is not a clusterclip output directory; "
                                 f"choose another --out")
+
+    def _check_private(self) -> None:
+        """``.clusterclip/`` and its entries are a real directory and real files (a link would lead elsewhere)."""
+        if not os.path.lexists(self.private):
+            return
+        if self.private.is_symlink() or not self.private.is_dir():
+            raise InputError(f"{self.private}: is not clusterclip's own directory (a link or a file); remove it")
+        for name, want_dir in ((BUILD_DIR, True), (LOCK_FILE, False), (COMMIT_FILE, False), (OWNER_FILE, False)):
+            path = self.private / name
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                continue
+            ok = stat.S_ISDIR(st.st_mode) if want_dir else stat.S_ISREG(st.st_mode)
+            if not ok:
+                kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else ("a file" if want_dir else "not a file")
+                raise InputError(f"{path}: is {kind}, not what clusterclip made there; clusterclip writes only "
+                                 f"inside --out and never through a link: remove it")
+
+    def _owned_manifest(self, plan: dict | None = None) -> dict:
+        """``OUT/manifest.json``, after proving that clusterclip made this directory (module docstring)."""
+        mp = self.out / MANIFEST
+        if mp.is_symlink() or not mp.is_file():
+            raise InputError(f"{mp}: is not a file (a link or a directory); clusterclip replaces only an output it "
+                             f"made: choose another --out")
+        manifest = load_json(mp)
+        try:
+            check_manifest(manifest, mp)
+        except ClusterClipError as e:
+            if manifest is None or manifest.get("tool") != "clusterclip":
+                raise MismatchError(f"{self.out}: holds a manifest.json that clusterclip did not write; choose "
+                                    f"another --out (clusterclip never replaces a directory it did not make)") from None
+            raise type(e)(f"{str(e).split('; ')[0]}; clusterclip replaces only an output it can prove it made: "
+                          f"restore the manifest, or delete {self.out} (or choose another --out)") from None
+        digest = content_digest(manifest)
+        owner = load_json(self.private / OWNER_FILE) or {}
+        if owner.get("manifest_sha256") != digest and (plan or {}).get("manifest_sha256") != digest:
+            raise MismatchError(
+                f"{mp}: not the manifest clusterclip committed in {self.out} ({self.private / OWNER_FILE} "
+                f"{'records another' if owner else 'is missing'}: copied from another directory?); clusterclip "
+                f"replaces only an output it made: delete {self.out} (or choose another --out)")
+        return manifest
+
+    def _commit_plan(self) -> dict | None:
+        """The plan of an interrupted commit, if there is one that can be finished (else one line)."""
+        path = self.private / COMMIT_FILE
+        if not os.path.lexists(path):
+            return None
+        plan = load_json(path)
+        digest = (plan or {}).get("manifest_sha256")
+        new_manifest = load_json(self.build / MANIFEST) if not self.build.is_symlink() else None
+        if new_manifest is None:
+            new_manifest = load_json(self.out / MANIFEST)
+        lists = plan is not None and all(isinstance(plan.get(k), list) and all(isinstance(x, str) for x in plan[k])
+                                         for k in ("new", "old_only"))
+        if not lists or not digest or new_manifest is None or content_digest(new_manifest) != digest:
+            raise MismatchError(f"{path}: an interrupted commit that cannot be finished (its plan does not name the "
+                                f"manifest beside it); delete {self.out} and rerun, or choose another --out")
+        return plan
 
     def _lock(self) -> None:
         try:
@@ -164,10 +242,7 @@ class OutputDir:
             self._lock_fd = None
 
     def _decide(self) -> None:
-        previous = load_json(self.out / MANIFEST)
-        if previous is not None and (not is_ours(previous) or previous.get("checksum") != _checksum(previous)):
-            self.log(f"{self.out / MANIFEST}: damaged or edited; it will be replaced by this run")
-            previous = None
+        previous = self._owned_manifest() if os.path.lexists(self.out / MANIFEST) else None
         self.previous = previous
         if previous is not None and self.job.same_as(previous):
             problems = check_outputs(self.out, previous.get("outputs") or [], full=False)
@@ -178,8 +253,11 @@ class OutputDir:
             self.log(f"{problems[0]}: the finished output is damaged; rebuilding it")
         elif previous is not None and not self.overwrite:
             self._refuse(previous)
+        if previous is not None:  # every path the commit will replace or delete: before any work
+            self._check_paths(r["path"] for r in previous["outputs"])
         job_record = load_json(self.build / JOB_FILE)
         if self.build.is_dir() and self.job.same_as(job_record):
+            self._check_no_links(self.build)
             self.state = "resume"
             return
         self._reset_build()
@@ -202,12 +280,45 @@ class OutputDir:
             shutil.rmtree(self.build, ignore_errors=True)
 
     def _reset_build(self) -> None:
+        self._remove_build()
+        self.build.mkdir()
+        write_json_atomic(self.build / JOB_FILE, self.job.record())
+
+    def _remove_build(self) -> None:
         if os.path.lexists(self.build):
             if self.build.is_symlink() or not self.build.is_dir():
                 raise InputError(f"{self.build}: is not clusterclip's own directory; remove it")
             shutil.rmtree(self.build)
-        self.build.mkdir()
-        write_json_atomic(self.build / JOB_FILE, self.job.record())
+
+    def _check_no_links(self, root: Path) -> None:
+        """Refuse a build that holds a symbolic link anywhere (a resumed run would write through it)."""
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                path = Path(dirpath) / name
+                if path.is_symlink():
+                    raise InputError(f"{path}: is a symbolic link inside clusterclip's build; clusterclip writes only "
+                                     f"inside --out and never through a link: remove {self.build}")
+
+    def _check_paths(self, rels, *, replacing: frozenset = frozenset()) -> None:
+        """Every ``rel`` under ``--out`` can be replaced or deleted without leaving it: no link on the way, no
+        file where a directory goes, no directory where a file goes; and (for ``replacing``, the paths the
+        commit writes) an existing file there belongs to the previous output."""
+        old = {r["path"] for r in (self.previous or {}).get("outputs") or []}
+        for rel in rels:
+            target = check_inside(self.out, rel)
+            for parent in list(reversed(Path(rel).parents))[1:]:
+                p = self.out / parent
+                if os.path.lexists(p) and not p.is_dir():
+                    raise InputError(f"{p}: a file where this run writes a directory; move it away")
+            try:
+                st = os.lstat(target)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                raise InputError(f"{target}: is a directory where the output has a file; move it away")
+            if rel in replacing and rel not in old:
+                raise InputError(f"{target}: a file that clusterclip did not write (the previous manifest does not "
+                                 f"list it) is where this run writes; move it away")
 
     # ------------------------------------------------------------------ finishing
     def records(self, names) -> list[dict]:
@@ -218,22 +329,21 @@ class OutputDir:
         """Replace the old output by the build: see the module docstring. ``manifest`` is written last."""
         new = [r["path"] for r in manifest["outputs"]]
         old = [r["path"] for r in (self.previous or {}).get("outputs") or []]
-        for rel in new:
-            target = check_inside(self.out, rel)
-            if target.is_dir() and not target.is_symlink():
-                raise InputError(f"{target}: is a directory where this run writes a file; move it away")
-            if not (self.build / rel).is_file():
-                raise InputError(f"{self.build / rel}: missing from the build (internal error)")
+        old_only = sorted(set(old) - set(new))
+        for rel in new:  # everything checked before the old manifest is touched
+            src = check_inside(self.build, rel)
+            if src.is_symlink() or not src.is_file():
+                raise InputError(f"{src}: missing from the build or not a file (internal error)")
+        self._check_paths(new + old_only, replacing=frozenset(new))
         write_bytes_atomic(self.build / MANIFEST, manifest_bytes(manifest))
-        write_json_atomic(self.private / COMMIT_FILE, {"new": new, "old_only": sorted(set(old) - set(new))})
+        write_json_atomic(self.private / COMMIT_FILE, {"new": new, "old_only": old_only,
+                                                       "manifest_sha256": content_digest(manifest)})
         self._roll_forward()
         self.manifest = manifest
 
     def _roll_forward(self) -> None:
-        plan = load_json(self.private / COMMIT_FILE)
+        plan = self._commit_plan()
         if plan is None:
-            with contextlib.suppress(FileNotFoundError):
-                (self.private / COMMIT_FILE).unlink()
             return
         out = self.out
         if (self.build / MANIFEST).exists():
@@ -250,6 +360,7 @@ class OutputDir:
             path = check_inside(out, rel)
             _unlink(path)
             _remove_empty_parents(out, Path(rel).parent)
+        write_json_atomic(self.private / OWNER_FILE, {"manifest_sha256": plan["manifest_sha256"]})
         if (self.build / MANIFEST).exists():
             os.replace(self.build / MANIFEST, out / MANIFEST)
         fsync_dir(out)

@@ -45,7 +45,9 @@ def load_config(path: str | os.PathLike, section: str) -> dict:
         import yaml
 
         try:
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_unique_key_loader()) or {}
+        except _DuplicateKey as e:
+            raise ClusterClipError(f"{p}: {e}; keep one") from None
         except yaml.YAMLError as e:
             raise ClusterClipError(f"{p}: invalid YAML ({first_line(e)}); fix its syntax") from None
     else:
@@ -54,12 +56,50 @@ def load_config(path: str | os.PathLike, section: str) -> dict:
         raise ClusterClipError(f"{p}: a config file must hold a mapping of option names to values")
     from . import SUBCOMMANDS  # config-file tables: one per subcommand
 
-    values = {k: v for k, v in data.items() if k not in SUBCOMMANDS}
+    values = _normalized({k: v for k, v in data.items() if k not in SUBCOMMANDS}, p, "")
     own = data.get(section) or {}
     if not isinstance(own, dict):
         raise ClusterClipError(f"{p}: [{section}] must be a table of option names to values")
-    values.update(own)
-    return {str(k).replace("-", "_"): v for k, v in values.items()}
+    values.update(_normalized(own, p, f"[{section}] "))
+    return values
+
+
+def _normalized(table: dict, p: Path, where: str) -> dict:
+    """``table`` with dashes in names made underscores, refusing a name given twice (``max-length`` and ``max_length``)."""
+    out, given = {}, {}
+    for k, v in table.items():
+        name = str(k).replace("-", "_")
+        if name in out:
+            raise ClusterClipError(f"{p}: {where}{given[name]!r} and {k!r} name the same option; keep one")
+        out[name], given[name] = v, k
+    return out
+
+
+class _DuplicateKey(Exception):
+    """A key given twice in one YAML mapping (PyYAML keeps the last one silently)."""
+
+
+def _unique_key_loader():
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` may be overridden: that is what it is for
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(f"key {key!r} given twice (lines {seen[key]} and {line})")
+                    seen[key] = line
+                except TypeError:  # an unhashable key: PyYAML's own error follows
+                    continue
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
 
 
 def _config_callback(ctx: click.Context, param: click.Parameter, value):

@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from ..artifacts import Job, OutputDir, StepResult, build_manifest, save_npy_atomic, sha256_file, write_json_atomic
-from ..embed.directory import EmbedDir
+from ..embed.directory import DOCS_FILE, EmbedDir
 from ..errors import InputError
 from ..faults import checkpoint
 from .assignment import assign, check_embeddings
@@ -60,6 +60,7 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
     s = settings_from(settings, kwargs, ClusterSettings)
     say = log or (lambda message: None)
     emb = EmbedDir(emb_dir)
+    emb.verify_file(DOCS_FILE)  # recorded as an input of the clusters: checked like the embeddings
     n = emb.n_docs
     if s.k > n:
         raise InputError(f"--k {s.k}: larger than the number of documents (N={n}) in {emb.path}; lower --k")

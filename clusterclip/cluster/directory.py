@@ -21,6 +21,7 @@ import numpy as np
 
 from ..artifacts import save_npy_atomic, write_parquet_atomic
 from ..artifacts.directory import ArtifactDir
+from ..artifacts.manifest import changed_upstream
 from ..errors import IntegrityError, MismatchError
 
 CENTROIDS = "centroids.npy"
@@ -48,8 +49,8 @@ class ClusterDir(ArtifactDir):
         recorded = self.embed_record
         if recorded.get("manifest_sha256") != emb.record()["manifest_sha256"]:
             raise MismatchError(
-                f"{self.path}: was clustered from {recorded.get('path', 'another embed run')}, not from {emb.path} "
-                f"(its manifest digest differs); rerun `clusterclip cluster {emb.path} --out {self.path} --overwrite`")
+                f"{self.path}: {changed_upstream(recorded, emb.path, 'clustered')}; "
+                f"rerun `clusterclip cluster {emb.path} --out {self.path} --overwrite`")
         if self.n_docs != emb.n_docs:
             raise MismatchError(f"{self.path}: holds {self.n_docs} documents but {emb.path} {emb.n_docs}; "
                                 f"rerun `clusterclip cluster`")

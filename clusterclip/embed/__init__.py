@@ -60,6 +60,10 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
     out = Path(out_dir)
     found = expand_inputs(inputs)
     out_resolved = out.resolve()
+    for f in found.named:
+        if out_resolved in f.parents:
+            raise InputError(f"{f}: lies inside --out {out}, which this run replaces; move the file out of it or "
+                             f"choose another --out")
     files = [f for f in found.files if out_resolved not in f.parents]  # our own outputs are never inputs
     if not files:
         raise InputError(f"--out {out}: the inputs hold nothing but this output directory; give the corpus files")

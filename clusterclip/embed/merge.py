@@ -67,7 +67,7 @@ def merge_embeddings(part_dirs: Sequence, out_dir, *, overwrite: bool = False, p
     inputs = {"files": first.corpus_files, "partitions": [p.record() for p in ordered]}
     out = Path(out_dir)
     job = Job("embed", settings, inputs)
-    with OutputDir(out, job, overwrite=overwrite, inputs=tuple(dirs), log=log) as run:
+    with OutputDir(out, job, overwrite=overwrite, inputs=tuple(dirs), log=log, resumable=False) as run:
         if run.state == "done":
             return StepResult(run.manifest, out, "done", time.perf_counter() - t0)
         for p in ordered:  # every byte read is checked against what the partition recorded

@@ -62,6 +62,7 @@ class Inputs:
 
     files: list[Path]
     unsupported: list[Path] = field(default_factory=list)  #: files in input directories of other types
+    named: list[Path] = field(default_factory=list)  #: the files named literally (not found in a directory or glob)
 
 
 def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> Inputs:
@@ -78,6 +79,7 @@ def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> In
         raise InputError("no input given; name one or more corpus files, directories or glob patterns")
     out: list[Path] = []
     unsupported: list[Path] = []
+    named: list[Path] = []
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
@@ -108,6 +110,7 @@ def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> In
         elif p.is_file():
             reader_for(p)
             add(p)
+            named.append(p.resolve())
         elif _glob.has_magic(text):
             files = [m for m in sorted(Path(m) for m in _glob.glob(os.path.expanduser(text), recursive=True))
                      if m.is_file()]
@@ -118,7 +121,7 @@ def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> In
                 add(m)
         else:
             raise InputError(f"{p}: no such file or directory; check the path")
-    return Inputs(out, unsupported)
+    return Inputs(out, unsupported, named)
 
 
 def _is_hidden(path: Path, root: Path) -> bool:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..artifacts import manifest_digest
+from ..artifacts.manifest import changed_upstream
 from ..cluster.directory import ASSIGNMENTS, ClusterDir
 from ..embed.directory import DOCS_FILE, EmbedDir
 from ..errors import InputError, MismatchError
@@ -105,8 +106,8 @@ def check_embed_matches(emb_dir: str | Path, clusters: ClusterInfo) -> None:
     recorded = (clusters.manifest.get("inputs") or {}).get("embed") or {}
     if recorded.get("manifest_sha256") != manifest_digest(emb_dir):
         raise MismatchError(
-            f"{emb_dir}: {clusters.directory} was clustered from {recorded.get('path', 'another embed run')}, "
-            "not from this directory (manifest digest differs); give the embed directory it was made from"
+            f"{clusters.directory}: {changed_upstream(recorded, emb_dir, 'clustered')}; "
+            "give the embed directory it was made from"
         )
 
 
@@ -148,8 +149,8 @@ def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
     recorded = (manifest.get("inputs") or {}).get("cluster") or {}
     if recorded.get("manifest_sha256") != manifest_digest(clusters.directory):
         raise MismatchError(
-            f"{sched_dir}: was scheduled from {recorded.get('path', 'another cluster run')}, not from "
-            f"{clusters.directory} (manifest digest differs); give the cluster directory it was made from"
+            f"{sched_dir}: {changed_upstream(recorded, clusters.directory, 'scheduled')}; "
+            "give the cluster directory it was made from"
         )
     settings, stats = manifest.get("settings") or {}, manifest.get("statistics") or {}
     try:

@@ -76,6 +76,15 @@ class ScheduleDir(ArtifactDir):
             start += rows
         raise InputError(f"--sample {position}: not found in {path}")  # pragma: no cover
 
+    def read_sample(self, fmt: str, position: int, index: dict | None = None) -> np.ndarray:
+        """Tokens of the sample at ``position`` read back from ``fmt``'s shard files, after checking the sha256 of
+        every file it is read from against the manifest (a damaged shard is refused, never shown)."""
+        from ..shards import find_shards, read_sample
+
+        index = index or self.shards_index()
+        self.verify({f["path"] for rec in find_shards(index, fmt, position) for f in rec["files"]})
+        return read_sample(self.path, fmt, position, index)
+
     def shards_index(self) -> dict:
         if self.dry_run:
             raise InputError(f"{self.path}: a dry run (order only, no shards); rerun `clusterclip schedule` without "

@@ -422,22 +422,36 @@ def find_shard(index: dict, fmt: str, position: int) -> dict:
 
 def read_shard(out_dir: str | os.PathLike, fmt: str, record: dict, index: dict) -> ShardContent:
     """Shard ``record`` of ``fmt`` read back through its own layout (a one-line error if unreadable)."""
-    try:
+    with _one_line(out_dir):
         return FORMATS[fmt].read_shard(Path(out_dir), record, index)
-    except (ValueError, OSError, KeyError, IndexError) as e:
-        raise InputError(f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; check it with "
-                         f"`clusterclip verify {out_dir}`") from None
+
+
+class _one_line:
+    """A reader's ValueError/OSError/... as one :class:`InputError` line."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, e, tb):
+        if exc_type is not None and issubclass(exc_type, (ValueError, OSError, KeyError, IndexError)):
+            raise InputError(f"{str(e).splitlines()[0] if str(e) else exc_type.__name__}; check it with "
+                             f"`clusterclip verify {self.out_dir}`") from None
+        return False
 
 
 def read_sample(out_dir: str | os.PathLike, fmt: str, position: int, index: dict | None = None) -> np.ndarray:
-    """Tokens of the sample at ``position`` (delimiters included), read back from ``fmt``'s files."""
+    """Tokens of the sample at ``position`` (delimiters included), read back from ``fmt``'s files.
+
+    The files are read as they are: :meth:`clusterclip.schedule.directory.ScheduleDir.read_sample`
+    checks their sha256 first."""
     index = index or read_index(out_dir)
     parts = []
     for rec in find_shards(index, fmt, position):
-        content = read_shard(out_dir, fmt, rec, index)
-        j = position - rec["start"]
-        ends = np.append(content.starts[1:], len(content.tokens))
-        parts.append(np.asarray(content.tokens[content.starts[j]: ends[j]], dtype=np.int64))
+        with _one_line(out_dir):
+            parts.append(FORMATS[fmt].read_piece(Path(out_dir), rec, index, position))
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 

@@ -232,6 +232,15 @@ class ShardFormat:
     def read_shard(cls, out_dir: Path, record: dict, index: dict) -> ShardContent:
         raise NotImplementedError
 
+    @classmethod
+    def read_piece(cls, out_dir: Path, record: dict, index: dict, position: int) -> np.ndarray:
+        """The tokens of the sample at ``position`` that shard ``record`` holds (int64). By default the
+        shard is read whole; a format that can read less (one Parquet row group) overrides this."""
+        content = cls.read_shard(out_dir, record, index)
+        j = position - record["start"]
+        ends = np.append(content.starts[1:], len(content.tokens))
+        return np.asarray(content.tokens[content.starts[j]: ends[j]], dtype=np.int64)
+
     def describe(self) -> dict:
         """Format-specific facts for ``shards.json`` (dtype, magic...)."""
         return {"token_dtype": self.dtype.name}

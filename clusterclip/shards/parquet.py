@@ -132,6 +132,10 @@ class ParquetFormat(ShardFormat):
             self._tmp = None
 
     @classmethod
+    def read_piece(cls, out_dir: Path, record: dict, index: dict, position: int) -> np.ndarray:
+        return _read_piece(Path(out_dir) / record["files"][0]["path"], record, position)
+
+    @classmethod
     def read_shard(cls, out_dir: Path, record: dict, index: dict) -> ShardContent:
         import pyarrow.parquet as pq
 
@@ -146,6 +150,41 @@ class ParquetFormat(ShardFormat):
         tokens = ids.values.to_numpy(zero_copy_only=False).astype(np.int64)
         offsets = ids.offsets.to_numpy()
         return ShardContent(tokens, (offsets[:-1] - offsets[0]).astype(np.int64))
+
+
+def _read_piece(path: Path, record: dict, position: int) -> np.ndarray:
+    """:meth:`ParquetFormat.read_piece`: only the row groups that hold the sample are decoded."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
+    first_row = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    def locate(row: int) -> tuple[int, int]:
+        g = int(np.searchsorted(first_row, row, side="right")) - 1
+        return g, row - int(first_row[g])
+
+    if "cu_seqlens" not in pf.schema_arrow.names:  # one row per sample
+        row = position - record["start"]
+        if not 0 <= row < first_row[-1]:
+            raise ValueError(f"{path}: {first_row[-1]} rows, no row for sample {position}")
+        g, i = locate(row)
+        ids = pf.read_row_group(g, columns=["input_ids"]).column(0).slice(i, 1).combine_chunks()
+        return ids.values.to_numpy(zero_copy_only=False).astype(np.int64)
+    # --pack rows: the small positions column says which rows hold a piece of the sample
+    positions = pf.read(columns=["positions"]).column(0).combine_chunks()
+    owner = np.repeat(np.arange(len(positions)), np.diff(positions.offsets.to_numpy()))
+    rows = np.unique(owner[positions.values.to_numpy(zero_copy_only=False) == position])
+    pieces, groups = [], {}
+    for row in rows.tolist():
+        g, i = locate(row)
+        if g not in groups:
+            groups = {g: pf.read_row_group(g, columns=["input_ids", "cu_seqlens", "positions"])}
+        t = groups[g]
+        toks, cu, posn = (np.asarray(t.column(c)[i].as_py(), dtype=np.int64)
+                          for c in ("input_ids", "cu_seqlens", "positions"))
+        pieces += [toks[a:b] for a, b, p in zip(cu[:-1], cu[1:], posn) if p == position]
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.int64)
 
 
 def _with_row_length(cu: np.ndarray, piece_offsets: np.ndarray, length: int) -> np.ndarray:
