@@ -10,12 +10,21 @@
 #        FORMATS=bin,megatron SCHEDULE_FLAGS='--epochs 2'
 # A step whose settings changed is refused, naming what differs; add OVERWRITE=--overwrite to
 # replace it (the old output stays readable until the new one is complete).
+# From any folder (your project's): make -f /path/to/clusterclip/Makefile schedule CORPUS=... ;
+# paths you give are relative to that folder, the checkout's .venv is used (or CLUSTERCLIP=clusterclip).
 
 SHELL := /bin/bash
+# the checkout this Makefile is in (it may be run with -f from another folder)
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PYTHON ?= python3
-VENV ?= .venv
+# .venv of the checkout (relative when make runs in the checkout, as `make .venv/.dev-installed` expects)
+VENV ?= $(if $(filter $(ROOT),$(CURDIR)),.venv,$(ROOT)/.venv)
 BIN := $(VENV)/bin
-CLUSTERCLIP := $(BIN)/clusterclip
+# the clusterclip to run: the checkout's .venv (built on first use), or any other, e.g. CLUSTERCLIP=clusterclip
+CLUSTERCLIP ?= $(BIN)/clusterclip
+ifeq ($(CLUSTERCLIP),$(BIN)/clusterclip)
+NEEDS_VENV := $(VENV)/.installed
+endif
 # CPU machines: the pinned CPU wheel (a looser torch pulls a multi-GB CUDA build).
 TORCH_SPEC ?= torch==2.13.0
 
@@ -43,20 +52,20 @@ CORPUS_FILES := $(wildcard $(CORPUS))
 .PHONY: FORCE help install install-gpu shell demo test lint embed cluster schedule report mds-env bench clean clean-demo
 
 help:
-	@sed -n '2,14p' Makefile
+	@sed -n '2,16p' $(ROOT)/Makefile
 
 # ---- environments ----
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: $(ROOT)/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e "$(ROOT)"
 	touch $@
 
-$(VENV)/.dev-installed: pyproject.toml $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[dev]"
+$(VENV)/.dev-installed: $(ROOT)/pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e "$(ROOT)[dev]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -68,32 +77,32 @@ shell: $(VENV)/.installed
 
 # CUDA machines: faiss-gpu instead of faiss-cpu (both provide the `faiss` module).
 install-gpu: | $(BIN)/python
-	$(BIN)/pip install --quiet torch -e ".[gpu]"
+	$(BIN)/pip install --quiet torch -e "$(ROOT)[gpu]"
 	$(BIN)/pip uninstall --quiet -y faiss-cpu
 	$(BIN)/pip install --quiet --force-reinstall --no-deps faiss-gpu
 	touch $(VENV)/.installed
 
 # A separate environment for the real MosaicML Streaming reader (it cannot share ours).
 mds-env:
-	bash scripts/setup_mds_env.sh .venv-mds $(BIN)/python
+	bash $(ROOT)/scripts/setup_mds_env.sh $(ROOT)/.venv-mds $(BIN)/python
 
-# ---- the demo ----
-demo/corpus.jsonl.gz: scripts/build_demo_corpus.py | $(VENV)/.installed
-	$(BIN)/python scripts/build_demo_corpus.py --out $@
+# ---- the demo (in ./demo of the folder make runs in) ----
+demo/corpus.jsonl.gz: $(ROOT)/scripts/build_demo_corpus.py | $(VENV)/.installed
+	$(BIN)/python $(ROOT)/scripts/build_demo_corpus.py --out $@
 
-demo/tokenizer.json: demo/corpus.jsonl.gz scripts/train_demo_tokenizer.py | $(VENV)/.installed
-	$(BIN)/python scripts/train_demo_tokenizer.py demo/corpus.jsonl.gz --out $@
+demo/tokenizer.json: demo/corpus.jsonl.gz $(ROOT)/scripts/train_demo_tokenizer.py | $(VENV)/.installed
+	$(BIN)/python $(ROOT)/scripts/train_demo_tokenizer.py demo/corpus.jsonl.gz --out $@
 
 demo: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
-	@$(MAKE) --no-print-directory report $(DEMO_VARS)
+	@$(MAKE) -f $(ROOT)/Makefile --no-print-directory report $(DEMO_VARS)
 	@echo
 	@$(CLUSTERCLIP) inspect demo/schedule --sample 0 --decode
 	@echo
 	@echo "the report: file://$(abspath demo/report/index.html)"
-	@echo "clusterclip itself: source $(VENV)/bin/activate (or: make shell)"
+	@echo "clusterclip itself: source $(VENV)/bin/activate (or: make -f $(ROOT)/Makefile shell)"
 
 # ---- the pipeline, as file targets ----
-$(EMB)/manifest.json: $(CORPUS_FILES) FORCE | $(VENV)/.installed
+$(EMB)/manifest.json: $(CORPUS_FILES) FORCE | $(NEEDS_VENV)
 	@test -n "$(CORPUS)" || { echo "error: set CORPUS='data/*.parquet' (files, directories or globs)"; exit 2; }
 	$(CLUSTERCLIP) embed $(CORPUS) --out $(EMB) $(EMBED_FLAGS) $(OVERWRITE)
 
@@ -115,24 +124,24 @@ cluster: $(CL)/manifest.json
 schedule: $(OUT)/manifest.json
 report: $(REPORT)/manifest.json
 
-# ---- tests and benchmarks ----
+# ---- tests and benchmarks (of the checkout, wherever make runs) ----
 test: $(VENV)/.dev-installed
 	@# a separate environment for the real MosaicML Streaming reader (it cannot share ours)
-	bash scripts/setup_mds_env.sh .venv-mds $(BIN)/python || echo "warning: MosaicML reader env not built; its test will skip"
-	$(BIN)/python -m pytest -q
+	cd $(ROOT) && { bash scripts/setup_mds_env.sh .venv-mds $(BIN)/python || echo "warning: MosaicML reader env not built; its test will skip"; }
+	cd $(ROOT) && $(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check clusterclip tests scripts
+	cd $(ROOT) && $(BIN)/ruff check clusterclip tests scripts
 
 bench: $(VENV)/.dev-installed
-	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python scripts/bench_sampler.py
-	$(BIN)/python scripts/bench_shards.py
-	$(BIN)/python scripts/bench_cluster.py
-	$(BIN)/python scripts/bench_embed.py
+	$(BIN)/pip install --quiet -e "$(ROOT)[bench]"
+	cd $(ROOT) && $(BIN)/python scripts/bench_sampler.py
+	cd $(ROOT) && $(BIN)/python scripts/bench_shards.py
+	cd $(ROOT) && $(BIN)/python scripts/bench_cluster.py
+	cd $(ROOT) && $(BIN)/python scripts/bench_embed.py
 
 clean-demo:
 	rm -rf demo
 
 clean: clean-demo
-	rm -rf $(VENV) .venv-mds .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) $(ROOT)/.venv-mds $(ROOT)/.pytest_cache $(ROOT)/.hypothesis $(ROOT)/*.egg-info

@@ -1,0 +1,52 @@
+"""The Makefile's pipeline works from any folder: ``make -f CHECKOUT/Makefile report ...`` in a
+project of the user's, for real, on a tiny corpus (paths relative to that folder)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import MAX_LENGTH, REPO, write_jsonl
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("make") is None, reason="needs make")]
+
+
+def _make(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"}
+    env.pop("MAKEFLAGS", None)
+    return subprocess.run(["make", "-f", str(REPO / "Makefile"), "--no-print-directory", *args], cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=900, check=False)
+
+
+def test_pipeline_targets_from_another_folder(tmp_path, small_docs, demo_tokenizer):
+    project = tmp_path / "my project"  # a space in the path, too
+    project.mkdir()
+    write_jsonl(project / "data.jsonl", small_docs)
+    shutil.copy(demo_tokenizer, project / "tokenizer.json")
+    clusterclip = str(Path(sys.executable).parent / "clusterclip")
+    args = ["report", "CORPUS=data.jsonl", "WORK=work", "K=3", "TOKENIZER=tokenizer.json", "FORMATS=bin,parquet",
+            f"EMBED_FLAGS=--max-length {MAX_LENGTH}", "SCHEDULE_FLAGS=--samples 60", f"CLUSTERCLIP={clusterclip}"]
+    r = _make(project, *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for step in ("emb", "cl", "schedule", "report"):
+        assert (project / "work" / step / "manifest.json").is_file(), step
+    assert json.loads((project / "work" / "schedule" / "manifest.json").read_text())["statistics"]["samples"] == 60
+    before = {step: (project / "work" / step / "manifest.json").read_bytes() for step in ("emb", "cl", "schedule", "report")}
+    again = _make(project, *args)  # every step is asked again, and is already done
+    assert again.returncode == 0 and again.stdout.count("already done") == 3, again.stdout + again.stderr
+    assert before == {step: (project / "work" / step / "manifest.json").read_bytes() for step in before}
+
+
+def test_help_and_the_checkouts_venv_from_another_folder(tmp_path):
+    r = _make(tmp_path, "help")
+    assert r.returncode == 0 and "make schedule CORPUS=" in r.stdout, r.stdout + r.stderr
+    # without CLUSTERCLIP=, the checkout's own .venv runs the steps, by absolute path (a dry run prints the commands)
+    dry = _make(tmp_path, "-n", "cluster", "CORPUS=x.jsonl", "WORK=w")
+    assert f"{REPO}/.venv/bin/clusterclip cluster w/emb --out w/cl --k 1000" in dry.stdout, dry.stdout + dry.stderr
+    assert not (tmp_path / "w").exists()
