@@ -36,7 +36,21 @@ An :class:`EncoderPlan` is made once from a tokenizer's ``tokenizer.json`` text
     or, at the end of a piece, the whole rest of the run: the same characters) after, in
     the cl100k-like families, ``\\s*[\\r\\n]+`` took the run's newlines.
 
-  An exhaustive test checks both rules for every family over each character class on
+  Only where a stretch of more than ``piece_chars`` characters has neither (minified code,
+  base64, text without spaces) a third rule applies:
+
+  - between two ASCII characters x|y, neither whitespace nor "'", of different classes among
+    letter, digit and punctuation, except punctuation|letter (``"a|1"``, ``"1|a"``, ``"a|."``,
+    ``"1|."``, ``".|1"``): every alternative of these regexes that takes a letter or digit run
+    takes only that class (with at most one character before it, which is not the other
+    class), no alternative reaches over a letter or digit from punctuation, and "'" (the
+    contractions) is left out, so a pre-token ends at x and the next starts at y, in the
+    text before NFC as after (ASCII is never composed into what precedes it; y composed with
+    the marks after it stays of its class). The cut must not split an occurrence of a
+    non-special added token (checked); the rule is off where such a token is matched after
+    normalization (``normalized``) in an NFC tokenizer.
+
+  An exhaustive test checks the rules for every family over each character class on
   either side and the text around them (tests/test_tokenization_fast.py).
   NFC cannot change these characters or compose across a newline or space. Added
   (non-special) tokens that contain whitespace or strip it would cross cuts, so a
@@ -44,8 +58,13 @@ An :class:`EncoderPlan` is made once from a tokenizer's ``tokenizer.json`` text
   whole (their memory then grows with the document).
 
 Memory: a piece is at most :data:`PIECE_CHARS` characters unless the text offers no cut
-point (a run of that many characters with neither rule), so encoding holds one piece's
-working memory, which is what makes a single huge document cost bounded memory.
+point (a run of that many characters with none of the rules: one pre-token, such as a
+run of one letter, or CJK text without spaces, punctuation or newlines), so encoding holds
+one piece's working memory, which is what makes a single huge document cost bounded memory.
+A piece that cannot be cut is one pre-token or a run of them without any of these
+boundaries; it is encoded whole, by the fast backend (about 20-75 bytes per character at
+its peak) or, where it must be, by Hugging Face (about 200 per character), and it is not
+verified against Hugging Face when longer than ``piece_chars`` (docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -88,19 +107,39 @@ PRETOKENIZER_FAMILIES = {"gpt2": _GPT2, "cl100k": _CL100K, "qwen2": _QWEN2, "o20
 # exactly (``_newline_cut``, ``_space_cut``).
 _NEWLINE_CANDIDATE = re.compile(r"\S\n(?=[^\s/])")  # cut at m.start() + 2
 _SPACE_CANDIDATE = re.compile(r"[\S ](?= \S)")  # cut at m.start() + 1
+_P = r"!-&(-/:-@\[-`{-~"  # ASCII punctuation but "'"
+_CLASS_CANDIDATE = re.compile(rf"[A-Za-z](?=[0-9{_P}])|[0-9](?=[A-Za-z{_P}])|[{_P}](?=[0-9])")  # m.start() + 1
 
 
 # Code points whose Unicode properties the fast backend reads from a newer Unicode than
 # Hugging Face's regex engine (gigatoken 0.10: Unicode 17); a scan of every code point in
-# several contexts found differences only for code points that Python's own database
-# (Unicode 14-16) lists as unassigned, all of them in these ranges (assigned in Unicode 17).
-# A piece holding a code point from U+0800 up that is unassigned for Python, or in these
-# ranges, is encoded by Hugging Face.
+# several contexts found differences only for code points that Python 3.11's database
+# (Unicode 14) lists as unassigned. A piece holding a code point from U+0800 up that is
+# unassigned for Python, or assigned in Unicode 15.0 to 17.0 (these ranges, so that a Python
+# with a newer database flags the same ones), is encoded by Hugging Face.
 _NEWER_UNICODE = (
-    (0x088F, 0x088F), (0x0C5C, 0x0C5C), (0x0CDC, 0x0CDC), (0x1ACF, 0x1AEB), (0xA7CE, 0xA7F1),
-    (0x10940, 0x10959), (0x10EC5, 0x10EC7), (0x10EFA, 0x10EFB), (0x11B60, 0x11B67), (0x11DB0, 0x11DE9),
-    (0x16EA0, 0x16ED3), (0x16FF2, 0x16FF6), (0x187F8, 0x187FF), (0x18D09, 0x18D1E), (0x18D80, 0x18DF2),
-    (0x1E6C0, 0x1E6FF), (0x2B73A, 0x2B73F), (0x2CEA2, 0x2CEAD), (0x323B0, 0x33479),
+    (0x088F, 0x088F), (0x0897, 0x0897), (0x0C5C, 0x0C5C), (0x0CDC, 0x0CDC), (0x0CF3, 0x0CF3),
+    (0x0ECE, 0x0ECE), (0x1ACF, 0x1ADD), (0x1AE0, 0x1AEB), (0x1B4E, 0x1B4F), (0x1B7F, 0x1B7F),
+    (0x1C89, 0x1C8A), (0x20C1, 0x20C1), (0x2427, 0x2429), (0x2B96, 0x2B96), (0x2FFC, 0x2FFF),
+    (0x31E4, 0x31E5), (0x31EF, 0x31EF), (0xA7CB, 0xA7CF), (0xA7D2, 0xA7D2), (0xA7D4, 0xA7D4),
+    (0xA7DA, 0xA7DC), (0xA7F1, 0xA7F1), (0xFBC3, 0xFBD2), (0xFD90, 0xFD91), (0xFDC8, 0xFDCE),
+    (0x105C0, 0x105F3), (0x10940, 0x10959), (0x10D40, 0x10D65), (0x10D69, 0x10D85), (0x10D8E, 0x10D8F),
+    (0x10EC2, 0x10EC7), (0x10ED0, 0x10ED8), (0x10EFA, 0x10EFF), (0x1123F, 0x11241), (0x11380, 0x11389),
+    (0x1138B, 0x1138B), (0x1138E, 0x1138E), (0x11390, 0x113B5), (0x113B7, 0x113C0), (0x113C2, 0x113C2),
+    (0x113C5, 0x113C5), (0x113C7, 0x113CA), (0x113CC, 0x113D5), (0x113D7, 0x113D8), (0x113E1, 0x113E2),
+    (0x116D0, 0x116E3), (0x11B00, 0x11B09), (0x11B60, 0x11B67), (0x11BC0, 0x11BE1), (0x11BF0, 0x11BF9),
+    (0x11DB0, 0x11DDB), (0x11DE0, 0x11DE9), (0x11F00, 0x11F10), (0x11F12, 0x11F3A), (0x11F3E, 0x11F5A),
+    (0x1342F, 0x1342F), (0x13439, 0x13455), (0x13460, 0x143FA), (0x16100, 0x16139), (0x16D40, 0x16D79),
+    (0x16EA0, 0x16EB8), (0x16EBB, 0x16ED3), (0x16FF2, 0x16FF6), (0x187F8, 0x187FF), (0x18CFF, 0x18CFF),
+    (0x18D09, 0x18D1E), (0x18D80, 0x18DF2), (0x1B132, 0x1B132), (0x1B155, 0x1B155), (0x1CC00, 0x1CCFC),
+    (0x1CD00, 0x1CEB3), (0x1CEBA, 0x1CED0), (0x1CEE0, 0x1CEF0), (0x1D2C0, 0x1D2D3), (0x1DF25, 0x1DF2A),
+    (0x1E030, 0x1E06D), (0x1E08F, 0x1E08F), (0x1E4D0, 0x1E4F9), (0x1E5D0, 0x1E5FA), (0x1E5FF, 0x1E5FF),
+    (0x1E6C0, 0x1E6DE), (0x1E6E0, 0x1E6F5), (0x1E6FE, 0x1E6FF), (0x1F6D8, 0x1F6D8), (0x1F6DC, 0x1F6DC),
+    (0x1F774, 0x1F77F), (0x1F7D9, 0x1F7D9), (0x1F8B2, 0x1F8BB), (0x1F8C0, 0x1F8C1), (0x1F8D0, 0x1F8D8),
+    (0x1FA54, 0x1FA57), (0x1FA75, 0x1FA77), (0x1FA87, 0x1FA8A), (0x1FA8E, 0x1FA8F), (0x1FAAD, 0x1FAAF),
+    (0x1FABB, 0x1FABF), (0x1FAC6, 0x1FAC6), (0x1FAC8, 0x1FAC8), (0x1FACD, 0x1FACF), (0x1FADA, 0x1FADC),
+    (0x1FADF, 0x1FADF), (0x1FAE8, 0x1FAEA), (0x1FAEF, 0x1FAEF), (0x1FAF7, 0x1FAF8), (0x1FBCB, 0x1FBEF),
+    (0x1FBFA, 0x1FBFA), (0x2B739, 0x2B73F), (0x2CEA2, 0x2CEAD), (0x2EBF0, 0x2EE5D), (0x31350, 0x33479),
 )
 _BEYOND_U0800 = re.compile("[\u0800-\U0010ffff]")  # every code point above is in the ranges
 _unassigned_cache: dict[str, bool] = {}
@@ -114,6 +153,52 @@ def _unassigned(c: str) -> bool:
         if len(_unassigned_cache) < 1 << 20:
             _unassigned_cache[c] = hit
     return hit
+
+
+# Code points on which Hugging Face's NFC (its ``unicode-normalization-alignments`` tables,
+# about Unicode 10) and the NFC of Unicode 17 (gigatoken's) disagree: combining marks added
+# since, which Hugging Face takes for class-0 characters that stop canonical reordering and
+# composition ("caf\u0301\u1df9": Hugging Face keeps the order, Unicode 17 puts U+1DF9,
+# class 220, first), and the characters of the compositions it does not know (Dives Akuru
+# U+11935 U+11930 -> U+11938, Tulu-Tigalari, Kirat Rai...). Found by an exhaustive scan of
+# Hugging Face's normalizer against the Unicode 17 database (``unicodedata2`` 17.0): every
+# code point alone and after and before a mark of each combining class, every canonical
+# composition pair. Outside these, the two tables agree on every property NFC reads of a
+# character (combining class, decomposition, composition), and NFC is a function of those
+# properties of the text's characters, so the normalized texts are equal. Texts holding one
+# of them go to Hugging Face when the tokenizer normalizes with NFC; tests/test_tokenization_fast.py
+# checks every code point outside them against Hugging Face, end to end.
+_NFC_DISAGREE = (
+    (0x07FD, 0x07FD), (0x0897, 0x089F), (0x08CA, 0x08D3), (0x09FE, 0x09FE), (0x0C3C, 0x0C3C),
+    (0x0D3B, 0x0D3C), (0x0EBA, 0x0EBA), (0x1715, 0x1715), (0x1ABF, 0x1ADD), (0x1AE0, 0x1AEB),
+    (0x1DF6, 0x1DFA), (0xA82C, 0xA82C), (0x105C9, 0x105C9), (0x105D2, 0x105D2), (0x105DA, 0x105DA),
+    (0x105E4, 0x105E4), (0x10D24, 0x10D27), (0x10D69, 0x10D6D), (0x10EAB, 0x10EAC), (0x10EFA, 0x10EFB),
+    (0x10EFD, 0x10EFF), (0x10F46, 0x10F50), (0x10F82, 0x10F85), (0x11070, 0x11070), (0x1133B, 0x1133B),
+    (0x11382, 0x11385), (0x1138B, 0x1138B), (0x1138E, 0x1138E), (0x11390, 0x11391), (0x113B8, 0x113B8),
+    (0x113BB, 0x113BB), (0x113C2, 0x113C2), (0x113C5, 0x113C5), (0x113C7, 0x113C9), (0x113CE, 0x113D0),
+    (0x1145E, 0x1145E), (0x11839, 0x1183A), (0x11930, 0x11930), (0x11935, 0x11935), (0x11938, 0x11938),
+    (0x1193D, 0x1193E), (0x11943, 0x11943), (0x119E0, 0x119E0), (0x11A34, 0x11A34), (0x11A47, 0x11A47),
+    (0x11A99, 0x11A99), (0x11D42, 0x11D42), (0x11D44, 0x11D45), (0x11D97, 0x11D97), (0x11F41, 0x11F42),
+    (0x1611E, 0x16129), (0x1612F, 0x1612F), (0x16D63, 0x16D63), (0x16D67, 0x16D6A), (0x16FF0, 0x16FF1),
+    (0x1E08F, 0x1E08F), (0x1E130, 0x1E136), (0x1E2AE, 0x1E2AE), (0x1E2EC, 0x1E2EF), (0x1E4EC, 0x1E4EF),
+    (0x1E5EE, 0x1E5EF), (0x1E6E3, 0x1E6E3), (0x1E6E6, 0x1E6E6), (0x1E6EE, 0x1E6EF), (0x1E6F5, 0x1E6F5),
+)
+# the regex engine tests a character class of BMP ranges in one bitmap lookup, but astral
+# ranges one by one: the astral ones are looked up in a set, for the characters in their span
+_NFC_BMP_RE = re.compile("[" + "".join(f"\\u{a:04x}-\\u{b:04x}" for a, b in _NFC_DISAGREE if b <= 0xFFFF) + "]")
+_NFC_ASTRAL = frozenset(chr(c) for a, b in _NFC_DISAGREE if a > 0xFFFF for c in range(a, b + 1))
+_NFC_ASTRAL_SPAN = re.compile(f"[{min(_NFC_ASTRAL)}-{max(_NFC_ASTRAL)}]")
+
+
+def normalizations_may_disagree(text: str) -> bool:
+    """Does ``text`` hold a code point the two backends' NFC may treat differently (see above)?"""
+    if text.isascii():
+        return False
+    if _NFC_BMP_RE.search(text) is not None:
+        return True
+    if any(m.group() in _NFC_ASTRAL for m in _NFC_ASTRAL_SPAN.finditer(text)):
+        return True
+    return has_unassigned_code_points(text)
 
 
 def has_unassigned_code_points(text: str) -> bool:
@@ -130,7 +215,10 @@ class EncoderPlan:
     ``hf_json``: the reference ``tokenizer.json`` text. ``fast_json``: what the fast
     backend loads, or None when it does not run (``fast_off`` says why).
     ``family``: the pre-tokenizer family, or None. ``piece_chars``: documents longer
-    than this are cut into pieces (see the module docstring), None: never cut.
+    than this are cut into pieces (see the module docstring), None: never cut. ``nfc``: the
+    tokenizer normalizes with NFC (texts the two NFCs may disagree on go to Hugging Face).
+    ``class_cuts``: the third cut rule applies, and must not split these added tokens
+    (None: it does not apply).
     """
 
     hf_json: str
@@ -138,6 +226,8 @@ class EncoderPlan:
     fast_off: str | None
     family: str | None
     piece_chars: int | None
+    nfc: bool = False
+    class_cuts: tuple[str, ...] | None = None
 
     @property
     def backend(self) -> str:
@@ -157,7 +247,9 @@ def plan_encoder(hf_json: str, *, fast: bool = True, piece_chars: int | None = N
     family, why_not = _family(data)
     cuttable = family is not None and _added_tokens_allow_cuts(data)
     plan = EncoderPlan(hf_json=hf_json, fast_json=None, fast_off=why_not, family=family,
-                       piece_chars=piece_chars if cuttable else None)
+                       piece_chars=piece_chars if cuttable else None,
+                       nfc=(data.get("normalizer") or {}).get("type") == "NFC",
+                       class_cuts=_class_cuts(data) if cuttable else None)
     if why_not is not None:
         return plan
     if not fast:
@@ -242,20 +334,36 @@ def _added_tokens_allow_cuts(data: dict) -> bool:
     return True
 
 
+def _class_cuts(data: dict) -> tuple[str, ...] | None:
+    """The non-special added tokens a class cut must not split; None: no class cuts."""
+    added = [a for a in data.get("added_tokens") or [] if not a.get("special")]
+    if (data.get("normalizer") or {}).get("type") == "NFC" and any(a.get("normalized", True) for a in added):
+        return None
+    return tuple(sorted({str(a.get("content", "")) for a in added if len(str(a.get("content", ""))) > 1}))
+
+
 # ---------------------------------------------------------------------------- cutting
-def cut_points(text: str, piece_chars: int) -> list[int]:
+def cut_points(text: str, piece_chars: int, class_cuts: tuple[str, ...] | None = None) -> list[int]:
     """Positions where ``text`` is cut so that pieces are about ``piece_chars`` long.
 
     Each cut is a pre-token boundary for every supported family (module docstring). A
     piece is longer than ``piece_chars`` only where no cut point exists in it.
+    ``class_cuts``: see :class:`EncoderPlan` (the third rule, for stretches the first two
+    cannot cut).
     """
     cuts: list[int] = []
     start, n = 0, len(text)
     while n - start > piece_chars:
         limit = start + piece_chars
-        # the last cut in the piece's second half, else anywhere in it, else the first after it
-        cut = (_last_cut(text, max(start, limit - piece_chars // 2), limit) or _last_cut(text, start, limit)
-               or _first_cut(text, limit))
+        # the last cut in the piece's second half, else anywhere in it, else by the third rule,
+        # else the first after it
+        cut = (_last_cut(text, max(start, limit - piece_chars // 2), limit) or _last_cut(text, start, limit))
+        if cut is None and class_cuts is not None:
+            cut = _class_cut(text, start, limit, class_cuts)
+        if cut is None:
+            after = [_first_cut(text, limit)] + ([_first_class_cut(text, limit, class_cuts)] if class_cuts is not None
+                                                 else [])
+            cut = min((c for c in after if c is not None), default=None)
         if cut is None:
             break
         cuts.append(cut)
@@ -323,11 +431,40 @@ def _first_cut(text: str, lo: int) -> int | None:
     return best
 
 
-def split_document(text: str, piece_chars: int | None) -> list[str]:
+def is_class_cut(text: str, i: int, class_cuts: tuple[str, ...] = ()) -> bool:
+    """May ``text`` be cut before ``i`` by the third rule (module docstring)?"""
+    if not 0 < i < len(text) or _CLASS_CANDIDATE.match(text, i - 1) is None:
+        return False
+    return not any(tok in text[max(0, i - len(tok) + 1):i + len(tok) - 1] for tok in class_cuts)
+
+
+def _class_cut(text: str, lo: int, hi: int, class_cuts: tuple[str, ...]) -> int | None:
+    """The last cut by the third rule in ``(lo + (hi - lo) // 2, hi]``, else in ``(lo, hi]``, else None."""
+    for a in (lo + (hi - lo) // 2, lo):
+        end, span = hi, 4096
+        while end > a:
+            start = max(a, end - span)
+            found = [m.start() + 1 for m in _CLASS_CANDIDATE.finditer(text, start, end)]
+            for cut in reversed(found):
+                if a < cut <= hi and is_class_cut(text, cut, class_cuts):
+                    return cut
+            end, span = start, span * 8
+    return None
+
+
+def _first_class_cut(text: str, lo: int, class_cuts: tuple[str, ...]) -> int | None:
+    """The first cut by the third rule after ``lo``, or None."""
+    for m in _CLASS_CANDIDATE.finditer(text, lo):
+        if m.start() + 1 > lo and is_class_cut(text, m.start() + 1, class_cuts):
+            return m.start() + 1
+    return None
+
+
+def split_document(text: str, piece_chars: int | None, class_cuts: tuple[str, ...] | None = None) -> list[str]:
     """``text`` cut at :func:`cut_points` (one piece when it is short or cannot be cut)."""
     if piece_chars is None or len(text) <= piece_chars:
         return [text]
-    bounds = [0, *cut_points(text, piece_chars), len(text)]
+    bounds = [0, *cut_points(text, piece_chars, class_cuts), len(text)]
     return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
@@ -403,7 +540,7 @@ class Encoder:
     def hf_tokens(self, text: str) -> list[int]:
         """The reference tokens of ``text`` (cut into pieces like every encode)."""
         out: list[int] = []
-        for piece in split_document(text, self.plan.piece_chars):
+        for piece in split_document(text, self.plan.piece_chars, self.plan.class_cuts):
             out.extend(self._hf_one(piece))
         return out
 
@@ -415,14 +552,15 @@ class Encoder:
         pieces: list[str] = []
         owner: list[int] = []
         for i, t in enumerate(texts):
-            parts = split_document(t, limit)
+            parts = split_document(t, limit, self.plan.class_cuts)
             pieces.extend(parts)
             owner.extend([i] * len(parts))
         return pieces, np.asarray(owner, dtype=np.int64)
 
     def _fast_encode_guarded(self, pieces: list[str], parallel: bool) -> tuple[np.ndarray, np.ndarray]:
         """The fast backend, except for pieces with code points it may read differently."""
-        odd = [k for k, p in enumerate(pieces) if has_unassigned_code_points(p)]
+        guard = normalizations_may_disagree if self.plan.nfc else has_unassigned_code_points
+        odd = [k for k, p in enumerate(pieces) if guard(p)]
         if not odd:
             return self._fast_encode(pieces, parallel)
         odd_set = set(odd)
@@ -467,13 +605,19 @@ class Encoder:
         return lens, ids
 
     def _verify(self, pieces, owner, plens, ids, verify) -> int | None:
-        """Index of the first text in ``verify`` whose first piece the backends disagree on."""
+        """Index of the first text in ``verify`` whose first piece the backends disagree on.
+
+        A first piece longer than ``piece_chars`` (one that could not be cut) is not checked:
+        Hugging Face would take ~200 bytes per character for it.
+        """
         starts = np.zeros(len(pieces) + 1, dtype=np.int64)
         np.cumsum(plens, out=starts[1:])
         first_piece = (np.arange(len(pieces)) if owner is None
                        else np.searchsorted(owner, np.arange(int(owner[-1]) + 1 if len(owner) else 0)))
         for i in verify:
             k = int(first_piece[i])
+            if len(pieces[k]) > (self.plan.piece_chars or PIECE_CHARS):
+                continue
             fast = ids[starts[k]:starts[k + 1]]
             ref = self._hf_one(pieces[k])
             if len(ref) != len(fast) or not np.array_equal(np.asarray(ref, dtype=np.uint32), fast):

@@ -25,8 +25,11 @@ from clusterclip.fast_tokenizer import PRETOKENIZER_FAMILIES
 SPECIALS = ["<|endoftext|>", "<|begin_of_text|>", "<|im_end|>"]
 
 
-def build_family(name: str, texts: list[str], path: Path, vocab_size: int = 1200) -> Path:
-    """``tokenizer.json`` of family ``name`` ("gpt2", "cl100k", "o200k", "qwen2") at ``path``."""
+def build_family(name: str, texts: list[str], path: Path, vocab_size: int = 1200, nfc: bool | None = None) -> Path:
+    """``tokenizer.json`` of family ``name`` ("gpt2", "cl100k", "o200k", "qwen2") at ``path``.
+
+    ``nfc``: with an NFC normalizer (default: only Qwen2, as published).
+    """
     tok = Tokenizer(models.BPE(ignore_merges=name != "gpt2"))
     if name == "gpt2":
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -35,7 +38,7 @@ def build_family(name: str, texts: list[str], path: Path, vocab_size: int = 1200
             pre_tokenizers.Split(Regex(PRETOKENIZER_FAMILIES[name]), behavior="isolated", invert=False),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ])
-    if name == "qwen2":
+    if name == "qwen2" if nfc is None else nfc:
         tok.normalizer = normalizers.NFC()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
