@@ -331,3 +331,28 @@ def test_dirichlet_mixtures_are_seeded_and_sum_to_one():
     w = dirichlet_weights(8, 5, 0.5, seed=1, present=[True, True, False, True, True])
     assert w.shape == (8, 5) and np.allclose(w.sum(1), 1) and np.all(w[:, 2] == 0)
     np.testing.assert_array_equal(w, dirichlet_weights(8, 5, 0.5, seed=1, present=[True, True, False, True, True]))
+
+
+# ----------------------------------------------------------------------------- the fast paths stay exact
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(edges=st.lists(st.floats(0, 1e6, allow_nan=False), min_size=1, max_size=24), data=st.data())
+def test_bucket_is_searchsorted_clamped(edges, data):
+    """The chooser's group lookup equals the binary search it replaces, on and between the edges."""
+    edges = np.sort(np.asarray(edges))
+    picks = data.draw(st.lists(st.sampled_from(list(edges)) | st.floats(-1, 2e6, allow_nan=False), max_size=50))
+    x = np.asarray(picks + list(edges) + list(np.nextafter(edges, -np.inf)), np.float64)
+    expected = np.minimum(np.searchsorted(edges, x, side="right"), len(edges) - 1)
+    np.testing.assert_array_equal(sampling._bucket(edges, x), expected)
+
+
+@settings(max_examples=100, deadline=None, derandomize=True)
+@given(labels=st.lists(st.integers(0, 9), min_size=1, max_size=60), data=st.data(),
+       huge=st.booleans())
+def test_cluster_token_sums_are_exact(labels, data, huge):
+    """Per-cluster token sums: the O(N) bincount path and (past 2**53) the sorting path, both exact."""
+    labels = np.asarray(labels, np.int64)
+    top = 2**60 // 64 if huge else 10**6
+    lengths = np.asarray(data.draw(st.lists(st.integers(0, top), min_size=len(labels), max_size=len(labels))),
+                         np.int64)
+    expected = [sum(int(t) for t, c in zip(lengths, labels) if c == k) for k in range(12)]
+    assert sampling._cluster_token_sums(labels, lengths, 12).tolist() == expected

@@ -24,6 +24,7 @@ def command(cl, **options):
       clusterclip clusters work/cl                 one line per cluster
       clusterclip clusters work/cl --show 12       cluster 12: keywords and example documents
       clusterclip clusters work/cl --json          the table as JSON (with example documents)
+      clusterclip clusters work/cl --schedule out  plus samples and tokens per cluster of that schedule
 
     Keywords and examples need the texts, which are read back from the corpus through the
     embed directory: by default the one CL/manifest.json records (inputs.embed.path), used
@@ -32,13 +33,14 @@ def command(cl, **options):
     """
     from ..errors import InputError
     from ..report import inputs
-    from ..report.table import cluster_table
+    from ..report.table import add_schedule, cluster_table
     from ..report.text import format_cluster, format_table
 
     settings = build(ClustersSettings, options)
     emb, show, as_json, sample_docs, seed = (settings.emb, settings.show, settings.json, settings.sample_docs,
                                              settings.seed)
     info = inputs.read_clusters(cl)
+    sched = inputs.read_schedule(settings.schedule, info) if settings.schedule is not None else None
     emb_dir = emb if emb is not None else inputs.recorded_embed_dir(info)
     if emb_dir is None:
         recorded = info.recorded_embed_path
@@ -56,6 +58,8 @@ def command(cl, **options):
         n_nearest=3 if examples else 0, n_edge=2 if examples else 0,
         excerpt_chars=SHOW_EXCERPT_CHARS if show is not None else 200, cluster_info=info,
     )
+    if sched is not None:
+        add_schedule(table, sched)
     if as_json:
         payload = table.rows[0].to_json() if show is not None else table.to_json()
         click.echo(json.dumps(payload, indent=2, ensure_ascii=False))

@@ -4,7 +4,9 @@ Output directory (``out_dir``):
 
 - ``index.html``: the page, self-contained (figures inlined as PNG data URIs);
 - ``figures/*.png``: the same figures as files;
-- ``report.json``: the numbers behind the page (every figure's plotted data and the table);
+- ``report.json``: the numbers behind the page (every figure's plotted data and the table); with a
+  schedule that counted tokens also ``token_shares`` (per cluster, each sampler's share of the tokens
+  beside its share of the samples) and ``token_balance_over_time`` (token shares per tenth);
 - ``manifest.json``: ``step: "report"``, settings, inputs (upstream manifest digests), outputs; written last.
 
 The directory is written like every step's output (:class:`~clusterclip.artifacts.OutputDir`):
@@ -25,9 +27,9 @@ from ..artifacts import Job, OutputDir, build_manifest, dumps_json, upstream_rec
 from ..errors import InputError
 from . import figures, inputs
 from .html import Figure, ScheduleColumns, Section, render_page
-from .mix import expected_shares, scan_order
+from .mix import expected_shares, law_counts, scan_order, shares_of
 from .settings import ReportSettings
-from .table import cluster_table
+from .table import add_schedule, cluster_table
 
 STEP = "report"
 
@@ -81,6 +83,8 @@ def _build(run, info, embed, sched, emb_dir, cl_dir, sched_dir, settings, upstre
     shown = np.lexsort((np.arange(info.k), -sizes))[:max_table_clusters]
     table = cluster_table(info.directory, emb_dir, clusters=shown.tolist(), sample_docs=sample_docs,
                           max_sample_docs=max_sample_docs, seed=seed, cluster_info=info)
+    if sched is not None:
+        add_schedule(table, sched)
     keywords = {r.cluster: r.keywords for r in table.rows}
 
     warnings: list[str] = []
@@ -111,13 +115,21 @@ def _build(run, info, embed, sched, emb_dir, cl_dir, sched_dir, settings, upstre
     if sched is not None:
         sched_clip = sched.max_repeats
         try:
-            scan = scan_order(inputs.iter_order(sched_dir), samples=sched.samples, sizes=sizes,
-                              n_docs=n_docs, max_repeats=sched_clip, n_bins=sched.n_bins)
+            # per-cluster clips and semantic duplicates (never drawn) decide when a cluster has left the pool
+            clips = sched.cluster_max_repeats if sched.cluster_max_repeats is not None and sched_clip else sched_clip
+            drawable = sizes if sched.cluster_dedup_removed is None else \
+                sizes - np.asarray(sched.cluster_dedup_removed[: len(sizes)], np.int64)
+            scan = scan_order(inputs.iter_order(sched_dir), samples=sched.samples, sizes=drawable,
+                              n_docs=n_docs, max_repeats=clips, n_bins=sched.n_bins)
         except ValueError as e:
             raise InputError(f"{sched_dir}: {e}; rerun `clusterclip schedule --overwrite`") from None
         shares["schedule"] = scan.cluster_samples / max(scan.samples, 1)
         labels["schedule"] = f"this schedule ({sched.sampler}, {scan.samples:,} samples, actual)"
         warnings += _compare_with_manifest(scan, sched)
+    mean_tokens, estimated = _mean_tokens(sched) if sched is not None else (None, [])
+    law_text = None
+    if sched is not None and sched.extended:
+        law_text = _law(sched, sizes, mean_tokens, shares, labels)
     png, plotted["sizes_and_shares"] = figures.sizes_and_shares(sizes, shares, labels)
     mix_text = [
         ("Top: documents per cluster, largest first. Bottom: the share of the training samples each cluster gets: "
@@ -129,9 +141,40 @@ def _build(run, info, embed, sched, emb_dir, cl_dir, sched_dir, settings, upstre
     ]
     if empty:
         mix_text.append(f"{empty} empty cluster(s) are left out of the log-scale plots.")
+    if law_text:
+        mix_text.append(law_text)
     sections.append(Section("mix", "Cluster sizes and the training mix", mix_text,
                             [Figure("sizes_and_shares", png, "cluster sizes and shares per sampler",
                                     "Cluster sizes (log scale) and the share of each cluster under each sampler.")]))
+
+    # ---- the same in tokens, when the schedule counted them
+    token_shares = None
+    if mean_tokens is not None:
+        # expected: each sampler's samples times the cluster's mean sample length; actual: the manifest's count
+        token_shares = {name: shares_of(share * mean_tokens) for name, share in shares.items() if name != "schedule"}
+        token_shares["schedule"] = shares_of(np.asarray(sched.cluster_tokens, np.float64))
+        png, plotted["token_shares"] = figures.token_shares(sizes, mean_tokens, shares, token_shares, labels)
+        plotted["token_shares"]["estimated_mean_tokens"] = estimated
+        token_figs = [Figure("token_shares", png, "share of the tokens per cluster and sampler",
+                             "Mean sample length of each cluster and the share of the training tokens each "
+                             "cluster gets under each sampler.")]
+        token_text = [
+            (f"Token shares: this schedule's are its own counts ({sched.tokens:,} tokens, manifest.json "
+             "cluster_tokens); the expected ones are each sampler's expected samples times the cluster's mean "
+             "sample length (manifest.json cluster_mean_tokens, delimiters included). A cluster of long documents "
+             "gets a larger share of the tokens than of the samples.")]
+        if estimated:
+            token_text.append(f"{len(estimated):,} cluster(s) had no tokenized document; their mean length is "
+                              "taken as the schedule's mean sample length.")
+        if sched.balance_tokens is not None and scan is not None:
+            png, plotted["token_balance_over_time"] = figures.token_balance_over_time(sched.balance_tokens, scan)
+            token_figs.append(Figure("token_balance_over_time", png, "share of the tokens over training",
+                                     "Each cluster's share of the tokens in each tenth of the schedule (manifest.json "
+                                     "balance_tokens), and the balance of each tenth in tokens and in samples."))
+            if sched.balance_tokens.get("shares") is None:
+                token_text.append("The manifest lists the per-cluster token shares of each tenth only for up to 100 "
+                                  "clusters; for more, the figure shows the largest and smallest share per tenth.")
+        sections.append(Section("tokens", "The training mix in tokens", token_text, token_figs))
 
     # ---- the schedule over time
     if scan is not None:
@@ -170,7 +213,9 @@ def _build(run, info, embed, sched, emb_dir, cl_dir, sched_dir, settings, upstre
     ]
     if sched is not None:
         summary.append(f"schedule: {sched_dir} ({sched.sampler}, {sched.samples:,} samples"
+                       + (f", {sched.tokens:,} tokens" if sched.has_tokens else "")
                        + (f", max_repeats {sched.max_repeats}" if sched.max_repeats is not None else "")
+                       + (f", balance {sched.balance}" if sched.balance != "samples" else "")
                        + ")")
     table_note = (
         f"Largest first{'' if len(shown) == k else f'; the {len(shown):,} largest of {k:,} clusters'}. Keywords: "
@@ -185,6 +230,9 @@ def _build(run, info, embed, sched, emb_dir, cl_dir, sched_dir, settings, upstre
             share={c: float(shares["schedule"][c]) for c in shown.tolist()},
             exit_position={c: int(scan.exit_position[c]) for c in shown.tolist()},
             total=scan.samples,
+            tokens=None if token_shares is None else {c: int(sched.cluster_tokens[c]) for c in shown.tolist()},
+            token_share=None if token_shares is None else {c: float(token_shares["schedule"][c])
+                                                           for c in shown.tolist()},
         )
     page = render_page(title="clusterclip report", summary=summary, warnings=warnings, sections=sections,
                        rows=table.rows, table_note=table_note, schedule=schedule_columns,
@@ -206,6 +254,46 @@ def _build(run, info, embed, sched, emb_dir, cl_dir, sched_dir, settings, upstre
     statistics = {"n_docs": n_docs, "k": k, "clusters_in_table": len(shown), "sampled_docs": table.sampled_docs,
                   "warnings": warnings}
     run.commit(build_manifest(STEP, settings, upstream, run.records(names), statistics))
+
+
+def _mean_tokens(sched: inputs.ScheduleInfo) -> tuple[np.ndarray | None, list[int]]:
+    """Mean sample length per cluster (float64 ``[K]``) from the schedule's manifest, and the clusters whose
+    mean is unknown (none of their documents was tokenized), which get the schedule's mean sample length.
+    ``(None, [])`` when the schedule counted no tokens (a dry run without a tokenizer)."""
+    if not sched.has_tokens or sched.cluster_mean_tokens is None:
+        return None, []
+    recorded = sched.cluster_mean_tokens
+    fallback = sched.tokens / max(sched.samples, 1)
+    estimated = [c for c, m in enumerate(recorded) if m is None]
+    return np.asarray([fallback if m is None else float(m) for m in recorded], np.float64), estimated
+
+
+def _law(sched: inputs.ScheduleInfo, sizes: np.ndarray, mean_tokens, shares: dict, labels: dict) -> str | None:
+    """Add the expected shares under the schedule's own law (``--balance tokens``, ``--weights``, per-cluster
+    clips, ``--budget-tokens``, dedup) to ``shares`` as ``law``; return a sentence for the page."""
+    if sched.law_missing is not None:
+        return f"The expected shares under this schedule's weights are not drawn: {sched.law_missing}."
+    needs_tokens = sched.balance == "tokens" or sched.cluster_token_budget is not None
+    if needs_tokens and mean_tokens is None:
+        return None
+    sizes = np.asarray(sizes, np.int64)
+    if sched.cluster_dedup_removed is not None:  # semantic duplicates are never drawn
+        sizes = sizes - np.asarray(sched.cluster_dedup_removed[: len(sizes)], np.int64)
+    clip = sched.cluster_max_repeats if sched.cluster_max_repeats is not None else sched.max_repeats
+    counts = law_counts(sizes, mean_tokens if mean_tokens is not None else np.ones(len(sizes)),
+                        sampler=sched.sampler, samples=sched.samples, max_repeats=clip, alpha=sched.alpha,
+                        balance=sched.balance, multipliers=sched.multipliers,
+                        token_budget=sched.cluster_token_budget)
+    shares["law"] = shares_of(counts)
+    what = [f"--balance {sched.balance}"] + (["--weights"] if sched.multipliers is not None else []) \
+        + (["per-cluster clips"] if sched.cluster_max_repeats is not None else []) \
+        + (["--budget-tokens"] if sched.cluster_token_budget is not None else []) \
+        + (["dedup"] if sched.cluster_dedup_removed is not None else [])
+    labels["law"] = f"{sched.sampler} under this schedule's law, expected ({', '.join(what)})"
+    return ("The expected shares under this schedule's law use its weights (size, or tokens with --balance tokens, "
+            "to the power alpha, times its --weights), its per-cluster clips and token budgets: each cluster is "
+            "drawn in proportion to its weight (divided by its mean sample length when balancing tokens) until it "
+            "reaches its clip or budget.")
 
 
 def _compare_with_manifest(scan, sched: inputs.ScheduleInfo) -> list[str]:

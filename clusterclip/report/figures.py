@@ -14,7 +14,8 @@ import numpy as np
 from .mix import OrderScan
 
 WIDTH, HEIGHT, DPI = 9.0, 4.2, 100
-SAMPLER_COLORS = {"random": "#7f7f7f", "uniform": "#1f77b4", "clusterclip": "#d62728", "schedule": "#2ca02c"}
+SAMPLER_COLORS = {"random": "#7f7f7f", "uniform": "#1f77b4", "clusterclip": "#d62728", "law": "#9467bd",
+                  "schedule": "#2ca02c"}
 MAX_HEATMAP_ROWS = 100  # the balance heat map shows at most this many clusters (the most drawn)
 
 
@@ -124,6 +125,103 @@ def balance_over_time(scan: OrderScan, order_label: str) -> tuple[bytes, dict]:
     plotted = {"bin_edges": list(scan.bin_edges), "entropy": entropy, "active_clusters": active.tolist(),
                "heatmap_clusters": [int(c) for c in rows]}
     if k <= 100:
+        plotted["shares"] = shares.tolist()
+    return _png(fig), plotted
+
+
+def token_shares(sizes: np.ndarray, mean_tokens: np.ndarray, shares: dict[str, np.ndarray],
+                 token_shares: dict[str, np.ndarray], labels: dict[str, str]) -> tuple[bytes, dict]:
+    """Mean sample length per cluster and each sampler's share of the TOKENS per cluster, clusters in the
+    order of :func:`sizes_and_shares` (largest first). ``shares``: the same samplers' shares of the
+    samples, recorded beside the token shares (``report.json``)."""
+    order = np.lexsort((np.arange(len(sizes)), -sizes))
+    order = order[sizes[order] > 0]
+    rank = np.arange(1, len(order) + 1)
+    fig, (ax_len, ax_share) = _figure(HEIGHT * 1.6, rows=2, sharex=True)
+    marker = "o" if len(order) <= 200 else None
+    ax_len.plot(rank, mean_tokens[order], color="black", marker=marker, markersize=3, linewidth=1)
+    ax_len.set_yscale("log")
+    _plain_log_ticks(ax_len)
+    ax_len.set_ylabel("tokens per sample")
+    ax_len.set_title("Mean sample length of each cluster (clusters largest first)")
+    ax_len.grid(True, which="both", alpha=0.3)
+    for name, share in token_shares.items():
+        actual = name == "schedule"
+        ax_share.plot(rank, np.where(share[order] > 0, share[order], np.nan), label=labels[name],
+                      color=SAMPLER_COLORS[name], marker=marker, markersize=3, linewidth=1.0 if actual else 1.4,
+                      alpha=0.75 if actual else 1.0, zorder=2 if actual else 3,
+                      drawstyle="steps-mid" if actual else "default")
+    ax_share.set_yscale("log")
+    _plain_log_ticks(ax_share, percent=True)
+    ax_share.set_xlabel("cluster rank by size")
+    ax_share.set_ylabel("share of the tokens")
+    ax_share.set_title("Share of each cluster in the training tokens")
+    ax_share.grid(True, which="both", alpha=0.3)
+    ax_share.legend(fontsize=8, loc="lower left")
+    if len(order) <= 30:
+        ax_share.set_xticks(rank, [str(c) for c in order], fontsize=7)
+        ax_share.set_xlabel("cluster id, largest first")
+    plotted = {"cluster_order": order.tolist(), "mean_tokens": [float(x) for x in mean_tokens[order]],
+               "token_shares": {name: share[order].tolist() for name, share in token_shares.items()},
+               "sample_shares": {name: shares[name][order].tolist() for name in token_shares if name in shares}}
+    return _png(fig), plotted
+
+
+def token_balance_over_time(balance_tokens: dict, scan: OrderScan) -> tuple[bytes, dict]:
+    """The schedule's share of the tokens of each tenth per cluster (a heat map, when the manifest lists
+    the shares: K <= 100), and the balance of the tenths in tokens beside that in samples.
+
+    ``balance_tokens``: the schedule manifest's ``statistics.balance_tokens`` (exact: counted from every
+    sample's length when the schedule was planned)."""
+    edges_pos = list(balance_tokens["bin_edges"])
+    edges = np.asarray(edges_pos, np.float64) / max(scan.samples, 1)
+    mid = (edges[:-1] + edges[1:]) / 2
+    shares = balance_tokens.get("shares")
+    entropy = [float(e) for e in balance_tokens["entropy"]]
+    rows = np.zeros(0, np.int64)
+    fig, (ax, ax_h) = _figure(HEIGHT * 2.0, rows=2, sharex=True)
+    fig.get_layout_engine().set(h_pad=0.1)
+    if shares is not None:
+        shares = np.asarray(shares, np.float64)
+        totals = shares.sum(axis=0)
+        rows = np.lexsort((np.arange(shares.shape[1]), -totals))
+        rows = rows[totals[rows] > 0][:MAX_HEATMAP_ROWS]
+    if len(rows):
+        image = ax.pcolormesh(edges, np.arange(len(rows) + 1), shares[:, rows].T, cmap="viridis", vmin=0,
+                              shading="flat")
+        fig.colorbar(image, ax=ax, label="share of the part's tokens", pad=0.01)
+        ax.set_ylim(len(rows), 0)
+        if len(rows) <= 40:
+            ax.set_yticks(np.arange(len(rows)) + 0.5, [str(c) for c in rows], fontsize=6)
+        ax.set_ylabel("cluster id" if len(rows) <= 40 else "clusters by tokens")
+    else:
+        ax.plot(mid, balance_tokens["max_share"], marker="o", color="#d62728", label="largest cluster's share")
+        ax.plot(mid, balance_tokens["min_share"], marker="s", color="#1f77b4", label="smallest drawn cluster's share")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax, percent=True)
+        ax.set_ylabel("share of the part's tokens")
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(True, which="both", alpha=0.3)
+    ax.set_title("Share of each cluster in the tokens of each tenth of the schedule")
+    k = scan.bin_counts.shape[1]
+    sample_entropy = []
+    for row, counts in zip(scan.bin_shares, scan.bin_counts):
+        p = row[counts > 0]
+        sample_entropy.append(float(-(p * np.log(p)).sum() / np.log(k)) if k > 1 and len(p) else float(len(p) > 0))
+    ax_h.plot(mid, entropy, marker="o", color="black", label="of the tokens")
+    ax_h.plot(mid, sample_entropy, marker="s", color="#7f7f7f", linestyle="--", label="of the samples")
+    ax_h.set_ylim(0, 1.05)
+    ax_h.set_xlim(0, 1)
+    ax_h.set_xlabel("position in the schedule (fraction of all samples)")
+    ax_h.set_ylabel("normalised entropy")
+    ax_h.legend(fontsize=7, loc="lower left")
+    ax_h.grid(True, alpha=0.3)
+    plotted = {"bin_edges": edges_pos, "entropy": entropy, "sample_entropy": sample_entropy,
+               "max_share": [float(x) for x in balance_tokens["max_share"]],
+               "min_share": [float(x) for x in balance_tokens["min_share"]],
+               "active_clusters": [int(x) for x in balance_tokens["active_clusters"]],
+               "heatmap_clusters": [int(c) for c in rows]}
+    if shares is not None:
         plotted["shares"] = shares.tolist()
     return _png(fig), plotted
 

@@ -61,6 +61,8 @@ class ScheduleColumns:
     share: dict[int, float]
     exit_position: dict[int, int]  # -1: did not leave the pool
     total: int
+    tokens: dict[int, int] | None = None  # tokens of the cluster's samples (when the schedule counted tokens)
+    token_share: dict[int, float] | None = None
 
 
 def data_uri(png: bytes) -> str:
@@ -103,6 +105,9 @@ def _table(rows: list[ClusterRow], schedule: ScheduleColumns | None) -> str:
         head += [("samples", "samples of the cluster in the schedule"),
                  ("share of schedule", "share of the schedule's samples"),
                  ("left pool at", "position of the cluster's last sample, if it left the pool")]
+        if schedule.tokens is not None:
+            head += [("tokens", "tokens of the cluster's samples in the schedule"),
+                     ("share of tokens", "share of the schedule's tokens")]
     head += [("keywords", "top TF-IDF terms of a sample of its documents"),
              ("nearest the centroid", "the documents most similar to the centroid"),
              ("at the edge", "the documents least similar to the centroid")]
@@ -126,6 +131,11 @@ def _table(rows: list[ClusterRow], schedule: ScheduleColumns | None) -> str:
             cells += [f'<td class="num samples" data-value="{n}">{n:,}</td>',
                       f'<td class="num schedule-share" data-value="{share!r}">{100 * share:.2f}%</td>',
                       f'<td class="num left" data-value="{pos}">{left}</td>']
+            if schedule.tokens is not None:
+                t = schedule.tokens.get(r.cluster, 0)
+                t_share = schedule.token_share.get(r.cluster, 0.0)
+                cells += [f'<td class="num tokens" data-value="{t}">{t:,}</td>',
+                          f'<td class="num token-share" data-value="{t_share!r}">{100 * t_share:.2f}%</td>']
         keywords = ", ".join(r.keywords) if r.keywords else "–"
         cells.append(f'<td class="keywords" title="from {r.keyword_docs} sampled documents">{escape(keywords)}</td>')
         cells.append(f'<td class="nearest">{_docs(r.nearest)}</td>')

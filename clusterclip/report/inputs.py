@@ -141,6 +141,29 @@ class ScheduleInfo:
     cluster_samples: list[int]
     clusters_exhausted: int | None
     balance_shares: list[list[float]] | None  # [bins][K], recorded when K <= 100
+    # in tokens (recorded when the schedule counted tokens: a tokenizer and not a plain dry run)
+    balance: str = "samples"  # --balance
+    tokens: int | None = None
+    cluster_tokens: list[int] | None = None  # tokens of each cluster's samples
+    cluster_mean_tokens: list | None = None  # mean sample length per cluster (None: no document tokenized)
+    balance_tokens: dict | None = None  # as the balance, of the tokens of each tenth ("shares" when K <= 100)
+    cluster_token_budget: list[int] | None = None  # --budget-tokens, split per cluster
+    cluster_dedup_removed: list[int] | None = None  # --dedup-threshold
+    # the schedule's own law: per-cluster weight multipliers (--weights) and clips (per cluster)
+    multipliers: np.ndarray | None = None
+    cluster_max_repeats: np.ndarray | None = None
+    law_missing: str | None = None  # why the law could not be rebuilt (its --weights file moved or changed)
+
+    @property
+    def has_tokens(self) -> bool:
+        return self.cluster_tokens is not None and self.tokens is not None
+
+    @property
+    def extended(self) -> bool:
+        """The schedule used --balance tokens, --weights, per-cluster clips, --budget-tokens or dedup."""
+        return (self.balance != "samples" or self.multipliers is not None or self.cluster_max_repeats is not None
+                or self.cluster_token_budget is not None or self.cluster_dedup_removed is not None
+                or self.law_missing is not None)
 
 
 def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
@@ -156,16 +179,53 @@ def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
     try:
         sampler = settings["sampler"]
         balance = stats["balance"]
+        cluster_tokens = stats.get("cluster_tokens")
+        if cluster_tokens is not None and len(cluster_tokens) != clusters.k:
+            raise ValueError(f"cluster_tokens has {len(cluster_tokens)} entries for k={clusters.k}")
+        multipliers, repeats, missing = _schedule_law(settings, clusters.k)
         return ScheduleInfo(
             directory=Path(sched_dir), sampler=sampler,
             max_repeats=int(settings["max_repeats"]) if sampler == "clusterclip" else None,
             alpha=float(settings.get("alpha") or 0.0), samples=int(stats["samples"]), n_bins=int(balance["bins"]),
             cluster_samples=list(stats["cluster_samples"]), clusters_exhausted=stats.get("clusters_exhausted"),
             balance_shares=balance.get("shares"),
+            balance=settings.get("balance") or "samples",
+            tokens=None if stats.get("tokens") is None else int(stats["tokens"]),
+            cluster_tokens=None if cluster_tokens is None else [int(t) for t in cluster_tokens],
+            cluster_mean_tokens=stats.get("cluster_mean_tokens"),
+            balance_tokens=stats.get("balance_tokens"),
+            cluster_token_budget=stats.get("cluster_token_budget"),
+            cluster_dedup_removed=stats.get("cluster_dedup_removed"),
+            multipliers=multipliers, cluster_max_repeats=repeats, law_missing=missing,
         )
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{Path(sched_dir) / 'manifest.json'}: lacks the schedule statistics ({e}); "
                          "rerun `clusterclip schedule --overwrite`") from None
+
+
+def _schedule_law(settings: dict, k: int) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """The per-cluster weight multipliers and clips a schedule drew with: its ``--weights`` file (used
+    only while its sha256 is still the recorded ``weights_digest``) and ``--cluster-max-repeats``.
+    Returns ``(multipliers or None, clips or None, why the file could not be used or None)``."""
+    from ..schedule.mixing import file_digest, parse_cluster_repeats, read_cluster_table
+
+    multipliers = repeats = missing = None
+    path = settings.get("weights")
+    if path is not None:
+        try:
+            same = Path(path).is_file() and file_digest(path) == settings.get("weights_digest")
+        except OSError:
+            same = False
+        if same:
+            multipliers, file_repeats = read_cluster_table(path, k)
+            repeats = file_repeats if np.any(file_repeats) else None
+        else:
+            missing = f"its --weights file {path} is missing or has changed since"
+    if settings.get("cluster_max_repeats"):
+        repeats = parse_cluster_repeats(settings["cluster_max_repeats"], k, repeats)
+    if repeats is not None and settings.get("max_repeats") is not None:
+        repeats = np.where(repeats > 0, repeats, int(settings["max_repeats"]))
+    return multipliers, repeats, missing
 
 
 def iter_assignments(cl_dir: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:

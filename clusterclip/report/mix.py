@@ -11,6 +11,10 @@
   ``level`` set so that the counts sum to the budget. It is the expectation of
   :func:`clusterclip.sampling.plan_schedule`'s counts up to the randomness of the exit times.
 
+:func:`law_counts` is the same water-filling under a schedule's own law (``--balance tokens``,
+``--weights``, per-cluster clips, ``--budget-tokens``); token shares are expected samples times each
+cluster's mean sample length.
+
 :func:`scan_order` streams a schedule's ``order.parquet`` once and returns what the report
 draws from it (samples per cluster and per tenth, uses per document, exits from the pool).
 """
@@ -31,7 +35,7 @@ def cluster_weights(sizes: np.ndarray, alpha: float) -> np.ndarray:
     return w
 
 
-def expected_counts(sizes, *, sampler: str, samples: int, max_repeats: int = 4, alpha: float = 0.0) -> np.ndarray:
+def expected_counts(sizes, *, sampler: str, samples: int, max_repeats=4, alpha: float = 0.0) -> np.ndarray:
     """Expected samples per cluster (float64 ``[K]``) for a budget of ``samples`` (see the module docstring)."""
     sizes = np.asarray(sizes, np.float64)
     if sizes.sum() == 0 or samples <= 0:
@@ -43,12 +47,20 @@ def expected_counts(sizes, *, sampler: str, samples: int, max_repeats: int = 4, 
         return samples * w / w.sum()
     if sampler != "clusterclip":
         raise ValueError(f"unknown sampler {sampler!r}")
-    cap = max_repeats * sizes
+    return water_fill(w, max_repeats * sizes, samples)
+
+
+def water_fill(w: np.ndarray, cap: np.ndarray, samples: int) -> np.ndarray:
+    """Expected draws per cluster when clusters are drawn ``∝ w`` among those below their ``cap``:
+    ``min(cap_c, level × w_c)`` with ``level`` such that the draws sum to ``samples`` (all caps
+    when they sum to less)."""
+    w = np.asarray(w, np.float64)
+    cap = np.where(w > 0, np.asarray(cap, np.float64), 0.0)
     if samples >= cap.sum():
         return cap
     # level at which cluster c hits its cap; clusters cap out in increasing order of it
     active = w > 0
-    hit = np.full(len(sizes), np.inf)
+    hit = np.full(len(w), np.inf)
     hit[active] = cap[active] / w[active]
     order = np.argsort(hit, kind="stable")
     capped_total = np.r_[0.0, np.cumsum(cap[order])]  # draws of the first j clusters to cap out
@@ -61,6 +73,46 @@ def expected_counts(sizes, *, sampler: str, samples: int, max_repeats: int = 4, 
     j = int(np.argmax(levels <= hit[order]))
     level = levels[j]
     return np.minimum(cap, level * w)
+
+
+def law_counts(sizes, mean_tokens, *, sampler: str, samples: int, max_repeats=4, alpha: float = 0.0,
+               balance: str = "samples", multipliers=None, token_budget=None) -> np.ndarray:
+    """Expected samples per cluster under a schedule's own law (``--balance``, ``--weights``, per-cluster
+    clips, ``--budget-tokens``), the same water-filling as :func:`expected_counts`:
+
+    - ``w_k = base_k ** alpha × m_k`` with ``base_k`` the size (``balance="samples"``) or the cluster's
+      tokens ``size_k × mean_tokens_k`` (``"tokens"``) and ``m_k`` the ``multipliers``;
+    - cluster ``k`` is drawn ``∝ w_k`` (samples) or ``∝ w_k / mean_tokens_k`` (tokens), up to its clip
+      ``max_repeats_k × size_k`` (``clusterclip``; ``max_repeats`` may be one per cluster);
+    - with ``token_budget`` (``T_k``, the manifest's ``cluster_token_budget``) cluster ``k`` spends
+      ``min(T_k, clip_k × size_k × mean_tokens_k)`` tokens, i.e. that over ``mean_tokens_k`` samples.
+    """
+    sizes = np.asarray(sizes, np.float64)
+    length = np.asarray(mean_tokens, np.float64)
+    cap = np.asarray(max_repeats, np.float64) * sizes if sampler == "clusterclip" else np.full(len(sizes), np.inf)
+    if token_budget is not None:
+        budget = np.asarray(token_budget, np.float64)[: len(sizes)]
+        budget = np.r_[budget, np.zeros(len(sizes) - len(budget))]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(length > 0, np.minimum(budget, cap * length) / length, 0.0)
+    base = sizes * length if balance == "tokens" else sizes
+    w = cluster_weights(base, alpha)
+    if multipliers is not None:
+        w = w * np.asarray(multipliers, np.float64)
+    if balance == "tokens":
+        w = np.where(length > 0, w / np.where(length > 0, length, 1.0), 0.0)
+    if w.sum() == 0 or samples <= 0:
+        return np.zeros_like(sizes)
+    if sampler != "clusterclip":
+        return samples * w / w.sum()
+    return water_fill(w, cap, samples)
+
+
+def shares_of(counts) -> np.ndarray:
+    """``counts`` divided by their sum (all zeros when they sum to 0)."""
+    counts = np.asarray(counts, np.float64)
+    total = counts.sum()
+    return counts / total if total else counts
 
 
 def expected_shares(sizes, **kwargs) -> np.ndarray:
@@ -87,7 +139,7 @@ class OrderScan:
         return self.bin_counts / np.maximum(width, 1)[:, None]
 
 
-def scan_order(batches, *, samples: int, sizes: np.ndarray, n_docs: int, max_repeats: int | None,
+def scan_order(batches, *, samples: int, sizes: np.ndarray, n_docs: int, max_repeats,
                n_bins: int = 10) -> OrderScan:
     """Stream ``(position, cluster, repeat)`` batches of a schedule in order.
 
@@ -95,9 +147,12 @@ def scan_order(batches, *, samples: int, sizes: np.ndarray, n_docs: int, max_rep
     has samples with ``repeat`` 0..u-1, so ``#(repeat == r)`` documents were used more than
     ``r`` times. A cluster left the pool (``clusterclip``) when all its documents reached
     ``max_repeats`` uses; it left at the position of its last sample with ``repeat ==
-    max_repeats - 1``. Memory: O(K × n_bins), whatever the schedule length.
+    max_repeats - 1``. ``max_repeats``: the clip, one per cluster with per-cluster clips (None:
+    no clip); ``sizes``: the documents each cluster can draw. Memory: O(K × n_bins), whatever the
+    schedule length.
     """
     k = len(sizes)
+    clip = np.asarray(max_repeats, np.int64) if max_repeats is not None and np.ndim(max_repeats) else None
     edges = [samples * i // n_bins for i in range(n_bins + 1)]
     bin_counts = np.zeros((n_bins, k), np.int64)
     by_repeat = np.zeros(1, np.int64)
@@ -115,7 +170,7 @@ def scan_order(batches, *, samples: int, sizes: np.ndarray, n_docs: int, max_rep
             by_repeat = np.r_[by_repeat, np.zeros(len(counts) - len(by_repeat), np.int64)]
         by_repeat[: len(counts)] += counts
         if max_repeats is not None:
-            final = repeat == max_repeats - 1
+            final = repeat == (clip[cluster] if clip is not None else max_repeats) - 1
             last_round += np.bincount(cluster[final], minlength=k)
             np.maximum.at(last_position, cluster[final], position[final])
     if seen != samples:

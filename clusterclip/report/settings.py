@@ -51,6 +51,10 @@ class ClustersSettings(Settings):
                               help="The embed directory CL was clustered from, for keywords and example documents "
                                    "[default: the one recorded in CL/manifest.json, if it is still there "
                                    "unchanged].")
+    schedule: str | None = setting(None, flag="--schedule", kind=str, optional=True, group="input", metavar="SCHED",
+                                   help="A schedule directory made from CL: add its samples and tokens per cluster "
+                                        "(tokens, share of its tokens, mean tokens per sample; tokens need a "
+                                        "schedule that counted them: a --tokenizer).")
     show: int | None = setting(None, flag="--show", kind=int, optional=True, group="show", metavar="K",
                                help="Print cluster K in full: keywords and the documents nearest its centroid and at "
                                     "its edge.")

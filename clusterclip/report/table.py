@@ -53,9 +53,21 @@ class ClusterRow:
     keyword_docs: int = 0  # how many sampled documents the keywords come from
     nearest: list[Example] = field(default_factory=list)  # most similar to the centroid first
     edge: list[Example] = field(default_factory=list)  # least similar first
+    # with a schedule (``clusters --schedule``): its samples and tokens of the cluster
+    samples: int | None = None
+    tokens: int | None = None
+    token_share: float | None = None  # of the schedule's tokens
+    mean_tokens: float | None = None  # mean sample length of the cluster's tokenized documents
 
     def to_json(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        for name in SCHEDULE_FIELDS:
+            if out[name] is None:
+                del out[name]
+        return out
+
+
+SCHEDULE_FIELDS = ("samples", "tokens", "token_share", "mean_tokens")
 
 
 @dataclass
@@ -68,16 +80,39 @@ class ClusterTable:
     embed_dir: str | None  # None: no keywords or examples
     sample_docs_per_cluster: int  # the per-cluster cap actually used (after the total cap)
     sampled_docs: int  # documents read for the keywords, in all
+    schedule_dir: str | None = None  # with add_schedule: the schedule whose samples and tokens the rows show
+    schedule_samples: int | None = None
+    schedule_tokens: int | None = None  # None: that schedule counted no tokens (a dry run without a tokenizer)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "k": self.k,
             "n_docs": self.n_docs,
             "embed_dir": self.embed_dir,
             "sample_docs_per_cluster": self.sample_docs_per_cluster,
             "sampled_docs": self.sampled_docs,
-            "clusters": [r.to_json() for r in self.rows],
         }
+        if self.schedule_dir is not None:
+            out.update(schedule_dir=self.schedule_dir, schedule_samples=self.schedule_samples,
+                       schedule_tokens=self.schedule_tokens)
+        out["clusters"] = [r.to_json() for r in self.rows]
+        return out
+
+
+def add_schedule(table: ClusterTable, sched: inputs.ScheduleInfo) -> ClusterTable:
+    """Fill every row's ``samples`` and, when the schedule counted tokens, ``tokens``, ``token_share`` and
+    ``mean_tokens`` from the schedule's manifest (:func:`inputs.read_schedule`)."""
+    table.schedule_dir = str(sched.directory)
+    table.schedule_samples = sched.samples
+    table.schedule_tokens = sched.tokens if sched.has_tokens else None
+    for row in table.rows:
+        row.samples = int(sched.cluster_samples[row.cluster])
+        if sched.has_tokens:
+            row.tokens = int(sched.cluster_tokens[row.cluster])
+            row.token_share = row.tokens / sched.tokens if sched.tokens else 0.0
+            if sched.cluster_mean_tokens is not None and sched.cluster_mean_tokens[row.cluster] is not None:
+                row.mean_tokens = float(sched.cluster_mean_tokens[row.cluster])
+    return table
 
 
 def per_cluster_sample(sizes: np.ndarray, sample_docs: int, max_sample_docs: int) -> int:

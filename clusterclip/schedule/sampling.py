@@ -325,7 +325,12 @@ def hamilton_apportionment(total: int, weights) -> np.ndarray:
 
 
 def _cluster_token_sums(labels: np.ndarray, lengths: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Tokens of every cluster (sum of its documents' sample lengths), exact int64."""
+    """Tokens of every cluster (sum of its documents' sample lengths), exact int64.
+
+    One ``bincount`` (O(N)) while the total stays below 2**53, where float64 sums of integers are
+    exact; a sort by cluster (O(N log N)) beyond."""
+    if len(lengths) and int(lengths.max()) * len(lengths) < 2**53:  # bounds every partial sum (lengths >= 0)
+        return np.bincount(labels, weights=lengths, minlength=n_clusters).astype(np.int64)
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=n_clusters)
     sums = np.zeros(n_clusters, np.int64)
@@ -598,7 +603,9 @@ class _WeightedChooser:
         if self.equal:
             self.members = clusters
             return
-        exponent = np.frexp(w)[1]
+        # int16 (binary exponents of doubles lie within ±1074): a stable sort of 16-bit keys is a radix sort,
+        # O(K) for this rebuild, which comes after every block in which a cluster left the pool
+        exponent = np.frexp(w)[1].astype(np.int16)
         order = np.argsort(exponent, kind="stable")
         exponent = exponent[order]
         self.members = clusters[order]
@@ -611,11 +618,23 @@ class _WeightedChooser:
     def draw(self, rng: np.random.Generator, size: int) -> np.ndarray:
         if self.equal:
             return self.members[rng.integers(0, len(self.members), size)]
-        group = np.searchsorted(self.envelope, rng.random(size) * self.envelope[-1], side="right")
-        np.minimum(group, len(self.counts) - 1, out=group)
+        group = _bucket(self.envelope, rng.random(size) * self.envelope[-1])
         index = self.starts[group] + rng.integers(0, self.counts[group])
         keep = rng.random(size) * self.max_weight[group] < self.member_weight[index]
         return self.members[index[keep]]
+
+
+def _bucket(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``min(searchsorted(edges, x, side="right"), len(edges) - 1)``: the bucket of every ``x`` under the
+    ascending ``edges``. The envelope has one edge per binary exponent of the weights, rarely more than a
+    few; then counting the edges ``<= x`` in passes over ``x`` is several times faster than a binary
+    search per element, with the same result."""
+    if len(edges) > 16:
+        return np.minimum(np.searchsorted(edges, x, side="right"), len(edges) - 1)
+    count = np.zeros(len(x), np.uint8)
+    for edge in edges[:-1]:  # the last bucket takes every x at or past its lower edge
+        count += x >= edge
+    return count.astype(np.intp)
 
 
 class _ClusterStream:
