@@ -20,6 +20,8 @@ def format_summary(result) -> str:
             f"{s['empty_clusters']} empty")
     if "level2" in s:
         line += f", level 2: {s['level2']['k']} groups"
+    if "assign_only" in s:
+        line += f", centroids of {s['assign_only']['from']} (not trained)"
     return line + f" -> {result.out} in {result.seconds:.1f}s"
 
 

@@ -17,6 +17,10 @@ def format_summary(result) -> str:
     part = f", partition {s['partition_index']}/{s['num_partitions']}" if s.get("num_partitions", 1) > 1 else ""
     limit = f" (--limit {s['limit']})" if s.get("limit") else ""
     resumed = " (resumed)" if result.state == "resume" else ""
+    inc = result.manifest.get("incremental")
+    if inc:
+        resumed += (f" (incremental: {len(inc['embedded'])} files embedded, {len(inc['reused'])} reused "
+                    f"= {inc['reused_docs']:,} docs, {len(inc['dropped'])} old files dropped)")
     return (f"embed: {st['n_docs']:,} docs{part}{limit}, dim {st['dim']}, {st['skipped_empty']:,} empty skipped, "
             f"{st.get('truncated_docs', 0):,} truncated at --max-length {s['max_length']}, {st['tokens']:,} tokens, "
             f"{s['device']} {s['dtype']}, in {result.seconds:.1f} s ({rate:,.1f} docs/s){resumed} -> {result.out}")

@@ -25,10 +25,10 @@ import numpy as np
 
 from ..artifacts import Job, OutputDir, StepResult, build_manifest, save_npy_atomic, sha256_file, write_json_atomic
 from ..embed.directory import DOCS_FILE, EmbedDir
-from ..errors import InputError
+from ..errors import ClusterClipError, InputError, IntegrityError, MismatchError
 from ..faults import checkpoint
 from .assignment import assign, check_embeddings
-from .directory import CENTROIDS, ClusterDir, size_statistics, write_outputs
+from .directory import CENTROIDS, CENTROIDS_L2, ClusterDir, size_statistics, write_outputs
 from .kmeans import (
     MIN_POINTS_PER_CENTROID,
     POINTS_PER_CENTROID,
@@ -57,10 +57,16 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
     from ..embed import settings_from
 
     t0 = time.perf_counter()
+    if isinstance(kwargs.get("assign_only"), os.PathLike):
+        kwargs["assign_only"] = os.fspath(kwargs["assign_only"])
     s = settings_from(settings, kwargs, ClusterSettings)
+    if s.assign_only is not None and s.k is None:
+        s = s.replace(k=ClusterDir(s.assign_only).k)  # the centroids' own k
     say = log or (lambda message: None)
     emb = EmbedDir(emb_dir)
     emb.verify_file(DOCS_FILE)  # recorded as an input of the clusters: checked like the embeddings
+    if s.assign_only is not None:
+        return _assign_only(emb, out_dir, s, overwrite=overwrite, progress=progress, say=say, t0=t0)
     n = emb.n_docs
     if s.k > n:
         raise InputError(f"--k {s.k}: larger than the number of documents (N={n}) in {emb.path}; lower --k")
@@ -92,8 +98,90 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
     return StepResult(manifest, Path(out_dir), run.state, time.perf_counter() - t0, n)
 
 
+def _assign_only(emb: EmbedDir, out_dir, s: ClusterSettings, *, overwrite: bool, progress: bool, say,
+                 t0: float) -> StepResult:
+    """``--assign-only CL_OLD``: every document of ``emb`` assigned to CL_OLD's centroids (checked), no training."""
+    old = ClusterDir(s.assign_only)
+    if s.k != old.k:
+        raise MismatchError(f"--k {s.k}: {old.path} holds {old.k} centroids; leave --k out with --assign-only")
+    lineage = _lineage(old, emb)
+    centroids = old.centroids()  # sha256 checked
+    _check_centroids(centroids, old.path / CENTROIDS, emb.dim)
+    level2 = None
+    if old.settings.get("levels", 1) == 2:
+        old.verify_file(CENTROIDS_L2)
+        table = old.clusters_table()  # sha256 checked
+        c2 = np.load(old.path / CENTROIDS_L2, allow_pickle=False)
+        _check_centroids(c2, old.path / CENTROIDS_L2, emb.dim)
+        parent = table.column("parent").to_numpy().astype(np.int32)
+        if len(parent) != old.k or parent.min() < 0 or parent.max() >= len(c2):
+            raise IntegrityError(f"{old.path / 'clusters.parquet'}: the parent column does not match "
+                                 f"{CENTROIDS_L2}; rerun `clusterclip cluster` there")
+        level2 = {"centroids": c2, "parent": parent, "similarity": table.column("parent_similarity").to_numpy(),
+                  "info": {}}
+    if s.k > emb.n_docs:
+        say(f"cluster: note: {emb.n_docs} documents for {s.k} centroids; some clusters stay empty")
+    device = resolve_device(s.device)
+    record = {**old.settings, "assign_only": True}
+    inputs = {"embed": emb.record(), "centroids": old.record()}
+    job = Job("cluster", record, inputs)
+    if s.engine == "ray":
+        from ..engines.ray_session import preflight
+
+        preflight(s.ray_address)
+    with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path, old.path), log=say) as run:
+        if run.state == "done":
+            return StepResult(run.manifest, Path(out_dir), "done", time.perf_counter() - t0)
+        say(f"cluster: --assign-only: assigning {emb.n_docs:,} documents to the {old.k} centroids of {old.path} "
+            f"({lineage})")
+        fixed = {"centroids": centroids, "level2": level2, "inputs": inputs,
+                 "source": {"from": str(old.path.resolve()), "k": old.k, "n_docs_before": old.n_docs,
+                            "lineage": lineage}}
+        manifest = _run(run, emb, s.replace(device=device), record, 0, device == "cuda", progress, say, fixed=fixed)
+    return StepResult(manifest, Path(out_dir), run.state, time.perf_counter() - t0, emb.n_docs)
+
+
+#: embed settings that define the vector space (centroids of one apply to the vectors of another only if equal)
+_SPACE_KEYS = ("backend", "model", "max_length", "long_docs", "prompt_name", "text_column")
+
+
+def _lineage(old: ClusterDir, emb: EmbedDir) -> str:
+    """How CL_OLD's embed directory relates to ``emb``; refuse when the vectors may be of another space."""
+    recorded = old.embed_record
+    digest = recorded.get("manifest_sha256")
+    if digest == emb.record()["manifest_sha256"]:
+        return "the same embed output"
+    if digest in ((emb.manifest.get("incremental") or {}).get("lineage") or []):
+        return "an embed output this one was built from incrementally"
+    path = Path(recorded.get("path", ""))
+    try:
+        before = EmbedDir(path)
+        same = before.record()["manifest_sha256"] == digest
+    except ClusterClipError:
+        same = False
+    if same:
+        differ = [k for k in _SPACE_KEYS if before.settings.get(k) != emb.settings.get(k)]
+        if not differ:
+            return f"an embed output of the same model settings ({path})"
+        raise MismatchError(f"--assign-only {old.path}: its centroids come from {path}, embedded with other "
+                            f"settings ({', '.join(f'{k} {before.settings.get(k)!r} vs {emb.settings.get(k)!r}' for k in differ)}); "
+                            f"cluster {emb.path} without --assign-only")
+    raise MismatchError(f"--assign-only {old.path}: its centroids come from {recorded.get('path')}, which is not "
+                        f"{emb.path}, not an output {emb.path} was built from with --incremental, and is gone or "
+                        f"changed, so the model cannot be checked; cluster {emb.path} without --assign-only")
+
+
+def _check_centroids(c: np.ndarray, path: Path, dim: int) -> None:
+    if c.ndim != 2 or c.shape[1] != dim:
+        raise MismatchError(f"{path}: centroids of dimension {c.shape[-1]} but the embeddings have {dim}; use "
+                            f"centroids of the same model")
+    norms = np.linalg.norm(c.astype(np.float64), axis=1)
+    if not np.isfinite(c).all() or np.any(np.abs(norms - 1.0) > 1e-3):
+        raise IntegrityError(f"{path}: centroids are not finite unit vectors; rerun `clusterclip cluster` there")
+
+
 def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_points: int, gpu: bool,
-         progress: bool, say) -> dict:
+         progress: bool, say, fixed: dict | None = None) -> dict:
     if s.engine == "ray":  # every embedding read is checked against what embed recorded
         from ..engines.ray_cluster import verify_parts
 
@@ -104,8 +192,10 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
     n, k = store.n, s.k
     threads = 1 if gpu else default_threads()
     build = run.build
-    trained = _load_train_state(build) if run.state == "resume" else None
-    if trained is not None:
+    trained = _load_train_state(build) if run.state == "resume" and fixed is None else None
+    if fixed is not None:
+        centroids, train_info = fixed["centroids"], {"objective": [], "splits": 0, "init_points": None}
+    elif trained is not None:
         centroids = trained.pop("centroids")
         train_info = trained
         say(f"cluster: resuming with the centroids trained by the interrupted run ({build / CENTROIDS})")
@@ -138,7 +228,9 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
     if len(labels) != n:  # accounting: every document gets a cluster
         raise InputError(f"{emb.path}: assigned {len(labels)} of {n} documents; this is a bug: please report it")
     level2 = None
-    if s.levels == 2:  # small (k x D): always on the CPU, deterministic
+    if fixed is not None:
+        level2 = fixed["level2"]
+    elif s.levels == 2:  # small (k x D): always on the CPU, deterministic
         c2, info2 = train_spherical_kmeans_with_stats(centroids, s.k2, iters=s.iters, seed=s.seed, init=s.init)
         parent, parent_sim = assign(centroids, c2, check=False)
         level2 = {"centroids": c2, "parent": parent, "similarity": parent_sim, "info": info2}
@@ -146,8 +238,11 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
     names = write_outputs(build, centroids, labels, similarity, level2)
     statistics = _statistics(centroids, labels, similarity, train_info, train_points, threads, level2)
     accounting = {"documents": n, "assigned": int(len(labels)), "cluster_sizes_sum": int(np.bincount(labels).sum())}
-    manifest = build_manifest("cluster", record, {"embed": emb.record()}, run.records(names), statistics,
-                              accounting=accounting)
+    inputs = {"embed": emb.record()}
+    if fixed is not None:
+        statistics["assign_only"] = fixed["source"]
+        inputs = fixed["inputs"]
+    manifest = build_manifest("cluster", record, inputs, run.records(names), statistics, accounting=accounting)
     run.commit(manifest)
     return manifest
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
@@ -15,9 +15,10 @@ from .kmeans import DEFAULT_INIT, DEFAULT_ITERS, DEVICES, INIT_POINTS_PER_CENTRO
 class ClusterSettings(Settings):
     step = "cluster"
 
-    k: int = setting(flag="--k", kind=int, min=1, max=1 << 30, group="clustering",
-                     help="Number of clusters (the paper: 2000 for its corpus; a few hundred to a few thousand "
-                          "documents per cluster is typical).")
+    k: int | None = setting(None, flag="--k", kind=int, min=1, max=1 << 30, optional=True, group="clustering",
+                            help="Number of clusters (the paper: 2000 for its corpus; a few hundred to a few "
+                                 "thousand documents per cluster is typical). Required, except with --assign-only "
+                                 "(the centroids' own k).")
     iters: int = setting(DEFAULT_ITERS, flag="--iters", kind=int, min=1, max=100_000, group="clustering",
                          help="k-means iterations (the reference code uses 300; from a greedy k-means++ start "
                               "spherical k-means has converged to 0.01% by 10, see docs/PERFORMANCE.md).")
@@ -48,11 +49,28 @@ class ClusterSettings(Settings):
                                   help="CPU threads for faiss [default: all cores]. Results are bit-identical for "
                                        "the same thread count and CPU; pin it to reproduce a run from another "
                                        "machine of the same kind.")
+    # assign to the centroids of an existing cluster directory instead of training (its path is in the inputs)
+    assign_only: str | None = setting(None, flag="--assign-only", kind=str, optional=True, record=False,
+                                      group="clustering", metavar="CL_OLD",
+                                      help="Train nothing: assign every document of EMB to the centroids of the "
+                                           "cluster directory CL_OLD (checked by sha256; EMB must be CL_OLD's embed "
+                                           "output or built from it with `embed --incremental`, or of the same "
+                                           "model). --k may be left out. The manifest records CL_OLD.")
     engine: str = engine_setting("the assignment pass (training stays here)")
     ray_address: str | None = ray_address_setting()
 
     def validate(self) -> None:
         check_engine(self)
+        if self.k is None and self.assign_only is None:
+            raise InputError("--k: required; give the number of clusters (or --assign-only CL_OLD to reuse its "
+                             "centroids)")
+        if self.assign_only is not None:
+            defaults = {f.name: f.default for f in fields(self)}
+            for name, flag in (("iters", "--iters"), ("seed", "--seed"), ("max_train_points", "--max-train-points"),
+                               ("init", "--init"), ("levels", "--levels"), ("k2", "--k2")):
+                if getattr(self, name) != defaults[name]:
+                    raise InputError(f"{flag}: not used with --assign-only (the centroids of {self.assign_only} are "
+                                     f"used as they are, levels included); leave it out")
         if self.levels == 1 and self.k2 is not None:
             raise InputError("--k2: only used with --levels 2; add --levels 2 or drop --k2")
         if self.k2 is not None and self.k2 > self.k:

@@ -19,8 +19,9 @@ from typing import Callable
 from ..artifacts import Job, OutputDir, StepResult, build_manifest
 from ..artifacts.corpus import describe_files
 from ..artifacts.manifest import MANIFEST, is_ours, load_json
-from ..errors import InputError
+from ..errors import InputError, MismatchError
 from ..readers import Partitioning, expand_inputs, reader_for
+from . import incremental as incremental_mod
 from .directory import EmbeddingStore, EmbedDir, EmbedWriter
 from .encoder import DEFAULT_MODEL_NAME, Encoder, Prepared, make_encoder
 from .settings import EmbedSettings
@@ -92,45 +93,106 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
         _check_encoder(encoder, s)
     resolved = {**s.record(), **encoder.settings}
     job = Job("embed", resolved, {"files": records})
+    reusable = _check_previous(out, previous, job, s, overwrite)
     input_dirs = [Path(os.fspath(i)) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
-    with OutputDir(out, job, overwrite=overwrite, inputs=tuple(p for p in input_dirs if p.is_dir()), log=log) as run:
+    with OutputDir(out, job, overwrite=overwrite or reusable, inputs=tuple(p for p in input_dirs if p.is_dir()),
+                   log=log) as run:
         if run.state == "done":
             return StepResult(run.manifest, out, "done", time.perf_counter() - t0)
         if s.engine == "ray":
             from ..engines.ray_embed import run_ray as run_engine
         else:
             from .pipeline import run_local as run_engine
-        writer = EmbedWriter(run.build, id_column=s.id_column, save_dtype=s.save_dtype)
-        kept = writer.resume() if run.state == "resume" else []
-        partition = Partitioning(s.num_partitions, s.partition_index, s.partition_block)
-        stats, embedded = run_engine(readers, s, encoder, writer, partition, done_parts=len(kept), progress=progress)
         where = str(files[0]) if len(files) == 1 else f"{len(files)} input files"
-        stats.check(where)
-        if not writer.journal:
-            if not s.partitioned or stats.rows == 0:
-                what = (f"all {stats.skipped_empty} documents are empty (whitespace only)" if stats.skipped_empty
-                        else "no documents")
-                raise InputError(f"{where}: {what}; check --text-column {s.text_column!r} and the input files")
-            writer.write_part(0, None, [], [], [], [], [], 0, dim=encoder.dim)  # a partition that owns no document
-        outputs, totals = writer.finish()
-        if s.limit is None and totals["n_docs"] != stats.documents:
-            raise InputError(f"{where}: accounting failed: {stats.documents} documents read but {totals['n_docs']} "
-                             f"embedded; nothing was written. This is a bug: please report it with the command")
+        previous = run.previous  # as read under the lock (None when damaged)
+        incremental = None
+        if (reusable and previous is not None and previous.get("step") == "embed"
+                and previous.get("settings") == resolved
+                and (run.state == "fresh" or (run.build / incremental_mod.DELTA_DIR).is_dir())):
+            (run.build / incremental_mod.DELTA_DIR).mkdir(exist_ok=True)
+            p = incremental_mod.plan(previous, records)
+            log(f"embed: --incremental: {len(p.reuse)} of {len(records)} files unchanged ({p.reused_docs:,} documents "
+                f"reused), {len(p.embed)} to embed, {len(p.removed)} old files not reused")
+            done = incremental_mod.run_incremental(out, run.build, previous, p, records, readers, s, encoder,
+                                                   run_engine, resume=run.state == "resume", progress=progress,
+                                                   log=log)
+            outputs, totals, per_file, embedded = done["outputs"], done["totals"], done["per_file"], done["embedded"]
+            incremental = done["record"]
+            if totals["n_docs"] == 0:
+                raise InputError(f"{where}: no documents; check --text-column {s.text_column!r} and the input files")
+            rows = sum(f["rows"] for f in per_file)
+            docs = sum(f["documents"] for f in per_file)
+            stats_record = {"input_rows": rows, "documents": docs, "skipped": {"empty": rows - docs},
+                            "other_partitions": 0}
+            skipped_empty, complete = rows - docs, True
+        else:
+            writer = EmbedWriter(run.build, id_column=s.id_column, save_dtype=s.save_dtype)
+            kept = writer.resume() if run.state == "resume" else []
+            partition = Partitioning(s.num_partitions, s.partition_index, s.partition_block)
+            stats, embedded = run_engine(readers, s, encoder, writer, partition, done_parts=len(kept),
+                                         progress=progress)
+            stats.check(where)
+            if not writer.journal:
+                if not s.partitioned or stats.rows == 0:
+                    what = (f"all {stats.skipped_empty} documents are empty (whitespace only)" if stats.skipped_empty
+                            else "no documents")
+                    raise InputError(f"{where}: {what}; check --text-column {s.text_column!r} and the input files")
+                writer.write_part(0, None, [], [], [], [], [], 0, dim=encoder.dim)  # a partition that owns no document
+            outputs, totals = writer.finish()
+            if s.limit is None and totals["n_docs"] != stats.documents:
+                raise InputError(f"{where}: accounting failed: {stats.documents} documents read but "
+                                 f"{totals['n_docs']} embedded; nothing was written. This is a bug: please report it "
+                                 f"with the command")
+            per_file = None
+            if s.limit is None and not s.partitioned and stats.complete and len(stats.per_file_rows) == len(records):
+                per_file = incremental_mod.per_file_record(records, stats.per_file_rows, totals["per_source"])
+            stats_record, skipped_empty, complete = stats.record(), stats.skipped_empty, stats.complete
         statistics = {
             "n_docs": totals["n_docs"],
             "dim": totals["dim"] if totals["n_docs"] else encoder.dim,
-            "skipped_empty": stats.skipped_empty,
+            "skipped_empty": skipped_empty,
             "tokens": totals["tokens"],
             "truncated_docs": totals["truncated"],
-            "input_rows": stats.rows,
+            "input_rows": stats_record["input_rows"],
             "parts": totals["parts"],
             "part_rows": totals["part_rows"],
         }
-        accounting = {**stats.record(), "complete": stats.complete, "limit": s.limit}
+        accounting = {**stats_record, "complete": complete, "limit": s.limit}
+        extra = {"corpus_stat": stat_cache}
+        if per_file is not None:
+            extra["per_file"] = per_file
+        if incremental is not None:
+            extra["incremental"] = incremental
         manifest = build_manifest("embed", resolved, {"files": records}, outputs, statistics,
-                                  accounting=accounting, extra={"corpus_stat": stat_cache})
+                                  accounting=accounting, extra=extra)
         run.commit(manifest)
     return StepResult(manifest, out, run.state, time.perf_counter() - t0, embedded)
+
+
+def _check_previous(out: Path, previous: dict | None, job: Job, s: EmbedSettings, overwrite: bool) -> bool:
+    """Whether ``--incremental`` may replace the embed output in ``out`` (reusing its vectors).
+
+    Without ``--incremental`` or ``--overwrite``, an output of the same settings over another
+    corpus is refused with the hint; with ``--incremental``, one of other settings is refused
+    (its vectors cannot be reused) unless ``--overwrite``.
+    """
+    if not (is_ours(previous) and previous.get("step") == "embed") or job.same_as(previous):
+        return False
+    same = previous.get("settings") == job.settings
+    if s.incremental and same:
+        return True
+    if overwrite:
+        return False
+    if s.incremental:
+        why = "; ".join(incremental_mod.settings_differences(previous, job.settings))
+        raise MismatchError(f"--incremental: {out} holds an embed run with other settings ({why}), whose vectors "
+                            f"cannot be reused; pass --overwrite to embed everything again, or choose another --out")
+    if same:
+        p = incremental_mod.plan(previous, job.inputs["files"])
+        raise MismatchError(f"{out}: holds an embed run of the same settings over another corpus ({len(p.embed)} "
+                            f"new or changed files, {len(p.removed)} old ones changed or gone); pass --incremental to embed only "
+                            f"those files, or --overwrite to embed everything again")
+    return False
 
 
 def _check_encoder(encoder, s: EmbedSettings) -> None:

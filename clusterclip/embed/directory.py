@@ -363,8 +363,12 @@ class EmbedWriter:
 
     # ------------------------------------------------------------------ parts
     def write_part(self, k: int, embeddings: np.ndarray, sources, rows, n_chars, n_tokens, user_ids,
-                   truncated: int = 0, dim: int | None = None) -> dict:
-        """Write part ``k`` (embeddings + its docs rows) and journal it; returns the journal entry."""
+                   truncated: int = 0, dim: int | None = None, truncated_flags=None) -> dict:
+        """Write part ``k`` (embeddings + its docs rows) and journal it; returns the journal entry.
+
+        ``truncated_flags``: per document, whether it was cut at ``max_length`` (None: unknown), so
+        that each corpus file's tallies can be recorded (what an incremental run reuses).
+        """
         from ..artifacts import sha256_file
 
         if k != len(self.journal):
@@ -372,8 +376,10 @@ class EmbedWriter:
         if embeddings is None or len(embeddings) == 0:
             embeddings = np.zeros((0, dim or 0), dtype=np.float32)
         save_npy_atomic(self.build / part_name(k), np.ascontiguousarray(embeddings.astype(self.save_dtype)))
+        if truncated_flags is None:
+            truncated_flags = [False if not truncated else None] * len(embeddings)
         _write_docs_part(self.parts_dir / docs_part_name(k), sources, rows, n_chars, n_tokens, user_ids,
-                         self.id_column)
+                         self.id_column, truncated_flags)
         entry = {"part": k, "docs": int(len(embeddings)), "tokens": int(np.sum(n_tokens)) if len(n_tokens) else 0,
                  "truncated": int(truncated), "embeddings_sha256": sha256_file(self.build / part_name(k)),
                  "docs_sha256": sha256_file(self.parts_dir / docs_part_name(k))}
@@ -397,9 +403,11 @@ class EmbedWriter:
         writer = DocsWriter(self.build / DOCS_FILE, docs_schema(self.id_column, id_type))
         dim = 0
         ok = False
+        per_source: dict[str, dict] = {}
         try:
             for k, p in enumerate(paths):
                 t = pq.read_table(p)
+                _tally_sources(per_source, t)
                 shape = _npy_shape(self.build / part_name(k))
                 if shape[0] != t.num_rows:
                     raise IntegrityError(f"{self.build / part_name(k)}: holds {shape[0]} rows but its docs part "
@@ -416,8 +424,31 @@ class EmbedWriter:
         records.append(file_record(self.build, DOCS_FILE))
         totals = {"n_docs": writer.doc_id, "dim": dim, "tokens": sum(e["tokens"] for e in self.journal),
                   "truncated": sum(e["truncated"] for e in self.journal), "parts": n_parts,
-                  "part_rows": [e["docs"] for e in self.journal]}
+                  "part_rows": [e["docs"] for e in self.journal], "per_source": per_source}
         return records, totals
+
+
+def _tally_sources(per_source: dict, t) -> None:
+    """Add one docs part's documents, tokens and truncated documents to the tallies of each source file."""
+    import pyarrow.compute as pc
+
+    if t.num_rows == 0:
+        return
+    has_flags = "truncated" in t.column_names
+    if has_flags:
+        t = t.set_column(t.column_names.index("truncated"), "truncated", pc.cast(t.column("truncated"), "int64"))
+    aggs = [("row", "count"), ("n_tokens", "sum")] + ([("truncated", "sum"), ("truncated", "count")] if has_flags else [])
+    table = t.group_by("source", use_threads=False).aggregate(aggs).to_pylist()
+    first = {s: i for i, s in reversed(list(enumerate(t.column("source").to_pylist())))}
+    for r in sorted(table, key=lambda r: first[r["source"]]):
+        e = per_source.setdefault(r["source"], {"documents": 0, "tokens": 0, "truncated_docs": 0})
+        e["documents"] += int(r["row_count"])
+        e["tokens"] += int(r["n_tokens_sum"] or 0)
+        known = has_flags and r["truncated_count"] == r["row_count"]
+        if e["truncated_docs"] is not None and known:
+            e["truncated_docs"] += int(r["truncated_sum"] or 0)
+        else:
+            e["truncated_docs"] = None
 
 
 def _user_id_array(values: list):
@@ -429,7 +460,8 @@ def _user_id_array(values: list):
         return pa.array([None if v is None else str(v) for v in values], type=pa.string())
 
 
-def _write_docs_part(path: Path, sources, rows, n_chars, n_tokens, user_ids, id_column) -> None:
+def _write_docs_part(path: Path, sources, rows, n_chars, n_tokens, user_ids, id_column,
+                     truncated_flags=None) -> None:
     import pyarrow as pa
 
     cols = {
@@ -438,6 +470,8 @@ def _write_docs_part(path: Path, sources, rows, n_chars, n_tokens, user_ids, id_
         "n_chars": pa.array(n_chars, type=pa.int64()),
         "n_tokens": pa.array(n_tokens, type=pa.int64()),
     }
+    if truncated_flags is not None:
+        cols["truncated"] = pa.array(list(truncated_flags), type=pa.bool_())
     if id_column is not None:
         cols[id_column] = user_ids if isinstance(user_ids, pa.Array) else _user_id_array(list(user_ids))
     write_parquet_atomic(path, pa.table(cols))

@@ -38,12 +38,14 @@ class Prepared:
     """A window of documents made ready for the model on the reader thread.
 
     ``items``: whatever the backend needs per document (token id chunks for :mod:`.hf`);
-    ``tokens``: tokens each document feeds the model; ``truncated``: documents cut at ``max_length``.
+    ``tokens``: tokens each document feeds the model; ``truncated``: documents cut at ``max_length``;
+    ``truncated_flags``: which ones (per document; None when the backend does not say).
     """
 
     items: list
     tokens: list[int] = field(default_factory=list)
     truncated: int = 0
+    truncated_flags: list[bool] | None = None
 
     def __len__(self) -> int:
         return len(self.items)

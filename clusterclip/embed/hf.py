@@ -160,7 +160,7 @@ class HFEncoder:
                     chunks.append(_ids(enc))
                     chunks.extend(_ids(o) for o in enc.overflowing)
                 items.append(chunks)
-            return Prepared(items, [sum(len(c) for c in chunks) for chunks in items], 0)
+            return Prepared(items, [sum(len(c) for c in chunks) for chunks in items], 0, [False] * len(items))
         clip = self.clip_chars
         clipped = [t if len(t) <= clip else t[:clip] for t in texts]
         encs = self.tokenizer.encode_batch(clipped)
@@ -171,8 +171,8 @@ class HFEncoder:
                 clipped[i] = text[:size]
                 encs[i] = self.tokenizer.encode(clipped[i])
         items = [[_ids(e)] for e in encs]
-        truncated = sum(1 for e in encs if e.overflowing)
-        return Prepared(items, [len(c[0]) for c in items], truncated)
+        flags = [bool(e.overflowing) for e in encs]
+        return Prepared(items, [len(c[0]) for c in items], sum(flags), flags)
 
     # ----------------------------------------------------------------- model
     def embed(self, prepared: Prepared, on_progress: Callable[[float], None] | None = None) -> np.ndarray:

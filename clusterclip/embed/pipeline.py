@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..progress import EncodeEta, estimate_documents, format_seconds
 from ..progress import bar as progress_bar
 from ..readers import ReadStats, iter_documents
 
@@ -31,19 +32,21 @@ class Window:
     n_chars: list
     user_ids: list
     prepared: object  # encoder.Prepared
-    bytes_start: int
-    bytes_end: int
+    seen: list  #: (size, documents read, bytes read, finished) of each file of unknown row count (progress total)
 
 
 class _Producer(threading.Thread):
     """Reads documents and prepares them in windows, a few windows ahead of the model."""
 
     def __init__(self, docs, encoder, part_docs: int, window_docs: int, skip_docs: int, limit: int | None,
-                 position):
+                 unknown: tuple = ()):
         super().__init__(name="clusterclip-embed-reader", daemon=True)
         self.docs, self.encoder = docs, encoder
         self.part_docs, self.window_docs, self.skip_docs, self.limit = part_docs, window_docs, skip_docs, limit
-        self.position = position
+        self.unknown = unknown  #: (index among the inputs, reader, size) of the files of unknown row count
+        self.index_of = {str(r.path): i for i, r, _ in unknown}
+        self.counts: dict[str, int] = {}
+        self.current = -1  #: index of the file being read (the unknown files before it are finished)
         self.queue: queue.Queue = queue.Queue(maxsize=3)
         self.stop_event = threading.Event()
 
@@ -56,32 +59,39 @@ class _Producer(threading.Thread):
                 continue
         return False
 
-    def _flush(self, buf: list, part: int, bytes_start: int) -> bool:
+    def _flush(self, buf: list, part: int) -> bool:
         w = Window(part, [d[0] for d in buf], [d[1] for d in buf], [len(d[2]) for d in buf], [d[3] for d in buf],
-                   self.encoder.prepare([d[2] for d in buf]), bytes_start, self.position())
+                   self.encoder.prepare([d[2] for d in buf]), self._seen())
         return self._put(w)
+
+    def _seen(self) -> list:
+        return [(size, self.counts.get(str(r.path), 0), min(r.bytes_done, size), i < self.current)
+                for i, r, size in self.unknown]
 
     def run(self):
         try:
             buf: list = []
-            part, index, bytes_start = None, 0, self.position()
+            part, index = None, 0
             for doc in self.docs:
                 if self.stop_event.is_set():
                     return
                 if self.limit is not None and index >= self.limit:
                     break
                 index += 1
+                i = self.index_of.get(doc[0])
+                if i is not None:
+                    self.counts[doc[0]] = self.counts.get(doc[0], 0) + 1
+                    self.current = max(self.current, i)
                 if index <= self.skip_docs:
-                    bytes_start = self.position()
                     continue
                 doc_part = (index - 1) // self.part_docs
                 if buf and (doc_part != part or len(buf) >= self.window_docs):
-                    if not self._flush(buf, part, bytes_start):
+                    if not self._flush(buf, part):
                         return
-                    buf, bytes_start = [], self.position()
+                    buf = []
                 part = doc_part
                 buf.append(doc)
-            if buf and not self._flush(buf, part, bytes_start):
+            if buf and not self._flush(buf, part):
                 return
             self._put(_DONE)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
@@ -104,30 +114,32 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
     """
     stats = ReadStats()
     docs = iter_documents(readers, settings.text_column, settings.id_column, stats=stats, partition=partition)
-    sizes = [r.size for r in readers]
-
-    def position() -> int:
-        done = 0
-        for r, size in zip(readers, sizes):
-            if r.bytes_done >= size:
-                done += size
-            else:
-                return done + r.bytes_done
-        return done
-
+    # the progress total: rows from Parquet metadata, the other files extrapolated from what was read
+    known = [r.known_rows() for r in readers]
+    unknown = tuple((i, r, r.size) for i, (r, rows) in enumerate(zip(readers, known)) if rows is None)
+    known_rows = sum(rows for rows in known if rows is not None)
     producer = _Producer(docs, encoder, settings.part_docs, settings.window_docs,
-                         done_parts * settings.part_docs, settings.limit, position)
-    bar = progress_bar(sum(sizes), desc="embed", unit="B", unit_scale=True, enabled=progress)
-    embedded, tokens = 0, 0
-    t0 = time.perf_counter()
+                         done_parts * settings.part_docs, settings.limit, unknown)
+    share = 1.0 if partition is None or partition.whole else 1.0 / partition.count
+    done_docs = done_parts * settings.part_docs
+    bar = progress_bar(None, desc="embed", unit="doc", enabled=progress, initial=done_docs,
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} docs [{elapsed}{postfix}]")
+    eta = EncodeEta(time.perf_counter(), done_docs)
+    embedded = 0
     buffers = _empty()
     current = done_parts
-    shown = [0.0]
 
-    def show(pos: float) -> None:
-        if pos > shown[0]:
-            bar.update(pos - shown[0])
-            shown[0] = pos
+    def show(docs_done: float, total: int | None) -> None:
+        if total is not None:
+            total = max(total, int(docs_done))
+            if total != bar.total:
+                bar.total = total
+        shown = done_docs + int(docs_done)
+        if shown > bar.n:
+            bar.update(shown - bar.n)
+        rate, tok = eta.docs_per_second(), eta.tokens_per_second()
+        bar.set_postfix_str(f"eta {format_seconds(eta.seconds_left(total))}, "
+                            f"{rate or 0:,.1f} docs/s, {tok or 0:,.0f} tok/s", refresh=False)
 
     producer.start()
     try:
@@ -135,9 +147,19 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
             if w.part != current:
                 _flush(writer, current, buffers, encoder.dim)
                 buffers, current = _empty(), w.part
-            show(w.bytes_start)
-            span = w.bytes_end - w.bytes_start
-            emb = encoder.embed(w.prepared, on_progress=lambda f, w=w, span=span: show(w.bytes_start + f * span))
+            n_docs, n_tokens = len(w.sources), int(sum(w.prepared.tokens))
+            total = estimate_documents(known_rows, w.seen, share=share, limit=settings.limit)
+            eta.tokenized(n_docs, n_tokens)
+            before = [0.0]
+
+            def on_batch(fraction: float, n_docs=n_docs, n_tokens=n_tokens, before=before, total=total) -> None:
+                # batches hold about equal padded tokens: the fraction of batches done is the fraction of tokens
+                step = max(0.0, min(fraction, 1.0) - before[0])
+                before[0] += step
+                eta.encoded(step * n_docs, step * n_tokens, time.perf_counter())
+                show(eta.encoded_docs, total)
+
+            emb = encoder.embed(w.prepared, on_progress=on_batch)
             bad = np.nonzero(~np.isfinite(emb).all(axis=1))[0]
             if len(bad):
                 j = int(bad[0])
@@ -146,17 +168,16 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
                     f"or overflow in {encoder.settings.get('dtype')}); check the text, or rerun with --dtype float32")
             buffers["emb"].append(emb)
             for key, values in (("sources", w.sources), ("rows", w.rows), ("n_chars", w.n_chars),
-                                ("user_ids", w.user_ids), ("n_tokens", w.prepared.tokens)):
+                                ("user_ids", w.user_ids), ("n_tokens", w.prepared.tokens),
+                                ("cut", truncation_flags(w.prepared))):
                 buffers[key].extend(values)
             buffers["truncated"] += w.prepared.truncated
             embedded += len(emb)
-            tokens += int(sum(w.prepared.tokens))
-            show(w.bytes_end)
-            dt = max(time.perf_counter() - t0, 1e-9)
-            bar.set_postfix_str(f"{embedded + done_parts * settings.part_docs:,} docs, {embedded / dt:,.1f} docs/s, "
-                                f"{tokens / dt:,.0f} tok/s", refresh=False)
+            on_batch(1.0)
         if buffers["emb"]:
             _flush(writer, current, buffers, encoder.dim)
+        bar.total = bar.n  # every document is read: the total is exact
+        bar.refresh()
     except BaseException:
         producer.stop_event.set()
         raise
@@ -167,10 +188,19 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
 
 
 def _empty() -> dict:
-    return {"emb": [], "sources": [], "rows": [], "n_chars": [], "user_ids": [], "n_tokens": [], "truncated": 0}
+    return {"emb": [], "sources": [], "rows": [], "n_chars": [], "user_ids": [], "n_tokens": [], "cut": [],
+            "truncated": 0}
+
+
+def truncation_flags(prepared) -> list:
+    """Per document of a window: was it cut at ``max_length`` (None where the encoder does not say)."""
+    flags = getattr(prepared, "truncated_flags", None)
+    if flags is not None:
+        return list(flags)
+    return [False if not prepared.truncated else None] * len(prepared.tokens)
 
 
 def _flush(writer, k: int, buf: dict, dim: int) -> None:
     emb = np.concatenate(buf["emb"]) if buf["emb"] else np.zeros((0, dim), dtype=np.float32)
     writer.write_part(k, emb, buf["sources"], buf["rows"], buf["n_chars"], buf["n_tokens"], buf["user_ids"],
-                      buf["truncated"], dim=dim)
+                      buf["truncated"], dim=dim, truncated_flags=buf["cut"])

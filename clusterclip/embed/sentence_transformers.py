@@ -86,8 +86,8 @@ class SentenceTransformersEncoder:
         enc = self._st.tokenizer(list(texts), truncation=True, max_length=self.max_length + 1,
                                  add_special_tokens=True, return_attention_mask=False, verbose=False)["input_ids"]
         lengths = [len(ids) for ids in enc]
-        return Prepared(list(texts), [min(n, self.max_length) for n in lengths],
-                        sum(1 for n in lengths if n > self.max_length))
+        flags = [n > self.max_length for n in lengths]
+        return Prepared(list(texts), [min(n, self.max_length) for n in lengths], sum(flags), flags)
 
     def embed(self, prepared: Prepared, on_progress: Callable[[float], None] | None = None) -> np.ndarray:
         if not prepared.items:

@@ -91,6 +91,12 @@ class EmbedSettings(Settings):
     # how inputs are checked (not part of the job's identity)
     rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, record=False, group="input",
                                   help=REHASH_HELP)
+    # reuse the vectors of unchanged files from the embed output already in --out (never changes the result)
+    incremental: bool = setting(False, flag="--incremental", kind=bool, record=False, group="output",
+                                help="When --out holds an embed run of the same settings over an older corpus: "
+                                     "embed only the new and changed input files, reuse the vectors of the others "
+                                     "(checked by sha256), and replace --out with the complete new output (the "
+                                     "same files as a run from scratch).")
     # where it runs (not part of the job's identity: the engine never changes the result)
     engine: str = engine_setting("embedding (reading and the encoder)")
     ray_address: str | None = ray_address_setting()
@@ -106,6 +112,11 @@ class EmbedSettings(Settings):
                 if value:
                     raise InputError(f"{flag}: not with --engine ray (Ray spreads the whole corpus over the cluster); "
                                      f"leave it out, or use --engine local")
+        if self.incremental:
+            for flag, value in (("--num-partitions", self.num_partitions > 1), ("--limit", self.limit is not None)):
+                if value:
+                    raise InputError(f"{flag}: not with --incremental (it reuses and replaces a whole embed "
+                                     f"output); leave one of them out")
         if self.partition_index >= self.num_partitions:
             raise InputError(f"--partition-index {self.partition_index}: must be below --num-partitions "
                              f"{self.num_partitions} (0..{self.num_partitions - 1})")
