@@ -8,8 +8,8 @@ transformers<5. Usage::
 
 Writes ``{"streaming_version": ..., "datasets": {MDS_DIR: {"len", "direct", "dataloader",
 "random_access_last"}}}`` where each item is
-``[doc_id, cluster, repeat, dtype, [input_ids...]]`` (a ``--pack`` row:
-``["packed", [positions...], [cu_seqlens...], dtype, [input_ids...]]``), in the order the reader yields them:
+``[doc_id, cluster, repeat, dtype, [tokens...]]`` (a ``--pack`` row:
+``["packed", [positions...], [cu_seqlens...], dtype, [tokens...]]``), in the order the reader yields them:
 ``direct`` iterates the dataset itself, ``dataloader`` goes through a
 ``torch.utils.data.DataLoader`` with ``--workers`` worker processes.
 
@@ -61,7 +61,7 @@ def _placeholder_torchvision() -> None:
 
 
 def _item(s: dict) -> list:
-    ids = s["input_ids"]
+    ids = s["tokens"]
     if "cu_seqlens" in s:  # a --pack row
         return ["packed", [int(x) for x in s["positions"]], [int(x) for x in s["cu_seqlens"]], str(ids.dtype),
                 [int(x) for x in ids]]

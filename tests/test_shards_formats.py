@@ -188,7 +188,7 @@ def test_big_vocab_uses_32_bit_layouts(big):
     got = [x for t in tables for x in t.column("input_ids").to_pylist()]
     assert got == [x.tolist() for x in big.expected]
     assert json.loads((big.out / "mds" / "index.json").read_text())["shards"][0]["column_encodings"] == [
-        "int32", "int64", "ndarray:int32", "int32"]
+        "int32", "int64", "int32", "ndarray:int32"]  # cluster, doc_id, repeat, tokens
 
 
 def _write(b, out, **kw):

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
 
-from clusterclip.shards import read_index, write_shards
+from clusterclip.shards import plan_shards, read_index, write_shards
 
 from shards_testlib import stream_of, synthetic_store
 
@@ -28,10 +30,15 @@ EOT = 50256  # GPT-2's <|endoftext|>, modded-nanogpt's BOS_ID
 VOCAB = 50257
 
 
-def _build(root: Path, formats, *, n_docs=40, n_samples=160, seed=0, **kw):
+def _docs(n_docs: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     lens = rng.integers(0, 90, size=n_docs)
-    docs = [rng.integers(0, EOT, size=n) for n in lens]
+    return [rng.integers(0, EOT, size=n) for n in lens]
+
+
+def _build(root: Path, formats, *, n_docs=40, n_samples=160, seed=0, **kw):
+    docs = _docs(n_docs, seed)
+    rng = np.random.default_rng([seed, 1])
     store = synthetic_store(root / "store", docs, VOCAB)
     order = rng.integers(0, n_docs, size=n_samples).astype(np.int64)
     out = root / "out"
@@ -79,6 +86,54 @@ def test_llmc_drops_shard_tails_without_align(tmp_path):
     out, _order, stream, _ = _build(tmp_path, ("bin",), shard_tokens=1000, eos_id=EOT)
     seen = sum(len(x) for x, _ in llmc_batches(str(out / "bin" / "train_*.bin"), B, T))
     assert seen < len(stream)
+
+
+@settings(max_examples=60, deadline=None)
+@given(vocab=st.sampled_from([VOCAB, 128_256]), shard_tokens=st.one_of(st.integers(1, 2**40), st.just(2**40)),
+       align=st.one_of(st.none(), st.integers(1, 2**27)),
+       lengths=st.lists(st.integers(0, 3 * 10**8), min_size=1, max_size=12))
+@example(vocab=128_256, shard_tokens=2**40, align=None, lengths=[3 * 10**8] * 4)
+@example(vocab=VOCAB, shard_tokens=2**40, align=2**20 + 3, lengths=[3 * 10**8] * 5)
+def test_bin_files_stay_under_2_gib_for_their_token_width(vocab, shard_tokens, align, lengths):
+    """llm.c seeks with an int offset: every bin file (header, look-ahead and padding included) stays
+    below 2**31 bytes, so a uint32 (v7) file holds half the tokens of a uint16 (v1) one."""
+    from clusterclip.shards import StreamLayout, plan_shards, shard_tokens_for, total_tokens
+    from clusterclip.shards.bin import HEADER_BYTES, BinFormat, max_bin_tokens
+
+    lens = np.asarray(lengths, dtype=np.int64)
+    order = np.arange(len(lens), dtype=np.int64)
+    layout = StreamLayout(vocab, EOT, None, EOT, align, None)
+    total = total_tokens(order, lens, 1)
+    assume(align is None or align <= total)  # else refused: the padding would outweigh the data
+    used = shard_tokens_for(("bin",), layout, shard_tokens, total)
+    cap = max_bin_tokens(vocab)
+    assert cap == (2**31 - 1 - HEADER_BYTES) // BinFormat.token_dtype(vocab).itemsize
+    assert cap in (1_073_741_311, 536_870_655)
+    for p in plan_shards(order, lens, used, delimiters=1, align_tokens=align):
+        assert HEADER_BYTES + p.file_tokens * BinFormat.token_dtype(vocab).itemsize < 2**31
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n_docs=st.integers(2, 30), n_samples=st.integers(2, 80),
+       shard_tokens=st.integers(1, 10**9))
+def test_modded_nanogpt_convention_makes_at_least_two_files_and_no_more_than_needed(seed, n_docs, n_samples,
+                                                                                   shard_tokens):
+    """min_shards=2 (--convention modded-nanogpt): a stream below two shards is cut into exactly two
+    files (its loader opens a second file before the first batch); a larger one keeps --shard-tokens."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out, order, stream, _ = _build(Path(tmp), ("bin",), n_docs=n_docs, n_samples=n_samples, seed=seed,
+                                       shard_tokens=shard_tokens, bos_id=EOT, eos_id=None, min_shards=2)
+        index = read_index(out)
+        files = sorted((out / "bin").glob("train_*.bin"))
+        plain = plan_shards(order, np.asarray([len(d) for d in _docs(n_docs, seed)]), shard_tokens, delimiters=1)
+        if len(plain) >= 2:
+            assert len(files) == len(plain) and index["shard_tokens"] == shard_tokens
+        else:
+            assert len(files) == 2 and index["shard_tokens_requested"] == shard_tokens
+        got = np.concatenate([np.fromfile(f, dtype="<u2", offset=1024) for f in files])
+        assert np.array_equal(got, stream)
 
 
 # --------------------------------------------------------------------------- modded-nanogpt
@@ -234,6 +289,24 @@ def test_litdata_reads_parquet_in_order_after_sorting_its_index(tmp_path):
     got = json.loads(r.stdout.strip().splitlines()[-1])
     assert len(got["listed"]) >= 3
     assert got["doc_ids"] == order.tolist()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pack", [None, 48])
+def test_llm_foundry_reads_the_tokens_column(tmp_path, pack):
+    """MosaicML's StreamingDataset (in .venv-mds) read as LLM Foundry's StreamingTextDataset reads it:
+    ``sample["tokens"]``, an ndarray cut to max_seq_len; every row in order, token for token."""
+    import trainer_loaders as tl
+    from test_shards_mds import _env_python
+
+    out, _order, _stream, _starts = _build(tmp_path, ("mds",), shard_tokens=600, eos_id=EOT, pack=pack)
+    info = read_index(out)
+    assert json.loads((out / "mds" / "index.json").read_text())["shards"][0]["column_names"][-1] == "tokens"
+    max_seq_len = pack or 64
+    s = tl.llm_foundry(out, _env_python(), max_seq_len, 1, tmp_path)  # batch 1: drop_last drops nothing
+    lengths = np.diff(np.append(s.starts, s.total))
+    cut = 0 if pack else int(np.maximum(lengths - max_seq_len, 0).sum())
+    assert s.never_yielded() == cut and len(info["shards"]["mds"]) >= 2
 
 
 @pytest.mark.parametrize("conv,bos,eos", [("llm.c", EOT, None), ("modded-nanogpt", EOT, None), ("megatron", None, EOT)])

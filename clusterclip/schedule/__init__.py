@@ -96,7 +96,7 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
         shard_records: list[dict] = []
         index = None
         if not s.dry_run:
-            from ..shards import write_shards
+            from ..shards import CONVENTION_MIN_SHARDS, write_shards
 
             if store is None:
                 store = _tokenize(emb, np.unique(schedule.doc_id), n_docs, tok, work, s, progress)
@@ -105,7 +105,8 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
                                  formats=s.formats, shard_tokens=s.shard_tokens, eos_id=tok.eos_id,
                                  bos_id=tok.bos_id, vocab_size=tok.vocab_size, align_tokens=s.align_tokens,
                                  pack=s.pack, journal_path=work / "shards-journal.jsonl", progress=progress,
-                                 resume=(run.state == "resume"), run_shards=_shard_engine(s))
+                                 resume=(run.state == "resume"), run_shards=_shard_engine(s),
+                                 min_shards=CONVENTION_MIN_SHARDS.get(s.convention, 1))
             names.append(INDEX_FILE)
             for fmt_shards in index["shards"].values():
                 for shard in fmt_shards:

@@ -83,9 +83,11 @@ class ScheduleSettings(Settings):
                                                   "--eos-token, although it also occurs inside documents.")
     align_tokens: int | None = setting(
         None, flag="--align-tokens", kind=int, min=1, max=2**40, optional=True, group="shards", metavar="W",
-        help="Token streams (bin, raw, datatrove): every shard holds a multiple of W tokens plus one look-ahead "
-             "token (the next shard's first), so a loader reading W = B*T tokens per step drops nothing; samples "
-             "may span shards; the last shard is padded with EOS (or BOS).")
+        help="Token streams (bin, raw, datatrove): set W to the loader's global batch in tokens (all GPUs, one "
+             "step: llm.c B*T*GPUs, OLMo-core global_batch_size; datatrove/nanotron a multiple of seq_len+1). "
+             "Every shard then holds a multiple of W tokens plus one look-ahead token (the next shard's first), so "
+             "the loader drops nothing, not even a last partial batch; samples may span shards; the last shard is "
+             "padded with EOS (or BOS).")
     pack: int | None = setting(
         None, flag="--pack", kind=int, min=1, max=2**31 - 1, optional=True, group="shards", metavar="L",
         help="Rows of exactly L tokens cut from the ordered stream (parquet, mds; token streams are cut at whole "

@@ -53,6 +53,7 @@ from .journal import JOURNAL_FILE, ShardJournal, shard_key
 from .plan import (  # noqa: F401
     PIECE_TOKENS,
     PLAN_CHUNK,
+    largest_sample,
     plan_shards,
     sample_sizes,
     shard_pieces,
@@ -163,6 +164,7 @@ def write_shards(
     resume: bool = True,
     journal_path: str | os.PathLike | None = None,
     run_shards=None,
+    min_shards: int = 1,
 ) -> dict:
     """Write the samples of the order (``BOS? + document tokens + EOS?``) as shards in each of ``formats``.
 
@@ -173,6 +175,11 @@ def write_shards(
     already complete in ``out_dir`` is kept if its files re-hash to the digests journaled when
     it was committed (``journal_path``, default ``out_dir/.shards-journal.jsonl``; removed at
     the end); the others are (re)written. Returns the ``shards.json`` index.
+
+    ``shard_tokens`` is lowered to what every format's reader accepts (:func:`shard_tokens_for`:
+    a ``bin`` file stays under 2 GiB) and, with ``min_shards``, so that the stream makes at least
+    that many shards (modded-nanogpt's loader needs two files). ``shards.json`` records the value
+    used (``shard_tokens``) and the one asked for (``shard_tokens_requested``).
 
     ``run_shards(job, pending, writers, bar)`` chooses where the shards are written (default
     :func:`write_here`, this process; the Ray engine writes each in a task): it yields
@@ -192,9 +199,12 @@ def write_shards(
 
     lengths = token_store.lengths
     delims = layout.delimiters
-    plans = plan_shards(order_doc_ids, lengths, int(shard_tokens), delimiters=delims,
-                        align_tokens=layout.align_tokens, pack=layout.pack)
     expected_tokens = total_tokens(order_doc_ids, lengths, delims)  # independent of the plan
+    largest = largest_sample(order_doc_ids, lengths, delims) if min_shards > 1 else 0
+    used_shard_tokens = shard_tokens_for(formats, layout, int(shard_tokens), expected_tokens, int(min_shards),
+                                         largest)
+    plans = plan_shards(order_doc_ids, lengths, used_shard_tokens, delimiters=delims,
+                        align_tokens=layout.align_tokens, pack=layout.pack)
     writers = [FORMATS[f](out, layout) for f in formats]
     for w in writers:
         w.dir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +270,8 @@ def write_shards(
         "n_samples": int(n),
         "n_tokens": int(expected_tokens),
         "n_shards": len(plans),
-        "shard_tokens": int(shard_tokens),
+        "shard_tokens": int(used_shard_tokens),
+        "shard_tokens_requested": int(shard_tokens),
         "eos_id": layout.eos_id,
         "bos_id": layout.bos_id,
         "pad_id": layout.pad_id,
@@ -276,6 +287,41 @@ def write_shards(
     write_json_atomic(out / INDEX_FILE, index)
     journal.reset()
     return index
+
+
+#: ``--convention`` -> the fewest shards its trainer's shipped loader runs on: modded-nanogpt's
+#: ``distributed_data_generator`` calls ``next(file_iter)`` for a second file before the first batch
+#: (one file: ``StopIteration`` inside the generator, a ``RuntimeError``), so a small corpus gets two
+#: files (fewer files also lose less: it drops each file's tail that no longer fills a batch)
+CONVENTION_MIN_SHARDS = {"modded-nanogpt": 2}
+
+
+def shard_tokens_for(formats: Sequence[str], layout: StreamLayout, shard_tokens: int, total: int,
+                     min_shards: int = 1, largest: int = 0) -> int:
+    """``shard_tokens`` lowered to the file-size limit of every format in ``formats`` (look-ahead token
+    included) and, when ``min_shards > 1`` and the stream (``total`` tokens, longest sample ``largest``)
+    would make fewer shards, to the size that cuts it into ``min_shards`` (a greedy cut by whole
+    samples fills each shard to within one sample of the size, hence ``+ largest``); a one-line error
+    when an ``--align-tokens`` / ``--pack`` unit alone is over a limit."""
+    used = int(shard_tokens)
+    overlap = 1 if layout.align_tokens else 0
+    unit = layout.align_tokens or layout.pack
+    for f in formats:
+        cap = FORMATS[f].max_file_tokens(layout.vocab_size)
+        if cap is None:
+            continue
+        if unit and unit + overlap > cap:
+            flag = "--align-tokens" if layout.align_tokens else "--pack"
+            raise InputError(f"{flag} {unit}: one {f} file holds at most {cap:,} tokens of this vocabulary; "
+                             f"lower it, or write {f} in another run")
+        used = min(used, cap - overlap)
+    if min_shards > 1 and total > 0 and -(-total // used) < min_shards:
+        if unit:
+            used = -(-total // (min_shards * unit)) * unit
+        else:
+            used = min(-(-(total + max(0, largest - 1) * (min_shards - 1)) // min_shards), total - 1)
+        used = max(1, used)
+    return used
 
 
 def _opt_int(x) -> int | None:

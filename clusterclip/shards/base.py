@@ -185,6 +185,12 @@ class ShardFormat:
         """The dtype of the stored token ids for a vocabulary (the one place this rule lives)."""
         raise NotImplementedError
 
+    @classmethod
+    def max_file_tokens(cls, vocab_size: int) -> int | None:
+        """The most tokens one shard file may hold for its reader (None: no limit); ``write_shards``
+        lowers ``shard_tokens`` to it, look-ahead and padding included."""
+        return None
+
     def __init__(self, out_dir: Path, layout: StreamLayout):
         self.out_dir = Path(out_dir)
         self.dir = self.out_dir / self.name

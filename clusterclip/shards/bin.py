@@ -7,6 +7,10 @@ magic, ``[1]`` version, ``[2]`` number of tokens, the rest 0) followed by the to
   the only one llm.c's master branch and modded-nanogpt accept);
 - larger vocabularies: magic 20240801, version 7, uint32 tokens (llm.c's Llama-3 layout).
 
+A file stays under 2 GiB, header included (llm.c seeks with an ``int`` offset): at most
+:func:`max_bin_tokens` tokens, 1,073,741,311 of 16 bits or 536,870,655 of 32 bits; ``write_shards``
+lowers ``--shard-tokens`` to that.
+
 llm.c reads ``(ntok - 1) // (B*T)`` windows of ``B*T + 1`` tokens per file and needs
 ``ntok >= B*T + 1``: ``--align-tokens B*T`` makes every file hold a multiple of ``B*T`` plus one
 look-ahead token, so it reads every token (see :mod:`clusterclip.shards.plan`).
@@ -25,6 +29,15 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 GPT2 = (20240520, 1)
 LLAMA3 = (20240801, 7)
+
+
+#: llm.c's loader seeks with an ``int`` byte offset: a file stays below 2**31 bytes
+MAX_FILE_BYTES = 2**31 - 1
+
+
+def max_bin_tokens(vocab_size: int) -> int:
+    """The most tokens a ``bin`` file holds for a vocabulary: below 2 GiB with its header."""
+    return (MAX_FILE_BYTES - HEADER_BYTES) // BinFormat.token_dtype(vocab_size).itemsize
 
 
 def header(n_tokens: int, vocab_size: int) -> bytes:
@@ -47,12 +60,18 @@ class BinFormat(SingleFileFormat):
     def token_dtype(cls, vocab_size: int) -> np.dtype:
         return uint16_or(vocab_size, "<u4")
 
+    @classmethod
+    def max_file_tokens(cls, vocab_size: int) -> int | None:
+        return max_bin_tokens(vocab_size)
+
     def files(self, k: int) -> list[Path]:
         return [self.dir / f"train_{k:06d}.bin"]
 
     def begin(self, plan: ShardPlan) -> None:
-        if plan.file_tokens >= 2**31:
-            raise ValueError("a bin shard holds fewer than 2**31 tokens (its header count is an int32)")
+        cap = max_bin_tokens(self.vocab_size)
+        if plan.file_tokens > cap:
+            raise ValueError(f"a bin file holds at most {cap:,} tokens of {self.dtype.itemsize * 8} bits (2 GiB, "
+                             f"llm.c seeks with an int offset); this one would hold {plan.file_tokens:,}")
         self._open(plan).write(header(plan.file_tokens, self.vocab_size))
 
     def write(self, tokens, segments) -> None:

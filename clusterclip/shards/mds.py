@@ -2,10 +2,13 @@
 in the layout of ``streaming.MDSWriter`` (mosaicml-streaming 0.13, MDS version 2, no compression),
 so ``streaming.StreamingDataset(local=DIR, shuffle=False, batch_size=B)`` yields the samples in order.
 
-Columns (MDS orders them by name): ``cluster`` int32, ``doc_id`` int64, ``input_ids``
-``ndarray:uint16`` (``ndarray:int32`` above 65536 ids), ``repeat`` int32. With ``--pack L``:
-``cu_seqlens`` ``ndarray:int32``, ``doc_ids`` ``ndarray:int64``, ``input_ids`` (``L`` tokens),
-``positions`` ``ndarray:int64`` (see :mod:`clusterclip.shards.packing`).
+Columns (MDS orders them by name): ``cluster`` int32, ``doc_id`` int64, ``repeat`` int32,
+``tokens`` ``ndarray:uint16`` (``ndarray:int32`` above 65536 ids). With ``--pack L``:
+``cu_seqlens`` ``ndarray:int32``, ``doc_ids`` ``ndarray:int64``, ``positions`` ``ndarray:int64``,
+``tokens`` (``L`` tokens) (see :mod:`clusterclip.shards.packing`). The token column is named
+``tokens`` because that is the column LLM Foundry's ``StreamingTextDataset`` reads (an ``ndarray``
+value: ``torch.from_numpy(tokens[:max_seq_len]).to(torch.int64)``); the other columns are extras it
+ignores.
 
 Shard file: uint32 sample count N, uint32[N + 1] absolute byte offsets of the samples (the last
 one is the file size), the writer config as sorted-key JSON, then the samples. A sample is the
@@ -38,18 +41,20 @@ from .base import (
 from .packing import RowPacker
 
 INDEX = "index.json"
+#: the token column: LLM Foundry's ``StreamingTextDataset`` reads ``sample["tokens"]``
+TOKENS = "tokens"
 MAX_SHARD_BYTES = 2**32 - 1
 
 
 def config(vocab_size: int, packed: bool = False) -> dict:
     ids = "ndarray:" + MDSFormat.token_dtype(vocab_size).name
     if packed:
-        enc = {"cu_seqlens": "ndarray:int32", "doc_ids": "ndarray:int64", "input_ids": ids,
-               "positions": "ndarray:int64"}
+        enc = {"cu_seqlens": "ndarray:int32", "doc_ids": "ndarray:int64", "positions": "ndarray:int64",
+               TOKENS: ids}
         sizes = dict.fromkeys(enc)
     else:
-        enc = {"cluster": "int32", "doc_id": "int64", "input_ids": ids, "repeat": "int32"}
-        sizes = {"cluster": 4, "doc_id": 8, "input_ids": None, "repeat": 4}
+        enc = {"cluster": "int32", "doc_id": "int64", "repeat": "int32", TOKENS: ids}
+        sizes = {"cluster": 4, "doc_id": 8, "repeat": 4, TOKENS: None}
     names = sorted(enc)
     return {
         "version": 2,
@@ -117,10 +122,10 @@ class MDSFormat(ShardFormat):
             L = self._packer.length
             for r in range(len(rows)):
                 a, b = rows.piece_offsets[r], rows.piece_offsets[r + 1]
-                cols = [_ndarray(np.append(rows.cu_seqlens[a:b], L).astype("<i4")),
+                cols = [_ndarray(np.append(rows.cu_seqlens[a:b], L).astype("<i4")),  # in column-name order
                         _ndarray(rows.doc_ids[a:b].astype("<i8")),
-                        _ndarray(np.ascontiguousarray(rows.tokens[r], dtype=self.dtype)),
-                        _ndarray(rows.positions[a:b].astype("<i8"))]
+                        _ndarray(rows.positions[a:b].astype("<i8")),
+                        _ndarray(np.ascontiguousarray(rows.tokens[r], dtype=self.dtype))]
                 data = struct.pack("<4I", *(len(c) for c in cols)) + b"".join(cols)
                 parts.append(data)
                 sizes.append(len(data))
@@ -141,10 +146,9 @@ class MDSFormat(ShardFormat):
                                     segments.clusters.tolist(), segments.repeats.tolist()):
             nbytes = n * itemsize
             ids_size = 1 + (1 << code) + nbytes
-            parts.append(pack("<IiqB", ids_size, c, d, 4 | code))
+            parts.append(pack("<IiqiB", ids_size, c, d, r, 4 | code))  # cluster, doc_id, repeat, tokens
             parts.append(pack(_SHAPE_FMT[code], n))
             parts.append(raw[pos : pos + nbytes])
-            parts.append(pack("<i", r))
             pos += nbytes
         self._spool.write(b"".join(parts))
         self._sample_sizes.append(4 + 4 + 8 + 1 + (1 << codes) + sizes * itemsize + 4)
@@ -223,10 +227,10 @@ class MDSFormat(ShardFormat):
         if "cu_seqlens" in cfg["column_names"]:
             from .parquet import packed_content
 
-            return packed_content([s["input_ids"].astype(np.int64) for s in samples],
+            return packed_content([s[TOKENS].astype(np.int64) for s in samples],
                                   [s["cu_seqlens"].astype(np.int64) for s in samples],
                                   [s["positions"] for s in samples])
-        ids = [s["input_ids"].astype(np.int64) for s in samples]
+        ids = [s[TOKENS].astype(np.int64) for s in samples]
         starts = np.zeros(len(ids), dtype=np.int64)
         if len(ids) > 1:
             np.cumsum([len(x) for x in ids[:-1]], out=starts[1:])

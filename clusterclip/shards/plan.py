@@ -52,6 +52,13 @@ def total_tokens(order_doc_ids, lengths, delimiters: int = 1) -> int:
                for a in range(0, n, PLAN_CHUNK))
 
 
+def largest_sample(order_doc_ids, lengths, delimiters: int = 1) -> int:
+    """Tokens of the longest sample of the stream (0 for an empty order)."""
+    n = len(order_doc_ids)
+    return max((int(sample_sizes(order_doc_ids, lengths, a, min(n, a + PLAN_CHUNK), delimiters).max())
+                for a in range(0, n, PLAN_CHUNK)), default=0)
+
+
 def plan_shards(order_doc_ids, lengths, shard_tokens: int, *, delimiters: int = 1,
                 align_tokens: int | None = None, pack: int | None = None) -> list[ShardPlan]:
     """The shards of the stream (see the module docstring for the three ways to cut it).
