@@ -132,6 +132,7 @@ test: $(VENV)/.dev-installed
 
 lint: $(VENV)/.dev-installed
 	cd $(ROOT) && $(BIN)/ruff check clusterclip tests scripts
+	cd $(ROOT) && $(BIN)/mypy
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/pip install --quiet -e "$(ROOT)[bench]"

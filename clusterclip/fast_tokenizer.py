@@ -2,7 +2,7 @@
 
 An :class:`EncoderPlan` is made once from a tokenizer's ``tokenizer.json`` text
 (:func:`plan_encoder`); it is plain data, so worker processes build the same
-:class:`Encoder` from it. The plan says
+:class:`TokenEncoder` from it. The plan says
 
 * whether the fast backend (``gigatoken``, byte-level BPE with Hugging Face merge
   semantics) may run this tokenizer. It may when the model is a plain byte-level BPE,
@@ -15,7 +15,7 @@ An :class:`EncoderPlan` is made once from a tokenizer's ``tokenizer.json`` text
   ``add_special_tokens=False``: special-token strings inside a document are plain text
   and nothing is added. The two backends are meant to agree token for token; the token
   store checks that on a sample of every run's documents (``verify`` of
-  :meth:`Encoder.encode_arrays`) and falls back on any difference.
+  :meth:`TokenEncoder.encode_arrays`) and falls back on any difference.
 * whether long documents may be cut into pieces that are encoded separately
   (:func:`split_document`). A cut is made only where every supported pre-tokenizer
   provably ends one pre-token and starts the next with no look-behind or look-ahead
@@ -484,7 +484,7 @@ class Encoded:
     error: str | None = None
 
 
-class Encoder:
+class TokenEncoder:
     """Encodes texts with the plan's backend in this process.
 
     ``encode_arrays(texts, parallel=False)`` runs on the calling thread only (one
@@ -536,13 +536,6 @@ class Encoder:
         np.cumsum(enc.lengths, out=bounds[1:])
         flat = enc.ids.tolist()
         return [flat[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
-
-    def hf_tokens(self, text: str) -> list[int]:
-        """The reference tokens of ``text`` (cut into pieces like every encode)."""
-        out: list[int] = []
-        for piece in split_document(text, self.plan.piece_chars, self.plan.class_cuts):
-            out.extend(self._hf_one(piece))
-        return out
 
     # ------------------------------------------------------------------ internals
     def _pieces(self, texts: Sequence[str]) -> tuple[list[str], np.ndarray | None]:
@@ -663,7 +656,7 @@ def _first_line(e: BaseException) -> str:
 
 
 # ---------------------------------------------------------------------------- worker processes
-_WORKER_ENCODER: Encoder | None = None
+_WORKER_ENCODER: TokenEncoder | None = None
 
 
 def worker_init(plan: EncoderPlan) -> None:
@@ -675,7 +668,7 @@ def worker_init(plan: EncoderPlan) -> None:
     # otherwise walk (and so copy, page by page) although this process never uses them
     gc.freeze()
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one core per worker, as --workers promises
-    _WORKER_ENCODER = Encoder(plan)
+    _WORKER_ENCODER = TokenEncoder(plan)
 
 
 def worker_encode(texts: list[str], verify: list[int]) -> Encoded:

@@ -44,9 +44,13 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import save_npy_atomic, write_json_atomic
+from .artifacts.files import PendingFile, replace_durably
 from .errors import ClusterClipError, InputError, MismatchError
-from .fast_tokenizer import FAST_BACKEND, Encoded, Encoder
+from .fast_tokenizer import FAST_BACKEND, Encoded, TokenEncoder
 from .faults import checkpoint
+from .progress import bar as progress_bar
+from .progress import progress_enabled
+from .settings import Rule
 
 STORE_VERSION = 1
 META = "meta.json"
@@ -54,6 +58,9 @@ PROGRESS = "progress.json"
 TOKENS = "tokens.bin"
 TOKENS_PARTIAL = "tokens.partial"
 DOCS_PARTIAL = "docs.partial"
+
+#: ``--workers``: the rule of the flag (``ScheduleSettings.workers``) and of ``build_token_store(workers=)``
+WORKERS = Rule(flag="--workers", kind=int, min=1, max=4096, optional=True)
 
 #: a batch for ``encode_batch`` closes at this many documents or characters, whichever comes first
 BATCH_DOCS = 4096
@@ -206,12 +213,6 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def progress_enabled(progress: bool) -> bool:
-    """``progress``, unless the environment variable TQDM_DISABLE is set to a true value."""
-    flag = os.environ.get("TQDM_DISABLE", "").strip().lower()
-    return bool(progress) and flag in ("", "0", "false", "no", "off")
-
-
 def build_token_store(
     texts: Texts,
     n_docs: int,
@@ -242,9 +243,7 @@ def build_token_store(
     """
     if workers is None:
         workers = default_workers()
-    from .schedule.settings import ScheduleSettings
-
-    workers = ScheduleSettings.rules()["workers"].check(workers)  # the same rule as the flag
+    workers = WORKERS.check(workers)  # the rule ScheduleSettings.workers (--workers) is declared with
     p = Path(path)
     tok_rec = tokenizer_record(tokenizer)
     vocab_size = int(tokenizer.vocab_size)
@@ -330,10 +329,7 @@ class _Run:
         self.hf_only = bool(prog and prog.get("hf_only"))
         self.close_bar()
         if self.progress:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.total, initial=self.done_docs, unit="doc", desc="tokenize", file=sys.stderr,
-                            dynamic_ncols=True, leave=False, mininterval=0.5)
+            self.bar = progress_bar(self.total, initial=self.done_docs, unit="doc", desc="tokenize", leave=False)
 
     def reset(self) -> None:
         """Forget every token written; the next attempt encodes with Hugging Face."""
@@ -393,7 +389,7 @@ class _Run:
             encoder = getattr(local, "encoder", None)
             if encoder is None:
                 with lock:
-                    encoder = local.encoder = shared if not claimed else Encoder(plan)
+                    encoder = local.encoder = shared if not claimed else TokenEncoder(plan)
                     claimed.append(True)
             return encoder.encode_arrays(b.texts, parallel=False, verify=b.verify)
 
@@ -547,7 +543,7 @@ def _finish(p: Path, identity: dict, run: _Run) -> TokenStore:
         offsets[recs[:, 0]] = starts
     save_npy_atomic(p / "lengths.npy", lengths)
     save_npy_atomic(p / "offsets.npy", offsets)
-    os.replace(p / TOKENS_PARTIAL, p / TOKENS)
+    replace_durably(p / TOKENS_PARTIAL, p / TOKENS)
     meta = dict(identity, n_tokens=int(run.n_tokens), n_tokenized=len(recs),
                 backend="+".join(run.backends) or None)
     write_json_atomic(p / META, meta)
@@ -614,3 +610,74 @@ def _si(x: float) -> str:
         if x >= div:
             return f"{x / div:.1f}{unit}"
     return f"{x:.0f}"
+
+
+# --------------------------------------------------------------------------- merging stores (the second way in)
+#: bytes copied at once when stores are merged
+COPY_BLOCK = 64 << 20
+
+
+def merge_token_stores(parts: list[tuple[Path, int, int]], n_docs: int, tokenizer, path: str | os.PathLike, *,
+                       copy_all: Callable[[list[tuple[str, str, int]]], None] | None = None) -> TokenStore:
+    """Stores of consecutive doc_id ranges -> one store at ``path`` in doc_id order (``meta.json`` last).
+
+    ``parts``: ``(store path, first doc_id, stop doc_id)`` in ascending doc_id order, each store
+    holding the local doc_ids ``0..stop - first``. ``copy_all(jobs)`` copies every
+    ``(source tokens.bin, destination, byte offset)`` (default: here, one after another; an engine
+    may run them in parallel with :func:`copy_into`). The merged store holds the bytes one
+    :func:`build_token_store` over all the documents would.
+    """
+    p = Path(path)
+    stores = [TokenStore.open(part) for part, _, _ in parts]
+    dtype = stores[0].dtype
+    n_tokens = [st.n_tokens for st in stores]
+    lengths = np.full(n_docs, -1, dtype=np.int64)
+    offsets = np.zeros(n_docs, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(n_tokens)]).astype(np.int64)
+    for (_, start, stop), st, first in zip(parts, stores, starts):
+        part_lengths = np.asarray(st.lengths)
+        tokenized = part_lengths >= 0
+        lengths[start:stop] = part_lengths
+        offsets[start:stop][tokenized] = np.asarray(st.offsets)[tokenized] + first
+    p.mkdir(parents=True, exist_ok=True)
+    merged = PendingFile(p / TOKENS)
+    try:
+        with open(merged.tmp, "wb") as f:
+            f.truncate(int(starts[-1]) * dtype.itemsize)
+        jobs = [(str(Path(part) / TOKENS), str(merged.tmp), int(first) * dtype.itemsize)
+                for (part, _, _), first, n in zip(parts, starts, n_tokens) if n]
+        if copy_all is None:
+            for job in jobs:
+                copy_into(*job)
+        else:
+            copy_all(jobs)
+        save_npy_atomic(p / "lengths.npy", lengths)
+        save_npy_atomic(p / "offsets.npy", offsets)
+        merged.commit()
+    except BaseException:
+        merged.abort()
+        raise
+    record = tokenizer_record(tokenizer) if hasattr(tokenizer, "describe") else stores[0].meta["tokenizer"]
+    meta = {**stores[0].meta, "n_docs": int(n_docs), "tokenizer": record, "n_tokens": int(starts[-1]),
+            "n_tokenized": int(np.count_nonzero(lengths >= 0))}
+    write_json_atomic(p / META, meta)
+    return TokenStore.open(p)
+
+
+def copy_into(src: str, dst: str, offset: int) -> int:
+    """Copy file ``src`` into ``dst`` at byte ``offset`` (kernel copy where the file system allows), fsynced."""
+    size = os.path.getsize(src)
+    done = 0
+    with open(src, "rb") as fi, open(dst, "rb+") as fo:
+        while done < size:
+            try:
+                n = os.copy_file_range(fi.fileno(), fo.fileno(), min(COPY_BLOCK, size - done), done, offset + done)
+            except OSError:
+                fi.seek(done)
+                fo.seek(offset + done)
+                n = fo.write(fi.read(min(COPY_BLOCK, size - done)))
+            if n <= 0:
+                raise OSError(f"{src}: copy stopped at byte {done} of {size}")
+            done += n
+        os.fsync(fo.fileno())
+    return done

@@ -26,7 +26,8 @@ from typing import Any
 
 from .artifacts import sha256_file
 from .errors import InputError
-from .fast_tokenizer import HF_BACKEND, Encoder, EncoderPlan, plan_encoder
+from .fast_tokenizer import HF_BACKEND, EncoderPlan, TokenEncoder, plan_encoder
+from .settings import Rule
 
 #: EOS spellings looked for, in this order, when the tokenizer's config names none.
 EOS_CANDIDATES = (
@@ -98,7 +99,7 @@ class Tokenizer:
                 pass
         self._fast_wanted = fast
         self._plan_cache: EncoderPlan | None = None  # made on first use (decoding needs none)
-        self._encoder_cache: Encoder | None = None
+        self._encoder_cache: TokenEncoder | None = None
 
     @property
     def _plan(self) -> EncoderPlan | None:
@@ -130,12 +131,12 @@ class Tokenizer:
             self._plan = self._plan.without_fast(reason)
             self._encoder_cache = None
 
-    def encoder(self) -> Encoder:
+    def encoder(self) -> TokenEncoder:
         """This process's encoder (built once; raises for a slow transformers tokenizer)."""
         if self._plan is None:
-            raise TypeError(f"{self.spec}: a slow transformers tokenizer has no Encoder; use encode_batch")
+            raise TypeError(f"{self.spec}: a slow transformers tokenizer has no TokenEncoder; use encode_batch")
         if self._encoder_cache is None:
-            self._encoder_cache = Encoder(self._plan)
+            self._encoder_cache = TokenEncoder(self._plan)
         return self._encoder_cache
 
     # ------------------------------------------------------------------ vocabulary
@@ -143,11 +144,6 @@ class Tokenizer:
         if self._tok is not None:
             return self._tok.get_vocab(with_added_tokens=True)
         return dict(self._hf.get_vocab())
-
-    def _token_to_id(self, token: str) -> int | None:
-        if self._tok is not None:
-            return self._tok.token_to_id(token)
-        return self._vocab().get(token)
 
     def _resolve_eos(self, eos_token: str | None, vocab: dict[str, int]) -> tuple[str, int]:
         """The EOS: ``eos_token`` (a token or an id) if given, else the configured one, else a known spelling."""
@@ -186,8 +182,6 @@ class Tokenizer:
         again) unless ``allow_ordinary_delimiter``. Raises a one-line ``InputError``.
         """
         if convention is not None:
-            from .schedule.settings import check_convention
-
             check_convention(convention, bos_token, eos_token)  # the checks of ScheduleSettings
             bos_token, eos_token = CONVENTIONS[convention]
         vocab = self._vocab()
@@ -379,3 +373,22 @@ def _from_transformers(spec: str, path: str | None, kind: str, eos_token: str | 
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return (text[0] if text else type(e).__name__)[:200]
+
+
+def load_with_delimiters(settings) -> Tokenizer:
+    """The tokenizer of ``schedule`` settings (``tokenizer``, ``eos_token``, ``bos_token``, ``convention``,
+    ``allow_ordinary_delimiter``), its delimiters chosen: how the driver and every worker load it."""
+    tok = load_tokenizer(settings.tokenizer, require_eos=False)
+    tok.set_delimiters(eos_token=settings.eos_token, bos_token=settings.bos_token, convention=settings.convention,
+                       allow_ordinary_delimiter=settings.allow_ordinary_delimiter)
+    return tok
+
+
+def check_convention(convention: str | None, bos_token: str | None, eos_token: str | None) -> None:
+    """``--convention``: a known name, and not together with ``--bos-token`` / ``--eos-token``."""
+    if convention is None:
+        return
+    Rule(flag="--convention", kind=str, choices=tuple(CONVENTIONS)).check(convention)
+    if eos_token is not None or bos_token is not None:
+        raise InputError(f"--convention {convention}: sets --bos-token and --eos-token; give either the "
+                         f"convention or the tokens")

@@ -86,4 +86,9 @@ def _verify_schedule(d: Path) -> list[str]:
         return []
     from .shards import verify_shards
 
-    return verify_shards(d)
+    problems = verify_shards(d)
+    if not problems and sd.order_rows() != sd.shards_index()["n_samples"]:
+        problems.append(f"{d / 'order.parquet'}: {sd.order_rows()} rows but shards.json holds "
+                        f"{sd.shards_index()['n_samples']} samples; rerun `clusterclip schedule` into a new --out "
+                        f"(or with --overwrite)")
+    return problems

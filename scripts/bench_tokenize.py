@@ -7,7 +7,7 @@ the demo's byte-level BPE (``scripts/train_demo_tokenizer.py``) trained on the f
 at a realistic vocabulary (default 32768), or ``--tokenizer``. Both sides encode the same
 documents on every core, in groups of about 8 M characters (what the token store hands the
 encoder): Hugging Face with ``encode_batch_fast`` (ids taken out of the encodings, nothing
-more), clusterclip with ``Encoder.encode_arrays(parallel=True)`` (token arrays ready to
+more), clusterclip with ``TokenEncoder.encode_arrays(parallel=True)`` (token arrays ready to
 write). The tokens are asserted identical and the ratio printed. Then ``build_token_store``
 runs end to end (read, encode, write, fsync) with ``--workers`` 1 and 2 on the fast backend
 and on Hugging Face (``fast=False``), and the stores are asserted byte-identical::
@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import train_demo_tokenizer
 
-from clusterclip.fast_tokenizer import Encoder
+from clusterclip.fast_tokenizer import TokenEncoder
 from clusterclip.token_store import build_token_store
 from clusterclip.tokenization import load_tokenizer
 
@@ -192,7 +192,7 @@ def main(argv=None) -> None:
             return [[e.ids for e in hf.encode_batch_fast(b, add_special_tokens=False)] for b in batches]
 
         def run_fast():
-            fast = Encoder(tok.encoder_plan())  # a new one each run: its pre-token cache starts empty
+            fast = TokenEncoder(tok.encoder_plan())  # a new one each run: its pre-token cache starts empty
             return [fast.encode_arrays(b, parallel=True) for b in batches]
 
         t_hf, all_hf, ref = best_of(args.repeat, run_hf)

@@ -217,6 +217,7 @@ class _Slow:
 def test_progress_bar_has_a_total_a_rate_and_refreshes_during_a_slow_batch(tmp_path, tok_path, texts, capsys,
                                                                           monkeypatch):
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.delenv("CLUSTERCLIP_NO_PROGRESS", raising=False)  # the token store's bar follows both
     monkeypatch.setattr(ts, "REFRESH_S", 0.05)
     tok = _Slow(load_tokenizer(str(tok_path)), 0.6)
     build_token_store(_pairs(texts, range(20)), len(texts), tok, tmp_path / "s", progress=True, total=20,
@@ -238,11 +239,17 @@ def test_progress_can_be_turned_off(tmp_path, tok_path, texts, capsys, monkeypat
     assert capsys.readouterr().err == ""
 
 
-def test_progress_enabled_reads_tqdm_disable(monkeypatch):
-    for value, on in (("", True), ("0", True), ("false", True), ("1", False), ("true", False), ("yes", False)):
-        monkeypatch.setenv("TQDM_DISABLE", value)
-        assert ts.progress_enabled(True) is on
-    assert ts.progress_enabled(False) is False
+def test_progress_enabled_reads_both_variables(monkeypatch):
+    """One rule for every bar (the token store's included): --quiet, CLUSTERCLIP_NO_PROGRESS or TQDM_DISABLE."""
+    from clusterclip.progress import progress_enabled
+
+    for name in ("TQDM_DISABLE", "CLUSTERCLIP_NO_PROGRESS"):
+        monkeypatch.delenv("TQDM_DISABLE", raising=False)
+        monkeypatch.delenv("CLUSTERCLIP_NO_PROGRESS", raising=False)
+        for value, on in (("", True), ("0", True), ("false", True), ("1", False), ("true", False), ("yes", False)):
+            monkeypatch.setenv(name, value)
+            assert progress_enabled(True) is on
+        assert progress_enabled(False) is False
 
 
 def test_bad_worker_count_is_a_one_line_error(tmp_path, tok_path, texts):

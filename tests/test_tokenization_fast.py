@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tokenizer_families import SPECIALS, build_family, hf_ids, hf_reference
 
 from clusterclip.fast_tokenizer import (
-    Encoder,
+    TokenEncoder,
     cut_points,
     has_unassigned_code_points,
     is_class_cut,
@@ -60,7 +60,7 @@ def family_paths(tmp_path_factory, texts):
 
 @pytest.fixture(scope="module")
 def encoders(family_paths):
-    """(fast Encoder, HF reference) per family; the fast one really is the fast backend."""
+    """(fast TokenEncoder, HF reference) per family; the fast one really is the fast backend."""
     out = _Families()
     for name, path in family_paths.items():
         tok = load_tokenizer(str(path))
@@ -109,7 +109,7 @@ UNICODE_TEXT = st.lists(st.one_of(st.sampled_from(UNICODE_FRAGMENTS), st.text(_A
 
 @pytest.fixture(scope="module")
 def variants(tmp_path_factory, texts):
-    """(fast Encoder, HF reference) per (family, with NFC); the fast one really is the fast backend."""
+    """(fast TokenEncoder, HF reference) per (family, with NFC); the fast one really is the fast backend."""
     root = tmp_path_factory.mktemp("variants")
     out = _Families()
     for name, nfc in VARIANTS:
@@ -180,7 +180,7 @@ def test_pieces_encode_like_the_whole_document(encoders, family, text, piece_cha
     assert [w for p in pieces for w in _pretokens(ref, p)] == _pretokens(ref, text)
     whole = hf_ids(ref, text)
     assert [i for p in pieces for i in hf_ids(ref, p)] == whole
-    small = Encoder(dataclasses.replace(fast.plan, piece_chars=piece_chars))
+    small = TokenEncoder(dataclasses.replace(fast.plan, piece_chars=piece_chars))
     assert small.encode_lists([text, text[::-1]], parallel=False) == [whole, hf_ids(ref, text[::-1])]
 
 
@@ -242,7 +242,7 @@ DENSE_CLASSES = st.text(alphabet="aZ19./_<'=- \n\u0301\u0338é", max_size=60)
 def test_class_cut_pieces_encode_like_the_whole_document(variants, variant, text, piece_chars):
     """Pieces cut by every rule (the third where the plan allows it) encode to the whole's tokens."""
     fast, ref = variants[variant]
-    small = Encoder(dataclasses.replace(fast.plan, piece_chars=piece_chars))
+    small = TokenEncoder(dataclasses.replace(fast.plan, piece_chars=piece_chars))
     pieces = split_document(text, piece_chars, fast.plan.class_cuts)
     assert "".join(pieces) == text
     assert small.encode_lists([text], parallel=False) == [hf_ids(ref, text)]
@@ -291,7 +291,7 @@ def test_a_huge_document_is_cut_and_encoded_exactly(encoders, texts):
         fast, ref, _ = encoders[name]
         pieces = split_document(doc, 4096)
         assert len(pieces) > len(doc) // 8192 and max(map(len, pieces)) <= 4096
-        small = Encoder(dataclasses.replace(fast.plan, piece_chars=4096))
+        small = TokenEncoder(dataclasses.replace(fast.plan, piece_chars=4096))
         assert small.encode_lists([doc], parallel=True) == [hf_ids(ref, doc)]
 
 

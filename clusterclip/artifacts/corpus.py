@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import InputError, IntegrityError
-from .files import HASH_BLOCK
+from .files import sha256_file
 
 
 def stat_key(path: Path) -> dict:
@@ -58,26 +58,16 @@ def _stat_tuple(st: dict) -> tuple:
 
 
 def _hash_files(stats: list[dict], progress: bool) -> dict:
-    import hashlib
-
-    from tqdm.auto import tqdm
-
-    from ..progress import progress_enabled
+    from ..progress import bar as progress_bar
 
     out = {}
     total = sum(s["size"] for s in stats)
-    with tqdm(total=total, unit="B", unit_scale=True, desc="hash inputs", disable=not progress_enabled(progress),
-              dynamic_ncols=True, leave=False, mininterval=1.0) as bar:
+    with progress_bar(total, desc="hash inputs", unit="B", unit_scale=True, enabled=progress, leave=False) as bar:
         for s in stats:
-            h = hashlib.sha256()
             try:
-                with open(s["path"], "rb") as f:
-                    while chunk := f.read(HASH_BLOCK):
-                        h.update(chunk)
-                        bar.update(len(chunk))
+                out[_stat_tuple(s)] = sha256_file(s["path"], on_bytes=bar.update)
             except OSError as e:
                 raise InputError(f"{s['path']}: cannot read ({e.strerror}); check the file") from None
-            out[_stat_tuple(s)] = h.hexdigest()
     return out
 
 

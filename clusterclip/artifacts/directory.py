@@ -44,3 +44,20 @@ class ArtifactDir:
 
     def verify_file(self, name: str) -> None:
         self.verify({name})
+
+    def parquet(self, name: str):
+        """``pyarrow.parquet.ParquetFile`` of one recorded file, its digest checked first (a one-line error if unreadable)."""
+        self.verify_file(name)
+        return open_parquet(self.path / name, self.step)
+
+
+def open_parquet(path: Path, step: str):
+    """A ``ParquetFile``, or one line naming the file and the step that rebuilds it."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowInvalid) as e:
+        raise IntegrityError(f"{path}: unreadable ({str(e).splitlines()[0]}); rerun `clusterclip {step} --overwrite`"
+                             ) from None

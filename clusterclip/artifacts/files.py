@@ -14,7 +14,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -22,7 +22,6 @@ from ..errors import InputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-HASH_BLOCK = 1 << 22
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -38,23 +37,44 @@ def temp_file_beside(path: str | os.PathLike) -> tuple[int, Path]:
     return fd, Path(tmp)
 
 
+def replace_durably(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """fsync ``src`` and rename it to ``dst``: the one way a finished file takes its final name."""
+    with open(src, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(src, dst)
+
+
+class PendingFile:
+    """A file written under a hidden temporary name beside ``path`` (:attr:`tmp`, created empty);
+    :meth:`commit` fsyncs it and renames it into place, :meth:`abort` removes it. Until the
+    rename, ``path`` does not exist or keeps its old content: an interrupted write never leaves
+    a file that looks complete. Every atomic write of clusterclip goes through this class."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        fd, self.tmp = temp_file_beside(self.path)
+        os.close(fd)
+
+    def commit(self) -> None:
+        replace_durably(self.tmp, self.path)
+
+    def abort(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it into place.
 
     On any error the temporary file is removed and ``path`` is left as it was.
     """
-    path = Path(path)
-    fd, tmp_path = temp_file_beside(path)
-    os.close(fd)
+    pending = PendingFile(path)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
+        yield pending.tmp
+        pending.commit()
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()
+        pending.abort()
         raise
 
 
@@ -122,22 +142,44 @@ def fsync_dir(path: str | os.PathLike) -> None:
 
 
 # --------------------------------------------------------------------------- digests
-def sha256_file(path: str | os.PathLike, block: int = HASH_BLOCK) -> str:
-    h = hashlib.sha256()
+def sha256_file(path: str | os.PathLike, on_bytes: Callable[[int], object] | None = None) -> str:
+    """The sha256 of a file (``hashlib.file_digest``); ``on_bytes(n)`` after each block read (a progress bar)."""
     with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f if on_bytes is None else _Counted(f, on_bytes), "sha256").hexdigest()
+
+
+class _Counted:
+    """A binary file whose reads are reported to ``on_bytes`` (what ``hashlib.file_digest`` needs of a file)."""
+
+    def __init__(self, f, on_bytes: Callable[[int], object]):
+        self.f, self.on_bytes = f, on_bytes
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        n = self.f.readinto(buf)
+        if n:
+            self.on_bytes(n)
+        return n
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def file_record(directory: str | os.PathLike, rel: str) -> dict:
-    """``{"path", "bytes", "sha256"}`` of ``directory/rel`` (``rel`` in POSIX form)."""
-    p = Path(directory) / rel
-    return {"path": rel, "bytes": p.stat().st_size, "sha256": sha256_file(p)}
+def file_record(directory: str | os.PathLike, path: str | os.PathLike, size: int | None = None,
+                sha256: str | None = None) -> dict:
+    """``{"path", "bytes", "sha256"}`` of a file of ``directory``: ``path`` relative to it (or below it);
+    ``size`` and ``sha256`` when the writer already knows them (else read from the disk)."""
+    directory, p = Path(directory), Path(path)
+    try:
+        rel = p.relative_to(directory)
+    except ValueError:
+        rel = p
+    full = directory / rel
+    return {"path": rel.as_posix(), "bytes": int(full.stat().st_size if size is None else size),
+            "sha256": sha256_file(full) if sha256 is None else sha256}
 
 
 # --------------------------------------------------------------------------- symlink safety

@@ -171,10 +171,6 @@ def upstream_record(directory: str | os.PathLike, step: str) -> dict:
     return {"step": step, "path": str(Path(directory).resolve()), "manifest_sha256": manifest_digest(directory)}
 
 
-def outputs_of(manifest: dict) -> dict[str, dict]:
-    return {r["path"]: r for r in manifest.get("outputs") or []}
-
-
 def check_outputs(directory: str | os.PathLike, records: list[dict], *, full: bool,
                   only: set[str] | None = None) -> list[str]:
     """One line per file of ``records`` that is missing, of another size or (``full``) another sha256."""

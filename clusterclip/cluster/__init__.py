@@ -15,7 +15,6 @@ with another thread count or CPU; the thread count is recorded in ``statistics.t
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -23,25 +22,32 @@ from typing import Callable
 
 import numpy as np
 
-from ..artifacts import Job, OutputDir, StepResult, build_manifest, save_npy_atomic, sha256_file, write_json_atomic
+from ..artifacts import Job, OutputDir, StepResult, build_manifest
 from ..embed.directory import DOCS_FILE, EmbedDir
+from ..engines import engine
 from ..errors import ClusterClipError, InputError, IntegrityError, MismatchError
 from ..faults import checkpoint
-from .assignment import assign, check_embeddings
-from .directory import CENTROIDS, CENTROIDS_L2, ClusterDir, size_statistics, write_outputs
+from .assignment import BLOCK_ROWS, assign, check_embeddings
+from .directory import (
+    CENTROIDS,
+    CENTROIDS_L2,
+    ClusterDir,
+    load_train_state,
+    save_train_state,
+    size_statistics,
+    write_outputs,
+)
 from .kmeans import (
     MIN_POINTS_PER_CENTROID,
     POINTS_PER_CENTROID,
     default_k2,
     default_threads,
-    resolve_device,
+    faiss_device,
     train_spherical_kmeans_with_stats,
 )
 from .settings import ClusterSettings
 
 __all__ = ["ClusterDir", "ClusterSettings", "assign", "cluster_embeddings"]
-
-TRAIN_STATE = "train-state.json"
 
 
 def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None, *, overwrite: bool = False,
@@ -74,14 +80,11 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
     max_train_points = s.max_train_points if s.max_train_points is not None else POINTS_PER_CENTROID * s.k
     train_points = min(max_train_points, n)
     _check_training_memory(train_points, emb.dim)
-    device = resolve_device(s.device)
+    device = faiss_device(s.device)
     resolved = s.replace(device=device, max_train_points=max_train_points, k2=k2)
     record = {**resolved.record(), "algorithm": "spherical k-means (faiss), inner product, 1 run"}
     job = Job("cluster", record, {"embed": emb.record()})
-    if s.engine == "ray":  # Ray is there and --ray-address answers, before --out is touched
-        from ..engines.ray_session import preflight
-
-        preflight(s.ray_address)
+    engine(s.engine).preflight(s)  # e.g. Ray is there and --ray-address answers, before --out is touched
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path,), log=say) as run:
         if run.state == "done":
             return StepResult(run.manifest, Path(out_dir), "done", time.perf_counter() - t0)
@@ -121,14 +124,11 @@ def _assign_only(emb: EmbedDir, out_dir, s: ClusterSettings, *, overwrite: bool,
                   "info": {}}
     if s.k > emb.n_docs:
         say(f"cluster: note: {emb.n_docs} documents for {s.k} centroids; some clusters stay empty")
-    device = resolve_device(s.device)
+    device = faiss_device(s.device)
     record = {**old.settings, "assign_only": True}
     inputs = {"embed": emb.record(), "centroids": old.record()}
     job = Job("cluster", record, inputs)
-    if s.engine == "ray":
-        from ..engines.ray_session import preflight
-
-        preflight(s.ray_address)
+    engine(s.engine).preflight(s)  # e.g. Ray is there and --ray-address answers, before --out is touched
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path, old.path), log=say) as run:
         if run.state == "done":
             return StepResult(run.manifest, Path(out_dir), "done", time.perf_counter() - t0)
@@ -182,17 +182,13 @@ def _check_centroids(c: np.ndarray, path: Path, dim: int) -> None:
 
 def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_points: int, gpu: bool,
          progress: bool, say, fixed: dict | None = None) -> dict:
-    if s.engine == "ray":  # every embedding read is checked against what embed recorded
-        from ..engines.ray_cluster import verify_parts
-
-        verify_parts(emb, s)
-    else:
-        emb.verify(only=set(emb.parts))
+    runner = engine(s.engine)
+    runner.verify_parts(emb, s)  # every embedding read is checked against what embed recorded
     store = emb.store()
     n, k = store.n, s.k
     threads = 1 if gpu else default_threads()
     build = run.build
-    trained = _load_train_state(build) if run.state == "resume" and fixed is None else None
+    trained = load_train_state(build) if run.state == "resume" and fixed is None else None
     if fixed is not None:
         centroids, train_info = fixed["centroids"], {"objective": [], "splits": 0, "init_points": None}
     elif trained is not None:
@@ -212,19 +208,14 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
         centroids, train_info = train_spherical_kmeans_with_stats(x, k, iters=s.iters, seed=s.seed, gpu=gpu,
                                                                   init=s.init)
         del x
-        save_npy_atomic(build / CENTROIDS, centroids)
-        write_json_atomic(build / TRAIN_STATE, {"centroids_sha256": sha256_file(build / CENTROIDS), **train_info})
+        save_train_state(build, centroids, train_info)
         checkpoint("cluster.trained")
         obj = train_info["objective"][-1] if train_info["objective"] else float("nan")
         say(f"cluster: trained in {time.perf_counter() - t0:.1f}s ({len(train_info['objective'])} iterations), "
             f"mean training similarity {obj / train_points:.4f}")
 
-    if s.engine == "ray":
-        from ..engines.ray_cluster import assign_rows
-
-        labels, similarity = assign_rows(emb, centroids, s, gpu=gpu, progress=progress)
-    else:
-        labels, similarity = assign(store, centroids, chunk_rows=s.chunk_rows, gpu=gpu, check=True, progress=progress)
+    labels, similarity = runner.assign(store, centroids, s, kernel=assign, block_rows=BLOCK_ROWS, gpu=gpu,
+                                       progress=progress)
     if len(labels) != n:  # accounting: every document gets a cluster
         raise InputError(f"{emb.path}: assigned {len(labels)} of {n} documents; this is a bug: please report it")
     level2 = None
@@ -291,21 +282,6 @@ def _training_sample(store, m: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     rows = np.sort(rng.choice(n, size=m, replace=False)).astype(np.int64)
     return rows, store.take(rows)
-
-
-def _load_train_state(build: Path) -> dict | None:
-    """The centroids an interrupted run of the same job trained, when their digest still matches."""
-    state_path, cpath = build / TRAIN_STATE, build / CENTROIDS
-    if not (state_path.exists() and cpath.exists()):
-        return None
-    try:
-        state = json.loads(state_path.read_text("utf-8"))
-        if state.pop("centroids_sha256", None) != sha256_file(cpath):
-            return None
-        state["centroids"] = np.load(cpath, allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    return state
 
 
 def _check_training_memory(m: int, dim: int) -> None:

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from ..artifacts import save_npy_atomic, write_parquet_atomic
+from ..artifacts import file_record, save_npy_atomic, write_parquet_atomic
 from ..artifacts.directory import ArtifactDir
+from ..artifacts.journal import Journal, files_intact
 from ..artifacts.manifest import changed_upstream
 from ..errors import IntegrityError, MismatchError
 
+TRAIN_STATE = "train-state.jsonl"
 CENTROIDS = "centroids.npy"
 ASSIGNMENTS = "assignments.parquet"
 CLUSTERS = "clusters.parquet"
@@ -70,6 +73,14 @@ class ClusterDir(ArtifactDir):
             raise IntegrityError(f"{path}: cluster ids outside 0..{self.k - 1}; rerun `clusterclip cluster`")
         return labels
 
+    def iter_assignments(self, batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``assignments.parquet`` (digest checked) as ``(doc_id int64, cluster int64, similarity float32)`` batches."""
+        pf = self.parquet(ASSIGNMENTS)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=["doc_id", "cluster", "similarity"]):
+            yield (batch.column(0).to_numpy().astype(np.int64, copy=False),
+                   batch.column(1).to_numpy().astype(np.int64, copy=False),
+                   batch.column(2).to_numpy().astype(np.float32, copy=False))
+
     def centroids(self) -> np.ndarray:
         self.verify_file(CENTROIDS)
         c = np.load(self.path / CENTROIDS, allow_pickle=False)
@@ -82,6 +93,25 @@ class ClusterDir(ArtifactDir):
 
         self.verify_file(CLUSTERS)
         return pq.read_table(self.path / CLUSTERS)
+
+
+def save_train_state(build: Path, centroids: np.ndarray, info: dict) -> None:
+    """The centroids a run trained, kept in its build so an interrupted run does not train again."""
+    save_npy_atomic(build / CENTROIDS, centroids)
+    Journal(build / TRAIN_STATE).rewrite([{"centroids": file_record(build, CENTROIDS), **info}])
+
+
+def load_train_state(build: Path) -> dict | None:
+    """The centroids (``"centroids"``) and training statistics an interrupted run of the same job saved,
+    when the centroids still re-hash to what was journaled; else None."""
+    state = Journal(build / TRAIN_STATE).last()
+    if not state or not isinstance(state.get("centroids"), dict) or not files_intact(build, [state["centroids"]]):
+        return None
+    try:
+        state["centroids"] = np.load(build / CENTROIDS, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return state
 
 
 def write_outputs(build: Path, centroids: np.ndarray, labels: np.ndarray, similarity: np.ndarray,

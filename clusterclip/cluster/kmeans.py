@@ -47,7 +47,7 @@ def gpu_available() -> bool:
         return False
 
 
-def resolve_device(device: str) -> str:
+def faiss_device(device: str) -> str:
     """``auto`` -> ``cuda`` when faiss-gpu sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
     if device == "cpu":
         return "cpu"

@@ -4,7 +4,7 @@
 - :mod:`.encoder` — the :class:`Encoder` interface, device and precision; backends :mod:`.hf`
   (the default: Hugging Face model, masked mean pooling) and :mod:`.sentence_transformers`;
 - :mod:`.batching` — length-sorted token-budget batches and sequence packing (free functions);
-- :mod:`.pipeline` — the local engine: reader thread, windows, journaled parts;
+- where the parts are embedded: :mod:`clusterclip.engines` (``--engine``), through :class:`EmbedWriter`;
 - :mod:`.directory` — :class:`EmbedDir` (reading a finished directory) and :class:`EmbedWriter`;
 - :mod:`.merge` — :func:`merge_embeddings`: the partitions of one job -> one directory.
 """
@@ -19,6 +19,7 @@ from typing import Callable
 from ..artifacts import Job, OutputDir, StepResult, build_manifest
 from ..artifacts.corpus import describe_files
 from ..artifacts.manifest import MANIFEST, is_ours, load_json
+from ..engines import engine
 from ..errors import InputError, MismatchError
 from ..readers import Partitioning, expand_inputs, reader_for
 from . import incremental as incremental_mod
@@ -81,15 +82,10 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
     if is_ours(previous) and previous.get("step") == "embed":
         known = {"records": (previous.get("inputs") or {}).get("files"), "stat_cache": previous.get("corpus_stat")}
     records, stat_cache = describe_files(files, known, rehash=s.rehash_inputs, progress=progress)
-    if s.engine == "ray":  # the encoder is resolved where it runs (a GPU worker)
-        from ..engines.ray_embed import ray_encoder
-
-        if encoder is not None:
-            raise InputError("embed_corpus: with engine='ray' the encoder is built on the workers; leave encoder= out")
-        encoder = ray_encoder(s, log)
-    elif encoder is None:
-        encoder = make_encoder(s)
-    else:
+    runner = engine(s.engine)
+    given = encoder
+    encoder = runner.encoder(s, make=make_encoder, given=given, log=log)  # resolved where it runs (Ray: a worker)
+    if given is not None:
         _check_encoder(encoder, s)
     resolved = {**s.record(), **encoder.settings}
     job = Job("embed", resolved, {"files": records})
@@ -99,10 +95,7 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
                    log=log) as run:
         if run.state == "done":
             return StepResult(run.manifest, out, "done", time.perf_counter() - t0)
-        if s.engine == "ray":
-            from ..engines.ray_embed import run_ray as run_engine
-        else:
-            from .pipeline import run_local as run_engine
+        run_engine = runner.embed_parts  # where the parts are embedded (the same signature for every engine)
         where = str(files[0]) if len(files) == 1 else f"{len(files)} input files"
         previous = run.previous  # as read under the lock (None when damaged)
         incremental = None

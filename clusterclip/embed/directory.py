@@ -17,16 +17,16 @@ from the corpus after checking its content (:meth:`EmbedDir.texts`).
 from __future__ import annotations
 
 import collections
-import json
 import os
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from ..artifacts import atomic_path, file_record, save_npy_atomic, write_parquet_atomic
+from ..artifacts import atomic_path, file_record, save_npy_atomic, sha256_file, write_parquet_atomic
 from ..artifacts.corpus import verify_files
 from ..artifacts.directory import ArtifactDir
+from ..artifacts.journal import Journal, files_intact
 from ..errors import InputError, IntegrityError, MismatchError
 from ..faults import checkpoint
 
@@ -127,6 +127,35 @@ class EmbeddingStore:
         part = int(np.searchsorted(self.offsets, row, side="right") - 1)
         return f"{self.files[part]}, row {row - int(self.offsets[part])} (doc_id {row})"
 
+    def rows(self, start: int, stop: int) -> "EmbeddingRows":
+        """Rows ``[start, stop)`` as a small picklable source (only the parts they lie in), for a task elsewhere."""
+        i0 = int(np.searchsorted(self.offsets, start, side="right") - 1)
+        i1 = max(i0 + 1, int(np.searchsorted(self.offsets, stop, side="left")))
+        return EmbeddingRows(self.files[i0:i1], self.part_rows[i0:i1], int(self.offsets[i0]), start, stop)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_open": collections.OrderedDict()}  # memory maps are reopened where it lands
+
+
+class EmbeddingRows:
+    """Rows ``[a, b)`` of the embeddings as an assignment source (row 0 here is document ``a``)."""
+
+    def __init__(self, files: list[Path], rows: list[int], base: int, a: int, b: int):
+        self.store = EmbeddingStore(files, rows)
+        self.shift, self.a = a - base, a
+        self.n, self.dim = b - a, self.store.dim
+
+    def __len__(self) -> int:
+        return self.n
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.store.read(self.shift + start, self.shift + stop)
+
+    def location(self, row: int) -> str:
+        local = self.shift + row
+        part = int(np.searchsorted(self.store.offsets, local, side="right") - 1)
+        return f"{self.store.files[part]}, row {local - int(self.store.offsets[part])} (doc_id {self.a + row})"
+
 
 def _npy_shape(path: Path) -> tuple[int, int]:
     try:
@@ -209,6 +238,33 @@ class EmbedDir(ArtifactDir):
             raise IntegrityError(f"{self.docs_file()}: {pf.metadata.num_rows} rows but {self.n_docs} documents "
                                  f"recorded; rerun `clusterclip embed`")
         yield from pf.iter_batches(batch_size=batch_rows, columns=columns)
+
+    def docs_table(self, columns: list[str] | None = None):
+        """The whole ``docs.parquet`` (or ``columns`` of it) as a pyarrow table, its digest checked first."""
+        import pyarrow.parquet as pq
+
+        self.verify({DOCS_FILE})
+        return pq.read_table(self.docs_file(), columns=columns)
+
+    def docs_rows(self, doc_ids, columns: list[str]) -> dict[int, dict]:
+        """``doc_id -> {column: value}`` for a few documents, reading only the row groups of ``docs.parquet`` that hold them."""
+        pf = self.parquet(DOCS_FILE)
+        wanted = np.unique(np.asarray(list(doc_ids), dtype=np.int64))
+        out: dict[int, dict] = {}
+        start = 0
+        for rg in range(pf.num_row_groups):
+            stop = start + pf.metadata.row_group(rg).num_rows
+            lo, hi = np.searchsorted(wanted, [start, stop])
+            if hi > lo:  # doc_id is the row number of docs.parquet (dense 0..N-1)
+                table = pf.read_row_group(rg, columns=["doc_id", *columns])
+                for doc_id in wanted[lo:hi]:
+                    row = table.slice(int(doc_id) - start, 1).to_pylist()[0]
+                    if row.pop("doc_id") != doc_id:
+                        raise IntegrityError(f"{self.docs_file()}: row {int(doc_id)} does not hold doc_id {int(doc_id)} "
+                                             f"(doc_id must be 0..N-1 in order); rerun `clusterclip embed --overwrite`")
+                    out[int(doc_id)] = row
+            start = stop
+        return out
 
     def document(self, doc_id: int) -> dict:
         """``source``, ``row``, ``n_chars`` (and the user's id) of one document, from ``docs.parquet``."""
@@ -319,7 +375,8 @@ class EmbedWriter:
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         self.id_column = id_column
         self.save_dtype = save_dtype
-        self.journal: list[dict] = []
+        self.journal: list[dict] = []  # the entries of the parts written (or kept) so far
+        self._log = Journal(self.parts_dir / JOURNAL)
 
     # ------------------------------------------------------------------ resume
     def resume(self) -> list[dict]:
@@ -327,21 +384,12 @@ class EmbedWriter:
 
         Everything after the first missing or mismatching part is deleted. Returns the kept entries.
         """
-        from ..artifacts import sha256_file
-
         kept: list[dict] = []
-        path = self.parts_dir / JOURNAL
-        entries = []
-        if path.exists():
-            for line in path.read_text("utf-8").splitlines():
-                try:
-                    entries.append(json.loads(line))
-                except ValueError:
-                    break  # a torn last line
-        for k, e in enumerate(entries):
-            emb, docs = self.build / part_name(k), self.parts_dir / docs_part_name(k)
-            if (e.get("part") != k or not emb.is_file() or not docs.is_file()
-                    or sha256_file(emb) != e["embeddings_sha256"] or sha256_file(docs) != e["docs_sha256"]):
+        for k, e in enumerate(self._log.load()):
+            if e.get("part") != k or not files_intact(self.build, [
+                    {"path": part_name(k), "bytes": _size(self.build / part_name(k)), "sha256": e["embeddings_sha256"]},
+                    {"path": f"{PARTS_DIR}/{docs_part_name(k)}", "bytes": _size(self.parts_dir / docs_part_name(k)),
+                     "sha256": e["docs_sha256"]}]):
                 break
             kept.append(e)
         self.journal = kept
@@ -352,14 +400,18 @@ class EmbedWriter:
         for p in list(self.build.glob(".*.tmp")) + list(self.parts_dir.glob(".*.tmp")):
             p.unlink(missing_ok=True)
         (self.build / DOCS_FILE).unlink(missing_ok=True)
-        self._rewrite_journal()
+        self._log.rewrite(self.journal)
         return kept
 
-    def _rewrite_journal(self) -> None:
-        from ..artifacts import write_bytes_atomic
+    def resume_point(self) -> tuple[str, int] | None:
+        """``(source, row)`` of the last document in the kept parts (None: nothing kept)."""
+        import pyarrow.parquet as pq
 
-        text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in self.journal)
-        write_bytes_atomic(self.parts_dir / JOURNAL, text.encode("utf-8"))
+        for k in range(len(self.journal) - 1, -1, -1):
+            t = pq.read_table(self.parts_dir / docs_part_name(k), columns=["source", "row"])
+            if t.num_rows:
+                return t.column("source")[-1].as_py(), int(t.column("row")[-1].as_py())
+        return None
 
     # ------------------------------------------------------------------ parts
     def write_part(self, k: int, embeddings: np.ndarray, sources, rows, n_chars, n_tokens, user_ids,
@@ -369,8 +421,6 @@ class EmbedWriter:
         ``truncated_flags``: per document, whether it was cut at ``max_length`` (None: unknown), so
         that each corpus file's tallies can be recorded (what an incremental run reuses).
         """
-        from ..artifacts import sha256_file
-
         if k != len(self.journal):
             raise RuntimeError(f"internal error: part {k} written after {len(self.journal)} parts")
         if embeddings is None or len(embeddings) == 0:
@@ -384,10 +434,7 @@ class EmbedWriter:
                  "truncated": int(truncated), "embeddings_sha256": sha256_file(self.build / part_name(k)),
                  "docs_sha256": sha256_file(self.parts_dir / docs_part_name(k))}
         self.journal.append(entry)
-        with open(self.parts_dir / JOURNAL, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self._log.append(entry)
         checkpoint("embed.part")
         return entry
 
@@ -426,6 +473,10 @@ class EmbedWriter:
                   "truncated": sum(e["truncated"] for e in self.journal), "parts": n_parts,
                   "part_rows": [e["docs"] for e in self.journal], "per_source": per_source}
         return records, totals
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else -1
 
 
 def _tally_sources(per_source: dict, t) -> None:

@@ -29,7 +29,6 @@ def merge_embeddings(part_dirs: Sequence, out_dir, *, overwrite: bool = False, p
                      log: Callable[[str], None] | None = None) -> StepResult:
     """Merge the ``embed`` directories of all partitions of one job into ``out_dir``."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
     dirs = [Path(d) for d in part_dirs]
@@ -76,7 +75,7 @@ def merge_embeddings(part_dirs: Sequence, out_dir, *, overwrite: bool = False, p
         file_index = {r["path"]: i for i, r in enumerate(first.corpus_files)}
         keys_file, keys_row, tables, stores = [], [], [], []
         for p in ordered:
-            t = pq.read_table(p.docs_file())
+            t = p.docs_table()
             src = t.column("source").to_pylist()
             try:
                 keys_file.append(np.fromiter((file_index[s] for s in src), dtype=np.int64, count=len(src)))

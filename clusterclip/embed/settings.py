@@ -107,11 +107,6 @@ class EmbedSettings(Settings):
 
     def validate(self) -> None:
         check_engine(self)
-        if self.engine == "ray":
-            for flag, value in (("--num-partitions", self.num_partitions > 1), ("--limit", self.limit is not None)):
-                if value:
-                    raise InputError(f"{flag}: not with --engine ray (Ray spreads the whole corpus over the cluster); "
-                                     f"leave it out, or use --engine local")
         if self.incremental:
             for flag, value in (("--num-partitions", self.num_partitions > 1), ("--limit", self.limit is not None)):
                 if value:

@@ -5,9 +5,9 @@ grows with the corpus is reading every embedding, so that is what moves to the c
 
 1. :func:`verify_parts`: groups of parts, each task re-hashing its files against the ``embed``
    manifest (the same check as ``EmbedDir.verify``), before training reads any of them;
-2. :func:`assign_rows`: row ranges of the embeddings, each task running
-   :func:`clusterclip.cluster.assignment.assign` on its rows. Ranges start at multiples of
-   :data:`~clusterclip.cluster.assignment.BLOCK_ROWS`, the blocks the local pass uses, so every
+2. :func:`assign_rows`: row ranges of the embeddings (``EmbeddingStore.rows``), each task running
+   the step's kernel (:func:`clusterclip.cluster.assignment.assign`, passed in) on its rows. Ranges
+   start at multiples of the kernel's ``block_rows``, the blocks the local pass uses, so every
    label and similarity is the one the local engine computes (the outputs are byte-identical).
 
 The driver collects the labels in row order, checks that every document got one, and writes
@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cluster.assignment import BLOCK_ROWS, assign
-from ..embed.directory import EmbeddingStore
 from ..progress import bar as progress_bar
 from .ray_session import cluster_cpus, connect, run_tasks, task_environment
 
-#: rows one assignment task reads at most (a multiple of BLOCK_ROWS; 1.5 GiB of float32 at dim 384)
-MAX_TASK_ROWS = 256 * BLOCK_ROWS * 4
+#: rows one assignment task reads at most (about 1.5 GiB of float32 at dim 384; rounded to the kernel's blocks)
+MAX_TASK_ROWS = 1 << 22
 #: tasks per CPU of the cluster, for balance
 TASKS_PER_CPU = 4
 
@@ -50,26 +48,22 @@ def _verify_group(path: str, manifest: dict, names: list[str]) -> int:
     return len(names)
 
 
-def task_ranges(n: int, cpus: int) -> list[tuple[int, int]]:
-    """Row ranges ``[a, b)`` covering ``0..n``, each starting at a multiple of BLOCK_ROWS."""
+def task_ranges(n: int, cpus: int, block_rows: int) -> list[tuple[int, int]]:
+    """Row ranges ``[a, b)`` covering ``0..n``, each starting at a multiple of ``block_rows``."""
     per_task = -(-n // max(1, TASKS_PER_CPU * cpus))
-    per_task = min(MAX_TASK_ROWS, max(BLOCK_ROWS, -(-per_task // BLOCK_ROWS) * BLOCK_ROWS))
+    most = max(block_rows, MAX_TASK_ROWS // block_rows * block_rows)
+    per_task = min(most, max(block_rows, -(-per_task // block_rows) * block_rows))
     return [(a, min(n, a + per_task)) for a in range(0, n, per_task)]
 
 
-def assign_rows(emb, centroids: np.ndarray, settings, *, gpu: bool, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``labels`` int32 ``[N]`` and ``similarity`` float32 ``[N]`` of every document, computed in Ray tasks."""
+def assign_rows(store, centroids: np.ndarray, settings, *, kernel, block_rows: int, gpu: bool,
+                progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` int32 ``[N]`` and ``similarity`` float32 ``[N]`` of every row of ``store``, ``kernel`` run in Ray tasks."""
     ray = connect(settings.ray_address)
-    store = emb.store()
     n = store.n
-    offsets = store.offsets
     centroids_ref = ray.put(np.ascontiguousarray(centroids, dtype=np.float32))
-    args = []
-    for a, b in task_ranges(n, cluster_cpus()):
-        i0 = int(np.searchsorted(offsets, a, side="right") - 1)
-        i1 = int(np.searchsorted(offsets, b, side="left"))
-        args.append(([str(f) for f in store.files[i0:i1]], store.part_rows[i0:i1], int(offsets[i0]), a, b,
-                     centroids_ref, settings.chunk_rows, gpu))
+    ranges = task_ranges(n, cluster_cpus(), block_rows)
+    args = [(kernel, store.rows(a, b), centroids_ref, settings.chunk_rows, gpu) for a, b in ranges]
     labels = np.empty(n, dtype=np.int32)
     similarity = np.empty(n, dtype=np.float32)
     filled = 0
@@ -77,7 +71,7 @@ def assign_rows(emb, centroids: np.ndarray, settings, *, gpu: bool, progress: bo
     resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
     with progress_bar(n, desc="assign (ray)", unit="doc", unit_scale=True, enabled=progress) as bar:
         for i, (lab, sim) in run_tasks(remote, args, resources=resources):
-            a, b = args[i][3], args[i][4]
+            a, b = ranges[i]
             if len(lab) != b - a:
                 raise RuntimeError(f"internal error: the task of rows {a}..{b} returned {len(lab)} labels")
             labels[a:b], similarity[a:b] = lab, sim
@@ -88,26 +82,6 @@ def assign_rows(emb, centroids: np.ndarray, settings, *, gpu: bool, progress: bo
     return labels, similarity
 
 
-class _Rows:
-    """Rows ``[a, b)`` of the embeddings as an assignment source (row 0 here is document ``a``)."""
-
-    def __init__(self, files: list[str], rows: list[int], base: int, a: int, b: int):
-        self.store = EmbeddingStore(files, rows)
-        self.shift, self.a = a - base, a
-        self.n, self.dim = b - a, self.store.dim
-
-    def __len__(self) -> int:
-        return self.n
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.store.read(self.shift + start, self.shift + stop)
-
-    def location(self, row: int) -> str:
-        local = self.shift + row
-        part = int(np.searchsorted(self.store.offsets, local, side="right") - 1)
-        return f"{self.store.files[part]}, row {local - int(self.store.offsets[part])} (doc_id {self.a + row})"
-
-
-def _assign_task(files, rows, base, a, b, centroids, chunk_rows, gpu):
+def _assign_task(kernel, rows, centroids, chunk_rows, gpu):
     task_environment()
-    return assign(_Rows(files, rows, base, a, b), centroids, chunk_rows=chunk_rows, gpu=gpu, check=True)
+    return kernel(rows, centroids, chunk_rows=chunk_rows, gpu=gpu, check=True)

@@ -61,9 +61,10 @@ class RayEncoder:
     dim: int
     actor_settings: object
     gpus: int  #: GPUs the actors run on (0: CPU actors)
+    make: object  #: the step's encoder factory (``make(settings) -> encoder``), run in every actor
 
 
-def ray_encoder(settings, log=None) -> RayEncoder:
+def ray_encoder(settings, make, log=None) -> RayEncoder:
     """Resolve the encoder where it will run: on a GPU worker when the cluster has GPUs (``--device auto``)."""
     ray = connect(settings.ray_address, log)
     gpus = cluster_gpus()
@@ -77,20 +78,18 @@ def ray_encoder(settings, log=None) -> RayEncoder:
     use_gpu = device.lower().startswith("cuda")
     probe = ray.remote(_describe_encoder).options(num_gpus=1 if use_gpu else 0, num_cpus=CPU_ACTOR_CPUS)
     try:
-        resolved, dim = ray.get(probe.remote(settings.replace(device=device)))
+        resolved, dim = ray.get(probe.remote(make, settings.replace(device=device)))
     except Exception as e:  # noqa: BLE001 - the user's one-line error, if it is one
         reraise(e)
     pinned = {"device": device}
     if resolved.get("dtype") in ("float32", "float16", "bfloat16"):
         pinned["dtype"] = resolved["dtype"]
-    return RayEncoder(resolved, dim, settings.replace(**pinned), gpus if use_gpu else 0)
+    return RayEncoder(resolved, dim, settings.replace(**pinned), gpus if use_gpu else 0, make)
 
 
-def _describe_encoder(settings):
-    from ..embed.encoder import make_encoder
-
+def _describe_encoder(make, settings):
     task_environment()
-    encoder = make_encoder(settings)
+    encoder = make(settings)
     return encoder.settings, int(encoder.dim)
 
 
@@ -121,7 +120,8 @@ def run_ray(readers, settings, encoder: RayEncoder, writer, partition, *, done_p
     threads = None if gpus else _cpu_threads(ray, actors)
     ds = ds.map_batches(_EncodeDocuments, batch_size=settings.window_docs, compute=ActorPoolStrategy(size=actors),
                         num_gpus=1 if gpus else 0, num_cpus=1 if gpus else CPU_ACTOR_CPUS,
-                        fn_constructor_kwargs={"settings": encoder.actor_settings, "threads": threads,
+                        fn_constructor_kwargs={"make": encoder.make, "settings": encoder.actor_settings,
+                                               "threads": threads,
                                                "save_dtype": settings.save_dtype})
     assembler = _Assembler(writer, settings, sources, encoder.dim, done_parts, kept_docs, resume_after)
     bar = progress_bar(None, desc="embed (ray)", unit="doc", unit_scale=True, enabled=progress)
@@ -146,19 +146,14 @@ def _cpu_threads(ray, actors: int) -> int:
 
 def _resume_point(writer, sources: list[str]) -> tuple[int, int] | None:
     """``(file index, row)`` of the last document in the parts a resumed run keeps (None: start)."""
-    import pyarrow.parquet as pq
-
-    from ..embed.directory import docs_part_name
-
-    for k in range(len(writer.journal) - 1, -1, -1):
-        t = pq.read_table(writer.parts_dir / docs_part_name(k), columns=["source", "row"])
-        if t.num_rows:
-            source, row = t.column("source")[-1].as_py(), int(t.column("row")[-1].as_py())
-            if source not in sources:
-                raise InputError(f"{writer.build}: the kept parts name {source}, not an input of this run; "
-                                 f"rerun with --overwrite")
-            return sources.index(source), row
-    return None
+    point = writer.resume_point()
+    if point is None:
+        return None
+    source, row = point
+    if source not in sources:
+        raise InputError(f"{writer.build}: the kept parts name {source}, not an input of this run; "
+                         f"rerun with --overwrite")
+    return sources.index(source), row
 
 
 # --------------------------------------------------------------------------- read tasks
@@ -213,16 +208,14 @@ def _block(unit: int, rows: list, texts: list, ids: list, account: dict | None =
 class _EncodeDocuments:
     """An actor: the encoder, loaded once; each batch -> embeddings, token counts, truncation flags."""
 
-    def __init__(self, settings, threads: int | None, save_dtype: str):
+    def __init__(self, make, settings, threads: int | None, save_dtype: str):
         task_environment()
         self.save_dtype = np.dtype(save_dtype)  # cast here as the writer would: half the bytes sent for float16
         if threads:
             import torch
 
             torch.set_num_threads(threads)
-        from ..embed.encoder import make_encoder
-
-        self.encoder = make_encoder(settings)
+        self.encoder = make(settings)
         self.max_length = int(self.encoder.settings.get("max_length") or 0)
 
     def __call__(self, batch: dict) -> dict:

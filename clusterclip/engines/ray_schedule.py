@@ -27,14 +27,12 @@ every node can read (each task loads it and checks that its digest is the driver
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import save_npy_atomic, write_json_atomic
 from ..errors import MismatchError
 from ..faults import checkpoint
 from ..progress import bar as progress_bar
@@ -48,8 +46,6 @@ MIN_RANGE_CHARS = 1 << 20
 #: ranges cut from one JSON lines file at most (each task reads the file from its start)
 MAX_JSONL_RANGES = 64
 MAX_COMPRESSED_RANGES = 8
-#: bytes a merge task copies at once
-COPY_BLOCK = 64 << 20
 
 
 # --------------------------------------------------------------------------- tokenizing
@@ -165,90 +161,43 @@ def _tokenizer_identity(tok) -> dict:
     return {k: d.get(k) for k in ("sha256", "vocab_size", "eos_id", "bos_id")}
 
 
-def load_schedule_tokenizer(s):
-    """The tokenizer of ``schedule`` settings, delimiters chosen (as the driver loads it)."""
-    from ..tokenization import load_tokenizer
-
-    tok = load_tokenizer(s.tokenizer, require_eos=False)
-    tok.set_delimiters(eos_token=s.eos_token, bos_token=s.bos_token, convention=s.convention,
-                       allow_ordinary_delimiter=s.allow_ordinary_delimiter)
-    return tok
-
-
 def _tokenize_range(settings, expected: dict, text_column: str, source: str, rows, local_ids, n_local: int,
                     part: str) -> int:
     import socket
 
     from ..token_store import build_token_store
+    from ..tokenization import load_with_delimiters
 
     task_environment()
-    tok = load_schedule_tokenizer(settings)
+    tok = load_with_delimiters(settings)
     if _tokenizer_identity(tok) != expected:
         raise MismatchError(f"--tokenizer {settings.tokenizer}: on {socket.gethostname()} it is not the tokenizer the "
                             f"driver loaded (sha256 {expected['sha256'][:12]}...); give every node the same file")
     texts = ((int(i), text) for i, (_, text) in zip(local_ids, reader_for(source).texts(rows, text_column)))
-    one_process = {"workers": 1} if "workers" in inspect.signature(build_token_store).parameters else {}
-    return build_token_store(texts, n_local, tok, part, progress=False, **one_process).n_tokens  # Ray spreads
+    return build_token_store(texts, n_local, tok, part, progress=False, workers=1).n_tokens  # Ray spreads
 
 
 def _merge(ranges: list[DocRange], parts: list[Path], n_tokens: list[int], n_docs: int, tok, path: Path) -> None:
-    """The range stores -> one store at ``path`` in doc_id order (``meta.json`` written last)."""
+    """The range stores -> one store at ``path`` in doc_id order, by the store's owner; the copies run in tasks."""
     import ray
 
-    from ..token_store import META, TOKENS, TokenStore
+    from ..token_store import merge_token_stores
 
-    stores = [TokenStore.open(p) for p in parts]
-    if [s.n_tokens for s in stores] != n_tokens:
+    def copy_all(jobs: list[tuple[str, str, int]]) -> None:
+        for _ in run_tasks(ray.remote(_copy_into), jobs, resources={"num_cpus": 1}):
+            pass
+
+    store = merge_token_stores([(p, r.start, r.stop) for r, p in zip(ranges, parts)], n_docs, tok, path,
+                               copy_all=copy_all)
+    if store.n_tokens != sum(n_tokens):
         raise RuntimeError("internal error: a token range changed while it was merged")
-    dtype = stores[0].dtype
-    lengths = np.full(n_docs, -1, dtype=np.int64)
-    offsets = np.zeros(n_docs, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(n_tokens)]).astype(np.int64)
-    for r, st, first in zip(ranges, stores, starts):
-        part_lengths = np.asarray(st.lengths)
-        tokenized = part_lengths >= 0
-        lengths[r.start:r.stop] = part_lengths
-        offsets[r.start:r.stop][tokenized] = np.asarray(st.offsets)[tokenized] + first
-    path.mkdir(parents=True, exist_ok=True)
-    partial = path / (TOKENS + ".merging")
-    with open(partial, "wb") as f:
-        f.truncate(int(starts[-1]) * dtype.itemsize)
-    remote = ray.remote(_copy_into)
-    args = ((str(p / TOKENS), str(partial), int(first) * dtype.itemsize) for p, first, n in zip(parts, starts, n_tokens)
-            if n)
-    for _ in run_tasks(remote, args, resources={"num_cpus": 1}):
-        pass
-    with open(partial, "rb+") as f:
-        os.fsync(f.fileno())
-    save_npy_atomic(path / "lengths.npy", lengths)
-    save_npy_atomic(path / "offsets.npy", offsets)
-    os.replace(partial, path / TOKENS)
-    from ..token_store import tokenizer_record
-
-    tokenizer = tokenizer_record(tok) if hasattr(tok, "describe") else stores[0].meta["tokenizer"]
-    meta = {**stores[0].meta, "n_docs": int(n_docs), "tokenizer": tokenizer, "n_tokens": int(starts[-1]),
-            "n_tokenized": int(np.count_nonzero(lengths >= 0))}
-    write_json_atomic(path / META, meta)
 
 
 def _copy_into(src: str, dst: str, offset: int) -> int:
-    """Copy file ``src`` into ``dst`` at byte ``offset`` (kernel copy where the file system allows)."""
+    from ..token_store import copy_into
+
     task_environment()
-    size = os.path.getsize(src)
-    done = 0
-    with open(src, "rb") as fi, open(dst, "rb+") as fo:
-        while done < size:
-            try:
-                n = os.copy_file_range(fi.fileno(), fo.fileno(), min(COPY_BLOCK, size - done), done, offset + done)
-            except OSError:
-                fi.seek(done)
-                fo.seek(offset + done)
-                n = fo.write(fi.read(min(COPY_BLOCK, size - done)))
-            if n <= 0:
-                raise OSError(f"{src}: copy stopped at byte {done} of {size}")
-            done += n
-        os.fsync(fo.fileno())
-    return done
+    return copy_into(src, dst, offset)
 
 
 # --------------------------------------------------------------------------- writing the shards
@@ -322,9 +271,9 @@ _STORES: dict = {}
 
 def _open_store(path: str):
     """The merged token store, opened once per worker process (memory-mapped)."""
-    from ..token_store import TokenStore
+    from ..token_store import META, TokenStore
 
-    key = (path, os.stat(Path(path) / "meta.json").st_mtime_ns)
+    key = (path, os.stat(Path(path) / META).st_mtime_ns)
     if key not in _STORES:
         _STORES.clear()
         _STORES[key] = TokenStore.open(path)

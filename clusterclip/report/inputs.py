@@ -14,15 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..artifacts import manifest_digest
 from ..artifacts.manifest import changed_upstream
-from ..cluster.directory import ASSIGNMENTS, ClusterDir
-from ..embed.directory import DOCS_FILE, EmbedDir
+from ..cluster.directory import ClusterDir
+from ..embed.directory import EmbedDir
 from ..errors import InputError, MismatchError
-from ..schedule.directory import ScheduleDir
+from ..schedule.directory import ScheduleDir, iter_order_file  # noqa: F401 - the tests' way to a bare file
 
 BATCH_ROWS = 1 << 20
 
@@ -230,26 +228,12 @@ def _schedule_law(settings: dict, k: int) -> tuple[np.ndarray | None, np.ndarray
 
 def iter_assignments(cl_dir: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Stream ``assignments.parquet`` as ``(doc_id int64, cluster int64, similarity float32)`` batches."""
-    ClusterDir(cl_dir).verify_file(ASSIGNMENTS)
-    pf = _open_parquet(Path(cl_dir) / ASSIGNMENTS, "cluster")
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=["doc_id", "cluster", "similarity"]):
-        yield (batch.column(0).to_numpy().astype(np.int64, copy=False),
-               batch.column(1).to_numpy().astype(np.int64, copy=False),
-               batch.column(2).to_numpy().astype(np.float32, copy=False))
+    return ClusterDir(cl_dir).iter_assignments(batch_rows)
 
 
 def iter_order(sched_dir: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Stream a schedule's ``order.parquet`` (its digest checked) as ``(position, cluster, repeat)`` int64 batches."""
-    return iter_order_file(ScheduleDir(sched_dir).order_file(), batch_rows)
-
-
-def iter_order_file(path: Path, batch_rows: int = BATCH_ROWS) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Stream an ``order.parquet`` file as ``(position, cluster, repeat)`` int64 batches."""
-    pf = _open_parquet(Path(path), "schedule")
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=["position", "cluster", "repeat"]):
-        yield (batch.column(0).to_numpy().astype(np.int64, copy=False),
-               batch.column(1).to_numpy().astype(np.int64, copy=False),
-               batch.column(2).to_numpy().astype(np.int64, copy=False))
+    return ScheduleDir(sched_dir).iter_order(batch_rows)
 
 
 @dataclass(frozen=True)
@@ -263,39 +247,16 @@ class DocOrigin:
 
 def read_doc_origins(emb_dir: str | Path, doc_ids) -> dict[int, DocOrigin]:
     """``doc_id -> DocOrigin`` for a few documents, reading only the row groups of ``docs.parquet`` that hold them."""
-    emb_dir = Path(emb_dir)
     emb = EmbedDir(emb_dir)
     id_column = emb.id_column
-    emb.verify({DOCS_FILE})
-    path = emb.docs_file()
-    pf = _open_parquet(path, "embed")
-    columns = ["doc_id", "source", "row"] + ([id_column] if id_column else [])
-    wanted = np.unique(np.asarray(list(doc_ids), dtype=np.int64))
+    rows = emb.docs_rows(doc_ids, ["source", "row"] + ([id_column] if id_column else []))
     out: dict[int, DocOrigin] = {}
-    start = 0
-    for rg in range(pf.num_row_groups):
-        stop = start + pf.metadata.row_group(rg).num_rows
-        lo, hi = np.searchsorted(wanted, [start, stop])
-        if hi > lo:  # doc_id is the row number of docs.parquet (dense 0..N-1)
-            table = pf.read_row_group(rg, columns=columns)
-            for doc_id in wanted[lo:hi]:
-                row = table.slice(int(doc_id) - start, 1).to_pylist()[0]
-                if row["doc_id"] != doc_id:
-                    raise InputError(f"{path}: row {int(doc_id)} holds doc_id {row['doc_id']} (doc_id must be 0..N-1 "
-                                     "in order); rerun `clusterclip embed --overwrite`")
-                user_id = row.get(id_column) if id_column else None
-                out[int(doc_id)] = DocOrigin(None if user_id is None else str(user_id), row["source"], int(row["row"]))
-        start = stop
+    for doc_id, row in rows.items():
+        user_id = row.get(id_column) if id_column else None
+        out[doc_id] = DocOrigin(None if user_id is None else str(user_id), row["source"], int(row["row"]))
     return out
 
 
 def read_texts(emb_dir: str | Path, doc_ids) -> Iterator[tuple[int, str]]:
     """Stream ``(doc_id, text)`` for ascending ``doc_ids``: the report's only way to the texts."""
     return EmbedDir(emb_dir).texts(doc_ids)
-
-
-def _open_parquet(path: Path, step: str) -> pq.ParquetFile:
-    try:
-        return pq.ParquetFile(path)
-    except (OSError, pa.ArrowInvalid) as e:
-        raise InputError(f"{path}: unreadable ({str(e).splitlines()[0]}); rerun `clusterclip {step} --overwrite`") from None

@@ -22,6 +22,7 @@ import numpy as np
 from ..artifacts import Job, OutputDir, StepResult, build_manifest, file_record
 from ..cluster.directory import ClusterDir
 from ..embed.directory import EmbedDir
+from ..engines import engine
 from ..errors import InputError
 from ..faults import checkpoint
 from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, ScheduleDir, write_order
@@ -57,11 +58,9 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
 
     tok = None
     if s.tokenizer:
-        from ..tokenization import load_tokenizer
+        from ..tokenization import load_with_delimiters
 
-        tok = load_tokenizer(s.tokenizer, require_eos=False)
-        tok.set_delimiters(eos_token=s.eos_token, bos_token=s.bos_token, convention=s.convention,
-                           allow_ordinary_delimiter=s.allow_ordinary_delimiter)
+        tok = load_with_delimiters(s)
     delimiters = ((tok.bos_id is not None) + (tok.eos_id is not None)) if tok else 0
     # the tokenizer's identity, not which backend runs it (a fallback to tokenizers changes no token)
     record = {**s.record(), "tokenizer_digest": tok.describe(with_backend=False) if tok else None,
@@ -74,10 +73,9 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
     if not needs_lengths:  # plan before anything in --out is touched: a budget error changes nothing
         schedule = _plan(labels, s, None, mix)
     job = Job("schedule", record, {"embed": emb.record(), "cluster": cl.record()})
-    if s.engine == "ray" and not s.dry_run:  # Ray is there and --ray-address answers, before --out is touched
-        from ..engines.ray_session import preflight
-
-        preflight(s.ray_address)
+    runner = engine(s.engine)
+    if not s.dry_run:  # e.g. Ray is there and --ray-address answers, before --out is touched
+        runner.preflight(s)
     with OutputDir(out_dir, job, overwrite=overwrite, inputs=(emb.path, cl.path), log=say) as run:
         if run.state == "done":
             return StepResult(run.manifest, Path(out_dir), "done", time.perf_counter() - t0)
@@ -87,7 +85,7 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
         store = None
         lengths = None
         if needs_lengths:  # tokenize everything first (the token store), then sample by lengths
-            store = _tokenize(emb, np.arange(n_docs), n_docs, tok, work, s, progress)
+            store = runner.build_token_store(emb, np.arange(n_docs), n_docs, tok, work / "tokens", s, progress=progress)
             lengths = sample_lengths(store, delimiters)
             schedule = _plan(labels, s, lengths, mix)
         write_order(build / ORDER_FILE, schedule)
@@ -99,13 +97,14 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
             from ..shards import CONVENTION_MIN_SHARDS, write_shards
 
             if store is None:
-                store = _tokenize(emb, np.unique(schedule.doc_id), n_docs, tok, work, s, progress)
+                store = runner.build_token_store(emb, np.unique(schedule.doc_id), n_docs, tok, work / "tokens", s,
+                                                progress=progress)
             lengths = sample_lengths(store, delimiters)
             index = write_shards(schedule.doc_id, schedule.cluster, schedule.repeat, store, build,
                                  formats=s.formats, shard_tokens=s.shard_tokens, eos_id=tok.eos_id,
                                  bos_id=tok.bos_id, vocab_size=tok.vocab_size, align_tokens=s.align_tokens,
                                  pack=s.pack, journal_path=work / "shards-journal.jsonl", progress=progress,
-                                 resume=(run.state == "resume"), run_shards=_shard_engine(s),
+                                 resume=(run.state == "resume"), run_shards=runner.shard_runner(s),
                                  min_shards=CONVENTION_MIN_SHARDS.get(s.convention, 1))
             names.append(INDEX_FILE)
             for fmt_shards in index["shards"].values():
@@ -216,26 +215,3 @@ def _plan(labels: np.ndarray, s: ScheduleSettings, lengths, mix: _Mix | None = N
         raise InputError(f"{e}; or pass --allow-partial to write what is possible") from None
     except ValueError as e:  # a budget the corpus cannot reach (no documents or no tokens), or weights that draw nothing
         raise InputError(f"budget: {e}; check the budget and balancing options") from None
-
-
-def _shard_engine(s: ScheduleSettings):
-    """Where the shards are written: None (here) or the Ray engine's runner."""
-    if s.engine == "ray":
-        from ..engines.ray_schedule import shard_runner
-
-        return shard_runner(s)
-    return None
-
-
-def _tokenize(emb: EmbedDir, doc_ids, n_docs: int, tok, work, s: ScheduleSettings, progress: bool):
-    from ..token_store import build_token_store
-
-    if s.engine == "ray":
-        from ..engines.ray_schedule import tokenize_on_ray
-
-        return tokenize_on_ray(emb, doc_ids, n_docs, tok, work / "tokens", s, progress=progress)
-
-    emb.check_corpus(rehash=s.rehash_inputs, progress=progress)  # before the tokenizer's bar starts
-    # a callable: when the fast tokenizer's check fails late, the store restarts on tokenizers by itself
-    return build_token_store(lambda: emb.texts(doc_ids), n_docs, tok, work / "tokens", progress=progress,
-                             total=len(doc_ids), workers=s.workers)

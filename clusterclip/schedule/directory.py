@@ -10,18 +10,18 @@ Layout (SPEC §2, §3)::
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from ..artifacts import write_parquet_atomic
-from ..artifacts.directory import ArtifactDir
+from ..artifacts.directory import ArtifactDir, open_parquet
 from ..errors import InputError, IntegrityError
+from ..shards.index import INDEX_FILE, read_index
 
 ORDER_FILE = "order.parquet"
-INDEX_FILE = "shards.json"
 WORK_DIR = ".work"  # scratch space of a running schedule inside its build (token store)
 
 
@@ -36,6 +36,15 @@ def write_order(path: Path, schedule) -> None:
         "repeat": pa.array(schedule.repeat.astype(np.int32, copy=False)),
     })
     write_parquet_atomic(path, table, row_group_size=1 << 20)
+
+
+def iter_order_file(path: Path, batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """An ``order.parquet`` file as ``(position, cluster, repeat)`` int64 batches."""
+    pf = open_parquet(Path(path), "schedule")
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=["position", "cluster", "repeat"]):
+        yield (batch.column(0).to_numpy().astype(np.int64, copy=False),
+               batch.column(1).to_numpy().astype(np.int64, copy=False),
+               batch.column(2).to_numpy().astype(np.int64, copy=False))
 
 
 class ScheduleDir(ArtifactDir):
@@ -54,6 +63,10 @@ class ScheduleDir(ArtifactDir):
     def order_file(self) -> Path:
         self.verify_file(ORDER_FILE)
         return self.path / ORDER_FILE
+
+    def iter_order(self, batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """``order.parquet`` (digest checked) as ``(position, cluster, repeat)`` int64 batches."""
+        return iter_order_file(self.order_file(), batch_rows)
 
     def order_row(self, position: int) -> dict:
         """``doc_id``, ``cluster`` and ``repeat`` at ``position`` (one row group read)."""
@@ -90,4 +103,8 @@ class ScheduleDir(ArtifactDir):
             raise InputError(f"{self.path}: a dry run (order only, no shards); rerun `clusterclip schedule` without "
                              f"--dry-run to write shards")
         self.verify_file(INDEX_FILE)
-        return json.loads((self.path / INDEX_FILE).read_text("utf-8"))
+        return read_index(self.path)
+
+    def order_rows(self) -> int:
+        """Rows of ``order.parquet`` (its digest checked)."""
+        return self.parquet(ORDER_FILE).metadata.num_rows

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import REHASH_HELP, Settings, setting
+from ..token_store import WORKERS
+from ..tokenization import check_convention
 from .sampling import BALANCES, SAMPLERS
 
 DEFAULT_SHARD_TOKENS = 100_000_000
@@ -28,16 +30,6 @@ def _conventions() -> tuple[str, ...]:
     from ..tokenization import CONVENTIONS
 
     return tuple(CONVENTIONS)
-
-
-def check_convention(convention: str | None, bos_token: str | None, eos_token: str | None) -> None:
-    """``--convention``: a known name, and not together with ``--bos-token`` / ``--eos-token``."""
-    if convention is None:
-        return
-    ScheduleSettings.rules()["convention"].check(convention)
-    if eos_token is not None or bos_token is not None:
-        raise InputError(f"--convention {convention}: sets --bos-token and --eos-token; give either the "
-                         f"convention or the tokens")
 
 
 @dataclass(frozen=True)
@@ -133,7 +125,8 @@ class ScheduleSettings(Settings):
                                                  "sampling: of documents whose cosine exceeds COS (e.g. 0.95), keep "
                                                  "one.")
     # how it runs, not what it computes (not part of the job's identity)
-    workers: int | None = setting(None, flag="--workers", kind=int, min=1, max=4096, optional=True, record=False,
+    workers: int | None = setting(None, flag=WORKERS.flag, kind=int, min=WORKERS.min, max=WORKERS.max, optional=True,
+                                  record=False,
                                   group="performance",
                                   help="Tokenizer workers [default: every core]; the token store is the same bytes "
                                        "for any number.")

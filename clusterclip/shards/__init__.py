@@ -36,7 +36,6 @@ and ``mds/index.json`` are written at the end; :func:`verify_shards` checks them
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import pkgutil
 from collections.abc import Sequence
@@ -45,10 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import write_json_atomic
 from ..errors import ClusterClipError, InputError
 from ..faults import checkpoint
+from ..progress import bar as progress_bar
+from ..progress import progress_enabled
 from .base import ShardContent, ShardFormat, ShardPlan, StreamLayout
+from .index import INDEX_FILE, INDEX_VERSION, find_shards, read_index, write_index
 from .journal import JOURNAL_FILE, ShardJournal, shard_key
 from .plan import (  # noqa: F401
     PIECE_TOKENS,
@@ -61,10 +62,8 @@ from .plan import (  # noqa: F401
 )
 from .verify import verify_shards
 
-INDEX_FILE = "shards.json"
-INDEX_VERSION = 2
 DEFAULT_SHARD_TOKENS = 100_000_000
-_NOT_FORMATS = {"base", "plan", "packing", "journal", "verify"}
+_NOT_FORMATS = {"base", "plan", "packing", "journal", "verify", "index"}
 
 
 class AccountingError(ClusterClipError):
@@ -217,11 +216,9 @@ def write_shards(
     layout_record = dict(layout.__dict__)
 
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=sum(p.tokens for p in plans), unit="tok", unit_scale=True,
-                   desc=f"shards ({','.join(formats)})", dynamic_ncols=True, leave=False)
+    if progress_enabled(progress):
+        bar = progress_bar(sum(p.tokens for p in plans), unit="tok", unit_scale=True,
+                           desc=f"shards ({','.join(formats)})", leave=False)
     records: dict[str, dict[int, dict]] = {f: {} for f in formats}
     written: dict[str, dict[int, dict]] = {f: {} for f in formats}
     try:
@@ -284,7 +281,7 @@ def write_shards(
         "shards": records,
         "dataset_files": extra,
     }
-    write_json_atomic(out / INDEX_FILE, index)
+    write_index(out, index)
     journal.reset()
     return index
 
@@ -425,47 +422,6 @@ def write_shard(writers: Sequence[ShardFormat], plan: ShardPlan, job: ShardJob, 
 
 
 # --------------------------------------------------------------------------- reading back
-def read_index(out_dir: str | os.PathLike) -> dict:
-    """The ``shards.json`` of a schedule directory."""
-    p = Path(out_dir) / INDEX_FILE
-    if not p.is_file():
-        raise InputError(f"{p}: missing; this schedule wrote no shards (run `clusterclip schedule` without --dry-run)")
-    try:
-        index = json.loads(p.read_text("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"{p}: unreadable ({type(e).__name__}); rerun `clusterclip schedule`") from None
-    for recs in index.get("shards", {}).values():  # version 1: whole samples only
-        for r in recs:
-            r.setdefault("start", r["first_sample"])
-            r.setdefault("stop", r["first_sample"] + r["samples"])
-            r.setdefault("first_offset", 0)
-    return index
-
-
-def find_shards(index: dict, fmt: str, position: int) -> list[dict]:
-    """The shard records of ``fmt`` that hold a piece of the sample at ``position`` (several when it spans)."""
-    shards = index["shards"].get(fmt)
-    if shards is None:
-        raise InputError(f"--format {fmt}: not written here; this directory has {', '.join(index['shards'])}")
-    if not 0 <= position < index["n_samples"]:
-        raise InputError(f"--sample {position}: out of range (0..{index['n_samples'] - 1})")
-    starts = [s["start"] for s in shards]
-    k = int(np.searchsorted(starts, position, side="right")) - 1
-    while k > 0 and shards[k - 1]["stop"] > position:
-        k -= 1
-    found = []
-    while 0 <= k < len(shards) and shards[k]["start"] <= position:
-        if position < shards[k]["stop"]:
-            found.append(shards[k])
-        k += 1
-    return found
-
-
-def find_shard(index: dict, fmt: str, position: int) -> dict:
-    """The shard record where the sample at ``position`` begins."""
-    return find_shards(index, fmt, position)[0]
-
-
 def read_shard(out_dir: str | os.PathLike, fmt: str, record: dict, index: dict) -> ShardContent:
     """Shard ``record`` of ``fmt`` read back through its own layout (a one-line error if unreadable)."""
     with _one_line(out_dir):

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from ..artifacts import file_record  # noqa: F401 - re-exported for the format modules
 from ..artifacts import sha256_file as sha256_of  # noqa: F401 - re-exported for the format modules
-from ..artifacts import temp_file_beside
+from ..artifacts.files import PendingFile
 
 #: order position of the segments that are not sample tokens (look-ahead copy, padding)
 NOT_A_SAMPLE = -1
@@ -105,10 +105,6 @@ class ShardContent:
     starts: np.ndarray
 
 
-def file_record(out_dir: Path, path: Path, size: int, sha256: str) -> dict:
-    return {"path": path.relative_to(out_dir).as_posix(), "bytes": int(size), "sha256": sha256}
-
-
 class HashedFile:
     """A file written to a temporary name beside ``path`` while hashing; :meth:`commit` renames it.
 
@@ -119,8 +115,9 @@ class HashedFile:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = temp_file_beside(self.path)
-        self.f = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.pending = PendingFile(self.path)
+        self.tmp = self.pending.tmp
+        self.f = open(self.tmp, "wb", buffering=1 << 20)
         self.h = hashlib.sha256()
         self.size = 0
 
@@ -131,17 +128,14 @@ class HashedFile:
         self.size += mv.nbytes
 
     def commit(self) -> tuple[int, str]:
-        self.f.flush()
-        os.fsync(self.f.fileno())
         self.f.close()
-        os.replace(self.tmp, self.path)
+        self.pending.commit()
         return self.size, self.h.hexdigest()
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
             self.f.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
+        self.pending.abort()
 
 
 def uint16_or(vocab_size: int, wide: str) -> np.dtype:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import sha256_file
+from ..artifacts.journal import Journal, files_intact
 
 JOURNAL_FILE = ".shards-journal.jsonl"
 
@@ -30,41 +30,33 @@ def shard_key(fmt: str, layout: dict, plan, order_doc_ids) -> str:
 
 
 class ShardJournal:
+    """The shards committed so far, by (format, index), on an :class:`~clusterclip.artifacts.journal.Journal`."""
+
     def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
+        self.log = Journal(path)
+        self.path = self.log.path
         self.entries: dict[tuple[str, int], dict] = {}
 
     def load(self) -> ShardJournal:
         self.entries = {}
-        if not self.path.is_file():
-            return self
-        for line in self.path.read_text("utf-8", errors="replace").splitlines():
+        for e in self.log.load():
             try:
-                e = json.loads(line)
                 self.entries[(str(e["format"]), int(e["index"]))] = e
-            except (ValueError, KeyError, TypeError):
-                continue  # a torn line: that shard is simply rewritten
+            except (KeyError, TypeError, ValueError):
+                continue  # a damaged line: that shard is simply rewritten
         return self
 
     def reset(self) -> None:
         self.entries = {}
-        self.path.unlink(missing_ok=True)
+        self.log.reset()
 
     def append(self, entry: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.log.append(entry)
         self.entries[(entry["format"], int(entry["index"]))] = entry
 
     def kept(self, out_dir: Path, fmt: str, index: int, key: str) -> dict | None:
         """The journal entry of shard ``index`` if its files on disk are exactly what was committed."""
         e = self.entries.get((fmt, index))
-        if not e or e.get("key") != key:
+        if not e or e.get("key") != key or not files_intact(out_dir, e["files"]):
             return None
-        for f in e["files"]:
-            p = Path(out_dir) / f["path"]
-            if not p.is_file() or p.is_symlink() or p.stat().st_size != f["bytes"] or sha256_file(p) != f["sha256"]:
-                return None
         return e

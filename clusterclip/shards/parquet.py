@@ -9,12 +9,11 @@ With ``--pack L``: one row per ``L`` tokens of the stream, ``input_ids`` list<in
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import temp_file_beside
+from ..artifacts.files import PendingFile
 from .base import ShardContent, ShardFormat, ShardPlan, file_record, sha256_of
 from .packing import RowPacker
 
@@ -61,9 +60,8 @@ class ParquetFormat(ShardFormat):
 
         path = self.files(plan.index)[0]
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_file_beside(path)
-        os.close(fd)
-        self._path, self._tmp = path, tmp
+        self._pending = PendingFile(path)
+        self._path, self._tmp = path, self._pending.tmp
         self._rows = 0
         packed = bool(self.layout.pack)
         self._packer = RowPacker(self.layout.pack, self.dtype) if packed else None
@@ -114,9 +112,7 @@ class ParquetFormat(ShardFormat):
         self._writer.close()
         self._writer = None
         self.last_rows = self._rows
-        with open(self._tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self._tmp, self._path)
+        self._pending.commit()
         self._tmp = None
         return [file_record(self.out_dir, self._path, self._path.stat().st_size, sha256_of(self._path))]
 
@@ -128,7 +124,7 @@ class ParquetFormat(ShardFormat):
                 pass
             self._writer = None
         if self._tmp is not None:
-            self._tmp.unlink(missing_ok=True)
+            self._pending.abort()
             self._tmp = None
 
     @classmethod

@@ -1,27 +1,28 @@
 """``verify_shards(out_dir)``: every file ``shards.json`` lists is there with its size and sha256,
-no stray file sits where a trainer's glob would read it, and the counts add up."""
+no stray file sits where a trainer's glob would read it, and the counts add up (``clusterclip verify``
+adds the order's row count through ``ScheduleDir``)."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from ..artifacts import sha256_file
+from .index import INDEX_FILE, load_index
 
 FIX = "rerun `clusterclip schedule` into a new --out (or with --overwrite)"
 
 
 def verify_shards(out_dir: str | os.PathLike) -> list[str]:
     """One line per problem, each naming the file; an empty list when the shards are intact."""
-    from . import FORMATS, INDEX_FILE
+    from . import FORMATS
 
     out = Path(out_dir)
     index_path = out / INDEX_FILE
     if not index_path.is_file():
         return [f"{index_path}: missing; {FIX}"]
     try:
-        index = json.loads(index_path.read_text("utf-8"))
+        index = load_index(out)
         shards = index["shards"]
         n_samples, n_tokens = int(index["n_samples"]), int(index["n_tokens"])
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as e:
@@ -47,16 +48,6 @@ def verify_shards(out_dir: str | os.PathLike) -> list[str]:
                 if rel not in names:
                     problems.append(f"{p}: not listed in {INDEX_FILE} (a trainer reading {fmt}/{cls.pattern} "
                                     f"would read it); delete it")
-    order = out / "order.parquet"
-    if order.is_file():
-        try:
-            import pyarrow.parquet as pq
-
-            rows = pq.read_metadata(order).num_rows
-            if rows != n_samples:
-                problems.append(f"{order}: {rows} rows but {INDEX_FILE} holds {n_samples} samples; {FIX}")
-        except Exception as e:  # noqa: BLE001 - any unreadable parquet is one problem line
-            problems.append(f"{order}: unreadable ({type(e).__name__}); {FIX}")
     return problems
 
 
@@ -68,7 +59,7 @@ def _check_file(out: Path, f: dict) -> list[str]:
         return [f"{p}: missing; {FIX}"]
     size = p.stat().st_size
     if size != f["bytes"]:
-        return [f"{p}: {size} bytes but shards.json records {f['bytes']}; {FIX}"]
+        return [f"{p}: {size} bytes but {INDEX_FILE} records {f['bytes']}; {FIX}"]
     if sha256_file(p) != f["sha256"]:
-        return [f"{p}: sha256 differs from shards.json (changed after it was written); {FIX}"]
+        return [f"{p}: sha256 differs from {INDEX_FILE} (changed after it was written); {FIX}"]
     return []

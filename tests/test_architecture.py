@@ -1,0 +1,186 @@
+"""The shape of the package, checked: one owner per artifact file, no step <-> engine import cycle,
+and a new engine is one module plus one registry line (a toy one is registered here)."""
+
+from __future__ import annotations
+
+import ast
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import REPO
+
+PACKAGE = REPO / "clusterclip"
+
+#: every artifact file name (and the constants that spell them), and the modules that own them
+ARTIFACT_NAMES = {
+    "manifest.json", "docs.parquet", "centroids.npy", "assignments.parquet", "clusters.parquet", "order.parquet",
+    "shards.json", "tokens.bin", "lengths.npy", "offsets.npy", "meta.json", "progress.json", "journal.jsonl",
+    "MANIFEST", "DOCS_FILE", "CENTROIDS", "ASSIGNMENTS", "CLUSTERS", "ORDER_FILE", "INDEX_FILE", "TOKENS", "META",
+    "PROGRESS", "JOURNAL", "TRAIN_STATE", "TOKENS_PARTIAL", "DOCS_PARTIAL", "part_name", "docs_part_name",
+    "docs_file", "order_file",
+}
+OWNERS = {
+    "artifacts/directory.py", "artifacts/manifest.py", "artifacts/output.py", "artifacts/journal.py",
+    "artifacts/files.py", "artifacts/corpus.py",
+    "embed/directory.py", "cluster/directory.py", "schedule/directory.py", "shards/index.py", "token_store.py",
+}
+#: the calls that open or read a file
+READERS = {"open", "load", "loads", "read_table", "ParquetFile", "read_metadata", "read_schema", "memmap", "fromfile",
+           "read_text", "read_bytes", "iter_batches"}
+
+
+def _called_name(call: ast.Call) -> str | None:
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else None
+
+
+def _mentions_artifact(node: ast.AST) -> str | None:
+    for n in ast.walk(node):
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value in ARTIFACT_NAMES:
+            return n.value
+        if isinstance(n, ast.Name) and n.id in ARTIFACT_NAMES:
+            return n.id
+        if isinstance(n, ast.Attribute) and n.attr in ARTIFACT_NAMES:
+            return n.attr
+    return None
+
+
+def artifact_reads(source: str) -> list[tuple[int, str, str]]:
+    """``(line, call, artifact)`` of every call that opens or reads an artifact file by name."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and _called_name(node) in READERS:
+            target = node.func.value if isinstance(node.func, ast.Attribute) and _called_name(node) in (
+                "read_text", "read_bytes") else None
+            what = _mentions_artifact(ast.Tuple(elts=[*node.args, *(k.value for k in node.keywords)]
+                                                + ([target] if target is not None else []), ctx=ast.Load()))
+            if what:
+                found.append((node.lineno, _called_name(node), what))
+    return found
+
+
+def test_only_the_owners_open_artifact_files():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel in OWNERS:
+            continue
+        offenders += [f"{rel}:{line}: {call}(... {what} ...)" for line, call, what in artifact_reads(path.read_text())]
+    assert offenders == [], "read these through their owner (EmbedDir, ClusterDir, ScheduleDir, TokenStore, ...)"
+
+
+@pytest.mark.parametrize("code", [
+    "json.loads((out / 'shards.json').read_text())",
+    "pq.read_table(d / ORDER_FILE)",
+    "np.load(self.path / CENTROIDS)",
+    "open(p / TOKENS, 'rb')",
+    "(out / INDEX_FILE).read_text('utf-8')",
+])
+def test_the_owner_scan_sees_a_direct_read(code):
+    assert artifact_reads(code), code
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """clusterclip's sub-packages (and top-level modules) -> those they import, lazy imports included."""
+    graph: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        module = ".".join(rel[:-1] if rel[-1] == "__init__" else rel)
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        group = module.split(".")[1] if "." in module else ""
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                targets = [target] if node.module else [f"{target}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for t in targets:
+                if t.startswith("clusterclip.") and t.split(".")[1] != group:
+                    graph.setdefault(group, set()).add(t.split(".")[1])
+    return graph
+
+
+def _reaches(graph: dict[str, set[str]], a: str, b: str) -> bool:
+    seen, todo = set(), [a]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt == b:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return False
+
+
+def test_no_step_engine_import_cycle():
+    graph = _import_graph()
+    for step in ("embed", "cluster", "schedule"):
+        assert _reaches(graph, step, "engines"), f"{step} runs its work through clusterclip.engines"
+        assert not _reaches(graph, "engines", step), f"engines/ must get what it needs of {step} as arguments"
+
+
+# --------------------------------------------------------------------------- a toy engine: one module, one line
+TOY_ENGINE = '''
+from clusterclip.engines.local import LocalEngine
+
+CALLS = []
+
+
+class ToyEngine(LocalEngine):
+    """The local engine, counting what the steps ask of it."""
+
+    name = "toy"
+
+    def assign(self, store, centroids, settings, *, kernel, block_rows, gpu, progress):
+        CALLS.append("assign")
+        half = store.n // 2 // block_rows * block_rows  # two ranges, cut on the kernel's blocks
+        parts = [kernel(store.rows(a, b), centroids, chunk_rows=settings.chunk_rows, gpu=gpu, check=True)
+                 for a, b in ((0, half), (half, store.n)) if b > a]
+        import numpy as np
+
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def verify_parts(self, emb, settings):
+        CALLS.append("verify_parts")
+        super().verify_parts(emb, settings)
+
+
+ENGINE = ToyEngine()
+'''
+
+
+def test_a_new_engine_is_one_module_and_one_registry_line(tmp_path, monkeypatch, embedded, clustered):
+    from clusterclip import engines
+    from clusterclip.cluster import cluster_embeddings
+
+    (tmp_path / "toy_engine.py").write_text(TOY_ENGINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(engines.ENGINES, "toy", "toy_engine")  # the one registry line
+    cluster_embeddings(embedded, tmp_path / "cl", k=5, seed=0, engine="toy", progress=False)
+    assert sys.modules["toy_engine"].CALLS == ["verify_parts", "assign"]
+    for name in ("assignments.parquet", "centroids.npy", "clusters.parquet", "manifest.json"):
+        assert (tmp_path / "cl" / name).read_bytes() == (clustered / name).read_bytes(), name  # not the result
+
+
+def test_an_unknown_engine_is_one_line():
+    from clusterclip.cluster import ClusterSettings
+    from clusterclip.errors import InputError
+
+    with pytest.raises(InputError, match=r"--engine 'nope': unknown; choose one of local, ray"):
+        ClusterSettings(k=2, engine="nope").validate()
+
+
+def test_embedding_rows_are_a_picklable_slice(embedded):
+    import pickle
+
+    from clusterclip.embed import EmbedDir
+
+    store = EmbedDir(embedded).store()
+    store.read(0, 1)  # a part mapped: still picklable, reopened where it lands
+    rows = pickle.loads(pickle.dumps(store.rows(3, store.n - 2)))
+    assert len(rows) == store.n - 5
+    assert np.array_equal(rows.read(0, len(rows)), store.read(3, store.n - 2))
