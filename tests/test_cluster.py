@@ -412,6 +412,31 @@ def test_cuda_without_gpu_is_a_clear_error(tmp_path, emb):
     if gpu_available():
         pytest.skip("a GPU is present")
     assert "no GPU" in fails("cluster", emb, "--out", tmp_path / "cl", "--k", 2, "--device", "cuda")
+    assert "no GPU" in fails("cluster", emb, "--out", tmp_path / "cl", "--k", 2, "--device", "cuda:1")
+    assert "not a device" in fails("cluster", emb, "--out", tmp_path / "cl", "--k", 2, "--device", "gpu")
+    assert not (tmp_path / "cl").exists()
+
+
+def test_cuda_n_picks_that_gpu_for_training_and_assignment(tmp_path, emb, monkeypatch):
+    """``--device cuda:N`` reaches faiss's GPU index as device N (faiss mocked: two GPUs, indexes on the CPU)."""
+    import clusterclip.cluster.assignment as assignment_mod
+    import clusterclip.cluster.kmeans as kmeans_mod
+
+    built = []
+    real = kmeans_mod.flat_ip_index
+
+    def flat_ip_index(dim, gpu, device=0):
+        built.append((gpu, device))
+        return real(dim, False)
+
+    monkeypatch.setattr(kmeans_mod, "gpu_count", lambda: 2)
+    monkeypatch.setattr(kmeans_mod, "flat_ip_index", flat_ip_index)
+    monkeypatch.setattr(assignment_mod, "flat_ip_index", flat_ip_index)
+    assert "cuda:0..cuda:1" in fails("cluster", emb, "--out", tmp_path / "c2", "--k", 2, "--device", "cuda:2")
+    result = ok("cluster", emb, "--out", tmp_path / "c1", "--k", 3, "--device", "cuda:1")
+    assert built and set(built) == {(True, 1)}, built
+    assert json.loads((tmp_path / "c1" / "manifest.json").read_text())["settings"]["device"] == "cuda"
+    assert "cuda:1" in result.output
 
 
 @pytest.mark.slow

@@ -211,6 +211,8 @@ def test_resume_after_interruption_gives_byte_identical_outputs(tmp_path, monkey
 @pytest.mark.slow
 def test_partitions_then_merge_equal_one_shot(tmp_path, oneshot, corpus, encoder):
     out, manifest = oneshot
+    same_block = tmp_path / "one-shot-block-5"  # the batching windows are cut at --partition-block
+    embed(corpus, same_block, encoder, partition_block=5)
     parts = []
     for i in range(3):
         d = tmp_path / f"part{i}"
@@ -220,7 +222,7 @@ def test_partitions_then_merge_equal_one_shot(tmp_path, oneshot, corpus, encoder
     merged = tmp_path / "merged"
     result = merge_embeddings(list(reversed(parts)), merged, progress=False)  # any order
     assert (merged / "docs.parquet").read_bytes() == (out / "docs.parquet").read_bytes()
-    a, b = EmbedDir(merged).store(), EmbedDir(out).store()
+    a, b = EmbedDir(merged).store(), EmbedDir(same_block).store()
     assert a.shape == b.shape and len(a.files) == len(b.files)
     np.testing.assert_array_equal(a.read(0, a.n), b.read(0, b.n))
     st = result.statistics
@@ -368,10 +370,39 @@ def test_cli_partitions_and_merge(tmp_path, corpus, oneshot):
     assert (tmp_path / "m" / "docs.parquet").read_bytes() == (oneshot[0] / "docs.parquet").read_bytes()
     code, output = invoke(["merge", tmp_path / "s0", "--out", tmp_path / "m2"])
     assert_one_line_error(code, output, "partition(s) 1 of 2 missing")
+    # a one-shot run with the same settings: the same embedding bytes; merging onto it is refused in words
+    one = tmp_path / "one"
+    code, output = invoke(["embed", *corpus["inputs"], "--out", one, *base[:-4], "--partition-block", 7])
+    assert code == 0, output
+    for name in ["docs.parquet"] + sorted(p.name for p in one.glob("embeddings-*.npy")):
+        assert (tmp_path / "m" / name).read_bytes() == (one / name).read_bytes(), name
+    code, output = invoke(["merge", tmp_path / "s0", tmp_path / "s1", "--out", one])
+    line = assert_one_line_error(code, output, "embedded from the corpus in one run and this run merges 2 partitions",
+                                 "--overwrite", "another --out")
+    assert "manifest_sha256" not in line and "[0]" not in line and "None" not in line, line
     # the old flag names still work
     code, output = invoke(["embed", *corpus["inputs"], "--out", tmp_path / "old", "--max-length", MAXLEN,
                            "--num-shards", 2, "--shard-index", 1, "--limit", 3])
     assert code == 0 and "partition 1/2" in output and "(--limit 3)" in output, output
+
+
+def test_a_missing_gpu_is_refused_before_torch_loads(tmp_path):
+    """``--device cuda``/``cuda:N`` where CUDA shows no GPU: one line, and torch is never imported (it took 12 s)."""
+    import os
+    import subprocess
+    import sys
+
+    corpus = write_jsonl(tmp_path / "c.jsonl", [{"text": "a document"}])
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "CLUSTERCLIP_NO_PROGRESS": "1"}
+    for device in ("cuda", "cuda:1"):
+        r = subprocess.run([sys.executable, "-X", "importtime", "-m", "clusterclip", "embed", str(corpus), "--out",
+                            str(tmp_path / "e"), "--device", device], capture_output=True, text=True, env=env,
+                           timeout=120, check=False)
+        imports = [line.rsplit("|", 1)[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")]
+        assert imports and "torch" not in imports and "transformers" not in imports
+        rest = "\n".join(line for line in r.stderr.splitlines() if not line.startswith("import time:"))
+        assert_one_line_error(r.returncode, r.stdout + rest, f"--device {device}", "--device cpu")
+    assert not (tmp_path / "e").exists()
 
 
 def _cli_bad_inputs(tmp_path: Path) -> dict:

@@ -162,7 +162,7 @@ def test_config_file_supplies_options_and_flags_override_it(tmp_path, embedded, 
     ('k = "8"', "k = '8': must be a whole number"),
     ("k = 0", "k = 0"),
     ("iters = 1e3", "must be a whole number"),
-    ('device = "tpu"', "choose one of auto, cpu, cuda"),
+    ('init = "best"', "choose one of greedy-kmeans++"),
     ("kk = 3", "unknown option(s) for `clusterclip cluster`: kk"),
 ])
 def test_config_values_have_the_flags_types_and_ranges(tmp_path, embedded, line, needle):

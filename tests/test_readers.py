@@ -107,6 +107,20 @@ def test_empty_documents_are_skipped_and_counted_and_blank_lines_ignored(tmp_pat
     assert stats.skipped_empty == 2 and stats.documents == 2 and stats.rows == 4  # a blank line is an empty row
 
 
+def test_the_first_empty_rows_are_listed_by_file_and_row(tmp_path):
+    """Every empty row is counted; the first EMPTY_ROWS_LISTED are listed (file, row) in input order, over files."""
+    from clusterclip.readers.base import EMPTY_ROWS_LISTED
+
+    a = write_jsonl(tmp_path / "a.jsonl", [{"text": "x" if i % 2 else " "} for i in range(120)])
+    b = write_parquet(tmp_path / "b.parquet", {"text": ["", "y"] * 60}, row_group_size=7)
+    stats = ReadStats()
+    docs = list(iter_documents([reader_for(a), reader_for(b)], stats=stats))
+    assert len(docs) == 120 and stats.skipped_empty == 120
+    expected = [[str(a), i] for i in range(0, 120, 2)] + [[str(b), i] for i in range(0, 120, 2)]
+    assert stats.empty_rows == expected[:EMPTY_ROWS_LISTED] and len(stats.empty_rows) == EMPTY_ROWS_LISTED
+    assert stats.record()["skipped"] == {"empty": 120, "empty_rows": expected[:EMPTY_ROWS_LISTED]}
+
+
 def test_bom_and_crlf_are_tolerated(tmp_path):
     p = tmp_path / "c.jsonl"
     p.write_bytes(b'\xef\xbb\xbf{"text": "a"}\r\n{"text": "b"}\r\n')

@@ -270,8 +270,7 @@ class OutputDir:
         elif previous.get("settings") != self.job.settings:
             why = "other settings: " + "; ".join(differences(previous.get("settings") or {}, self.job.settings))
         else:
-            changed = differences(_flatten(previous.get("inputs") or {}), _flatten(self.job.inputs))
-            why = "other inputs: " + "; ".join(changed)
+            why = "other inputs: " + "; ".join(input_changes(previous.get("inputs") or {}, self.job.inputs))
         raise MismatchError(f"{self.out}: holds {what} with {why}; pass --overwrite to replace it "
                             f"(the old output stays until the new one is finished), or choose another --out")
 
@@ -368,18 +367,36 @@ class OutputDir:
         (self.private / COMMIT_FILE).unlink()
 
 
-def _flatten(record, prefix: str = "") -> dict:
-    """``{"files[0].sha256": ..., "embed.manifest_sha256": ...}`` for naming what differs."""
-    out = {}
-    if isinstance(record, dict):
-        for k, v in record.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    elif isinstance(record, list):
-        for i, v in enumerate(record):
-            out.update(_flatten(v, f"{prefix}[{i}]"))
-    else:
-        out[prefix] = record
-    return out
+def input_changes(old: dict, new: dict) -> list[str]:
+    """What differs between two inputs records, in words (for a refusal)."""
+    out = []
+    old_parts, new_parts = old.get("partitions") or [], new.get("partitions") or []
+    if bool(old_parts) != bool(new_parts):
+        out.append(f"it is a merge of {len(old_parts)} partitions and this run embeds the corpus itself" if old_parts
+                   else f"it was embedded from the corpus in one run and this run merges {len(new_parts)} partitions")
+    elif old_parts != new_parts:
+        out.append("it merged other partition directories (or the same ones since re-embedded)")
+    if old.get("files") is not None and new.get("files") is not None and old["files"] != new["files"]:
+        before = {r.get("path"): r for r in old["files"]}
+        now = {r.get("path"): r for r in new["files"]}
+        for what, paths in (("input file(s) it did not read", [q for q in now if q not in before]),
+                            ("of its input files not given now", [q for q in before if q not in now]),
+                            ("input file(s) changed since", [q for q in now if q in before and now[q] != before[q]])):
+            if paths:
+                out.append(f"{len(paths)} {what} ({paths[0]}{', ...' if len(paths) > 1 else ''})")
+        if not out:
+            out.append("the input files are given in another order")
+    for key in sorted((set(old) | set(new)) - {"files", "partitions"}):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict) and a.get("path") and b.get("path"):
+            step = b.get("step") or key
+            out.append(f"it was made from the {step} directory {a['path']}, this run reads {b['path']}"
+                       if a["path"] != b["path"] else f"the {step} directory {b['path']} was rebuilt since")
+        else:
+            out.append(f"its {key} input differs")
+    return out or ["the inputs differ"]
 
 
 def _unlink(path: Path) -> None:

@@ -15,6 +15,7 @@ flag, a config value and a library argument are checked by the same :class:`~clu
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,9 +128,20 @@ def setting_options(*classes: type[Settings], help: dict[str, str] | None = None
 
 
 def build(cls: type[Settings], options: dict) -> Settings:
-    """The ``cls`` settings object from the options a generated command received (other keys ignored)."""
+    """The ``cls`` settings object from the options a generated command received (other keys ignored).
+
+    With ``--engine ray`` (and no ``--debug``) Ray's own output is kept off this process's terminal:
+    errors stay one ``error:`` line, a ``-q`` run prints nothing of Ray's.
+    """
     names = {f.name for f in dataclasses.fields(cls) if f.init}
-    return cls(**{k: v for k, v in options.items() if k in names})
+    settings = cls(**{k: v for k, v in options.items() if k in names})
+    if getattr(settings, "engine", None) == "ray":
+        from ..engines.ray_session import native_output_off_the_terminal
+        from .common import DEBUG_ENV
+
+        if os.environ.get(DEBUG_ENV) != "1":
+            native_output_off_the_terminal()
+    return settings
 
 
 # --------------------------------------------------------------------------- --help in sections

@@ -15,6 +15,7 @@ with another thread count or CPU; the thread count is recorded in ``statistics.t
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from .kmeans import (
     default_k2,
     default_threads,
     faiss_device,
+    gpu_index,
     train_spherical_kmeans_with_stats,
 )
 from .settings import ClusterSettings
@@ -94,7 +96,8 @@ def cluster_embeddings(emb_dir, out_dir, settings: ClusterSettings | None = None
         if s.threads is not None:
             faiss.omp_set_num_threads(s.threads)
         try:
-            manifest = _run(run, emb, resolved, record, train_points, device == "cuda", progress, say)
+            manifest = _run(run, emb, resolved, record, train_points, device == "cuda", progress, say,
+                            gpu_device=gpu_index(s.device))
         finally:
             if s.threads is not None:
                 faiss.omp_set_num_threads(previous_threads)
@@ -137,7 +140,8 @@ def _assign_only(emb: EmbedDir, out_dir, s: ClusterSettings, *, overwrite: bool,
         fixed = {"centroids": centroids, "level2": level2, "inputs": inputs,
                  "source": {"from": str(old.path.resolve()), "k": old.k, "n_docs_before": old.n_docs,
                             "lineage": lineage}}
-        manifest = _run(run, emb, s.replace(device=device), record, 0, device == "cuda", progress, say, fixed=fixed)
+        manifest = _run(run, emb, s.replace(device=device), record, 0, device == "cuda", progress, say, fixed=fixed,
+                        gpu_device=gpu_index(s.device))
     return StepResult(manifest, Path(out_dir), run.state, time.perf_counter() - t0, emb.n_docs)
 
 
@@ -181,7 +185,7 @@ def _check_centroids(c: np.ndarray, path: Path, dim: int) -> None:
 
 
 def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_points: int, gpu: bool,
-         progress: bool, say, fixed: dict | None = None) -> dict:
+         progress: bool, say, fixed: dict | None = None, gpu_device: int = 0) -> dict:
     runner = engine(s.engine)
     runner.verify_parts(emb, s)  # every embedding read is checked against what embed recorded
     store = emb.store()
@@ -204,9 +208,9 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
             say(f"cluster: note: only {train_points / k:.1f} training points per cluster "
                 f"(faiss recommends >= {MIN_POINTS_PER_CENTROID}); consider a smaller --k")
         say(f"cluster: training spherical k-means, k={k}, {s.iters} iterations on {train_points} of {n} documents "
-            f"(dim {store.dim}, {s.init} init, {'cuda' if gpu else f'cpu, {threads} threads'}) ...")
+            f"(dim {store.dim}, {s.init} init, {f'cuda:{gpu_device}' if gpu else f'cpu, {threads} threads'}) ...")
         centroids, train_info = train_spherical_kmeans_with_stats(x, k, iters=s.iters, seed=s.seed, gpu=gpu,
-                                                                  init=s.init)
+                                                                  gpu_device=gpu_device, init=s.init)
         del x
         save_train_state(build, centroids, train_info)
         checkpoint("cluster.trained")
@@ -214,7 +218,8 @@ def _run(run: OutputDir, emb: EmbedDir, s: ClusterSettings, record: dict, train_
         say(f"cluster: trained in {time.perf_counter() - t0:.1f}s ({len(train_info['objective'])} iterations), "
             f"mean training similarity {obj / train_points:.4f}")
 
-    labels, similarity = runner.assign(store, centroids, s, kernel=assign, block_rows=BLOCK_ROWS, gpu=gpu,
+    kernel = functools.partial(assign, gpu_device=gpu_device) if gpu_device else assign  # --device cuda:N
+    labels, similarity = runner.assign(store, centroids, s, kernel=kernel, block_rows=BLOCK_ROWS, gpu=gpu,
                                        progress=progress)
     if len(labels) != n:  # accounting: every document gets a cluster
         raise InputError(f"{emb.path}: assigned {len(labels)} of {n} documents; this is a bug: please report it")

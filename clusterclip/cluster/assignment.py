@@ -82,7 +82,7 @@ def exact_similarity(x: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -
 
 
 def assign(source, centroids: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, gpu: bool = False, *,
-           check: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+           gpu_device: int = 0, check: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """``labels`` int32 ``[N]`` and ``similarity`` float32 ``[N]`` of every row of ``source``.
 
     ``chunk_rows`` is rounded up to a multiple of :data:`BLOCK_ROWS`; the result does not depend
@@ -95,7 +95,7 @@ def assign(source, centroids: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, 
     if source.dim != d:
         raise MismatchError(f"embeddings have dimension {source.dim} but the centroids {d}; use centroids of the same model")
     chunk_rows = max(BLOCK_ROWS, -(-int(chunk_rows) // BLOCK_ROWS) * BLOCK_ROWS)
-    index = flat_ip_index(d, gpu)
+    index = flat_ip_index(d, gpu, gpu_device)
     index.add(centroids)
     labels = np.empty(n, dtype=np.int32)
     similarity = np.empty(n, dtype=np.float32)

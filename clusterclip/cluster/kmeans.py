@@ -37,37 +37,65 @@ INIT_POINTS_PER_CENTROID = 32
 
 
 # --------------------------------------------------------------------------- devices
-def gpu_available() -> bool:
-    """True when faiss was built with GPU support and sees at least one GPU."""
+def gpu_count() -> int:
+    """GPUs faiss sees (0 without faiss-gpu or with a broken CUDA setup)."""
     import faiss
 
     try:
-        return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+        return int(faiss.get_num_gpus()) if hasattr(faiss, "StandardGpuResources") else 0
     except Exception:  # noqa: BLE001 - a broken CUDA setup means: no GPU
-        return False
+        return 0
+
+
+def gpu_available() -> bool:
+    """True when faiss was built with GPU support and sees at least one GPU."""
+    return gpu_count() > 0
+
+
+def check_device_name(device: str) -> None:
+    """``--device``: auto, cpu, cuda or cuda:N (one line otherwise)."""
+    d = device.lower()
+    if d in DEVICES or (d.startswith("cuda:") and d[5:].isdigit()):
+        return
+    raise InputError(f"--device {device}: not a device; use auto, cpu, cuda or cuda:N")
+
+
+def gpu_index(device: str) -> int:
+    """The GPU of ``cuda`` (0) or ``cuda:N`` (N)."""
+    d = device.lower()
+    return int(d[5:]) if d.startswith("cuda:") else 0
 
 
 def faiss_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when faiss-gpu sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
-    if device == "cpu":
+    """``auto`` -> ``cuda`` when faiss-gpu sees a GPU, else ``cpu``; ``cuda``/``cuda:N`` without it is an error.
+
+    Returns ``cpu`` or ``cuda`` (what the manifest records: which GPU does not change the result).
+    """
+    check_device_name(device)
+    d = device.lower()
+    if d == "cpu":
         return "cpu"
-    if gpu_available():
-        return "cuda"
-    if device == "cuda":
-        raise InputError("--device cuda: faiss sees no GPU (is faiss-gpu installed, e.g. `make install-gpu`, "
-                         "and a GPU visible?); use --device cpu or auto")
-    return "cpu"
+    gpus = gpu_count()
+    if d == "auto":
+        return "cuda" if gpus else "cpu"
+    if not gpus:
+        raise InputError(f"--device {device}: faiss sees no GPU (is faiss-gpu installed, e.g. `make install-gpu`, "
+                         f"and a GPU visible?); use --device cpu or auto")
+    if gpu_index(d) >= gpus:
+        raise InputError(f"--device {device}: faiss sees {gpus} GPU(s), cuda:0..cuda:{gpus - 1}; "
+                         f"use one of those (or check CUDA_VISIBLE_DEVICES)")
+    return "cuda"
 
 
-def flat_ip_index(dim: int, gpu: bool):
-    """An exact inner-product index (``IndexFlatIP``), on GPU 0 when ``gpu``."""
+def flat_ip_index(dim: int, gpu: bool, device: int = 0):
+    """An exact inner-product index (``IndexFlatIP``), on GPU ``device`` when ``gpu``."""
     import faiss
 
     if not gpu:
         return faiss.IndexFlatIP(dim)
     res = faiss.StandardGpuResources()
     cfg = faiss.GpuIndexFlatConfig()
-    cfg.device = 0
+    cfg.device = int(device)
     index = faiss.GpuIndexFlatIP(res, dim, cfg)
     index._clusterclip_resources = res  # keep the resources alive as long as the index
     return index
@@ -183,6 +211,7 @@ def train_spherical_kmeans_with_stats(
     iters: int = DEFAULT_ITERS,
     seed: int = 0,
     gpu: bool = False,
+    gpu_device: int = 0,
     init: str = DEFAULT_INIT,
     init_points: int | None = None,
     verbose: bool = False,
@@ -219,7 +248,7 @@ def train_spherical_kmeans_with_stats(
                           init_method=init_method, max_points_per_centroid=max(1, -(-n // k)),
                           min_points_per_centroid=1)
     if gpu:  # one GPU, exact inner product (faiss.Kmeans(gpu=True) would spread over every GPU)
-        kmeans.index = flat_ip_index(d, True)
+        kmeans.index = flat_ip_index(d, True, gpu_device)
     kmeans.train(x, init_centroids=initial)
     centroids = np.ascontiguousarray(kmeans.centroids.reshape(k, d), dtype=np.float32)
     stats = kmeans.iteration_stats

@@ -8,7 +8,7 @@ from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import Settings, setting
 from .assignment import DEFAULT_CHUNK_ROWS
-from .kmeans import DEFAULT_INIT, DEFAULT_ITERS, DEVICES, INIT_POINTS_PER_CENTROID, INITS, POINTS_PER_CENTROID
+from .kmeans import DEFAULT_INIT, DEFAULT_ITERS, INIT_POINTS_PER_CENTROID, INITS, POINTS_PER_CENTROID, check_device_name
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,8 @@ class ClusterSettings(Settings):
                                "2024); clusters.parquet gets a `parent` column.")
     k2: int | None = setting(None, flag="--k2", kind=int, min=1, optional=True, group="clustering",
                              help="Second-level clusters with --levels 2 [default: about sqrt(k)].")
-    device: str = setting("auto", flag="--device", kind=str, choices=DEVICES, group="performance",
-                          help="auto: the GPU when faiss-gpu sees one, else the CPU.")
+    device: str = setting("auto", flag="--device", kind=str, group="performance",
+                          help="auto (the GPU when faiss-gpu sees one, else the CPU), cpu, cuda or cuda:N.")
     # how it runs, not what it computes (kept out of the job's identity)
     chunk_rows: int = setting(DEFAULT_CHUNK_ROWS, flag="--chunk-rows", kind=int, min=1, record=False,
                               group="performance",
@@ -61,6 +61,10 @@ class ClusterSettings(Settings):
 
     def validate(self) -> None:
         check_engine(self)
+        check_device_name(self.device)
+        if self.engine == "ray" and self.device.lower().startswith("cuda:"):
+            raise InputError(f"--device {self.device}: with --engine ray every task runs on the GPU Ray gives it; "
+                             f"use --device cuda")
         if self.k is None and self.assign_only is None:
             raise InputError("--k: required; give the number of clusters (or --assign-only CL_OLD to reuse its "
                              "centroids)")

@@ -24,7 +24,7 @@ from ..errors import InputError, MismatchError
 from ..readers import Partitioning, expand_inputs, reader_for
 from . import incremental as incremental_mod
 from .directory import EmbeddingStore, EmbedDir, EmbedWriter
-from .encoder import DEFAULT_MODEL_NAME, Encoder, Prepared, make_encoder
+from .encoder import DEFAULT_MODEL_NAME, Encoder, Prepared, check_cuda_device, make_encoder
 from .settings import EmbedSettings
 
 __all__ = ["DEFAULT_MODEL_NAME", "EmbedDir", "EmbedSettings", "EmbeddingStore", "Encoder", "Prepared",
@@ -74,6 +74,8 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
         more = f" and {len(found.unsupported) - 5} more" if len(found.unsupported) > 5 else ""
         log(f"embed: note: skipped {len(found.unsupported)} file(s) of other types in the input directories: "
             f"{shown}{more}")
+    if s.engine == "local" and encoder is None:  # a missing GPU is refused at once, not after loading torch
+        check_cuda_device(s.device)
     readers = [reader_for(f) for f in files]
     for r in readers:  # fail fast, before the model loads
         r.check(s.text_column, s.id_column)
@@ -115,7 +117,8 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
                 raise InputError(f"{where}: no documents; check --text-column {s.text_column!r} and the input files")
             rows = sum(f["rows"] for f in per_file)
             docs = sum(f["documents"] for f in per_file)
-            stats_record = {"input_rows": rows, "documents": docs, "skipped": {"empty": rows - docs},
+            stats_record = {"input_rows": rows, "documents": docs,
+                            "skipped": {"empty": rows - docs, "empty_rows": incremental_mod.first_empty_rows(per_file)},
                             "other_partitions": 0}
             skipped_empty, complete = rows - docs, True
         else:
@@ -138,7 +141,8 @@ def embed_corpus(inputs, out_dir, settings: EmbedSettings | None = None, *, over
                                  f"with the command")
             per_file = None
             if s.limit is None and not s.partitioned and stats.complete and len(stats.per_file_rows) == len(records):
-                per_file = incremental_mod.per_file_record(records, stats.per_file_rows, totals["per_source"])
+                per_file = incremental_mod.per_file_record(records, stats.per_file_rows, totals["per_source"],
+                                                           stats.empty_by_file)
             stats_record, skipped_empty, complete = stats.record(), stats.skipped_empty, stats.complete
         statistics = {
             "n_docs": totals["n_docs"],

@@ -1,12 +1,17 @@
-"""Batching for the encoder: length-sorted token-budget batches, and sequence packing.
+"""Batching for the encoder: which documents are batched together, length-sorted token-budget
+batches, and sequence packing.
 
-Both depend only on the sequence lengths of one window, so results do not depend on what
-else is in the corpus (and a resumed run batches a part exactly as an uninterrupted one).
+A model's arithmetic may round differently in another batch, so the documents batched together
+are fixed by their input row numbers alone (:func:`batch_window`): never by the partition, the
+part, a resume point or the engine's hand-over. Inside a window, batches and packing depend only
+on the sequence lengths of that window.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from ..readers.base import batch_window  # noqa: F401 - where batching windows are defined
 
 
 def padded_length(length: int, multiple: int) -> int:

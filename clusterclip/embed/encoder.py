@@ -50,6 +50,15 @@ class Prepared:
     def __len__(self) -> int:
         return len(self.items)
 
+    @classmethod
+    def concat(cls, parts: list["Prepared"]) -> "Prepared":
+        """The documents of ``parts`` as one window (``prepare`` treats each document on its own)."""
+        if len(parts) == 1:
+            return parts[0]
+        flags = None if any(p.truncated_flags is None for p in parts) else [f for p in parts for f in p.truncated_flags]
+        return cls([x for p in parts for x in p.items], [t for p in parts for t in p.tokens],
+                   sum(p.truncated for p in parts), flags)
+
 
 class Encoder(Protocol):
     dim: int
@@ -97,6 +106,43 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- device and precision
+def cuda_driver_gpus() -> int:
+    """GPUs the CUDA driver shows this process (``CUDA_VISIBLE_DEVICES`` applied), asked through
+    ``libcuda`` without importing torch (milliseconds); 0 without a driver."""
+    import ctypes
+
+    for name in ("libcuda.so.1", "libcuda.so", "libcuda.dylib", "nvcuda.dll"):
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError:
+            continue
+    else:
+        return 0
+    count = ctypes.c_int(0)
+    try:
+        if lib.cuInit(0) != 0 or lib.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return 0
+    except AttributeError:
+        return 0
+    return int(count.value)
+
+
+def check_cuda_device(device: str) -> None:
+    """Refuse ``--device cuda``/``cuda:N`` at once where that GPU is not there (before torch loads)."""
+    d = device.lower()
+    if not d.startswith("cuda"):
+        return
+    gpus = cuda_driver_gpus()
+    if gpus == 0:
+        raise InputError(f"--device {device}: CUDA is not available here (no NVIDIA driver or no GPU visible); "
+                         f"use --device cpu (or auto)")
+    index = int(d[5:]) if d.startswith("cuda:") and d[5:].isdigit() else 0
+    if index >= gpus:
+        raise InputError(f"--device {device}: this machine shows {gpus} CUDA GPU(s), cuda:0..cuda:{gpus - 1}; "
+                         f"use one of those (or check CUDA_VISIBLE_DEVICES)")
+
+
 def resolve_device(device: str | None) -> str:
     import torch
 

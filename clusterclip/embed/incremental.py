@@ -24,6 +24,7 @@ import numpy as np
 from ..artifacts import manifest_digest
 from ..errors import IntegrityError
 from ..readers import Partitioning, reader_class
+from ..readers.base import EMPTY_ROWS_LISTED
 from ..settings import differences
 from .directory import DOCS_FILE, PARTS_DIR, EmbeddingStore, EmbedDir, EmbedWriter, part_name
 
@@ -38,15 +39,23 @@ def settings_differences(previous: dict, resolved: dict) -> list[str]:
     return differences(previous.get("settings") or {}, resolved)
 
 
-def per_file_record(records: list[dict], per_file_rows: list[int], per_source: dict) -> list[dict]:
+def per_file_record(records: list[dict], per_file_rows: list[int], per_source: dict,
+                    empty_by_file: dict | None = None) -> list[dict]:
     """What a whole run records per corpus file (in input order): the tallies a later run may reuse."""
     out = []
     for rec, rows in zip(records, per_file_rows):
         tally = per_source.get(rec["path"], {"documents": 0, "tokens": 0, "truncated_docs": 0})
         out.append({"path": rec["path"], "sha256": rec["sha256"], "bytes": rec["bytes"], "rows": int(rows),
                     "documents": tally["documents"], "skipped_empty": int(rows) - tally["documents"],
-                    "tokens": tally["tokens"], "truncated_docs": tally["truncated_docs"]})
+                    "tokens": tally["tokens"], "truncated_docs": tally["truncated_docs"],
+                    "empty_rows": list((empty_by_file or {}).get(rec["path"], []))})
     return out
+
+
+def first_empty_rows(per_file: list[dict]) -> list:
+    """``[file, row]`` of the first empty rows over the files (as ``ReadStats.empty_rows``)."""
+    rows = [[f["path"], r] for f in per_file for r in f.get("empty_rows", [])]
+    return rows[:EMPTY_ROWS_LISTED]
 
 
 def _content_key(path: str, sha256: str, size: int) -> tuple:
@@ -190,7 +199,7 @@ def run_incremental(out: Path, build: Path, previous: dict, p: Plan, records: li
     # 1. the new and changed files, journaled in build/.delta (resumable)
     delta_dir = build / DELTA_DIR
     todo = [readers[i] for i in p.embed]
-    embedded, delta_per_source, delta_rows = 0, {}, []
+    embedded, delta_per_source, delta_rows, delta_empty = 0, {}, [], {}
     delta_store, delta_docs = None, None
     if todo:
         delta = EmbedWriter(delta_dir, id_column=s.id_column, save_dtype=s.save_dtype)
@@ -199,6 +208,7 @@ def run_incremental(out: Path, build: Path, previous: dict, p: Plan, records: li
                                      done_parts=len(kept), progress=progress)
         stats.check(f"{len(todo)} changed input files")
         delta_rows = list(stats.per_file_rows)
+        delta_empty = stats.empty_by_file
         if delta.journal:
             _, dtotals = delta.finish()
             delta_per_source = dtotals["per_source"]
@@ -225,6 +235,7 @@ def run_incremental(out: Path, build: Path, previous: dict, p: Plan, records: li
                 entry, start = p.reuse[i]
                 src_store, src_docs, n = store, old_docs, entry["documents"]
                 tally = {k: entry[k] for k in ("rows", "documents", "skipped_empty", "tokens", "truncated_docs")}
+                tally["empty_rows"] = list(entry.get("empty_rows", []))
                 expect_source = entry["path"]
             else:
                 tally_src = delta_per_source.get(rec["path"], {"documents": 0, "tokens": 0, "truncated_docs": 0})
@@ -234,7 +245,8 @@ def run_incremental(out: Path, build: Path, previous: dict, p: Plan, records: li
                 delta_first += n
                 src_store, src_docs = delta_store, delta_docs
                 tally = {"rows": rows, "documents": n, "skipped_empty": rows - n, "tokens": tally_src["tokens"],
-                         "truncated_docs": tally_src["truncated_docs"]}
+                         "truncated_docs": tally_src["truncated_docs"],
+                         "empty_rows": list(delta_empty.get(rec["path"], []))}
                 expect_source = rec["path"]
             per_file.append({"path": rec["path"], "sha256": rec["sha256"], "bytes": rec["bytes"], **tally})
             for a in range(start, start + n, s.part_docs):

@@ -2,7 +2,9 @@
 
 The result is the directory a one-shot ``embed`` of the same inputs would have written: documents
 in input order (file order, then row), ``doc_id`` dense from 0, the same ``docs.parquet`` columns,
-and the embeddings copied bit for bit from the partitions. Every partition is verified in full
+and the embeddings copied bit for bit from the partitions, which batched every document with the
+same neighbours as a one-shot run (:func:`~clusterclip.readers.base.batch_window`): with the same settings the
+``embeddings-*.npy`` and ``docs.parquet`` bytes are the one-shot run's. Every partition is verified in full
 (sizes and sha256 of every file) before anything is read, and the row accounting of all partitions
 together must cover every input row exactly once.
 """
@@ -18,11 +20,13 @@ import numpy as np
 from ..artifacts import Job, OutputDir, StepResult, build_manifest
 from ..errors import InputError, MismatchError
 from ..progress import bar as progress_bar
+from ..readers.base import EMPTY_ROWS_LISTED
 from .directory import EmbedDir, EmbedWriter, common_id_type
 
 #: settings every partition of one job must share (the rest, e.g. device or batch size, may differ)
 SHARED_SETTINGS = ("text_column", "id_column", "backend", "model", "max_length", "long_docs", "prompt_name",
-                   "pooling", "normalize", "save_dtype", "num_partitions", "partition_block", "part_docs", "limit")
+                   "pooling", "normalize", "save_dtype", "num_partitions", "partition_block", "window_docs",
+                   "part_docs", "limit")
 
 
 def merge_embeddings(part_dirs: Sequence, out_dir, *, overwrite: bool = False, progress: bool = True,
@@ -141,12 +145,21 @@ def merge_embeddings(part_dirs: Sequence, out_dir, *, overwrite: bool = False, p
             "merged_partitions": n,
         }
         accounting = {"input_rows": statistics["input_rows"], "documents": statistics["n_docs"],
-                      "skipped": {"empty": statistics["skipped_empty"]}, "other_partitions": 0, "complete": True,
+                      "skipped": {"empty": statistics["skipped_empty"], "empty_rows": _empty_rows(ordered, file_index)},
+                      "other_partitions": 0, "complete": True,
                       "limit": None, "partitions": [p.manifest.get("accounting") for p in ordered]}
         manifest = build_manifest("embed", settings, inputs, outputs, statistics, accounting=accounting,
                                   extra={"corpus_stat": first.manifest.get("corpus_stat")})
         run.commit(manifest)
     return StepResult(manifest, out, run.state, time.perf_counter() - t0, int(len(perm)))
+
+
+def _empty_rows(parts: list[EmbedDir], file_index: dict) -> list:
+    """The first empty rows of all partitions together, in input order (each lists its own first ones)."""
+    rows = [tuple(r) for p in parts for r in ((p.manifest.get("accounting") or {}).get("skipped") or {})
+            .get("empty_rows", [])]
+    rows.sort(key=lambda r: (file_index.get(r[0], len(file_index)), r[1]))
+    return [list(r) for r in rows[:EMPTY_ROWS_LISTED]]
 
 
 def _check_accounting(parts: list[EmbedDir]) -> None:

@@ -69,7 +69,9 @@ class EmbedSettings(Settings):
     compile: bool = setting(False, flag="--compile", kind=bool, group="performance",
                             help="torch.compile the encoder (faster on GPU for long runs).")
     window_docs: int = setting(DEFAULT_WINDOW_DOCS, flag="--window-docs", kind=int, min=1, group="performance",
-                               help="Documents sorted by length together to form batches with little padding.")
+                               help="Input rows per batching window: its documents are sorted by length into "
+                                    "batches with little padding. Windows are fixed by row number (and cut at every "
+                                    "--partition-block), so partitions, --part-docs and resumes batch alike.")
     # the output
     save_dtype: str = setting("float32", flag="--save-dtype", kind=str, choices=SAVE_DTYPES, group="output",
                               help="Precision of the stored embeddings (float16 halves the disk space).")
@@ -87,7 +89,8 @@ class EmbedSettings(Settings):
     partition_block: int = setting(DEFAULT_PARTITION_BLOCK, flag="--partition-block", aliases=("--shard-block",),
                                    kind=int, min=1, group="partitions",
                                    help="Rows per partitioning block: block b of the input rows goes to partition "
-                                        "b mod N.")
+                                        "b mod N. Batching windows never cross a block: a one-shot run with the "
+                                        "same value gives the merged bytes.")
     # how inputs are checked (not part of the job's identity)
     rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, record=False, group="input",
                                   help=REHASH_HELP)

@@ -1,10 +1,13 @@
 """The local engine of ``embed``: a reader thread, the encoder, journaled parts (no torch import here).
 
-The reader thread streams the documents of this partition in order, groups them into windows
-of ``window_docs`` documents that never straddle a part (``part_docs`` documents), and runs the
-encoder's ``prepare`` (tokenization) on each window, a few windows ahead of the model. The main
-thread embeds each window and writes a part as soon as the next part starts or the stream ends.
-Batching depends only on the documents of a part, so a resumed run writes the same bytes.
+The reader thread streams the documents of this partition in order, groups them into batching
+windows (:func:`~clusterclip.readers.base.batch_window`: fixed by input row numbers, never by
+partition or part) and runs the encoder's ``prepare`` (tokenization) on each, a few windows ahead
+of the model. The main thread embeds each window and cuts the documents into parts of
+``part_docs`` (a window may straddle parts), writing a part as soon as it is full or the stream
+ends. So a document's embedding depends on its window only: a one-shot run, every partitioning of
+the job (merged) and any ``--part-docs`` give the same bytes. A resumed run re-embeds the window
+around its resume point whole and keeps only the documents of the parts it still has to write.
 """
 
 from __future__ import annotations
@@ -19,30 +22,45 @@ import numpy as np
 from ..errors import InputError
 from ..progress import EncodeEta, estimate_documents, format_seconds
 from ..progress import bar as progress_bar
-from ..readers import ReadStats, iter_documents
+from ..readers import ReadStats, iter_numbered_documents
+from ..readers.base import batch_window
 
 _DONE = object()
 
 
 @dataclass
-class Window:
-    part: int
+class Piece:
+    """The documents of one window that go to one part (``part`` None: a part kept by a resumed run)."""
+
+    part: int | None
     sources: list
     rows: list
     n_chars: list
     user_ids: list
     prepared: object  # encoder.Prepared
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class Window:
+    pieces: list
     seen: list  #: (size, documents read, bytes read, finished) of each file of unknown row count (progress total)
+
+    @property
+    def prepared(self):
+        return type(self.pieces[0].prepared).concat([p.prepared for p in self.pieces])  # encoder.Prepared
 
 
 class _Producer(threading.Thread):
-    """Reads documents and prepares them in windows, a few windows ahead of the model."""
+    """Reads documents and prepares them in batching windows, a few windows ahead of the model."""
 
-    def __init__(self, docs, encoder, part_docs: int, window_docs: int, skip_docs: int, limit: int | None,
+    def __init__(self, docs, encoder, part_docs: int, window_of, skip_docs: int, limit: int | None,
                  unknown: tuple = ()):
         super().__init__(name="clusterclip-embed-reader", daemon=True)
         self.docs, self.encoder = docs, encoder
-        self.part_docs, self.window_docs, self.skip_docs, self.limit = part_docs, window_docs, skip_docs, limit
+        self.part_docs, self.window_of, self.skip_docs, self.limit = part_docs, window_of, skip_docs, limit
         self.unknown = unknown  #: (index among the inputs, reader, size) of the files of unknown row count
         self.index_of = {str(r.path): i for i, r, _ in unknown}
         self.counts: dict[str, int] = {}
@@ -59,10 +77,16 @@ class _Producer(threading.Thread):
                 continue
         return False
 
-    def _flush(self, buf: list, part: int) -> bool:
-        w = Window(part, [d[0] for d in buf], [d[1] for d in buf], [len(d[2]) for d in buf], [d[3] for d in buf],
-                   self.encoder.prepare([d[2] for d in buf]), self._seen())
-        return self._put(w)
+    def _flush(self, buf: list) -> bool:
+        """``buf``: ``(part, doc)`` of one window, cut into pieces by part, each prepared on its own."""
+        pieces, lo = [], 0
+        for hi in range(1, len(buf) + 1):
+            if hi == len(buf) or buf[hi][0] != buf[lo][0]:
+                docs = [d for _, d in buf[lo:hi]]
+                pieces.append(Piece(buf[lo][0], [d[0] for d in docs], [d[1] for d in docs], [len(d[2]) for d in docs],
+                                    [d[3] for d in docs], self.encoder.prepare([d[2] for d in docs])))
+                lo = hi
+        return self._put(Window(pieces, self._seen()))
 
     def _seen(self) -> list:
         return [(size, self.counts.get(str(r.path), 0), min(r.bytes_done, size), i < self.current)
@@ -71,27 +95,26 @@ class _Producer(threading.Thread):
     def run(self):
         try:
             buf: list = []
-            part, index = None, 0
-            for doc in self.docs:
+            window, index = None, 0
+            for row, doc in self.docs:
                 if self.stop_event.is_set():
                     return
                 if self.limit is not None and index >= self.limit:
                     break
+                key = self.window_of(row)
+                if buf and key != window:
+                    if buf[-1][0] is not None and not self._flush(buf):
+                        return
+                    buf = []
+                window = key
+                part = index // self.part_docs
                 index += 1
                 i = self.index_of.get(doc[0])
                 if i is not None:
                     self.counts[doc[0]] = self.counts.get(doc[0], 0) + 1
                     self.current = max(self.current, i)
-                if index <= self.skip_docs:
-                    continue
-                doc_part = (index - 1) // self.part_docs
-                if buf and (doc_part != part or len(buf) >= self.window_docs):
-                    if not self._flush(buf, part):
-                        return
-                    buf = []
-                part = doc_part
-                buf.append(doc)
-            if buf and not self._flush(buf, part):
+                buf.append((part if index > self.skip_docs else None, doc))  # None: in a kept part
+            if buf and buf[-1][0] is not None and not self._flush(buf):
                 return
             self._put(_DONE)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread
@@ -113,13 +136,16 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
     Returns the read accounting and the number of documents embedded by this call.
     """
     stats = ReadStats()
-    docs = iter_documents(readers, settings.text_column, settings.id_column, stats=stats, partition=partition)
+    docs = iter_numbered_documents(readers, settings.text_column, settings.id_column, stats=stats, partition=partition)
     # the progress total: rows from Parquet metadata, the other files extrapolated from what was read
     known = [r.known_rows() for r in readers]
     unknown = tuple((i, r, r.size) for i, (r, rows) in enumerate(zip(readers, known)) if rows is None)
     known_rows = sum(rows for rows in known if rows is not None)
-    producer = _Producer(docs, encoder, settings.part_docs, settings.window_docs,
-                         done_parts * settings.part_docs, settings.limit, unknown)
+    def window_of(row: int) -> tuple[int, int]:
+        return batch_window(row, settings.partition_block, settings.window_docs)
+
+    producer = _Producer(docs, encoder, settings.part_docs, window_of, done_parts * settings.part_docs,
+                         settings.limit, unknown)
     share = 1.0 if partition is None or partition.whole else 1.0 / partition.count
     done_docs = done_parts * settings.part_docs
     bar = progress_bar(None, desc="embed", unit="doc", enabled=progress, initial=done_docs,
@@ -144,10 +170,9 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
     producer.start()
     try:
         for w in producer.windows():
-            if w.part != current:
-                _flush(writer, current, buffers, encoder.dim)
-                buffers, current = _empty(), w.part
-            n_docs, n_tokens = len(w.sources), int(sum(w.prepared.tokens))
+            prepared = w.prepared
+            n_docs = sum(len(piece) for piece in w.pieces if piece.part is not None)  # not a resume's kept ones
+            n_tokens = int(sum(prepared.tokens))
             total = estimate_documents(known_rows, w.seen, share=share, limit=settings.limit)
             eta.tokenized(n_docs, n_tokens)
             before = [0.0]
@@ -159,20 +184,34 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
                 eta.encoded(step * n_docs, step * n_tokens, time.perf_counter())
                 show(eta.encoded_docs, total)
 
-            emb = encoder.embed(w.prepared, on_progress=on_batch)
-            bad = np.nonzero(~np.isfinite(emb).all(axis=1))[0]
-            if len(bad):
-                j = int(bad[0])
-                raise InputError(
-                    f"{w.sources[j]}, row {w.rows[j]}: its embedding is NaN or zero (an unembeddable document, "
-                    f"or overflow in {encoder.settings.get('dtype')}); check the text, or rerun with --dtype float32")
-            buffers["emb"].append(emb)
-            for key, values in (("sources", w.sources), ("rows", w.rows), ("n_chars", w.n_chars),
-                                ("user_ids", w.user_ids), ("n_tokens", w.prepared.tokens),
-                                ("cut", truncation_flags(w.prepared))):
-                buffers[key].extend(values)
-            buffers["truncated"] += w.prepared.truncated
-            embedded += len(emb)
+            emb = encoder.embed(prepared, on_progress=on_batch)
+            at = 0
+            for piece in w.pieces:
+                n = len(piece)
+                piece_emb, at = emb[at : at + n], at + n
+                if piece.part is None:  # embedded only to batch its window as an uninterrupted run did
+                    continue
+                bad = np.nonzero(~np.isfinite(piece_emb).all(axis=1))[0]
+                if len(bad):
+                    j = int(bad[0])
+                    raise InputError(
+                        f"{piece.sources[j]}, row {piece.rows[j]}: its embedding is NaN or zero (an unembeddable "
+                        f"document, or overflow in {encoder.settings.get('dtype')}); check the text, or rerun with "
+                        f"--dtype float32")
+                if piece.part != current:
+                    if buffers["emb"]:
+                        _flush(writer, current, buffers, encoder.dim)
+                    buffers, current = _empty(), piece.part
+                buffers["emb"].append(piece_emb)
+                for key, values in (("sources", piece.sources), ("rows", piece.rows), ("n_chars", piece.n_chars),
+                                    ("user_ids", piece.user_ids), ("n_tokens", piece.prepared.tokens),
+                                    ("cut", truncation_flags(piece.prepared))):
+                    buffers[key].extend(values)
+                buffers["truncated"] += piece.prepared.truncated
+                if len(buffers["rows"]) == settings.part_docs:  # full: written now
+                    _flush(writer, current, buffers, encoder.dim)
+                    buffers, current = _empty(), current + 1
+                embedded += n
             on_batch(1.0)
         if buffers["emb"]:
             _flush(writer, current, buffers, encoder.dim)

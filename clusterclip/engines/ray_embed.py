@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import InputError
 from ..progress import bar as progress_bar
 from ..readers import ReadStats, reader_for
+from ..readers.base import EMPTY_ROWS_LISTED
 from .ray_session import cluster_gpus, connect, reraise, task_environment
 
 DOC, ACCOUNT = 0, 1
@@ -176,7 +177,8 @@ def _read_files(batch: dict, *, text_column: str, id_column: str | None, resume_
             if len(rows) >= READ_BLOCK_DOCS:
                 yield _block(unit, rows, texts, ids)
                 rows, texts, ids = [], [], []
-        account = {"rows": stats.rows, "docs": stats.documents, "empty": stats.skipped_empty, "kept": kept}
+        account = {"rows": stats.rows, "docs": stats.documents, "empty": stats.skipped_empty, "kept": kept,
+                   "empty_rows": stats.empty_rows}
         yield _block(unit, rows, texts, ids, account)
 
 
@@ -194,7 +196,7 @@ def _block(unit: int, rows: list, texts: list, ids: list, account: dict | None =
     if account is not None:
         kind[-1] = ACCOUNT
         counts[-1] = [account["rows"], account["docs"], account["empty"], account["kept"]]
-        rows, texts, ids = rows + [-1], texts + [""], ids + [b""]
+        rows, texts, ids = rows + [-1], texts + [""], ids + [pickle.dumps(account["empty_rows"])]
     text = np.empty(n, dtype=object)
     text[:] = texts
     uid = np.empty(n, dtype=object)
@@ -282,7 +284,7 @@ class _Assembler:
             if hi > lo:
                 added += self._documents(batch, lo, hi)
             if hi < len(kind):
-                self._account(int(batch["unit"][hi]), batch["account"][hi])
+                self._account(int(batch["unit"][hi]), batch["account"][hi], pickle.loads(batch["uid"][hi]))
             lo = hi + 1
         return added
 
@@ -321,7 +323,7 @@ class _Assembler:
         self.embedded += n
         return n
 
-    def _account(self, unit: int, counts) -> None:
+    def _account(self, unit: int, counts, empty_rows: list) -> None:
         rows, docs, empty, kept = (int(x) for x in counts)
         if unit != self.unit:
             raise RuntimeError(f"internal error: the accounting of file {unit} came while reading file {self.unit}")
@@ -331,6 +333,7 @@ class _Assembler:
         self.stats.rows += rows
         self.stats.documents += docs
         self.stats.skipped_empty += empty
+        self.stats.empty_rows.extend(empty_rows[: max(0, EMPTY_ROWS_LISTED - len(self.stats.empty_rows))])
         self.stats.per_file_rows.append(rows)
         self.kept_seen += kept
         self.unit, self.received = unit + 1, 0

@@ -49,15 +49,14 @@ def preflight(address: str | None) -> None:
 def connect(address: str | None, log: Callable[[str], None] | None = None):
     """Join (or start) Ray once per process; returns the ``ray`` module."""
     ray = require_ray()
-    for name in ("ray", "ray.data"):  # errors reach the user as exceptions; Ray's notes would drown the bars
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_ray_loggers()
     if ray.is_initialized():
         data_context()
         return ray
     say = log or (lambda message: None)
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "error")
     kwargs: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
-                                  logging_level=logging.ERROR)
+                                  logging_level=logging.CRITICAL)
     if address:
         _check_reachable(address)
     try:
@@ -69,11 +68,45 @@ def connect(address: str | None, log: Callable[[str], None] | None = None):
         where = f"--ray-address {address}" if address else "--engine ray"
         raise InputError(f"{where}: cannot start or join Ray ({first_line(e)}); start the cluster with "
                          f"`ray start --head`, or give its address (auto, HOST:6379 or ray://HOST:10001)") from None
+    quiet_ray_loggers()  # ray.init configures them again
     res = ray.cluster_resources()
     say(f"ray: {'joined ' + address if address else 'started a local Ray'}: {int(res.get('CPU', 0))} CPUs, "
         f"{int(res.get('GPU', 0))} GPUs, {len(ray.nodes())} node(s)")
     data_context()
     return ray
+
+
+def quiet_ray_loggers() -> None:
+    """Ray's Python loggers print nothing: a failure reaches the user as one line (:func:`reraise`), and
+    Ray's notes would drown the bars."""
+    for name in ("ray", "ray.data", "ray.train", "ray.tune"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def native_output_off_the_terminal() -> bool:
+    """For the CLI's own process: Ray's C++ core worker writes its log lines (errors included, and a note
+    when ``RAY_BACKEND_LOG_LEVEL`` is set) straight to file descriptor 2. Point descriptor 2 at the null
+    device and give Python's ``sys.stderr`` (the bars, the notes, the one ``error:`` line) a descriptor of
+    the terminal. Ray keeps its own logs in its session directory (``/tmp/ray/session_latest/logs``).
+
+    Does nothing (False) when ``sys.stderr`` is not this process's descriptor 2 (a test runner, a notebook).
+    """
+    import io
+    import sys
+
+    stream = sys.stderr
+    try:
+        if stream is None or stream.fileno() != 2:
+            return False
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return False
+    stream.flush()
+    terminal = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    sys.stderr = os.fdopen(terminal, "w", buffering=1, encoding=stream.encoding, errors=stream.errors)
+    return True
 
 
 def _check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -134,9 +167,15 @@ def user_error(error: BaseException) -> BaseException:
     while e is not None and id(e) not in seen:
         seen.add(id(e))
         if isinstance(e, ClusterClipError) and not _is_ray_wrapper(e):
-            return type(e)(str(e))
+            return type(e)(_one_line(e))
         e = getattr(e, "cause", None) or e.__cause__
     return error
+
+
+def _one_line(error: BaseException) -> str:
+    """The message of a task's error without what Ray appended to it (retry notes on later lines)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(error).__name__
 
 
 def reraise(error: BaseException):

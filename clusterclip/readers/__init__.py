@@ -31,7 +31,7 @@ SUPPORTED_TEXT = "Parquet (.parquet) or JSON lines (.jsonl/.json/.ndjson), optio
 _REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 __all__ = ["READERS", "RESERVED_COLUMNS", "CorpusReader", "Inputs", "Partitioning", "ReadStats", "expand_inputs",
-           "iter_documents", "reader_for"]
+           "iter_documents", "iter_numbered_documents", "reader_for"]
 
 
 def reader_class(path: str | os.PathLike) -> tuple[type[CorpusReader], str] | None:
@@ -143,6 +143,20 @@ def iter_documents(
     counted; rows of other partitions are counted and not parsed. ``stats`` (a
     :class:`ReadStats`) holds the accounting; ``stats.complete`` is set when every file was read.
     """
+    for _, doc in iter_numbered_documents(readers, text_column, id_column, stats=stats, partition=partition):
+        yield doc
+
+
+def iter_numbered_documents(
+    readers: Sequence[CorpusReader],
+    text_column: str = "text",
+    id_column: str | None = None,
+    *,
+    stats: ReadStats | None = None,
+    partition: Partitioning | None = None,
+) -> Iterator[tuple[int, tuple[str, int, str, object]]]:
+    """:func:`iter_documents` with each document's input row number over all files (as :class:`Partitioning`
+    numbers them): ``(global_row, (source, row, text, user_id))``."""
     stats = stats if stats is not None else ReadStats()
     if partition is not None and partition.whole:
         partition = None
@@ -151,6 +165,6 @@ def iter_documents(
         source = str(reader.path)
         for row, text, user_id in reader.documents(text_column, id_column, base_row=base, partition=partition,
                                                    stats=stats):
-            yield source, row, text, user_id
+            yield base + row, (source, row, text, user_id)
         base += stats.per_file_rows[-1]
     stats.complete = True

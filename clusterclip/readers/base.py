@@ -8,6 +8,8 @@ from typing import ClassVar, Iterable, Iterator
 
 #: columns of docs.parquet that a user's id column may not be called
 RESERVED_COLUMNS = ("doc_id", "source", "row", "n_chars")
+#: the manifest lists this many skipped empty rows (file, row), the first ones in input order
+EMPTY_ROWS_LISTED = 100
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,17 @@ class Partitioning:
         return self.owned_in(start, stop) > 0
 
 
+def batch_window(row: int, partition_block: int, window_docs: int) -> tuple[int, int]:
+    """The batching window of the input row ``row`` (numbered over all input files, empty rows included).
+
+    Windows are ``window_docs`` input rows, also cut at every ``partition_block`` boundary, so a
+    window lies inside one partition's block: every partitioning of a job with the same
+    ``--partition-block`` and ``--window-docs`` embeds each document in the same batch as a
+    one-shot run, whatever ``--num-partitions`` and ``--part-docs``.
+    """
+    return row // partition_block, row // window_docs
+
+
 def _owned_before(n: int, p: Partitioning) -> int:
     """Rows ``< n`` owned by partition ``p``."""
     full_blocks, rest = divmod(n, p.block)
@@ -64,10 +77,24 @@ class ReadStats:
     other_partitions: int = 0  #: rows owned by other partitions (not parsed)
     complete: bool = False  #: every file was read to its end
     per_file_rows: list = field(default_factory=list)
+    #: ``[file, row]`` of the first :data:`EMPTY_ROWS_LISTED` empty rows skipped
+    empty_rows: list = field(default_factory=list)
+    #: file -> its first :data:`EMPTY_ROWS_LISTED` empty rows (what an incremental run reuses per file)
+    empty_by_file: dict = field(default_factory=dict)
+
+    def skip_empty(self, source, row: int) -> None:
+        """Count an empty (whitespace-only) row; the first ones are listed by file and row."""
+        self.skipped_empty += 1
+        if len(self.empty_rows) < EMPTY_ROWS_LISTED:
+            self.empty_rows.append([str(source), int(row)])
+        mine = self.empty_by_file.setdefault(str(source), [])
+        if len(mine) < EMPTY_ROWS_LISTED:
+            mine.append(int(row))
 
     def record(self) -> dict:
         return {"input_rows": self.rows, "documents": self.documents,
-                "skipped": {"empty": self.skipped_empty}, "other_partitions": self.other_partitions}
+                "skipped": {"empty": self.skipped_empty, "empty_rows": list(self.empty_rows)},
+                "other_partitions": self.other_partitions}
 
     def check(self, where: str) -> None:
         from ..errors import ClusterClipError

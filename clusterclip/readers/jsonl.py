@@ -124,12 +124,12 @@ class JsonlReader(CorpusReader):
                 continue
             obj = self._object(i, line)
             if obj is None:
-                stats.skipped_empty += 1
+                stats.skip_empty(self.path, i)
                 continue
             text = self._text(i, obj, text_column)
             user_id = self._id(i, obj, id_column) if id_column is not None else None
             if not text.strip():
-                stats.skipped_empty += 1
+                stats.skip_empty(self.path, i)
                 continue
             stats.documents += 1
             yield i, text, user_id

@@ -131,7 +131,7 @@ class ParquetReader(CorpusReader):
                 if text is None:
                     raise InputError(f"{self.path}, row {row}: column {text_column!r} is null; fill it or drop the row")
                 if not text.strip():
-                    stats.skipped_empty += 1
+                    stats.skip_empty(self.path, row)
                     continue
                 stats.documents += 1
                 yield row, text, (ids[j] if ids is not None else None)
