@@ -141,7 +141,7 @@ def sample_report(
         spec = tokenizer or settings.get("tokenizer")
         if not spec:
             raise InputError(f"{out / 'manifest.json'}: records no tokenizer; pass --tokenizer to decode")
-        from .tokenization import load_tokenizer
+        from .tokens.tokenizer import load_tokenizer
 
         if not tokenizer and recorded_tok.get("path") and not Path(spec).expanduser().exists() \
                 and Path(recorded_tok["path"]).exists():

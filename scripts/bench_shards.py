@@ -28,8 +28,8 @@ import build_demo_corpus  # noqa: E402  (scripts/, beside this file)
 import train_demo_tokenizer  # noqa: E402
 
 from clusterclip.shards import FORMATS, write_shards  # noqa: E402
-from clusterclip.token_store import build_token_store  # noqa: E402
-from clusterclip.tokenization import load_tokenizer  # noqa: E402
+from clusterclip.tokens.build import build_token_store  # noqa: E402
+from clusterclip.tokens.tokenizer import load_tokenizer  # noqa: E402
 
 
 def stdlib_docstrings() -> list[str]:

@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import train_demo_tokenizer
 
-from clusterclip.fast_tokenizer import TokenEncoder
-from clusterclip.token_store import build_token_store
-from clusterclip.tokenization import load_tokenizer
+from clusterclip.tokens.build import build_token_store
+from clusterclip.tokens.fast import TokenEncoder
+from clusterclip.tokens.tokenizer import load_tokenizer
 
 GROUP_CHARS = 8_000_000
 

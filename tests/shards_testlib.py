@@ -65,7 +65,7 @@ def make_order(n_docs: int, n_samples: int, seed: int = 0) -> tuple[np.ndarray, 
 
 
 def build_store(tok, texts: list[str], doc_ids: np.ndarray, path: Path):
-    from clusterclip.token_store import build_token_store
+    from clusterclip.tokens.build import build_token_store
 
     used = np.unique(doc_ids)
     return build_token_store(((int(d), texts[d]) for d in used), len(texts), tok, path, progress=False,
@@ -102,7 +102,7 @@ class Built:
 def build_all(root: Path, tok_file: Path, texts, n_samples=600, seed=0, shard_tokens=None, formats=None) -> Built:
     """Tokenizer, order, token store and shards of every format (or ``formats``) under ``root``."""
     from clusterclip.shards import write_shards
-    from clusterclip.tokenization import load_tokenizer
+    from clusterclip.tokens.tokenizer import load_tokenizer
 
     b = Built()
     b.root, b.texts = root, texts
@@ -121,7 +121,7 @@ def build_all(root: Path, tok_file: Path, texts, n_samples=600, seed=0, shard_to
 
 def synthetic_store(path: Path, docs: list[np.ndarray], vocab_size: int):
     """A real :class:`TokenStore` on disk holding ``docs`` (token arrays; None = not tokenized)."""
-    from clusterclip.token_store import TokenStore, token_dtype
+    from clusterclip.tokens.store import TokenStore, token_dtype
 
     path.mkdir(parents=True, exist_ok=True)
     dtype = token_dtype(vocab_size)

@@ -91,7 +91,7 @@ def _interrupted(after_parts: int):
     """A context in which the run dies (KeyboardInterrupt) when it would write part ``after_parts``."""
     from unittest import mock
 
-    from clusterclip.embed.directory import EmbedWriter
+    from clusterclip.embed.writer import EmbedWriter
 
     real = EmbedWriter.write_part
     calls = {"n": 0}

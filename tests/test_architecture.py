@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ ARTIFACT_NAMES = {
 OWNERS = {
     "artifacts/directory.py", "artifacts/manifest.py", "artifacts/output.py", "artifacts/journal.py",
     "artifacts/files.py", "artifacts/corpus.py",
-    "embed/directory.py", "cluster/directory.py", "schedule/directory.py", "shards/index.py", "token_store.py",
+    "embed/directory.py", "embed/store.py", "embed/writer.py", "cluster/directory.py", "schedule/directory.py", "shards/index.py", "tokens/store.py", "tokens/build.py",
 }
 #: the calls that open or read a file
 READERS = {"open", "load", "loads", "read_table", "ParquetFile", "read_metadata", "read_schema", "memmap", "fromfile",
@@ -159,7 +160,8 @@ def test_a_new_engine_is_one_module_and_one_registry_line(tmp_path, monkeypatch,
 
     (tmp_path / "toy_engine.py").write_text(TOY_ENGINE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(engines.ENGINES, "toy", "toy_engine")  # the one registry line
+    monkeypatch.setattr(engines.ENGINES, "modules", {**engines.ENGINES.modules})  # undone after the test
+    engines.register("toy", "toy_engine")  # the one registry line
     cluster_embeddings(embedded, tmp_path / "cl", k=5, seed=0, engine="toy", progress=False)
     assert sys.modules["toy_engine"].CALLS == ["verify_parts", "assign"]
     for name in ("assignments.parquet", "centroids.npy", "clusters.parquet", "manifest.json"):
@@ -184,3 +186,64 @@ def test_embedding_rows_are_a_picklable_slice(embedded):
     rows = pickle.loads(pickle.dumps(store.rows(3, store.n - 2)))
     assert len(rows) == store.n - 5
     assert np.array_equal(rows.read(0, len(rows)), store.read(3, store.n - 2))
+
+
+# --------------------------------------------------------------------------- a toy format: one module, one line
+TOY_FORMAT = '''
+import numpy as np
+
+from clusterclip.shards.raw import RawFormat
+
+
+class ToyFormat(RawFormat):
+    """raw under another name and directory: uint32 tokens, toy/part_000000.tok..."""
+
+    name = "toy"
+    read_by = "nothing but this test"
+
+    def files(self, k):
+        return [self.dir / f"part_{k:06d}.tok"]
+
+    pattern = "part_*.tok"
+
+
+FORMAT = ToyFormat
+'''
+
+
+def test_a_new_format_is_one_module_and_one_registry_line(tmp_path, monkeypatch):
+    from clusterclip import shards
+    from clusterclip.shards import read_stream, verify_shards, write_shards
+    from clusterclip.tokens.store import TokenStore
+
+    (tmp_path / "toy_format.py").write_text(TOY_FORMAT)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(shards.FORMATS, "modules", {**shards.FORMATS.modules})  # undone after the test
+    shards.FORMATS.register("toy", "toy_format")  # the one registry line
+    store = _tiny_store(tmp_path / "store", TokenStore)
+    order = np.array([0, 2, 1, 2], dtype=np.int64)
+    zeros = np.zeros(len(order), np.int32)
+    index = write_shards(order, zeros, zeros, store, tmp_path / "out", formats=("toy", "raw"), shard_tokens=6,
+                         eos_id=0, vocab_size=100, progress=False)
+    assert sorted((tmp_path / "out" / "toy").glob("part_*.tok")) and index["formats"] == ["toy", "raw"]
+    assert verify_shards(tmp_path / "out") == []
+    toy, raw = read_stream(tmp_path / "out", "toy", index), read_stream(tmp_path / "out", "raw", index)
+    assert np.array_equal(toy[0], raw[0]) and np.array_equal(toy[1], raw[1])
+
+
+def _tiny_store(path: Path, store_cls):
+    """A token store of 3 documents (ids 1..), written as build_token_store would."""
+    from clusterclip.tokens.build import build_token_store
+
+    class Tok:
+        vocab_size = 100
+
+        def encode_batch(self, texts):
+            return [[1 + (ord(c) % 90) for c in t] for t in texts]
+
+        def describe(self):
+            return {"toy": True}
+
+    store = build_token_store(iter([(0, "abc"), (1, "de"), (2, "fghij")]), 3, Tok(), path, progress=False)
+    assert isinstance(store, store_cls)
+    return store

@@ -16,9 +16,9 @@ import pytest
 
 from clusterclip.embed import EmbedDir, EmbedSettings, embed_corpus, merge_embeddings
 from clusterclip.embed.batching import pack_rows, plan_batches
-from clusterclip.embed.directory import EmbedWriter
 from clusterclip.embed.encoder import DEFAULT_MODEL_NAME, default_model_path
 from clusterclip.embed.hf import HFEncoder
+from clusterclip.embed.writer import EmbedWriter
 from clusterclip.errors import InputError, MismatchError
 
 from helpers import assert_one_line_error, invoke, tree_bytes, write_jsonl, write_parquet

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from clusterclip.embed.directory import EmbedDir
 from clusterclip.report.mix import expected_counts, law_counts, shares_of
 from clusterclip.schedule.sampling import plan_schedule
-from clusterclip.tokenization import load_tokenizer
+from clusterclip.tokens.tokenizer import load_tokenizer
 
 from helpers import run_cli
 

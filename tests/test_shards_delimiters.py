@@ -11,7 +11,7 @@ import pytest
 
 from clusterclip.errors import InputError
 from clusterclip.shards import read_index, read_sample, read_stream, verify_shards
-from clusterclip.tokenization import load_tokenizer
+from clusterclip.tokens.tokenizer import load_tokenizer
 
 from helpers import run_cli
 from shards_testlib import stdlib_docstrings, train_tokenizer

@@ -274,7 +274,7 @@ def test_plan_shards_properties():
 
 
 def test_plan_shards_across_planning_chunks(monkeypatch):
-    import clusterclip.shards as sh
+    import clusterclip.shards.plan as sh  # where plan_shards reads it
 
     rng = np.random.default_rng(0)
     lengths = rng.integers(0, 30, size=50)

@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizer_families import hf_ids, hf_reference
 
-import clusterclip.token_store as ts
+import clusterclip.tokens.build as ts
 from clusterclip.errors import ClusterClipError
-from clusterclip.token_store import build_token_store
-from clusterclip.tokenization import load_tokenizer
+from clusterclip.tokens.build import build_token_store
+from clusterclip.tokens.tokenizer import load_tokenizer
 
 from shards_testlib import stdlib_docstrings, train_tokenizer
 
@@ -189,7 +189,7 @@ def test_verified_documents_do_not_depend_on_the_batch_split():
 
 
 def test_huge_documents_go_through_the_store_in_pieces(tmp_path, tok_path, texts, monkeypatch):
-    from clusterclip import fast_tokenizer
+    from clusterclip.tokens import fast as fast_tokenizer
 
     doc = "\n".join(texts) * 4
     monkeypatch.setattr(fast_tokenizer, "PIECE_CHARS", 2048)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from clusterclip.errors import ClusterClipError, InputError
-from clusterclip.token_store import TokenStore, build_token_store, token_dtype
-from clusterclip.tokenization import load_tokenizer
+from clusterclip.tokens.build import build_token_store
+from clusterclip.tokens.store import TokenStore, token_dtype
+from clusterclip.tokens.tokenizer import load_tokenizer
 
 from shards_testlib import EOS, big_vocab_tokenizer, stdlib_docstrings, train_tokenizer
 

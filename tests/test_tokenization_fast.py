@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizer_families import SPECIALS, build_family, hf_ids, hf_reference
 
-from clusterclip.fast_tokenizer import (
+from clusterclip.tokens.fast import (
     TokenEncoder,
     cut_points,
     has_unassigned_code_points,
@@ -22,7 +22,7 @@ from clusterclip.fast_tokenizer import (
     plan_encoder,
     split_document,
 )
-from clusterclip.tokenization import load_tokenizer
+from clusterclip.tokens.tokenizer import load_tokenizer
 
 from shards_testlib import stdlib_docstrings, train_tokenizer
 
@@ -320,7 +320,7 @@ def _wordpiece(path: Path, texts) -> Path:
 
 @pytest.mark.parametrize("kind", ["wordpiece", "nfkc", "unknown-regex", "prefix-space"])
 def test_unsupported_tokenizers_fall_back_and_say_so(tmp_path, texts, kind, capsys):
-    from clusterclip.token_store import build_token_store
+    from clusterclip.tokens.build import build_token_store
 
     if kind == "wordpiece":
         path = _wordpiece(tmp_path / "t.json", texts)
@@ -410,8 +410,8 @@ def test_one_huge_document_without_spaces_costs_bounded_memory(tmp_path, family_
     doc = f"('abc.def,12' * {n // 10})" if kind == "no-whitespace" else f"'a' * {n}"
     script = (
         "import tempfile\n"
-        "from clusterclip.tokenization import load_tokenizer\n"
-        "from clusterclip.token_store import build_token_store\n"
+        "from clusterclip.tokens.tokenizer import load_tokenizer\n"
+        "from clusterclip.tokens.build import build_token_store\n"
         "def hwm():\n"
         "    return next(int(s.split()[1]) for s in open('/proc/self/status') if s.startswith('VmHWM')) // 1024\n"
         f"tok = load_tokenizer({str(family_paths['o200k'])!r})\n"

@@ -313,7 +313,7 @@ def test_llm_foundry_reads_the_tokens_column(tmp_path, pack):
 def test_conventions_name_the_trainers_delimiters(tmp_path, conv, bos, eos):
     from tokenizers import Tokenizer, models
 
-    from clusterclip.tokenization import load_tokenizer
+    from clusterclip.tokens.tokenizer import load_tokenizer
 
     vocab = {f"t{i}": i for i in range(10)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="t0"))

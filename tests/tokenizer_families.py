@@ -20,7 +20,7 @@ from tokenizers import (
     trainers,
 )
 
-from clusterclip.fast_tokenizer import PRETOKENIZER_FAMILIES
+from clusterclip.tokens.fast import PRETOKENIZER_FAMILIES
 
 SPECIALS = ["<|endoftext|>", "<|begin_of_text|>", "<|im_end|>"]
 

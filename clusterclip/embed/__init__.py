@@ -5,7 +5,8 @@
   (the default: Hugging Face model, masked mean pooling) and :mod:`.sentence_transformers`;
 - :mod:`.batching` — length-sorted token-budget batches and sequence packing (free functions);
 - where the parts are embedded: :mod:`clusterclip.engines` (``--engine``), through :class:`EmbedWriter`;
-- :mod:`.directory` — :class:`EmbedDir` (reading a finished directory) and :class:`EmbedWriter`;
+- :mod:`.directory` — :class:`EmbedDir` (the layout, reading a finished directory); :mod:`.store` —
+  :class:`EmbeddingStore` (the embeddings as one matrix); :mod:`.writer` — :class:`EmbedWriter`;
 - :mod:`.merge` — :func:`merge_embeddings`: the partitions of one job -> one directory.
 """
 
@@ -23,9 +24,11 @@ from ..engines import engine
 from ..errors import InputError, MismatchError
 from ..readers import Partitioning, expand_inputs, reader_for
 from . import incremental as incremental_mod
-from .directory import EmbeddingStore, EmbedDir, EmbedWriter
+from .directory import EmbedDir
 from .encoder import DEFAULT_MODEL_NAME, Encoder, Prepared, check_cuda_device, make_encoder
 from .settings import EmbedSettings
+from .store import EmbeddingStore
+from .writer import EmbedWriter
 
 __all__ = ["DEFAULT_MODEL_NAME", "EmbedDir", "EmbedSettings", "EmbeddingStore", "Encoder", "Prepared",
            "embed_corpus", "make_encoder", "merge_embeddings"]

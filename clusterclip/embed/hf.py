@@ -279,3 +279,6 @@ class HFEncoder:
 
 def _ids(enc) -> np.ndarray:
     return np.asarray(enc.ids, dtype=np.int32)
+
+
+ENCODER = HFEncoder

@@ -26,7 +26,9 @@ from ..errors import IntegrityError
 from ..readers import Partitioning, reader_class
 from ..readers.base import EMPTY_ROWS_LISTED
 from ..settings import differences
-from .directory import DOCS_FILE, PARTS_DIR, EmbeddingStore, EmbedDir, EmbedWriter, part_name
+from .directory import DOCS_FILE, PARTS_DIR, EmbedDir, part_name
+from .store import EmbeddingStore
+from .writer import EmbedWriter
 
 DELTA_DIR = ".delta"
 

@@ -21,7 +21,8 @@ from ..artifacts import Job, OutputDir, StepResult, build_manifest
 from ..errors import InputError, MismatchError
 from ..progress import bar as progress_bar
 from ..readers.base import EMPTY_ROWS_LISTED
-from .directory import EmbedDir, EmbedWriter, common_id_type
+from .directory import EmbedDir
+from .writer import EmbedWriter, common_id_type
 
 #: settings every partition of one job must share (the rest, e.g. device or batch size, may differ)
 SHARED_SETTINGS = ("text_column", "id_column", "backend", "model", "max_length", "long_docs", "prompt_name",

@@ -102,3 +102,6 @@ class SentenceTransformersEncoder:
         if on_progress is not None:
             on_progress(1.0)
         return out
+
+
+ENCODER = SentenceTransformersEncoder

@@ -38,17 +38,17 @@ brings it. See docs/SCALE.md for running on a Ray cluster.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, ClassVar
 
 from ..errors import InputError
+from ..registry import Registry
 from ..settings import setting
 
-#: engine name -> the module that defines it (its ``ENGINE``): one line per engine
-ENGINES: dict[str, str] = {
+#: engine name -> the module that defines it (ending with ``ENGINE = YourEngine()``): one line per engine
+ENGINES: Registry = Registry("engine", "ENGINE", {
     "local": "clusterclip.engines.local",
     "ray": "clusterclip.engines.ray",
-}
+})
 
 
 class Engine:
@@ -108,16 +108,16 @@ class Engine:
 
 def register(name: str, module: str) -> None:
     """Make ``--engine NAME`` run the ``ENGINE`` of ``module``."""
-    ENGINES[name] = module
+    ENGINES.register(name, module)
 
 
 def engine(name: str) -> Engine:
     """The engine registered as ``name`` (its module imported now: the local engine never imports Ray)."""
     if name not in ENGINES:
         raise InputError(f"--engine {name!r}: unknown; choose one of {', '.join(ENGINES)}")
-    found = getattr(importlib.import_module(ENGINES[name]), "ENGINE", None)
+    found = ENGINES[name]
     if not isinstance(found, Engine):
-        raise RuntimeError(f"internal error: {ENGINES[name]} defines no ENGINE (an Engine instance)")
+        raise RuntimeError(f"internal error: {ENGINES.modules[name]}.ENGINE is not an Engine")
     return found
 
 

@@ -23,7 +23,7 @@ class LocalEngine(Engine):
         return kernel(store, centroids, chunk_rows=settings.chunk_rows, gpu=gpu, check=True, progress=progress)
 
     def build_token_store(self, emb, doc_ids, n_docs, tok, path, settings, *, progress):
-        from ..token_store import build_token_store
+        from ..tokens.build import build_token_store
 
         emb.check_corpus(rehash=settings.rehash_inputs, progress=progress)  # before the tokenizer's bar starts
         # a callable: when the fast tokenizer's check fails late, the store restarts on tokenizers by itself

@@ -6,7 +6,7 @@ Planning the order stays one vectorised call in the driver. Then:
    ``embed`` recorded, reads ``docs.parquet`` (its digest checked) for the used documents'
    file and row, and cuts them into *ranges* of about equal text: consecutive doc_ids of one
    corpus file (:func:`doc_ranges`). Each task builds a token store of its range with
-   :func:`clusterclip.token_store.build_token_store` (journaled, resumable) under
+   :func:`clusterclip.tokens.build.build_token_store` (journaled, resumable) under
    ``tokens.parts/``; the driver then merges them, in doc_id order, into the one store the
    shard writers read: ``tokens.bin`` is assembled by tasks copying each range to its offset,
    ``lengths.npy`` / ``offsets.npy`` / ``meta.json`` are written by the driver, ``meta.json``
@@ -67,7 +67,8 @@ class DocRange:
 
 def tokenize_on_ray(emb, doc_ids, n_docs: int, tok, path, settings, *, progress: bool):
     """A token store at ``path`` of ``doc_ids`` (ascending), tokenized in Ray tasks; as ``build_token_store``."""
-    from ..token_store import META, TokenStore, build_token_store
+    from ..tokens.build import build_token_store
+    from ..tokens.store import META, TokenStore
 
     path = Path(path)
     if (path / META).is_file():  # merged by an interrupted run of the same job: reused (or refused) as it is
@@ -165,8 +166,8 @@ def _tokenize_range(settings, expected: dict, text_column: str, source: str, row
                     part: str) -> int:
     import socket
 
-    from ..token_store import build_token_store
-    from ..tokenization import load_with_delimiters
+    from ..tokens.build import build_token_store
+    from ..tokens.tokenizer import load_with_delimiters
 
     task_environment()
     tok = load_with_delimiters(settings)
@@ -181,7 +182,7 @@ def _merge(ranges: list[DocRange], parts: list[Path], n_tokens: list[int], n_doc
     """The range stores -> one store at ``path`` in doc_id order, by the store's owner; the copies run in tasks."""
     import ray
 
-    from ..token_store import merge_token_stores
+    from ..tokens.store import merge_token_stores
 
     def copy_all(jobs: list[tuple[str, str, int]]) -> None:
         for _ in run_tasks(ray.remote(_copy_into), jobs, resources={"num_cpus": 1}):
@@ -194,7 +195,7 @@ def _merge(ranges: list[DocRange], parts: list[Path], n_tokens: list[int], n_doc
 
 
 def _copy_into(src: str, dst: str, offset: int) -> int:
-    from ..token_store import copy_into
+    from ..tokens.store import copy_into
 
     task_environment()
     return copy_into(src, dst, offset)
@@ -271,7 +272,7 @@ _STORES: dict = {}
 
 def _open_store(path: str):
     """The merged token store, opened once per worker process (memory-mapped)."""
-    from ..token_store import META, TokenStore
+    from ..tokens.store import META, TokenStore
 
     key = (path, os.stat(Path(path) / META).st_mtime_ns)
     if key not in _STORES:

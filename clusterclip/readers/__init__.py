@@ -20,13 +20,15 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ..errors import InputError
+from ..registry import Registry
 from .base import RESERVED_COLUMNS, CorpusReader, Partitioning, ReadStats
 from .compression import split_compression
-from .jsonl import JsonlReader
-from .parquet import ParquetReader
 
-#: every input format, in the order they are documented
-READERS: tuple[type[CorpusReader], ...] = (ParquetReader, JsonlReader)
+#: input format -> the module that defines its reader (ending with ``READER = YourReader``): one line each
+READERS: Registry = Registry("input format", "READER", {
+    "parquet": "clusterclip.readers.parquet",
+    "jsonl": "clusterclip.readers.jsonl",
+})
 SUPPORTED_TEXT = "Parquet (.parquet) or JSON lines (.jsonl/.json/.ndjson), optionally .gz or .zst"
 _REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
@@ -38,7 +40,7 @@ def reader_class(path: str | os.PathLike) -> tuple[type[CorpusReader], str] | No
     """``(reader class, compression)`` for a supported file name, else None."""
     base, compression = split_compression(Path(path).name)
     lower = base.lower()
-    for cls in READERS:
+    for cls in READERS.values():
         if lower.endswith(cls.suffixes):
             return cls, compression
     return None

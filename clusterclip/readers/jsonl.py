@@ -169,3 +169,5 @@ def _check_surrogates(text: str, where: str) -> str:
                          f"fix the text") from None
     return text
 
+
+READER = JsonlReader

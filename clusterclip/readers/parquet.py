@@ -161,3 +161,6 @@ class ParquetReader(CorpusReader):
                 raise InputError(f"{self.path}, row {row}: column {text_column!r} is null; the file changed since "
                                  f"`embed`, rerun it")
             yield row, text
+
+
+READER = ParquetReader

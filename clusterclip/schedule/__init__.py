@@ -58,7 +58,7 @@ def schedule_corpus(emb_dir, cl_dir, out_dir, settings: ScheduleSettings | None 
 
     tok = None
     if s.tokenizer:
-        from ..tokenization import load_with_delimiters
+        from ..tokens.tokenizer import load_with_delimiters
 
         tok = load_with_delimiters(s)
     delimiters = ((tok.bos_id is not None) + (tok.eos_id is not None)) if tok else 0

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import REHASH_HELP, Settings, setting
-from ..token_store import WORKERS
-from ..tokenization import check_convention
+from ..tokens.build import WORKERS
+from ..tokens.tokenizer import check_convention
 from .sampling import BALANCES, SAMPLERS
 
 DEFAULT_SHARD_TOKENS = 100_000_000
@@ -27,7 +27,7 @@ def _formats_help() -> str:
 
 
 def _conventions() -> tuple[str, ...]:
-    from ..tokenization import CONVENTIONS
+    from ..tokens.tokenizer import CONVENTIONS
 
     return tuple(CONVENTIONS)
 

@@ -140,7 +140,7 @@ class HashedFile:
 
 def uint16_or(vocab_size: int, wide: str) -> np.dtype:
     """Little-endian uint16 when every id fits (``vocab_size <= 65536``), else ``wide``."""
-    from ..token_store import fits_uint16
+    from ..tokens.store import fits_uint16
 
     return np.dtype("<u2") if fits_uint16(vocab_size) else np.dtype(wide)
 

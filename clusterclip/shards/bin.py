@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..token_store import fits_uint16
+from ..tokens.store import fits_uint16
 from .base import ShardContent, ShardPlan, SingleFileFormat, delimiter_starts, uint16_or
 
 HEADER_INTS = 256

@@ -8,7 +8,7 @@ at the end of each sample.
 
 Encoding runs on the Rust ``tokenizers`` library (the reference) or, where the tokenizer is
 a byte-level BPE of a known pre-tokenizer family, on a faster exact backend
-(:mod:`clusterclip.fast_tokenizer`); ``Tokenizer.backend`` says which ("gigatoken" or
+(:mod:`clusterclip.tokens.fast`); ``Tokenizer.backend`` says which ("gigatoken" or
 "hf") and ``describe()`` records it. The token store verifies the fast backend against the
 reference on a sample of every run's documents and falls back on any difference. Long
 documents are encoded in pieces cut where the pre-tokenizer provably restarts, so one huge
@@ -24,10 +24,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import sha256_file
-from .errors import InputError
-from .fast_tokenizer import HF_BACKEND, EncoderPlan, TokenEncoder, plan_encoder
-from .settings import Rule
+from ..artifacts import sha256_file
+from ..errors import InputError
+from ..settings import Rule
+from .fast import HF_BACKEND, EncoderPlan, TokenEncoder, plan_encoder
 
 #: EOS spellings looked for, in this order, when the tokenizer's config names none.
 EOS_CANDIDATES = (
@@ -352,7 +352,7 @@ def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, req
 
 def _from_transformers(spec: str, path: str | None, kind: str, eos_token: str | None,
                        require_eos: bool = True, fast: bool = True) -> Tokenizer:
-    from .hub import resolve_hub_name  # a hub name offline: its cached copy, or one line at once
+    from ..hub import resolve_hub_name  # a hub name offline: its cached copy, or one line at once
 
     source = path or resolve_hub_name(spec, "--tokenizer")
     try:

@@ -1,11 +1,4 @@
-"""Each used document tokenized once, kept on disk, memory-mapped.
-
-A token store is a directory::
-
-    tokens.bin    every tokenized document's ids, concatenated in doc_id order (uint16 or uint32)
-    offsets.npy   int64 [n_docs]: where each document starts in tokens.bin (in tokens)
-    lengths.npy   int64 [n_docs]: its length in tokens, -1 for documents not tokenized
-    meta.json     written last: the store is complete
+"""Building a token store (its layout: :mod:`.store`): each used document tokenized once.
 
 While it is built, ``tokens.partial`` and ``docs.partial`` (int64 pairs doc_id, length) grow
 batch by batch and ``progress.json`` records, after an fsync, how far they are valid; a rerun
@@ -15,7 +8,7 @@ tokenization loses at most the batches in flight (one per worker, plus one).
 Batches are encoded by ``workers`` processes (as Megatron's ``preprocess_data.py
 --workers``) and written in input order, so the store's bytes do not depend on the number
 of workers or on the batch sizes. Memory stays bounded by the batches in flight and, per
-document, by the encoder's pieces (:mod:`clusterclip.fast_tokenizer`).
+document, by the encoder's pieces (:mod:`clusterclip.tokens.fast`).
 
 With the fast backend, every run checks it against Hugging Face ``tokenizers`` on its first
 :data:`VERIFY_FIRST_DOCS` documents and on one document in :data:`VERIFY_ONE_IN` (chosen
@@ -43,19 +36,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import save_npy_atomic, write_json_atomic
-from .artifacts.files import PendingFile, replace_durably
-from .errors import ClusterClipError, InputError, MismatchError
-from .fast_tokenizer import FAST_BACKEND, Encoded, TokenEncoder
-from .faults import checkpoint
-from .progress import bar as progress_bar
-from .progress import progress_enabled
-from .settings import Rule
+from ..artifacts import save_npy_atomic, write_json_atomic
+from ..artifacts.files import replace_durably
+from ..errors import ClusterClipError, InputError, MismatchError
+from ..faults import checkpoint
+from ..progress import bar as progress_bar
+from ..progress import progress_enabled
+from ..settings import Rule
+from .fast import FAST_BACKEND, Encoded, TokenEncoder
+from .store import META, STORE_VERSION, TOKENS, TokenStore, fits_uint16, token_dtype, tokenizer_record  # noqa: F401
 
-STORE_VERSION = 1
-META = "meta.json"
 PROGRESS = "progress.json"
-TOKENS = "tokens.bin"
 TOKENS_PARTIAL = "tokens.partial"
 DOCS_PARTIAL = "docs.partial"
 
@@ -80,129 +71,6 @@ PROCESS_MIN_CHARS = 4_000_000
 REFRESH_S = 2.0
 
 Texts = Iterable[tuple[int, str]] | Callable[[], Iterable[tuple[int, str]]]
-
-
-def token_dtype(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits (vocab_size <= 65536), else uint32."""
-    return np.dtype(np.uint16) if fits_uint16(vocab_size) else np.dtype(np.uint32)
-
-
-def fits_uint16(vocab_size: int) -> bool:
-    """Whether every token id of a vocabulary fits 16 bits: the one rule every 16/32-bit choice follows."""
-    return vocab_size <= 1 << 16
-
-
-class TokenStore:
-    """Read-only view of a finished token store (see the module docstring)."""
-
-    def __init__(self, path: Path, meta: dict):
-        self.path = Path(path)
-        self.meta = meta
-        self.n_docs = int(meta["n_docs"])
-        self.dtype = np.dtype(meta["dtype"])
-        self.vocab_size = int(meta["vocab_size"])
-        self.n_tokens = int(meta["n_tokens"])
-        self.tokenizer = meta.get("tokenizer")
-        self.lengths: np.ndarray = np.load(self.path / "lengths.npy", mmap_mode="r")
-        self.offsets: np.ndarray = np.load(self.path / "offsets.npy", mmap_mode="r")
-        if self.n_tokens:
-            self.data: np.ndarray = np.memmap(self.path / TOKENS, dtype=self.dtype, mode="r", shape=(self.n_tokens,))
-        else:
-            self.data = np.zeros(0, dtype=self.dtype)
-
-    @classmethod
-    def open(cls, path: str | os.PathLike) -> "TokenStore":
-        p = Path(path)
-        meta_file = p / META
-        if not meta_file.is_file():
-            raise InputError(f"{p}: not a finished token store (no {META}); rebuild it")
-        meta = json.loads(meta_file.read_text("utf-8"))
-        expected = 0 if meta["n_tokens"] == 0 else meta["n_tokens"] * np.dtype(meta["dtype"]).itemsize
-        actual = (p / TOKENS).stat().st_size if (p / TOKENS).exists() else 0
-        if actual != expected:
-            raise InputError(f"{p / TOKENS}: {actual} bytes, expected {expected}; delete {p} and rebuild it")
-        return cls(p, meta)
-
-    def __len__(self) -> int:
-        return self.n_docs
-
-    def has(self, doc_id: int) -> bool:
-        return 0 <= doc_id < self.n_docs and int(self.lengths[doc_id]) >= 0
-
-    def tokens(self, doc_id: int) -> np.ndarray:
-        """The token ids of ``doc_id`` (a read-only view into the memory map)."""
-        if not 0 <= doc_id < self.n_docs:
-            raise IndexError(f"doc_id {doc_id} out of range 0..{self.n_docs - 1}")
-        n = int(self.lengths[doc_id])
-        if n < 0:
-            raise KeyError(f"doc_id {doc_id} was not tokenized into {self.path}")
-        start = int(self.offsets[doc_id])
-        return self.data[start : start + n]
-
-    def gather(self, doc_ids: np.ndarray, eos_id: int | None, out_dtype=None, *,
-               bos_id: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Samples ``[bos_id] + tokens(d) + [eos_id]`` for each ``d`` in ``doc_ids``, concatenated.
-
-        A delimiter that is ``None`` is left out. Returns ``(flat tokens, sample lengths incl.
-        delimiters)``. Vectorised: one fancy-index read from the memory map, no Python loop per
-        document.
-        """
-        doc_ids = np.asarray(doc_ids, dtype=np.int64)
-        out_dtype = np.dtype(out_dtype or self.dtype)
-        lens = np.asarray(self.lengths[doc_ids], dtype=np.int64)
-        if len(lens) and lens.min() < 0:
-            bad = int(doc_ids[np.argmax(lens < 0)])
-            raise KeyError(f"doc_id {bad} was not tokenized into {self.path}")
-        head = int(bos_id is not None)
-        sizes = lens + head + int(eos_id is not None)
-        total = int(sizes.sum())
-        out_starts = np.zeros(len(sizes), dtype=np.int64)
-        if len(sizes) > 1:
-            np.cumsum(sizes[:-1], out=out_starts[1:])
-        doc_starts = out_starts + head  # where each document's own tokens begin in the output
-        src_starts = np.asarray(self.offsets[doc_ids], dtype=np.int64)
-        # source index of every output token, as a running sum: +1 inside a document, a jump at
-        # each document start (one pass, cheaper than np.repeat over many short segments);
-        # delimiter slots are overwritten below (their source index may be past the end)
-        src = np.ones(total, dtype=np.int64)
-        if total:
-            nonempty = lens > 0
-            starts_ne = doc_starts[nonempty]
-            shift = src_starts[nonempty] - starts_ne  # source index - output index, per document
-            if len(starts_ne):
-                src[starts_ne[1:]] = np.diff(shift) + 1
-                src[: starts_ne[0]] = 0
-                src[starts_ne[0]] = src_starts[nonempty][0]
-                np.cumsum(src, out=src)
-            else:
-                src[:] = 0
-        delim_at = []
-        if head:
-            delim_at.append(out_starts)
-        if eos_id is not None:
-            delim_at.append(doc_starts + lens)
-        if total and delim_at:
-            src[np.concatenate(delim_at)] = 0
-        if self.n_tokens and total:
-            np.clip(src, 0, self.n_tokens - 1, out=src)
-            out = np.asarray(self.data[src]).astype(out_dtype, copy=False)
-        else:
-            out = np.empty(total, dtype=out_dtype)
-        if head:
-            out[out_starts] = bos_id
-        if eos_id is not None:
-            out[doc_starts + lens] = eos_id
-        return out, sizes
-
-
-def tokenizer_record(tokenizer) -> dict:
-    """The tokenizer's part of a token store's identity (what it encodes, not which backend runs it)."""
-    if not hasattr(tokenizer, "describe"):
-        return {"repr": repr(tokenizer)}
-    try:  # the store's identity is its tokens: which backend encoded them is not part of it
-        return tokenizer.describe(with_backend=False)
-    except TypeError:  # a tokenizer-like object whose describe() takes no arguments
-        return tokenizer.describe()
 
 
 def default_workers() -> int:
@@ -237,7 +105,7 @@ def build_token_store(
     included) sizes the progress bar, which shows the documents done, tokens/s and an
     ETA on stderr (off with ``progress=False`` or TQDM_DISABLE=1). ``workers``: encoding
     workers, default every core (threads for the fast backend, which releases the GIL;
-    processes for Hugging Face ``tokenizers``; with 1, one thread). ``tokenizer`` is a :class:`~clusterclip.tokenization.Tokenizer`, or any
+    processes for Hugging Face ``tokenizers``; with 1, one thread). ``tokenizer`` is a :class:`~clusterclip.tokens.tokenizer.Tokenizer`, or any
     object with ``encode_batch(texts) -> list[list[int]]``, ``vocab_size`` and
     ``describe()`` (encoded in this process).
     """
@@ -371,7 +239,7 @@ class _Run:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            from .fast_tokenizer import worker_encode, worker_init
+            from .fast import worker_encode, worker_init
 
             # fork where there is one: no re-import of the caller's __main__ (spawn needs an
             # `if __name__ == "__main__"` guard there) and no second start-up; the workers use
@@ -610,74 +478,3 @@ def _si(x: float) -> str:
         if x >= div:
             return f"{x / div:.1f}{unit}"
     return f"{x:.0f}"
-
-
-# --------------------------------------------------------------------------- merging stores (the second way in)
-#: bytes copied at once when stores are merged
-COPY_BLOCK = 64 << 20
-
-
-def merge_token_stores(parts: list[tuple[Path, int, int]], n_docs: int, tokenizer, path: str | os.PathLike, *,
-                       copy_all: Callable[[list[tuple[str, str, int]]], None] | None = None) -> TokenStore:
-    """Stores of consecutive doc_id ranges -> one store at ``path`` in doc_id order (``meta.json`` last).
-
-    ``parts``: ``(store path, first doc_id, stop doc_id)`` in ascending doc_id order, each store
-    holding the local doc_ids ``0..stop - first``. ``copy_all(jobs)`` copies every
-    ``(source tokens.bin, destination, byte offset)`` (default: here, one after another; an engine
-    may run them in parallel with :func:`copy_into`). The merged store holds the bytes one
-    :func:`build_token_store` over all the documents would.
-    """
-    p = Path(path)
-    stores = [TokenStore.open(part) for part, _, _ in parts]
-    dtype = stores[0].dtype
-    n_tokens = [st.n_tokens for st in stores]
-    lengths = np.full(n_docs, -1, dtype=np.int64)
-    offsets = np.zeros(n_docs, dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(n_tokens)]).astype(np.int64)
-    for (_, start, stop), st, first in zip(parts, stores, starts):
-        part_lengths = np.asarray(st.lengths)
-        tokenized = part_lengths >= 0
-        lengths[start:stop] = part_lengths
-        offsets[start:stop][tokenized] = np.asarray(st.offsets)[tokenized] + first
-    p.mkdir(parents=True, exist_ok=True)
-    merged = PendingFile(p / TOKENS)
-    try:
-        with open(merged.tmp, "wb") as f:
-            f.truncate(int(starts[-1]) * dtype.itemsize)
-        jobs = [(str(Path(part) / TOKENS), str(merged.tmp), int(first) * dtype.itemsize)
-                for (part, _, _), first, n in zip(parts, starts, n_tokens) if n]
-        if copy_all is None:
-            for job in jobs:
-                copy_into(*job)
-        else:
-            copy_all(jobs)
-        save_npy_atomic(p / "lengths.npy", lengths)
-        save_npy_atomic(p / "offsets.npy", offsets)
-        merged.commit()
-    except BaseException:
-        merged.abort()
-        raise
-    record = tokenizer_record(tokenizer) if hasattr(tokenizer, "describe") else stores[0].meta["tokenizer"]
-    meta = {**stores[0].meta, "n_docs": int(n_docs), "tokenizer": record, "n_tokens": int(starts[-1]),
-            "n_tokenized": int(np.count_nonzero(lengths >= 0))}
-    write_json_atomic(p / META, meta)
-    return TokenStore.open(p)
-
-
-def copy_into(src: str, dst: str, offset: int) -> int:
-    """Copy file ``src`` into ``dst`` at byte ``offset`` (kernel copy where the file system allows), fsynced."""
-    size = os.path.getsize(src)
-    done = 0
-    with open(src, "rb") as fi, open(dst, "rb+") as fo:
-        while done < size:
-            try:
-                n = os.copy_file_range(fi.fileno(), fo.fileno(), min(COPY_BLOCK, size - done), done, offset + done)
-            except OSError:
-                fi.seek(done)
-                fo.seek(offset + done)
-                n = fo.write(fi.read(min(COPY_BLOCK, size - done)))
-            if n <= 0:
-                raise OSError(f"{src}: copy stopped at byte {done} of {size}")
-            done += n
-        os.fsync(fo.fileno())
-    return done
