@@ -74,9 +74,24 @@ def _module_names():
     return sorted(names)
 
 
+# sys's hooks as Python starts them: a test runner or an IDE replaces some (pytest replaces
+# sys.unraisablehook), which would change the corpus with the process that builds it.
+_SYS_HOOKS = ("breakpointhook", "displayhook", "excepthook", "unraisablehook")
+
+
+def _module_vars(name, module):
+    members = dict(vars(module))
+    if name == "sys":
+        for hook in _SYS_HOOKS:
+            original = getattr(sys, f"__{hook}__", None)
+            if original is not None:
+                members[hook] = original
+    return members
+
+
 def _members(name, module):
     yield name, module
-    for attr, obj in sorted(vars(module).items()):
+    for attr, obj in sorted(_module_vars(name, module).items()):
         if attr.startswith("_") or getattr(obj, "__module__", None) != name:
             continue
         if inspect.isclass(obj) or inspect.isfunction(obj) or inspect.isbuiltin(obj):
