@@ -98,6 +98,11 @@ def _figure(n: int, total: int) -> str:
     return f"{n:,} of {total:,}" + (f" ({100 * n / total:.1f} %)" if n else "")
 
 
+def _parse_figure(figure: str) -> tuple[int, int]:
+    lost, total = re.match(r"([\d,]+) of ([\d,]+)", figure).groups()
+    return int(lost.replace(",", "")), int(total.replace(",", ""))
+
+
 @pytest.mark.slow
 def test_readme_table_states_what_each_loader_never_yields_on_the_demo(demo, tmp_path):
     from tokenizers import Tokenizer
@@ -116,7 +121,15 @@ def test_readme_table_states_what_each_loader_never_yields_on_the_demo(demo, tmp
         measured[name] = (stream.never_yielded(), stream.total)
     want = {name: _figure(*m) for name, m in measured.items()}
     table = "\n".join(f"| {name} | {ROWS[name][2]} | {want[name]} |" for name in ROWS)
-    assert _readme_rows() == want, f"README's trainers table should read:\n{TABLE_TITLE}\n|---|---|---|\n{table}"
+    # The demo's embeddings, hence its clusters and order, can move by a few documents on another CPU
+    # (bf16 kernels differ): zero must stay zero; the other figures must agree within 2 %.
+    stated = _readme_rows()
+    fix = f"README's trainers table should read:\n{TABLE_TITLE}\n|---|---|---|\n{table}"
+    assert list(stated) == list(want), fix
+    for name, (lost, total) in measured.items():
+        said_lost, said_total = _parse_figure(stated[name])
+        assert (said_lost == 0) == (lost == 0), f"{name}: {fix}"
+        assert abs(said_lost - lost) <= 0.02 * lost and abs(said_total - total) <= 0.02 * total, f"{name}: {fix}"
     # what the flags are for: aligned token streams and row formats read in order lose nothing
     for name in ("llm.c", "nanoGPT", "OLMo-core", "Megatron-LM", "Hugging Face `datasets`", "litdata", "nanotron"):
         assert measured[name][0] == 0, name
