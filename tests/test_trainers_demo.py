@@ -19,7 +19,7 @@ import trainer_loaders as tl
 from test_readme_snippets import README, SECTIONS
 from test_shards_mds import _env_python
 
-from helpers import REPO, run_cli
+from helpers import REPO, run_cli, run_process
 
 DEMO_FLAGS = ["--epochs", "2", "--max-repeats", "4", "--shard-tokens", "200000"]
 TABLE_TITLE = "| trainer | its loader, as measured | tokens never yielded on the demo |"
@@ -77,8 +77,9 @@ def demo(tmp_path_factory):
                          ("train_demo_tokenizer", [d / "corpus.jsonl.gz", "--out", d / "tokenizer.json"])):
         subprocess.run([sys.executable, REPO / "scripts" / f"{script}.py", *map(str, args)], check=True,
                        capture_output=True, timeout=600)
-    run_cli(["embed", d / "corpus.jsonl.gz", "--out", d / "emb", "--max-length", 128, "--id-column", "id"])
-    run_cli(["cluster", d / "emb", "--out", d / "cl", "--k", 64])
+    # embed and cluster too: torch's state left by other tests (threads) moves bf16 sums, hence the order
+    run_process("embed", d / "corpus.jsonl.gz", "--out", d / "emb", "--max-length", 128, "--id-column", "id", "-q")
+    run_process("cluster", d / "emb", "--out", d / "cl", "--k", 64, "-q")
     return d
 
 
@@ -122,14 +123,15 @@ def test_readme_table_states_what_each_loader_never_yields_on_the_demo(demo, tmp
     want = {name: _figure(*m) for name, m in measured.items()}
     table = "\n".join(f"| {name} | {ROWS[name][2]} | {want[name]} |" for name in ROWS)
     # The demo's embeddings, hence its clusters and order, can move by a few documents on another CPU
-    # (bf16 kernels differ): zero must stay zero; the other figures must agree within 2 %.
+    # (bf16 kernels differ): zero must stay zero; the others (a partial batch's tail, which moves token
+    # for token with the stream's length) within 1 % of the stream.
     stated = _readme_rows()
     fix = f"README's trainers table should read:\n{TABLE_TITLE}\n|---|---|---|\n{table}"
     assert list(stated) == list(want), fix
     for name, (lost, total) in measured.items():
         said_lost, said_total = _parse_figure(stated[name])
         assert (said_lost == 0) == (lost == 0), f"{name}: {fix}"
-        assert abs(said_lost - lost) <= 0.02 * lost and abs(said_total - total) <= 0.02 * total, f"{name}: {fix}"
+        assert abs(said_lost - lost) <= 0.01 * total and abs(said_total - total) <= 0.01 * total, f"{name}: {fix}"
     # what the flags are for: aligned token streams and row formats read in order lose nothing
     for name in ("llm.c", "nanoGPT", "OLMo-core", "Megatron-LM", "Hugging Face `datasets`", "litdata", "nanotron"):
         assert measured[name][0] == 0, name
