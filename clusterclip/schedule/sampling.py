@@ -818,6 +818,13 @@ def _shuffle_rows(rng: np.random.Generator, values: np.ndarray, row_size: np.nda
     if log_weight is not None:
         _weighted_shuffle_rows(rng, values, row_size, length, log_weight)
         return
+    for start, stop, size in _runs_of_equal_rows(row_size, length):
+        rows = values[start:stop].reshape(-1, size)
+        rng.permuted(rows, axis=1, out=rows)
+
+
+def _runs_of_equal_rows(row_size, length):
+    """``(start, stop, size)`` of each run of rows of one size (> 1) in the flat ``values``."""
     if len(row_size) == 0:
         return
     runs = np.flatnonzero(np.r_[True, row_size[1:] != row_size[:-1]])
@@ -826,24 +833,16 @@ def _shuffle_rows(rng: np.random.Generator, values: np.ndarray, row_size: np.nda
     stops = np.r_[starts[1:], ends[-1]]
     for start, stop, size in zip(starts.tolist(), stops.tolist(), row_size[runs].tolist()):
         if size > 1:
-            rows = values[start:stop].reshape(-1, size)
-            rng.permuted(rows, axis=1, out=rows)
+            yield start, stop, size
 
 
 def _weighted_shuffle_rows(rng, values, row_size, length, log_weight) -> None:
-    if len(row_size) == 0:
-        return
-    runs = np.flatnonzero(np.r_[True, row_size[1:] != row_size[:-1]])
-    ends = np.cumsum(length)
-    starts = np.r_[0, ends[runs[1:] - 1]]
-    stops = np.r_[starts[1:], ends[-1]]
-    for start, stop, size in zip(starts.tolist(), stops.tolist(), row_size[runs].tolist()):
-        if size > 1:
-            rows = values[start:stop].reshape(-1, size)
-            exponential = rng.standard_exponential(rows.shape)
-            key = np.log(exponential) - log_weight[rows]  # +inf for weight 0
-            if np.isinf(key).any():
-                order = np.lexsort((exponential, key), axis=1)
-            else:
-                order = np.argsort(key, axis=1)
-            rows[...] = np.take_along_axis(rows, order, axis=1)
+    for start, stop, size in _runs_of_equal_rows(row_size, length):
+        rows = values[start:stop].reshape(-1, size)
+        exponential = rng.standard_exponential(rows.shape)
+        key = np.log(exponential) - log_weight[rows]  # +inf for weight 0
+        if np.isinf(key).any():
+            order = np.lexsort((exponential, key), axis=1)
+        else:
+            order = np.argsort(key, axis=1)
+        rows[...] = np.take_along_axis(rows, order, axis=1)
