@@ -51,35 +51,45 @@ def sizes_and_shares(sizes: np.ndarray, shares: dict[str, np.ndarray], labels: d
     ``shares``: name (``random``, ``uniform``, ``clusterclip``, ``schedule``) -> share per cluster id;
     ``labels``: the legend text of each.
     """
+    fig, order = _ranked_panels(sizes, sizes, "documents", "Cluster sizes, largest first", shares, labels,
+                                "share of the samples", "Share of each cluster in the training mix")
+    plotted = {"cluster_order": order.tolist(), "sizes": sizes[order].tolist(),
+               "shares": {name: share[order].tolist() for name, share in shares.items()}}
+    return _png(fig), plotted
+
+
+def _ranked_panels(sizes, values, value_label, value_title, shares, labels, share_label, share_title, *,
+                   zero_as_gap=False):
+    """Two panels over the non-empty clusters, largest first: ``values`` per cluster (log scale) above,
+    each sampler's share per cluster (log scale) below; the figure and the cluster order."""
     order = np.lexsort((np.arange(len(sizes)), -sizes))
     order = order[sizes[order] > 0]  # log scale: empty clusters are left out (the page counts them)
     rank = np.arange(1, len(order) + 1)
-    fig, (ax_size, ax_share) = _figure(HEIGHT * 1.6, rows=2, sharex=True)
+    fig, (ax_value, ax_share) = _figure(HEIGHT * 1.6, rows=2, sharex=True)
     marker = "o" if len(order) <= 200 else None
-    ax_size.plot(rank, sizes[order], color="black", marker=marker, markersize=3, linewidth=1)
-    ax_size.set_yscale("log")
-    _plain_log_ticks(ax_size)
-    ax_size.set_ylabel("documents")
-    ax_size.set_title("Cluster sizes, largest first")
-    ax_size.grid(True, which="both", alpha=0.3)
+    ax_value.plot(rank, values[order], color="black", marker=marker, markersize=3, linewidth=1)
+    ax_value.set_yscale("log")
+    _plain_log_ticks(ax_value)
+    ax_value.set_ylabel(value_label)
+    ax_value.set_title(value_title)
+    ax_value.grid(True, which="both", alpha=0.3)
     for name, share in shares.items():
         actual = name == "schedule"  # drawn under the expected lines, which it scatters around
-        ax_share.plot(rank, share[order], label=labels[name], color=SAMPLER_COLORS[name], marker=marker,
+        y = np.where(share[order] > 0, share[order], np.nan) if zero_as_gap else share[order]
+        ax_share.plot(rank, y, label=labels[name], color=SAMPLER_COLORS[name], marker=marker,
                       markersize=3, linewidth=1.0 if actual else 1.4, alpha=0.75 if actual else 1.0,
                       zorder=2 if actual else 3, drawstyle="steps-mid" if actual else "default")
     ax_share.set_yscale("log")
     _plain_log_ticks(ax_share, percent=True)
     ax_share.set_xlabel("cluster rank by size")
-    ax_share.set_ylabel("share of the samples")
-    ax_share.set_title("Share of each cluster in the training mix")
+    ax_share.set_ylabel(share_label)
+    ax_share.set_title(share_title)
     ax_share.grid(True, which="both", alpha=0.3)
     ax_share.legend(fontsize=8, loc="lower left")
     if len(order) <= 30:
         ax_share.set_xticks(rank, [str(c) for c in order], fontsize=7)
         ax_share.set_xlabel("cluster id, largest first")
-    plotted = {"cluster_order": order.tolist(), "sizes": sizes[order].tolist(),
-               "shares": {name: share[order].tolist() for name, share in shares.items()}}
-    return _png(fig), plotted
+    return fig, order
 
 
 def balance_over_time(scan: OrderScan, order_label: str) -> tuple[bytes, dict]:
@@ -134,33 +144,10 @@ def token_shares(sizes: np.ndarray, mean_tokens: np.ndarray, shares: dict[str, n
     """Mean sample length per cluster and each sampler's share of the TOKENS per cluster, clusters in the
     order of :func:`sizes_and_shares` (largest first). ``shares``: the same samplers' shares of the
     samples, recorded beside the token shares (``report.json``)."""
-    order = np.lexsort((np.arange(len(sizes)), -sizes))
-    order = order[sizes[order] > 0]
-    rank = np.arange(1, len(order) + 1)
-    fig, (ax_len, ax_share) = _figure(HEIGHT * 1.6, rows=2, sharex=True)
-    marker = "o" if len(order) <= 200 else None
-    ax_len.plot(rank, mean_tokens[order], color="black", marker=marker, markersize=3, linewidth=1)
-    ax_len.set_yscale("log")
-    _plain_log_ticks(ax_len)
-    ax_len.set_ylabel("tokens per sample")
-    ax_len.set_title("Mean sample length of each cluster (clusters largest first)")
-    ax_len.grid(True, which="both", alpha=0.3)
-    for name, share in token_shares.items():
-        actual = name == "schedule"
-        ax_share.plot(rank, np.where(share[order] > 0, share[order], np.nan), label=labels[name],
-                      color=SAMPLER_COLORS[name], marker=marker, markersize=3, linewidth=1.0 if actual else 1.4,
-                      alpha=0.75 if actual else 1.0, zorder=2 if actual else 3,
-                      drawstyle="steps-mid" if actual else "default")
-    ax_share.set_yscale("log")
-    _plain_log_ticks(ax_share, percent=True)
-    ax_share.set_xlabel("cluster rank by size")
-    ax_share.set_ylabel("share of the tokens")
-    ax_share.set_title("Share of each cluster in the training tokens")
-    ax_share.grid(True, which="both", alpha=0.3)
-    ax_share.legend(fontsize=8, loc="lower left")
-    if len(order) <= 30:
-        ax_share.set_xticks(rank, [str(c) for c in order], fontsize=7)
-        ax_share.set_xlabel("cluster id, largest first")
+    fig, order = _ranked_panels(sizes, mean_tokens, "tokens per sample",
+                                "Mean sample length of each cluster (clusters largest first)", token_shares, labels,
+                                "share of the tokens", "Share of each cluster in the training tokens",
+                                zero_as_gap=True)
     plotted = {"cluster_order": order.tolist(), "mean_tokens": [float(x) for x in mean_tokens[order]],
                "token_shares": {name: share[order].tolist() for name, share in token_shares.items()},
                "sample_shares": {name: shares[name][order].tolist() for name in token_shares if name in shares}}
