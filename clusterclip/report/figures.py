@@ -92,6 +92,25 @@ def _ranked_panels(sizes, values, value_label, value_title, shares, labels, shar
     return fig, order
 
 
+def _heatmap(fig, ax, edges, shares, rows, label) -> None:
+    """Each part's share (``shares[part, cluster]``) of the clusters ``rows``, one row each, first on top."""
+    image = ax.pcolormesh(edges, np.arange(len(rows) + 1), shares[:, rows].T, cmap="viridis", vmin=0, shading="flat")
+    fig.colorbar(image, ax=ax, label=label, pad=0.01)
+    ax.set_ylim(len(rows), 0)
+    if len(rows) <= 40:
+        ax.set_yticks(np.arange(len(rows)) + 0.5, [str(c) for c in rows], fontsize=6)
+
+
+def _part_entropy(scan: OrderScan) -> list[float]:
+    """Normalised entropy of the clusters' shares of the samples of each part (1 = all clusters equal)."""
+    k = scan.bin_counts.shape[1]
+    entropy = []
+    for row, counts in zip(scan.bin_shares, scan.bin_counts):
+        p = row[counts > 0]
+        entropy.append(float(-(p * np.log(p)).sum() / np.log(k)) if k > 1 and len(p) else float(len(p) > 0))
+    return entropy
+
+
 def balance_over_time(scan: OrderScan, order_label: str) -> tuple[bytes, dict]:
     """Share of each cluster in each part of the schedule (a heat map), and the balance of the parts."""
     shares = scan.bin_shares
@@ -104,21 +123,12 @@ def balance_over_time(scan: OrderScan, order_label: str) -> tuple[bytes, dict]:
     fig, (ax, ax_h) = _figure(HEIGHT * 2.0, rows=2, sharex=True)
     fig.get_layout_engine().set(h_pad=0.1)
     if len(rows):
-        image = ax.pcolormesh(edges, np.arange(len(rows) + 1), shares[:, rows].T, cmap="viridis", vmin=0,
-                              shading="flat")
-        fig.colorbar(image, ax=ax, label="share of the part", pad=0.01)
-        ax.set_ylim(len(rows), 0)
-        if len(rows) <= 40:
-            ax.set_yticks(np.arange(len(rows)) + 0.5, [str(c) for c in rows], fontsize=6)
+        _heatmap(fig, ax, edges, shares, rows, "share of the part")
     more = f", the {len(rows)} most drawn of {int(np.count_nonzero(totals))}" if len(rows) < np.count_nonzero(totals) else ""
     ax.set_ylabel(f"cluster id{more}" if len(rows) <= 40 else f"clusters by samples drawn{more}")
     ax.set_title(f"Share of each cluster in each tenth of the schedule ({order_label})")
-    counts = scan.bin_counts
-    drawn = counts > 0
-    entropy = []
-    for row, d in zip(shares, drawn):
-        p = row[d]
-        entropy.append(float(-(p * np.log(p)).sum() / np.log(k)) if k > 1 and len(p) else float(len(p) > 0))
+    drawn = scan.bin_counts > 0
+    entropy = _part_entropy(scan)
     ax_h.plot(mid, entropy, marker="o", color="black", label="normalised entropy (1 = all clusters equal)")
     ax_h.set_ylim(0, 1.05)
     ax_h.set_xlim(0, 1)
@@ -174,12 +184,7 @@ def token_balance_over_time(balance_tokens: dict, scan: OrderScan) -> tuple[byte
         rows = np.lexsort((np.arange(shares.shape[1]), -totals))
         rows = rows[totals[rows] > 0][:MAX_HEATMAP_ROWS]
     if len(rows):
-        image = ax.pcolormesh(edges, np.arange(len(rows) + 1), shares[:, rows].T, cmap="viridis", vmin=0,
-                              shading="flat")
-        fig.colorbar(image, ax=ax, label="share of the part's tokens", pad=0.01)
-        ax.set_ylim(len(rows), 0)
-        if len(rows) <= 40:
-            ax.set_yticks(np.arange(len(rows)) + 0.5, [str(c) for c in rows], fontsize=6)
+        _heatmap(fig, ax, edges, shares, rows, "share of the part's tokens")
         ax.set_ylabel("cluster id" if len(rows) <= 40 else "clusters by tokens")
     else:
         ax.plot(mid, balance_tokens["max_share"], marker="o", color="#d62728", label="largest cluster's share")
@@ -190,11 +195,7 @@ def token_balance_over_time(balance_tokens: dict, scan: OrderScan) -> tuple[byte
         ax.legend(fontsize=7, loc="lower left")
         ax.grid(True, which="both", alpha=0.3)
     ax.set_title("Share of each cluster in the tokens of each tenth of the schedule")
-    k = scan.bin_counts.shape[1]
-    sample_entropy = []
-    for row, counts in zip(scan.bin_shares, scan.bin_counts):
-        p = row[counts > 0]
-        sample_entropy.append(float(-(p * np.log(p)).sum() / np.log(k)) if k > 1 and len(p) else float(len(p) > 0))
+    sample_entropy = _part_entropy(scan)
     ax_h.plot(mid, entropy, marker="o", color="black", label="of the tokens")
     ax_h.plot(mid, sample_entropy, marker="s", color="#7f7f7f", linestyle="--", label="of the samples")
     ax_h.set_ylim(0, 1.05)
