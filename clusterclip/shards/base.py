@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -79,7 +82,8 @@ class Segments:
     """Metadata of consecutive pieces of the token stream handed to a writer, one entry per piece.
 
     A piece is a sample, or the part of one that lies in this shard, or (``position`` -1) the
-    look-ahead copy / padding at the end of a shard.
+    look-ahead copy / padding at the end of a shard. ``piece_end``: this block ends a group of
+    about ``PIECE_TOKENS`` (see :func:`clusterclip.shards.plan.shard_pieces`).
     """
 
     sizes: np.ndarray  # int64 tokens of each piece
@@ -88,6 +92,18 @@ class Segments:
     clusters: np.ndarray  # int32
     repeats: np.ndarray  # int32
     begins: np.ndarray  # bool: the piece begins its sample (False for a continuation and for fillers)
+    piece_end: bool = True
+
+    @classmethod
+    def concat(cls, parts: list[Segments]) -> Segments:
+        """Consecutive blocks' segments as one (``piece_end`` of the last)."""
+        if len(parts) == 1:
+            return parts[0]
+        def joined(field: str) -> np.ndarray:
+            return np.concatenate([getattr(p, field) for p in parts])
+
+        return cls(joined("sizes"), joined("positions"), joined("doc_ids"), joined("clusters"), joined("repeats"),
+                   joined("begins"), parts[-1].piece_end)
 
     @classmethod
     def filler(cls, n_tokens: int) -> Segments:
@@ -105,34 +121,94 @@ class ShardContent:
     starts: np.ndarray
 
 
+#: :class:`HashedFile` writes and hashes in a thread of its own (False: in the caller, one buffer at a
+#: time, the reference path the tests compare it with)
+BACKGROUND = True
+#: buffers handed to a file's thread that may wait at once (a block each: bounds the memory)
+QUEUE_DEPTH = 32
+#: a file's thread flushes what it wrote to the disk every this many bytes, so the fsync of
+#: :meth:`HashedFile.commit` (the rename waits for it) has only the rest left
+SYNC_BYTES = 4 << 20
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
 class HashedFile:
     """A file written to a temporary name beside ``path`` while hashing; :meth:`commit` renames it.
 
     Until the rename the final name does not exist (or keeps its old content), so an
     interrupted write never leaves a file that looks finished.
+
+    With ``background`` (default :data:`BACKGROUND`) a thread of this file writes and hashes the
+    buffers, in the order given, while the caller prepares the next one (both release the GIL):
+    :meth:`write` hands a buffer over, which the caller must not change afterwards; an error in
+    the thread is raised by the next :meth:`write` or by :meth:`commit`, which waits for the
+    thread before the fsync and the rename. The bytes and the digest are the same either way.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, background: bool | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.pending = PendingFile(self.path)
         self.tmp = self.pending.tmp
-        self.f = open(self.tmp, "wb", buffering=1 << 20)
+        self.f = open(self.tmp, "wb", buffering=0)  # noqa: SIM115 - closed by commit/abort
         self.h = hashlib.sha256()
         self.size = 0
+        self._error: BaseException | None = None
+        self._queue: queue.Queue | None = None
+        self._thread: threading.Thread | None = None
+        if BACKGROUND if background is None else background:
+            self._queue = queue.Queue(QUEUE_DEPTH)
+            self._thread = threading.Thread(target=self._drain, name=f"write {self.path.name}", daemon=True)
+            self._thread.start()
 
     def write(self, data) -> None:
         mv = memoryview(data).cast("B")
-        self.f.write(mv)
-        self.h.update(mv)
         self.size += mv.nbytes
+        if self._queue is None:
+            self._put(mv)
+            return
+        if self._error is not None:
+            raise self._error
+        self._queue.put(mv)
+
+    def _put(self, mv: memoryview) -> None:
+        rest = mv
+        while rest.nbytes:  # a raw write may be short
+            rest = rest[self.f.write(rest):]
+        self.h.update(mv)
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        unsynced = 0
+        while (mv := self._queue.get()) is not None:
+            if self._error is None:  # after an error, only drain (the caller sees it and aborts)
+                try:
+                    self._put(mv)
+                    unsynced += mv.nbytes
+                    if unsynced >= SYNC_BYTES:  # the disk works while the caller gathers: commit's fsync is short
+                        _datasync(self.f.fileno())
+                        unsynced = 0
+                except BaseException as e:  # noqa: BLE001 - handed to the caller
+                    self._error = e
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            assert self._queue is not None
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def commit(self) -> tuple[int, str]:
+        self._join()
+        if self._error is not None:
+            raise self._error
         self.f.close()
         self.pending.commit()
         return self.size, self.h.hexdigest()
 
     def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self._join()
         with contextlib.suppress(Exception):
             self.f.close()
         self.pending.abort()
@@ -149,8 +225,10 @@ class ShardFormat:
     """One shard format: its files, its token dtype rule, its writer and its reader.
 
     Writing (one shard open at a time): ``begin(plan)`` opens shard ``plan.index``;
-    ``write(tokens, segments)`` receives consecutive pieces of its ``plan.file_tokens`` tokens
-    (the look-ahead copy and padding come last, as pieces with position -1); ``commit()`` makes
+    ``write(tokens, segments)`` receives consecutive blocks of its ``plan.file_tokens`` tokens
+    (whole samples but for the shard's first and last; the look-ahead copy and padding come last,
+    as pieces with position -1; ``segments.piece_end`` marks the end of each group of about
+    ``PIECE_TOKENS``, for a layout that follows them like Parquet's row groups); ``commit()`` makes
     its files final and returns their records; ``finish(records)`` writes dataset-level files
     (after all shards) and returns theirs. Each writer counts what it wrote in ``self.written``
     (``tokens``: tokens put into the files; ``samples``: pieces that begin a sample), which

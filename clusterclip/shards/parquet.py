@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts.files import PendingFile
-from .base import ShardContent, ShardFormat, ShardPlan, file_record, sha256_of
+from .base import Segments, ShardContent, ShardFormat, ShardPlan, file_record, sha256_of
 from .packing import RowPacker
 
 
@@ -63,6 +63,7 @@ class ParquetFormat(ShardFormat):
         self._pending = PendingFile(path)
         self._path, self._tmp = path, self._pending.tmp
         self._rows = 0
+        self._blocks: list[tuple[np.ndarray, Segments]] = []
         packed = bool(self.layout.pack)
         self._packer = RowPacker(self.layout.pack, self.dtype) if packed else None
         # no dictionary for the token column: 3-5x faster to write, and large vocabularies
@@ -72,6 +73,15 @@ class ParquetFormat(ShardFormat):
                                         write_statistics=stats)
 
     def write(self, tokens, segments) -> None:
+        """One row group per piece (``segments.piece_end``): its blocks are gathered first, so the file
+        does not depend on the block size."""
+        self._blocks.append((tokens, segments))
+        if segments.piece_end:
+            blocks, self._blocks = self._blocks, []
+            self._write_piece(np.concatenate([t for t, _ in blocks]) if len(blocks) > 1 else blocks[0][0],
+                              Segments.concat([sg for _, sg in blocks]))
+
+    def _write_piece(self, tokens, segments) -> None:
         import pyarrow as pa
 
         if self._packer is not None:
@@ -107,6 +117,8 @@ class ParquetFormat(ShardFormat):
         self._account(len(tokens), segments)
 
     def commit(self) -> list[dict]:
+        if self._blocks:
+            raise RuntimeError(f"{self._path}: the last block did not end a piece; this is a bug, please report it")
         if self._packer is not None and self._packer.pending():
             raise ValueError(f"{self._packer.pending()} tokens left over a whole --pack row")
         self._writer.close()
@@ -117,6 +129,7 @@ class ParquetFormat(ShardFormat):
         return [file_record(self.out_dir, self._path, self._path.stat().st_size, sha256_of(self._path))]
 
     def abort(self) -> None:
+        self._blocks = []
         if self._writer is not None:
             try:
                 self._writer.close()

@@ -25,9 +25,13 @@ from .base import Segments, ShardPlan, StreamLayout
 
 #: order positions read at a time while planning
 PLAN_CHUNK = 1 << 20
-#: samples are handed to the writers in pieces of about this many tokens (bounds memory;
-#: also the Parquet row-group size, so it must stay fixed for byte-identical reruns)
+#: samples are grouped in pieces of about this many tokens: the Parquet row-group size, so it must
+#: stay fixed for byte-identical reruns
 PIECE_TOKENS = 1 << 22
+#: ... and handed to the writers in blocks of about this many tokens (whole samples): the gather's
+#: int64 index (8 bytes a token) stays in the CPU cache, and a writer's thread hashes and writes one
+#: block while the next is gathered (:class:`~clusterclip.shards.base.HashedFile`)
+BLOCK_TOKENS = 1 << 16
 
 
 def sample_sizes(order_doc_ids, lengths, start: int, stop: int, delimiters: int = 1) -> np.ndarray:
@@ -177,37 +181,24 @@ def stream_token(store, layout: StreamLayout, doc_id: int, offset: int) -> int:
 
 
 def shard_pieces(plan: ShardPlan, plans: list[ShardPlan], order_doc_ids, order_cluster, order_repeat, store,
-                 layout: StreamLayout) -> Iterator[tuple[np.ndarray, Segments]]:
-    """The tokens of shard ``plan`` in pieces of about ``PIECE_TOKENS``, with their segments.
+                 layout: StreamLayout, block_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Segments]]:
+    """The tokens of shard ``plan`` in blocks of about ``block_tokens`` (default :data:`BLOCK_TOKENS`), with
+    their segments.
 
     Yields ``(tokens, segments)``: the samples ``plan.start:plan.stop`` (the first without its
     ``first_offset`` head, the last without its ``tail``), then the look-ahead copy and padding.
+    The samples are grouped into pieces of about :data:`PIECE_TOKENS` (greedy, whole samples, at
+    least one) and each piece into blocks of about ``block_tokens`` by the same rule; the last
+    block of a piece has ``segments.piece_end`` set. The pieces depend on the plan alone, so a
+    format whose layout follows them (Parquet row groups) is the same whatever the block size.
     """
-    delims = layout.delimiters
-    sizes = sample_sizes(order_doc_ids, store.lengths, plan.start, plan.stop, delims)
+    block = int(block_tokens or BLOCK_TOKENS)
+    sizes = sample_sizes(order_doc_ids, store.lengths, plan.start, plan.stop, layout.delimiters)
     cs = np.cumsum(sizes)
-    i, m = 0, len(sizes)
-    while i < m:
-        base = int(cs[i - 1]) if i else 0
-        j = max(i + 1, int(np.searchsorted(cs, base + PIECE_TOKENS, side="right")))
-        s, e = plan.start + i, plan.start + j
-        docs = np.asarray(order_doc_ids[s:e], dtype=np.int64)
-        tokens, piece_sizes = store.gather(docs, layout.eos_id, bos_id=layout.bos_id)
-        begins = np.ones(len(docs), dtype=bool)
-        if i == 0 and plan.first_offset:
-            tokens = tokens[plan.first_offset:]
-            piece_sizes = piece_sizes.copy()
-            piece_sizes[0] -= plan.first_offset
-            begins[0] = False
-        if j == m and plan.tail:
-            tokens = tokens[: len(tokens) - plan.tail]
-            piece_sizes = piece_sizes.copy()
-            piece_sizes[-1] -= plan.tail
-        segs = Segments(piece_sizes.astype(np.int64), np.arange(s, e, dtype=np.int64), docs,
-                        np.asarray(order_cluster[s:e], dtype=np.int32),
-                        np.asarray(order_repeat[s:e], dtype=np.int32), begins)
-        yield tokens, segs
-        i = j
+    m = len(sizes)
+    for i, j in _greedy_cuts(cs, 0, m, PIECE_TOKENS):
+        for a, b in _greedy_cuts(cs, i, j, block):
+            yield _block(plan, order_doc_ids, order_cluster, order_repeat, store, layout, a, b, m, b == j)
     extra = []
     if plan.overlap:
         if plan.index + 1 < len(plans):
@@ -217,3 +208,33 @@ def shard_pieces(plan: ShardPlan, plans: list[ShardPlan], order_doc_ids, order_c
     if extra or pad:
         filler = np.concatenate([np.asarray(extra, dtype=store.dtype), np.full(pad, layout.pad_id, dtype=store.dtype)])
         yield filler, Segments.filler(len(filler))
+
+
+def _greedy_cuts(cs: np.ndarray, i: int, j: int, limit: int) -> Iterator[tuple[int, int]]:
+    """``[a, b)`` ranges covering samples ``i:j`` (``cs``: their cumulative sizes), each the most whole
+    samples whose tokens stay within ``limit``, at least one."""
+    while i < j:
+        base = int(cs[i - 1]) if i else 0
+        b = min(j, max(i + 1, int(np.searchsorted(cs, base + limit, side="right"))))
+        yield i, b
+        i = b
+
+
+def _block(plan: ShardPlan, order_doc_ids, order_cluster, order_repeat, store, layout: StreamLayout,
+           a: int, b: int, m: int, piece_end: bool) -> tuple[np.ndarray, Segments]:
+    """Samples ``a:b`` of shard ``plan`` (of ``m``), gathered, the shard's head and tail cut off."""
+    s, e = plan.start + a, plan.start + b
+    docs = np.asarray(order_doc_ids[s:e], dtype=np.int64)
+    tokens, piece_sizes = store.gather(docs, layout.eos_id, bos_id=layout.bos_id)
+    begins = np.ones(len(docs), dtype=bool)
+    if a == 0 and plan.first_offset:
+        tokens = tokens[plan.first_offset:]
+        piece_sizes[0] -= plan.first_offset
+        begins[0] = False
+    if b == m and plan.tail:
+        tokens = tokens[: len(tokens) - plan.tail]
+        piece_sizes[-1] -= plan.tail
+    segs = Segments(piece_sizes, np.arange(s, e, dtype=np.int64), docs,
+                    np.asarray(order_cluster[s:e], dtype=np.int32),
+                    np.asarray(order_repeat[s:e], dtype=np.int32), begins, piece_end)
+    return tokens, segs
