@@ -90,6 +90,7 @@ def _owner(command: str, field: str):
     from clusterclip.cli.options import OutputOptions
     from clusterclip.cluster import ClusterSettings
     from clusterclip.embed import EmbedSettings
+    from clusterclip.embed.distill import DistillSettings
     from clusterclip.inspect_shards import InspectSettings
     from clusterclip.report.settings import ClustersSettings, ReportSettings
     from clusterclip.schedule import ScheduleSettings
@@ -98,7 +99,7 @@ def _owner(command: str, field: str):
 
     own = {"embed": EmbedSettings, "cluster": ClusterSettings, "schedule": ScheduleSettings, "report": ReportSettings,
            "clusters": ClustersSettings, "inspect": InspectSettings, "verify": VerifySettings, "merge": OutputOptions,
-           "mixtures": MixturesSettings}
+           "mixtures": MixturesSettings, "distill": DistillSettings}
     cls = own.get(command, OutputOptions)
     names = {f.name for f in dataclasses.fields(cls)}
     return cls if field in names else OutputOptions

@@ -19,7 +19,7 @@ from .files import dumps_json, sha256_bytes, sha256_file
 MANIFEST = "manifest.json"
 TOOL = "clusterclip"
 MANIFEST_VERSION = 2
-STEPS = ("embed", "cluster", "schedule", "report")
+STEPS = ("embed", "cluster", "schedule", "report", "distill")
 
 
 def build_manifest(step: str, settings: dict, inputs: dict, outputs: list[dict], statistics: dict,

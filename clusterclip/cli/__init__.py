@@ -18,6 +18,7 @@ from .common import report_error
 #: subcommand name -> (module of this package, one-line summary for `clusterclip --help`)
 SUBCOMMANDS = {
     "embed": ("embed", "Embed the documents of a corpus (files, directories, globs)."),
+    "distill": ("distill", "Distill a static embedding model for `embed --encoder model2vec` (offline)."),
     "merge": ("merge", "Merge the partitions of one `embed --num-partitions N` job."),
     "cluster": ("cluster", "Cluster the embeddings with spherical k-means (faiss)."),
     "schedule": ("schedule", "Plan the ClusterClip order and write token shards in it."),

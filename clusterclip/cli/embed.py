@@ -21,9 +21,10 @@ def format_summary(result) -> str:
     if inc:
         resumed += (f" (incremental: {len(inc['embedded'])} files embedded, {len(inc['reused'])} reused "
                     f"= {inc['reused_docs']:,} docs, {len(inc['dropped'])} old files dropped)")
+    encoder = "" if s.get("backend", "hf") == "hf" else f"{s['backend']} "
     return (f"embed: {st['n_docs']:,} docs{part}{limit}, dim {st['dim']}, {st['skipped_empty']:,} empty skipped, "
             f"{st.get('truncated_docs', 0):,} truncated at --max-length {s['max_length']}, {st['tokens']:,} tokens, "
-            f"{s['device']} {s['dtype']}, in {result.seconds:.1f} s ({rate:,.1f} docs/s){resumed} -> {result.out}")
+            f"{encoder}{s['device']} {s['dtype']}, in {result.seconds:.1f} s ({rate:,.1f} docs/s){resumed} -> {result.out}")
 
 
 @click.command(name="embed", cls=SettingsCommand)

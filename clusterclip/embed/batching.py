@@ -72,6 +72,20 @@ def prefix_is_enough(prefix: str, encoding) -> bool:
     return any(ch.isspace() for ch in tail[:-1])  # whitespace strictly before the cut
 
 
+def encode_prefixes(tokenizer, texts, clip_chars: int, max_chars: int, add_special_tokens: bool = True) -> list:
+    """The encodings (truncated by ``tokenizer``'s truncation) of a prefix of each text: ``clip_chars``
+    characters, grown ×4 up to ``max_chars`` until :func:`prefix_is_enough` (bounded memory per document)."""
+    clipped = [t if len(t) <= clip_chars else t[:clip_chars] for t in texts]
+    encs = tokenizer.encode_batch(clipped, add_special_tokens=add_special_tokens)
+    for i, text in enumerate(texts):
+        size = clip_chars
+        while len(text) > size and not prefix_is_enough(clipped[i], encs[i]) and size < max_chars:
+            size = min(4 * size, max_chars)
+            clipped[i] = text[:size]
+            encs[i] = tokenizer.encode(clipped[i], add_special_tokens=add_special_tokens)
+    return encs
+
+
 def split_text(text: str, piece_chars: int) -> list[str]:
     """``text`` cut into pieces of about ``piece_chars`` characters, at a whitespace where there is one
     in the last quarter of a piece (bounded memory for ``--long-docs chunk-mean`` on huge documents)."""

