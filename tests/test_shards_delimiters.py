@@ -13,8 +13,8 @@ from clusterclip.errors import InputError
 from clusterclip.shards import read_index, read_sample, read_stream, verify_shards
 from clusterclip.tokens.tokenizer import load_tokenizer
 
-from helpers import run_cli
-from shards_testlib import stdlib_docstrings, train_tokenizer
+from helpers import assert_one_line_error, invoke, run_cli
+from shards_testlib import big_vocab_tokenizer, stdlib_docstrings, train_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,30 @@ def test_convention_errors(tok_file):
         _tok(tok_file, convention="llm.c", eos_token="none")
     with pytest.raises(InputError, match="not a token"):
         _tok(tok_file, bos_token="<|nope|>")
+
+
+@pytest.fixture(scope="module")
+def big_tok_file(tmp_path_factory):
+    return big_vocab_tokenizer(tmp_path_factory.mktemp("big") / "tokenizer.json", stdlib_docstrings(150))
+
+
+def test_modded_nanogpt_refuses_a_vocabulary_over_65536(tok_file, big_tok_file):
+    """modded-nanogpt's ``_load_data_shard`` reads version 1 files only (uint16): a larger vocabulary,
+    which the bin writer would store as version 7, is refused in one line; llm.c takes it."""
+    with pytest.raises(InputError, match=r"--convention modded-nanogpt: .* 70,\d{3} token ids but modded-nanogpt "
+                                         r"reads at most 65,536 \(its loader reads only version 1") as e:
+        _tok(big_tok_file, convention="modded-nanogpt")
+    assert "\n" not in str(e.value)
+    assert _tok(big_tok_file, convention="llm.c").bos_id > 65535  # llm.c's Llama-3 branch reads version 7
+    assert _tok(tok_file, convention="modded-nanogpt").bos_token == "<|endoftext|>"
+
+
+def test_schedule_refuses_modded_nanogpt_with_a_large_vocabulary(tmp_path, embedded, clustered, big_tok_file):
+    out = tmp_path / "s"
+    code, output = invoke(["schedule", embedded, clustered, "--out", out, "--tokenizer", big_tok_file,
+                           "--samples", 50, "--format", "bin", "--convention", "modded-nanogpt"])
+    assert_one_line_error(code, output, "--convention modded-nanogpt:", "reads at most 65,536")
+    assert not out.exists()  # refused before --out is touched
 
 
 def test_schedule_with_trainer_convention_align_and_token_budget(tmp_path, embedded, clustered, demo_tokenizer):

@@ -177,6 +177,51 @@ def test_modded_nanogpt_trains_on_sample_zero_only_with_bos(tmp_path):
     assert first_x[0] == EOT and not np.array_equal(first_x[1:6], stream[:5])  # EOS after: sample 0 is skipped
 
 
+def _readme_section(title: str) -> str:
+    from test_readme_snippets import README
+
+    text = README.read_text("utf-8")
+    start = text.index(f"\n{title}\n")
+    return text[start: text.index("\n### ", start + 1)]
+
+
+def test_modded_nanogpt_readme_snippet_finds_the_documents_by_the_bos_id_of_shards_json(tmp_path):
+    """The README's listing takes BOS_ID from ``shards.json`` (here 1, not GPT-2's 50256) and finds
+    where every document starts, as ``align_to_bos`` does."""
+    import re
+
+    docs = [np.random.default_rng(d).integers(3, 300, size=5 + d) for d in range(6)]
+    store = synthetic_store(tmp_path / "store", docs, 300)
+    order = np.array([0, 3, 5, 1, 2, 4, 0], dtype=np.int64)
+    out = tmp_path / "OUT"
+    write_shards(order, order.astype(np.int32), np.zeros(len(order), np.int32), store, out, formats=("bin",),
+                 vocab_size=300, bos_id=1, eos_id=None, progress=False)
+    _, starts = stream_of(store, order, 1, None)
+    (code,) = re.findall(r"```python\n(.*?)```", _readme_section("### modded-nanogpt"), flags=re.DOTALL)
+    scope: dict = {}
+    exec(compile(code.replace("OUT/", f"{out}/"), "README modded-nanogpt", "exec"), scope)
+    assert np.array_equal(scope["documents"], starts)
+
+
+def test_readme_names_the_error_modded_nanogpt_raises_for_too_many_documents():
+    """The README quotes the error of ``distributed_data_generator`` (its document table, run on torch as
+    shipped) when a rank's batch holds more documents than its ``TRAIN_MAX_NUM_DOCS`` row."""
+    import re
+
+    import trainer_loaders as tl
+
+    quoted = re.search(r"`RuntimeError: (The expanded size of the tensor \((\d+)\) must match the existing size) "
+                       r"\(D\) at\s+non-singleton dimension 0`", _readme_section("### modded-nanogpt"))
+    assert quoted, "the README's modded-nanogpt section names no RuntimeError"
+    rows = int(quoted.group(2)) + 1
+    assert rows == tl.TRAIN_MAX_NUM_DOCS[16384]
+    spans = [(i * 200, i * 200 + 200) for i in range(rows + 6)]  # 70 documents of 200 tokens
+    with pytest.raises(RuntimeError) as e:
+        tl._doc_table(spans, 16384, rows)
+    assert str(e.value).startswith(f"{quoted.group(1)} ({len(spans)}) at non-singleton dimension 0")
+    assert len(tl._doc_table(spans[: rows - 1], 16384, rows)) == rows  # rows - 1 documents fit
+
+
 # --------------------------------------------------------------------------- nanoGPT
 def nanogpt_sequential_get_batch(path: Path, block_size: int, batch_size: int):
     """nanoGPT's get_batch with ``ix`` = consecutive windows instead of ``torch.randint`` (the

@@ -103,8 +103,9 @@ def modded_nanogpt(out: Path, num_tokens: int, max_seq_len: int, world_size: int
 
     Its failures are kept: fewer than two files (``next(file_iter)`` for the second file raises
     ``StopIteration`` inside the generator) and a batch with more documents than its
-    ``TRAIN_MAX_NUM_DOCS`` row (``_cum_lengths[1:len(cum_lengths) + 1] = cum_lengths``). After the
-    last file the shipped code stops (``next_shard_getter`` is None): the end of the pass here.
+    ``TRAIN_MAX_NUM_DOCS`` row: the shipped lines run on torch as they are (:func:`_doc_table`), so the
+    error is torch's own ``RuntimeError``. After the last file the shipped code stops
+    (``next_shard_getter`` is None): the end of the pass here.
     """
     s = Stream(out, "bin")
     files = shard_paths(out, "bin/train_*.bin")
@@ -139,12 +140,25 @@ def modded_nanogpt(out: Path, num_tokens: int, max_seq_len: int, world_size: int
                 break
             i = idx
             for rank_spans in spans:
-                if len(rank_spans) > rows - 1:
-                    raise IndexError(f"{len(rank_spans)} documents in a rank's batch of {local} tokens, but "
-                                     f"TRAIN_MAX_NUM_DOCS gives {rows} rows")
+                _doc_table(rank_spans, local, rows)
                 for a, b in rank_spans:
                     s.file_span(k, a, b, tokens[a:b])
     return s
+
+
+def _doc_table(rank_spans: list[tuple[int, int]], num_tokens_local: int, max_num_docs: int):
+    """The document table ``distributed_data_generator`` builds for one rank's batch (``align_to_bos``),
+    its lines as shipped: more documents than ``max_num_docs - 1`` raise torch's ``RuntimeError``."""
+    import torch
+
+    start_idxs = torch.tensor([a for a, _ in rank_spans])
+    end_idxs = torch.tensor([b for _, b in rank_spans])
+    end_idxs[-1] -= 1  # last document was too long to account for _targets offset
+    cum_lengths = (end_idxs - start_idxs).cumsum(0)
+    _cum_lengths = torch.full((max_num_docs,), num_tokens_local)
+    _cum_lengths[0] = 0
+    _cum_lengths[1:len(cum_lengths) + 1] = cum_lengths
+    return _cum_lengths
 
 
 # --------------------------------------------------------------------------- nanoGPT

@@ -63,6 +63,12 @@ CONVENTIONS: dict[str, tuple[object, object]] = {
     "modded-nanogpt": (TOKENIZER_EOS, "none"),
 }
 
+#: ``--convention NAME`` -> (the most token ids its trainer's loader reads, why): modded-nanogpt's
+#: ``_load_data_shard`` asserts ``header[1] == 1`` (llm.c version 1 files, uint16 tokens)
+CONVENTION_MAX_VOCAB: dict[str, tuple[int, str]] = {
+    "modded-nanogpt": (1 << 16, "its loader reads only version 1 bin files (uint16 tokens)"),
+}
+
 
 class Tokenizer:
     """A loaded tokenizer with the few things the shard writer needs.
@@ -184,6 +190,7 @@ class Tokenizer:
         if convention is not None:
             check_convention(convention, bos_token, eos_token)  # the checks of ScheduleSettings
             bos_token, eos_token = CONVENTIONS[convention]
+            self._check_convention_vocab(convention)
         vocab = self._vocab()
         if isinstance(eos_token, str) and eos_token.strip().lower() == "none":
             self.eos_token, self.eos_id = None, None
@@ -204,6 +211,16 @@ class Tokenizer:
                         f"{opt} {tok!r}: an ordinary token of {self.spec}, which also occurs inside documents; "
                         f"name a special token (e.g. {_example_specials(vocab, special)}) or pass "
                         f"--allow-ordinary-delimiter")
+
+    def _check_convention_vocab(self, convention: str) -> None:
+        """A vocabulary larger than the convention's trainer reads (:data:`CONVENTION_MAX_VOCAB`) is refused."""
+        if convention not in CONVENTION_MAX_VOCAB:
+            return
+        most, why = CONVENTION_MAX_VOCAB[convention]
+        if self.vocab_size > most:
+            raise InputError(f"--convention {convention}: {self.spec} has {self.vocab_size:,} token ids but "
+                             f"{convention} reads at most {most:,} ({why}); use a tokenizer of at most {most:,} "
+                             f"ids, or --convention llm.c for llm.c's Llama-3 branch (version 7, uint32 tokens)")
 
     def _resolve_token(self, token: str, vocab: dict[str, int], option: str) -> tuple[str, int]:
         tid = vocab.get(token)
