@@ -20,12 +20,14 @@ ARTIFACT_NAMES = {
     "shards.json", "tokens.bin", "lengths.npy", "offsets.npy", "meta.json", "progress.json", "journal.jsonl",
     "MANIFEST", "DOCS_FILE", "CENTROIDS", "ASSIGNMENTS", "CLUSTERS", "ORDER_FILE", "INDEX_FILE", "TOKENS", "META",
     "PROGRESS", "JOURNAL", "TRAIN_STATE", "TOKENS_PARTIAL", "DOCS_PARTIAL", "part_name", "docs_part_name",
-    "docs_file", "order_file",
+    "docs_file", "order_file", "heldout_loss.parquet", "loss_curve.parquet", "checkpoint.pt", "HELDOUT_LOSS",
+    "LOSS_CURVE", "CHECKPOINT", "SIDECAR_SUFFIX",
 }
 OWNERS = {
     "artifacts/directory.py", "artifacts/manifest.py", "artifacts/output.py", "artifacts/journal.py",
     "artifacts/files.py", "artifacts/corpus.py",
     "embed/directory.py", "embed/store.py", "embed/writer.py", "cluster/directory.py", "schedule/directory.py", "shards/index.py", "tokens/store.py", "tokens/build.py",
+    "proxy/runfiles.py", "mixsearch/weights.py",
 }
 #: the calls that open or read a file
 READERS = {"open", "load", "loads", "read_table", "ParquetFile", "read_metadata", "read_schema", "memmap", "fromfile",

@@ -1,0 +1,53 @@
+"""Mixture search (SPEC §7): fit held-out loss against the mixtures of proxy runs, propose the best mixture
+the sampler can realise, and write it as a ``schedule --weights`` file.
+
+- :mod:`.fit` — the log-linear data-mixing law and a LightGBM regressor (RegMix), with leave-one-out
+  Spearman and R²;
+- :mod:`.propose` — the sampler's constraints (each cluster's clip for the budget, a KL limit to the
+  natural mixture) and the mixture minimising the fitted loss under them;
+- :mod:`.weights` — the weights file and its provenance sidecar (their one owner).
+
+The proposed shares are token shares: ``schedule --weights FILE --balance tokens --budget-tokens T``
+(``--alpha 0``, the default) splits ``T`` between the clusters in exactly these proportions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ClusterClipError
+from .fit import MODELS, MixtureFit, fit_mixture
+from .propose import Constraints, constraints_for, minimise_linear, search
+
+__all__ = ["MODELS", "Constraints", "MixtureFit", "Proposal", "constraints_for", "fit_mixture", "propose"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The proposed token shares, the fit's prediction for them and for the natural mixture, and how they were
+    found (``exact``: the log-linear optimum; ``search``: RegMix's random search)."""
+
+    weights: np.ndarray
+    predicted: float
+    natural_predicted: float
+    method: str
+
+    def record(self) -> dict:
+        return {"predicted_loss": self.predicted, "natural_predicted_loss": self.natural_predicted,
+                "method": self.method}
+
+
+def propose(fit: MixtureFit, constraints: Constraints, *, seed: int = 0, n: int = 4096) -> Proposal:
+    """The feasible mixture with the lowest predicted loss (see :mod:`.propose`)."""
+    if fit.name == "loglinear":
+        weights, method = minimise_linear(fit.model.t, constraints), "exact"
+    else:
+        weights, method = search(fit.predict, constraints, n=n, seed=seed), "search"
+    broken = constraints.violations(weights, tol=1e-6)
+    if broken:  # the solvers return feasible points by construction
+        raise ClusterClipError(f"propose: the proposal breaks a constraint ({broken[0]}); this is a bug: please "
+                               f"report it with the command")
+    predicted, natural = fit.predict(np.vstack([weights, constraints.natural]))
+    return Proposal(weights, float(predicted), float(natural), method)
