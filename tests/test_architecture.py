@@ -1,5 +1,6 @@
 """The shape of the package, checked: one owner per artifact file, no step <-> engine import cycle,
-and a new engine is one module plus one registry line (a toy one is registered here)."""
+and a new step, engine or shard format is one module plus one registry line (a toy one of each is
+registered and run here)."""
 
 from __future__ import annotations
 
@@ -249,3 +250,76 @@ def _tiny_store(path: Path, store_cls):
     store = build_token_store(iter([(0, "abc"), (1, "de"), (2, "fghij")]), 3, Tok(), path, progress=False)
     assert isinstance(store, store_cls)
     return store
+
+
+# --------------------------------------------------------------------------- a toy step: one module, one line
+TOY_STEP = '''
+from dataclasses import dataclass
+
+import numpy as np
+
+from clusterclip.artifacts import save_npy_atomic
+from clusterclip.embed import EmbedDir
+from clusterclip.settings import Settings, setting
+from clusterclip.steps import Outcome, Step
+
+
+@dataclass(frozen=True)
+class LengthsSettings(Settings):
+    step = "lengths"
+
+    bins: int = setting(4, flag="--bins", kind=int, min=1, help="Bins of the histogram.")
+
+
+class LengthsStep(Step[LengthsSettings]):
+    """A histogram of the documents' lengths (characters) of an embed directory."""
+
+    name = "lengths"
+    settings_class = LengthsSettings
+
+    def __init__(self, emb: EmbedDir, settings: LengthsSettings, **kwargs):
+        super().__init__(settings, **kwargs)
+        self.emb = emb
+
+    def upstream(self):
+        return {"embed": self.emb}  # recorded in the manifest's inputs; never written
+
+    def run(self, run):
+        chars = self.emb.docs_table(["n_chars"]).column(0).to_numpy()  # through the owner: digest checked
+        counts, _ = np.histogram(chars, bins=self.settings.bins)
+        save_npy_atomic(run.build / "histogram.npy", counts)
+        return Outcome(["histogram.npy"], {"documents": int(counts.sum())}, processed=len(chars))
+
+    def summary(self, result):
+        return f"lengths: {result.statistics['documents']} documents -> {result.out}"
+
+
+STEP = LengthsStep
+'''
+
+
+def test_a_new_step_is_one_module_and_one_registry_line(tmp_path, monkeypatch, embedded):
+    from clusterclip.artifacts import read_manifest
+    from clusterclip.embed import EmbedDir
+    from clusterclip.errors import MismatchError
+    from clusterclip.steps import STEPS, run_step
+    from clusterclip.verify import verify_directory
+
+    (tmp_path / "toy_step.py").write_text(TOY_STEP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(STEPS, "modules", {**STEPS.modules})  # undone after the test
+    STEPS.register("lengths", "toy_step")  # the one registry line
+    step_class = STEPS["lengths"]
+    emb = EmbedDir(embedded)
+
+    first = run_step(step_class(emb, step_class.settings_class(bins=3)), tmp_path / "out")
+    assert first.state == "fresh" and first.summary == f"lengths: {emb.n_docs} documents -> {tmp_path / 'out'}"
+    manifest = read_manifest(tmp_path / "out", "lengths")  # the driver wrote the manifest, checked as any other
+    assert manifest["inputs"] == {"embed": emb.record()} and manifest["settings"] == {"bins": 3}
+    assert len(np.load(tmp_path / "out" / "histogram.npy")) == 3
+    assert verify_directory(tmp_path / "out")[1] == []
+    again = run_step(step_class(emb, step_class.settings_class(bins=3)), tmp_path / "out")
+    assert again.state == "done" and "already done" in again.summary
+    with pytest.raises(MismatchError, match="other settings: bins 3 -> 5; pass --overwrite"):
+        run_step(step_class(emb, step_class.settings_class(bins=5)), tmp_path / "out")
+    assert run_step(step_class(emb, step_class.settings_class(bins=5)), tmp_path / "out", overwrite=True).state == "fresh"

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import clusterclip.cluster as cluster_step
+import clusterclip.cluster.step as cluster_step
 from clusterclip.cluster import ClusterDir, assign, cluster_embeddings
 from clusterclip.cluster.kmeans import gpu_available, greedy_kmeanspp, greedy_kmeanspp_rows, train_spherical_kmeans
 from clusterclip.embed import EmbedDir

@@ -19,7 +19,15 @@ from .files import dumps_json, sha256_bytes, sha256_file
 MANIFEST = "manifest.json"
 TOOL = "clusterclip"
 MANIFEST_VERSION = 2
+#: the artifacts of the built-in steps; a step registered in :data:`clusterclip.steps.STEPS` adds its own
 STEPS = ("embed", "cluster", "schedule", "report", "distill")
+
+
+def known_steps() -> set[str]:
+    """The ``step`` names a clusterclip manifest may carry: the built-in ones and every registered step."""
+    from ..steps import STEPS as REGISTERED
+
+    return {*STEPS, *REGISTERED}
 
 
 def build_manifest(step: str, settings: dict, inputs: dict, outputs: list[dict], statistics: dict,
@@ -62,7 +70,7 @@ def load_json(path: Path) -> dict | None:
 
 def is_ours(manifest: dict | None) -> bool:
     """Whether a parsed ``manifest.json`` was written by clusterclip (any step)."""
-    return bool(manifest) and manifest.get("tool") == TOOL and manifest.get("step") in STEPS
+    return bool(manifest) and manifest.get("tool") == TOOL and manifest.get("step") in known_steps()
 
 
 def read_manifest(directory: str | os.PathLike, step: str | None) -> dict:
@@ -102,7 +110,7 @@ def check_manifest(manifest, mp: Path, step: str | None = None) -> None:
     if not isinstance(manifest, dict) or manifest.get("tool") != TOOL:
         raise InputError(f"{mp}: not a clusterclip manifest; give a {what} output directory")
     made_by = manifest.get("step")
-    if made_by not in STEPS:
+    if made_by not in known_steps():
         raise IntegrityError(f"{mp}: names no clusterclip step (step {made_by!r}); it is damaged or was not written "
                              f"by clusterclip: rerun the step that made the directory")
     if step is not None and made_by != step:

@@ -44,7 +44,7 @@ import os
 import shutil
 import socket
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -433,22 +433,24 @@ def _remove_empty_parents(root: Path, rel_dir: Path) -> None:
 
 @dataclass
 class StepResult:
-    """What every step returns: its manifest, where, and how this call went (nothing of it is stored)."""
+    """What every step returns (:func:`clusterclip.steps.run_step`): its manifest, where, and how this call
+    went (nothing of it is stored)."""
 
-    manifest: dict
+    manifest: dict  #: empty for a step that writes no manifest of its own (``mixtures``)
     out: Path
     state: str  #: "done" (nothing to do), "resume" or "fresh"
     seconds: float = 0.0
     processed: int = 0  #: items this call processed (documents embedded, samples written, ...)
-    notes: tuple = ()
+    children: list = field(default_factory=list)  #: the results of the steps this one ran (``mixtures``)
+    summary: str = ""  #: the step's summary line (what the CLI prints)
 
     @property
     def statistics(self) -> dict:
-        return self.manifest["statistics"]
+        return self.manifest.get("statistics", {})
 
     @property
     def settings(self) -> dict:
-        return self.manifest["settings"]
+        return self.manifest.get("settings", {})
 
     @property
     def already_done(self) -> bool:

@@ -149,6 +149,17 @@ def echo_summary(line: str) -> None:
     click.echo(line)
 
 
+def run_and_report(step, out, overwrite: bool):
+    """Run a step through the one driver and print its summary (what every step's command ends with)."""
+    from ..steps import run_step
+
+    result = run_step(step, out, overwrite=overwrite)
+    echo_summary(result.summary)
+    for warning in step.warnings(result):
+        click.echo(f"warning: {warning}", err=True)
+    return result
+
+
 # --------------------------------------------------------------------------- errors
 def report_error(e: BaseException) -> int:
     """Print ``e`` as one ``error:`` line (a traceback only with --debug); return the exit code."""

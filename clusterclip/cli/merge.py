@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .common import echo_summary, note, step_command, wants_progress
+from .common import note, run_and_report, step_command, wants_progress
 from .options import OutputOptions, SettingsCommand, setting_options
 
 
@@ -24,13 +24,6 @@ def command(parts, out, overwrite):
     once; partitions of other inputs or settings are refused, and together they must
     account for every input row.
     """
-    from ..embed.merge import merge_embeddings
+    from ..embed.merge import MergeStep
 
-    result = merge_embeddings(list(parts), out, overwrite=overwrite, progress=wants_progress(), log=note)
-    if result.already_done:
-        echo_summary(f"merge: {out} is already done with these partitions (nothing to do)")
-        return
-    st = result.statistics
-    echo_summary(f"merge: {st['n_docs']:,} docs from {st['merged_partitions']} partitions, dim {st['dim']}, "
-                 f"{st['skipped_empty']:,} empty skipped, every one of {st['input_rows']:,} input rows accounted for, "
-                 f"in {result.seconds:.1f} s -> {out}")
+    run_and_report(MergeStep.open(list(parts), progress=wants_progress(), log=note), out, overwrite)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..schedule.settings import MixturesSettings
-from .common import echo_summary, note, step_command, wants_progress
+from .common import note, run_and_report, step_command, wants_progress
 from .options import OutputOptions, SettingsCommand, build, setting_options
 
 
@@ -26,10 +26,7 @@ def command(emb, cl, out, overwrite, **options):
     model on each and pick the best mixture (RegMix / CLIMB style); then write its shards with
     `clusterclip schedule ... --weights OUT/weights/mixture-III.csv`.
     """
-    from ..schedule.mixing import write_mixtures
+    from ..schedule.mixtures import MixturesStep
 
-    settings = build(MixturesSettings, options)
-    results = write_mixtures(emb, cl, out, concentration=settings.dirichlet, n=settings.n, overwrite=overwrite,
-                             progress=wants_progress(), log=note, **settings.schedule_options())
-    samples = sum(r.statistics["samples"] for r in results if r.statistics)
-    echo_summary(f"mixtures: {settings.n} schedules ({samples:,} samples in all), weights in {out}/weights.parquet")
+    step = MixturesStep.open(emb, cl, build(MixturesSettings, options), progress=wants_progress(), log=note)
+    run_and_report(step, out, overwrite)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import click
 
 from ..report.settings import ReportSettings
-from .common import echo_summary, step_command
+from .common import run_and_report, step_command
 from .options import OutputOptions, SettingsCommand, build, setting_options
 
 
@@ -41,8 +39,6 @@ def command(emb, cl, sched, out, overwrite, **options):
     Texts are read back from the corpus files recorded by `embed`. An --out that holds
     anything but an earlier report is refused unless --overwrite.
     """
-    from ..report import build_report
+    from ..report.build import ReportStep
 
-    started = time.perf_counter()
-    index = build_report(emb, cl, sched, out, build(ReportSettings, options), overwrite=overwrite)
-    echo_summary(f"report: {index} in {time.perf_counter() - started:.1f}s; open {index.resolve().as_uri()} in a browser")
+    run_and_report(ReportStep.open(emb, cl, sched, build(ReportSettings, options)), out, overwrite)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..schedule.settings import ScheduleSettings
-from .common import echo_summary, note, step_command, wants_progress
+from .common import note, run_and_report, step_command, wants_progress
 from .options import OutputOptions, SettingsCommand, build, setting_options
 
 
@@ -28,17 +28,7 @@ def command(emb, cl, out, overwrite, **options):
     trainer. Texts are read back from the corpus files, whose content is checked against
     what embed read.
     """
-    from ..schedule import format_statistics, schedule_corpus
+    from ..schedule.step import ScheduleStep
 
-    settings = build(ScheduleSettings, options)
-    result = schedule_corpus(emb, cl, out, settings, overwrite=overwrite, progress=wants_progress(), log=note)
-    if result.already_done:
-        echo_summary(f"schedule: {out} is already done with these inputs and settings (nothing to do)")
-        return
-    stats = result.statistics
-    click.echo(format_statistics(stats))
-    for warning in stats.get("warnings", []):
-        click.echo(f"warning: {warning}", err=True)
-    what = "order only (dry run)" if settings.dry_run else f"shards: {', '.join(settings.formats)}"
-    echo_summary(f"schedule: {stats['samples']:,} samples from {stats['unique_docs_used']:,} documents, {what} "
-                 f"-> {out} in {result.seconds:.1f}s")
+    step = ScheduleStep.open(emb, cl, build(ScheduleSettings, options), progress=wants_progress(), log=note)
+    run_and_report(step, out, overwrite)

@@ -88,6 +88,11 @@ class ClusterDir(ArtifactDir):
             raise IntegrityError(f"{self.path / CENTROIDS}: {c.shape[0]} centroids but k={self.k}")
         return c
 
+    def level2_centroids(self) -> np.ndarray:
+        """``centroids-level2.npy`` (``--levels 2``), its digest checked."""
+        self.verify_file(CENTROIDS_L2)
+        return np.load(self.path / CENTROIDS_L2, allow_pickle=False)
+
     def clusters_table(self):
         import pyarrow.parquet as pq
 

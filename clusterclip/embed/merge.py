@@ -11,16 +11,18 @@ together must cover every input row exactly once.
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from ..artifacts import Job, OutputDir, StepResult, build_manifest
+from ..artifacts import StepResult
 from ..errors import InputError, MismatchError
 from ..progress import bar as progress_bar
 from ..readers.base import EMPTY_ROWS_LISTED
+from ..settings import Settings
+from ..steps import Outcome, Plan, Run, Step, run_step
 from .directory import EmbedDir
 from .writer import EmbedWriter, common_id_type
 
@@ -30,16 +32,96 @@ SHARED_SETTINGS = ("text_column", "id_column", "backend", "model", "max_length",
                    "part_docs", "limit")
 
 
+@dataclass(frozen=True)
+class MergeSettings(Settings):
+    """``merge`` has no settings of its own: what it writes follows from the partitions."""
+
+    step = "merge"
+
+
+class MergeStep(Step[MergeSettings]):
+    """The partitions of one ``embed --num-partitions N`` job -> the directory a one-shot run writes."""
+
+    name = "merge"
+    artifact = "embed"
+    settings_class = MergeSettings
+    resumable = False  # merging is fast: a killed merge starts again
+
+    def __init__(self, parts: Sequence[EmbedDir], settings: MergeSettings | None = None, **kwargs):
+        super().__init__(settings or MergeSettings(), **kwargs)
+        self.parts = list(parts)
+        self.ordered: list[EmbedDir] = []
+
+    @classmethod
+    def open(cls, part_dirs: Sequence, **kwargs) -> MergeStep:
+        if not part_dirs:
+            raise InputError("merge: give the embed directories of all partitions")
+        return cls([EmbedDir(d) for d in part_dirs], **kwargs)
+
+    def plan(self, out: Path, overwrite: bool) -> Plan:
+        self.ordered = _in_partition_order(self.parts)
+        _check_accounting(self.ordered)
+        first = self.parts[0]
+        settings = dict(self.ordered[0].settings)
+        settings.update(num_partitions=1, partition_index=0)
+        inputs = {"files": first.corpus_files, "partitions": [p.record() for p in self.ordered]}
+        return Plan(settings, inputs, reads=tuple(p.path for p in self.parts))
+
+    def run(self, run: Run) -> Outcome:
+        import pyarrow as pa
+
+        ordered, settings = self.ordered, run.plan.settings
+        for p in ordered:  # every byte read is checked against what the partition recorded
+            p.verify()
+        docs = _Documents(ordered, settings.get("id_column"))
+        perm = docs.input_order()
+        writer = EmbedWriter(run.build, id_column=docs.id_column, save_dtype=settings["save_dtype"])
+        writer.resume()  # merging is fast: a killed merge starts again (resume drops nothing valid)
+        writer.journal.clear()
+        part_docs = int(settings["part_docs"])
+        shard_of = np.searchsorted(docs.offsets, perm, side="right") - 1
+        bar = progress_bar(len(perm), desc="merge", unit="doc", unit_scale=True, enabled=self.progress)
+        try:
+            for k, start in enumerate(range(0, len(perm), part_docs)):
+                sel = perm[start : start + part_docs]
+                block = docs.embeddings(sel, shard_of[start : start + part_docs])
+                writer.write_part(k, block, pa.array([docs.sources[i] for i in docs.keys_file[sel]], type=pa.string()),
+                                  docs.keys_row[sel], docs.n_chars[sel], np.zeros(len(sel), dtype=np.int64),
+                                  docs.ids.take(pa.array(sel)) if docs.ids is not None else [], 0, dim=docs.dim)
+                bar.update(len(sel))
+        finally:
+            bar.close()
+        outputs, totals = writer.finish()
+        statistics = _statistics(ordered, totals, docs.dim)
+        file_index = {r["path"]: i for i, r in enumerate(self.parts[0].corpus_files)}
+        accounting = {"input_rows": statistics["input_rows"], "documents": statistics["n_docs"],
+                      "skipped": {"empty": statistics["skipped_empty"], "empty_rows": _empty_rows(ordered, file_index)},
+                      "other_partitions": 0, "complete": True,
+                      "limit": None, "partitions": [p.manifest.get("accounting") for p in ordered]}
+        return Outcome(outputs, statistics, accounting=accounting,
+                       extra={"corpus_stat": self.parts[0].manifest.get("corpus_stat")}, processed=int(len(perm)))
+
+    def summary(self, result) -> str:
+        st = result.statistics
+        return (f"merge: {st['n_docs']:,} docs from {st['merged_partitions']} partitions, dim {st['dim']}, "
+                f"{st['skipped_empty']:,} empty skipped, every one of {st['input_rows']:,} input rows accounted for, "
+                f"in {result.seconds:.1f} s -> {result.out}")
+
+    def done_line(self, result) -> str:
+        return f"merge: {result.out} is already done with these partitions (nothing to do)"
+
+
+STEP = MergeStep
+
+
 def merge_embeddings(part_dirs: Sequence, out_dir, *, overwrite: bool = False, progress: bool = True,
                      log: Callable[[str], None] | None = None) -> StepResult:
     """Merge the ``embed`` directories of all partitions of one job into ``out_dir``."""
-    import pyarrow as pa
+    return run_step(MergeStep.open(part_dirs, progress=progress, log=log), out_dir, overwrite=overwrite)
 
-    t0 = time.perf_counter()
-    dirs = [Path(d) for d in part_dirs]
-    if not dirs:
-        raise InputError("merge: give the embed directories of all partitions")
-    parts = [EmbedDir(d) for d in dirs]
+
+def _in_partition_order(parts: list[EmbedDir]) -> list[EmbedDir]:
+    """The partitions of one job, checked (same settings and corpus, complete, each once, none missing), by index."""
     first = parts[0]
     n = int(first.settings.get("num_partitions", 1))
     for p in parts:
@@ -64,21 +146,20 @@ def merge_embeddings(part_dirs: Sequence, out_dir, *, overwrite: bool = False, p
     if missing:
         raise InputError(f"{first.path}: partition(s) {', '.join(map(str, missing))} of {n} missing; run "
                          f"`clusterclip embed ... --num-partitions {n} --partition-index I` for them and give all")
-    ordered = [by_index[i] for i in range(n)]
-    _check_accounting(ordered)
-    settings = dict(ordered[0].settings)
-    settings.update(num_partitions=1, partition_index=0)
-    inputs = {"files": first.corpus_files, "partitions": [p.record() for p in ordered]}
-    out = Path(out_dir)
-    job = Job("embed", settings, inputs)
-    with OutputDir(out, job, overwrite=overwrite, inputs=tuple(dirs), log=log, resumable=False) as run:
-        if run.state == "done":
-            return StepResult(run.manifest, out, "done", time.perf_counter() - t0)
-        for p in ordered:  # every byte read is checked against what the partition recorded
-            p.verify()
-        id_column = settings.get("id_column")
-        file_index = {r["path"]: i for i, r in enumerate(first.corpus_files)}
-        keys_file, keys_row, tables, stores = [], [], [], []
+    return [by_index[i] for i in range(n)]
+
+
+class _Documents:
+    """The documents of all partitions, concatenated in partition order, and how to put them in input order."""
+
+    def __init__(self, ordered: list[EmbedDir], id_column: str | None):
+        import pyarrow as pa
+
+        self.ordered, self.id_column = ordered, id_column
+        corpus = ordered[0].corpus_files
+        file_index = {r["path"]: i for i, r in enumerate(corpus)}
+        self.sources = [r["path"] for r in corpus]
+        keys_file, keys_row, tables = [], [], []
         for p in ordered:
             t = p.docs_table()
             src = t.column("source").to_pylist()
@@ -89,70 +170,58 @@ def merge_embeddings(part_dirs: Sequence, out_dir, *, overwrite: bool = False, p
                                     f"the partition is damaged, rerun it") from None
             keys_row.append(t.column("row").to_numpy().astype(np.int64))
             tables.append(t.drop_columns(["source"]))
-            stores.append(p.store())
-        dims = {s.dim for s, t in zip(stores, tables) if t.num_rows}
+        self.stores = [p.store() for p in ordered]
+        dims = {s.dim for s, t in zip(self.stores, tables) if t.num_rows}
         if len(dims) > 1:
-            raise MismatchError(f"partitions disagree on the embedding dimension ({sorted(dims)}); rerun them with one model")
-        kf, kr = np.concatenate(keys_file), np.concatenate(keys_row)
+            raise MismatchError(f"partitions disagree on the embedding dimension ({sorted(dims)}); rerun them with one "
+                                f"model")
+        self.dim = dims.pop() if dims else self.stores[0].dim
+        self.keys_file, self.keys_row = np.concatenate(keys_file), np.concatenate(keys_row)
+        self.offsets = np.cumsum([0] + [t.num_rows for t in tables])
+        self.n_chars = np.concatenate([t.column("n_chars").to_numpy() for t in tables])
+        self.ids = None
+        if id_column is not None:
+            id_type = common_id_type([t.schema.field(id_column).type for t in tables])
+            self.ids = pa.chunked_array([t.column(id_column).cast(id_type) for t in tables], type=id_type
+                                        ).combine_chunks()
+
+    def input_order(self) -> np.ndarray:
+        """The permutation into input order (file, then row); refuses no documents and a row given twice."""
+        kf, kr = self.keys_file, self.keys_row
         perm = np.lexsort((kr, kf))
         if len(perm) == 0:
-            raise InputError(f"{ordered[0].path}: the partitions hold no documents (all empty?); check the inputs "
-                             f"and --text-column")
+            raise InputError(f"{self.ordered[0].path}: the partitions hold no documents (all empty?); check the "
+                             f"inputs and --text-column")
         if len(perm) > 1:
             sf, sr = kf[perm], kr[perm]
             dup = np.nonzero((sf[1:] == sf[:-1]) & (sr[1:] == sr[:-1]))[0]
             if len(dup):
-                raise MismatchError(f"{first.corpus_files[sf[dup[0]]]['path']}, row {sr[dup[0]]}: embedded by two "
-                                    f"partitions; merge only the partitions of one job")
-        offsets = np.cumsum([0] + [t.num_rows for t in tables])
-        n_chars_all = np.concatenate([t.column("n_chars").to_numpy() for t in tables])
-        ids_all = None
-        if id_column is not None:
-            id_type = common_id_type([t.schema.field(id_column).type for t in tables])
-            ids_all = pa.chunked_array([t.column(id_column).cast(id_type) for t in tables], type=id_type).combine_chunks()
-        sources = [r["path"] for r in first.corpus_files]
-        part_docs = int(settings["part_docs"])
-        dim = dims.pop() if dims else stores[0].dim
-        writer = EmbedWriter(run.build, id_column=id_column, save_dtype=settings["save_dtype"])
-        writer.resume()  # merging is fast: a killed merge starts again (resume drops nothing valid)
-        writer.journal.clear()
-        shard_of = np.searchsorted(offsets, perm, side="right") - 1
-        bar = progress_bar(len(perm), desc="merge", unit="doc", unit_scale=True, enabled=progress)
-        try:
-            for k, start in enumerate(range(0, len(perm), part_docs)):
-                sel = perm[start : start + part_docs]
-                sh = shard_of[start : start + part_docs]
-                block = np.empty((len(sel), dim), dtype=np.float32)
-                for s in np.unique(sh):
-                    m = np.nonzero(sh == s)[0]
-                    block[m] = stores[s].take(sel[m] - offsets[s])
-                writer.write_part(k, block, pa.array([sources[i] for i in kf[sel]], type=pa.string()), kr[sel],
-                                  n_chars_all[sel], np.zeros(len(sel), dtype=np.int64),
-                                  ids_all.take(pa.array(sel)) if ids_all is not None else [], 0, dim=dim)
-                bar.update(len(sel))
-        finally:
-            bar.close()
-        outputs, totals = writer.finish()
-        stats = [p.statistics for p in ordered]
-        statistics = {
-            "n_docs": totals["n_docs"],
-            "dim": int(dim),
-            "skipped_empty": int(sum(s["skipped_empty"] for s in stats)),
-            "tokens": int(sum(s["tokens"] for s in stats)),
-            "truncated_docs": int(sum(s.get("truncated_docs", 0) for s in stats)),
-            "input_rows": int(stats[0]["input_rows"]),
-            "parts": totals["parts"],
-            "part_rows": totals["part_rows"],
-            "merged_partitions": n,
-        }
-        accounting = {"input_rows": statistics["input_rows"], "documents": statistics["n_docs"],
-                      "skipped": {"empty": statistics["skipped_empty"], "empty_rows": _empty_rows(ordered, file_index)},
-                      "other_partitions": 0, "complete": True,
-                      "limit": None, "partitions": [p.manifest.get("accounting") for p in ordered]}
-        manifest = build_manifest("embed", settings, inputs, outputs, statistics, accounting=accounting,
-                                  extra={"corpus_stat": first.manifest.get("corpus_stat")})
-        run.commit(manifest)
-    return StepResult(manifest, out, run.state, time.perf_counter() - t0, int(len(perm)))
+                raise MismatchError(f"{self.sources[sf[dup[0]]]}, row {sr[dup[0]]}: embedded by two partitions; merge "
+                                    f"only the partitions of one job")
+        return perm
+
+    def embeddings(self, sel: np.ndarray, shard_of: np.ndarray) -> np.ndarray:
+        """The embeddings of documents ``sel`` (positions in partition order), each from its partition."""
+        block = np.empty((len(sel), self.dim), dtype=np.float32)
+        for s in np.unique(shard_of):
+            m = np.nonzero(shard_of == s)[0]
+            block[m] = self.stores[s].take(sel[m] - self.offsets[s])
+        return block
+
+
+def _statistics(ordered: list[EmbedDir], totals: dict, dim: int) -> dict:
+    stats = [p.statistics for p in ordered]
+    return {
+        "n_docs": totals["n_docs"],
+        "dim": int(dim),
+        "skipped_empty": int(sum(s["skipped_empty"] for s in stats)),
+        "tokens": int(sum(s["tokens"] for s in stats)),
+        "truncated_docs": int(sum(s.get("truncated_docs", 0) for s in stats)),
+        "input_rows": int(stats[0]["input_rows"]),
+        "parts": totals["parts"],
+        "part_rows": totals["part_rows"],
+        "merged_partitions": len(ordered),
+    }
 
 
 def _empty_rows(parts: list[EmbedDir], file_index: dict) -> list:

@@ -7,7 +7,7 @@ semantic duplicates, and random mixtures for mixture search.
 - :func:`read_doc_scores`: ``--doc-weight-column`` (a numeric column of the corpus, or a Parquet /
   CSV / JSON file of ``doc_id`` -> score).
 - :func:`semantic_duplicates`: SemDeDup inside every cluster (``--dedup-threshold``).
-- :func:`dirichlet_weights`: the cluster weights of ``clusterclip mixtures``.
+- :func:`dirichlet_weights`: the cluster weights of ``clusterclip mixtures`` (the step: :mod:`.mixtures`).
 
 Everything here reads files and returns plain arrays for :func:`.sampling.plan_schedule`; errors
 name the file, the row and the fix in one line.
@@ -268,45 +268,3 @@ def dirichlet_weights(n: int, n_clusters: int, concentration: float, seed: int, 
     if m:
         out[:, present] = rng.dirichlet(np.full(m, float(concentration)), size=n)
     return out
-
-
-def write_mixtures(emb_dir, cl_dir, out_dir, *, concentration: float, n: int, seed: int = 0,
-                   overwrite: bool = False, progress: bool = False, log=None, **schedule_options) -> list:
-    """``clusterclip mixtures``: ``n`` cluster-weight vectors from ``Dirichlet(concentration)`` (seeded)
-    and, for each, a dry-run schedule (order and statistics only) with those weights.
-
-    ``OUT/weights.parquet`` holds ``mixture``, ``cluster``, ``weight`` (one row per mixture and
-    non-empty cluster), ``OUT/weights/mixture-III.csv`` each mixture's ``--weights`` file and
-    ``OUT/mixture-III/`` its schedule (a normal ``schedule`` output whose manifest records the
-    weights file's digest). Every schedule uses the same ``seed``, so the mixtures differ only by
-    their weights (common random numbers).
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from ..cluster.directory import ClusterDir
-    from . import ScheduleSettings, schedule_corpus
-
-    out = Path(out_dir)
-    cl = ClusterDir(cl_dir)
-    sizes = np.bincount(cl.labels(), minlength=cl.k)
-    weights = dirichlet_weights(n, cl.k, concentration, seed, sizes > 0)
-    (out / "weights").mkdir(parents=True, exist_ok=True)
-    present = np.flatnonzero(sizes > 0)
-    table = pa.table({"mixture": np.repeat(np.arange(n, dtype=np.int32), len(present)),
-                      "cluster": np.tile(present.astype(np.int32), n),
-                      "weight": weights[:, present].reshape(-1)})
-    tmp = out / "weights.parquet.tmp"
-    pq.write_table(table, tmp)
-    tmp.replace(out / "weights.parquet")
-    results = []
-    for i in range(n):
-        path = out / "weights" / f"mixture-{i:03d}.csv"
-        lines = ["cluster,weight"] + [f"{k},{float(weights[i, k])!r}" for k in present]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("\n".join(lines) + "\n")
-        tmp.replace(path)
-        settings = ScheduleSettings(**{**schedule_options, "seed": seed, "weights": str(path), "dry_run": True})
-        results.append(schedule_corpus(emb_dir, cl_dir, out / f"mixture-{i:03d}", settings, overwrite=overwrite,
-                                       progress=progress, log=log))
-    return results

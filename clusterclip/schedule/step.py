@@ -1,0 +1,248 @@
+"""The ``schedule`` step as a :class:`~clusterclip.steps.Step`: EMB + CL -> OUT (see :mod:`clusterclip.schedule`).
+
+:meth:`ScheduleStep.plan` checks that the directories belong together, loads the tokenizer, reads
+what the sampler is told besides the clusters (weights, clips, document scores, SemDeDup) and plans
+the order, all before ``--out`` is touched (a token budget first needs every document's length, so
+it is planned in :meth:`ScheduleStep.run`, after tokenizing); :meth:`ScheduleStep.run` writes
+``order.parquet``, tokenizes the used documents once and writes the shards; the driver commits.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..cluster.directory import ClusterDir
+from ..embed.directory import EmbedDir
+from ..errors import InputError
+from ..faults import checkpoint
+from ..steps import Outcome, Plan, Run, Step
+from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, write_order
+from .sampling import BudgetError, Schedule, epochs_to_samples, plan_schedule
+from .settings import ScheduleSettings
+from .stats import format_statistics, schedule_statistics
+
+#: bytes of memory per planned sample (doc_id int64, cluster int32, repeat int32, plus working copies)
+_BYTES_PER_SAMPLE = 40
+
+
+class ScheduleStep(Step[ScheduleSettings]):
+    """The training order of the documents of ``emb`` by the clusters of ``cl``, and its token shards."""
+
+    name = "schedule"
+    settings_class = ScheduleSettings
+
+    def __init__(self, emb: EmbedDir, cl: ClusterDir, settings: ScheduleSettings, **kwargs):
+        super().__init__(settings, **kwargs)
+        self.emb, self.cl = emb, cl
+        self.labels = np.zeros(0, np.int64)
+        self.tok = None
+        self.mix = _Mix()
+        self.schedule: Schedule | None = None  #: planned in plan() unless it needs the documents' lengths
+
+    @classmethod
+    def open(cls, emb_dir, cl_dir, settings: ScheduleSettings, **kwargs) -> ScheduleStep:
+        return cls(EmbedDir(emb_dir), ClusterDir(cl_dir), settings, **kwargs)
+
+    def upstream(self) -> dict:
+        return {"embed": self.emb, "cluster": self.cl}
+
+    # ------------------------------------------------------------------ plan
+    def plan(self, out: Path, overwrite: bool) -> Plan:
+        s, emb, cl = self.settings, self.emb, self.cl
+        cl.check_belongs_to(emb)
+        self.labels = cl.labels()
+        _check_budget_size(s, len(self.labels))
+        if s.tokenizer:
+            from ..tokens.tokenizer import load_with_delimiters
+
+            self.tok = load_with_delimiters(s)
+        tok = self.tok
+        # the tokenizer's identity, not which backend runs it (a fallback to tokenizers changes no token)
+        record = {**s.record(), "tokenizer_digest": tok.describe(with_backend=False) if tok else None,
+                  "eos_id": tok.eos_id if tok else None, "bos_id": tok.bos_id if tok else None}
+        self.mix = _mix_inputs(s, emb, cl, self.labels, self.log)
+        record.update(self.mix.record)
+        if not self.needs_lengths:  # plan before anything in --out is touched: a budget error changes nothing
+            self.schedule = _plan(self.labels, s, None, self.mix)
+        return Plan(record, self.upstream_records())
+
+    @property
+    def needs_lengths(self) -> bool:
+        """A token budget, token balance or per-cluster token budgets need every document's length first."""
+        s = self.settings
+        return s.tokens is not None or s.balance == "tokens" or s.budget_tokens is not None
+
+    def preflight(self) -> None:
+        if not self.settings.dry_run:  # a dry run writes the order only: the engine has nothing to do
+            super().preflight()
+
+    # ------------------------------------------------------------------ run
+    def run(self, run: Run) -> Outcome:
+        s, build = self.settings, run.build
+        n_docs = len(self.labels)
+        work = build / WORK_DIR
+        work.mkdir(exist_ok=True)
+        store = None
+        lengths = None
+        schedule = self.schedule
+        if self.needs_lengths:  # tokenize everything first (the token store), then sample by lengths
+            store = self._token_store(np.arange(n_docs), work)
+            lengths = sample_lengths(store, self.delimiters)
+            schedule = _plan(self.labels, s, lengths, self.mix)
+        assert schedule is not None
+        write_order(build / ORDER_FILE, schedule)
+        checkpoint("schedule.order")
+        names: list[str | dict] = [ORDER_FILE]
+        index = None
+        if not s.dry_run:
+            if store is None:
+                store = self._token_store(np.unique(schedule.doc_id), work)
+            lengths = sample_lengths(store, self.delimiters)
+            index = self._write_shards(run, schedule, store, work)
+            names += [INDEX_FILE, *_shard_file_records(index)]
+        stats = schedule_statistics(schedule, n_docs=n_docs, n_clusters=self.cl.k, lengths=lengths, labels=self.labels,
+                                    max_repeats=self.mix.max_repeats(s) if s.sampler == "clusterclip" else None,
+                                    lengths_known=store.lengths >= 0 if store is not None else None,
+                                    keep=self.mix.keep)
+        if index is not None:
+            stats["shards"] = {fmt: len(v) for fmt, v in index["shards"].items()}
+        if store is not None:
+            stats["tokenizer_backend"] = store.meta.get("backend")
+        shutil.rmtree(work, ignore_errors=True)
+        accounting = {"samples": len(schedule), "order_rows": len(schedule),
+                      "shard_samples": {f: sum(x["samples"] for x in v) for f, v in index["shards"].items()}
+                      if index else None}  # write_shards checked that every format holds exactly the order
+        return Outcome(names, stats, accounting=accounting, processed=len(schedule))
+
+    @property
+    def delimiters(self) -> int:
+        tok = self.tok
+        return ((tok.bos_id is not None) + (tok.eos_id is not None)) if tok else 0
+
+    def _token_store(self, doc_ids: np.ndarray, work: Path):
+        """The token store of ``doc_ids`` (each tokenized once, where the engine runs it)."""
+        return self.engine.build_token_store(self.emb, doc_ids, len(self.labels), self.tok, work / "tokens",
+                                             self.settings, progress=self.progress)
+
+    def _write_shards(self, run: Run, schedule: Schedule, store, work: Path) -> dict:
+        from ..shards import CONVENTION_MIN_SHARDS, write_shards
+
+        s, tok = self.settings, self.tok
+        assert tok is not None
+        return write_shards(schedule.doc_id, schedule.cluster, schedule.repeat, store, run.build,
+                            formats=s.formats, shard_tokens=s.shard_tokens, eos_id=tok.eos_id,
+                            bos_id=tok.bos_id, vocab_size=tok.vocab_size, align_tokens=s.align_tokens,
+                            pack=s.pack, journal_path=work / "shards-journal.jsonl", progress=self.progress,
+                            resume=run.resume, run_shards=self.engine.shard_runner(s),
+                            min_shards=CONVENTION_MIN_SHARDS.get(s.convention, 1))
+
+    # ------------------------------------------------------------------ summary
+    def summary(self, result) -> str:
+        stats = result.statistics
+        what = "order only (dry run)" if self.settings.dry_run else f"shards: {', '.join(self.settings.formats)}"
+        return (f"{format_statistics(stats)}\nschedule: {stats['samples']:,} samples from "
+                f"{stats['unique_docs_used']:,} documents, {what} -> {result.out} in {result.seconds:.1f}s")
+
+    def warnings(self, result) -> list[str]:
+        return [] if result.already_done else list(result.statistics.get("warnings", []))
+
+
+STEP = ScheduleStep
+
+
+def sample_lengths(store, delimiters: int) -> np.ndarray:
+    """Tokens of each document's sample (document + delimiters); 0 for documents not tokenized."""
+    lengths = store.lengths.astype(np.int64)
+    return np.where(lengths >= 0, lengths + delimiters, 0)
+
+
+def _shard_file_records(index: dict) -> list[dict]:
+    """The records of every shard file (and of each format's dataset files), as the writers hashed them."""
+    records: list[dict] = []
+    for fmt_shards in index["shards"].values():
+        for shard in fmt_shards:
+            records.extend(shard["files"])
+    for files in (index.get("dataset_files") or {}).values():
+        records.extend(files)
+    return [{"path": r["path"], "bytes": r["bytes"], "sha256": r["sha256"]} for r in records]
+
+
+def _check_budget_size(s: ScheduleSettings, n_docs: int) -> None:
+    """Refuse a budget that plans no sample, or more samples than this machine can hold, in one line."""
+    if s.samples is not None:
+        n, flag = s.samples, f"--samples {s.samples}"
+    elif s.epochs is not None or (s.tokens is None and s.budget_tokens is None):
+        epochs = 1.0 if s.epochs is None else s.epochs
+        n, flag = epochs_to_samples(epochs, n_docs), f"--epochs {epochs:g}"
+        if n == 0:
+            raise InputError(f"{flag}: gives 0 samples for {n_docs} documents; use at least --epochs {1 / n_docs:.3g} "
+                             f"(or --samples 1)")
+    else:
+        return
+    if s.sampler == "clusterclip" and not s.allow_partial and n > s.max_repeats * n_docs:
+        return  # plan_schedule explains what the clip allows
+    need = n * _BYTES_PER_SAMPLE
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > 0.8 * ram:
+        raise InputError(f"{flag}: {n:,} samples need about {need / 2**30:,.0f} GiB of memory to plan, but this machine "
+                         f"has {ram / 2**30:.0f} GiB; lower the budget")
+
+
+class _Mix:
+    """What the sampler gets besides the labels: cluster weights and clips, document scores, the
+    documents SemDeDup keeps; and what of it goes into the manifest's settings."""
+
+    def __init__(self):
+        self.weights = None
+        self.repeats = None
+        self.doc_scores = None
+        self.keep = None
+        self.record: dict = {}
+
+    def max_repeats(self, s: ScheduleSettings):
+        if self.repeats is None:
+            return s.max_repeats
+        return np.where(self.repeats > 0, self.repeats, s.max_repeats)
+
+
+def _mix_inputs(s: ScheduleSettings, emb: EmbedDir, cl: ClusterDir, labels: np.ndarray, say) -> _Mix:
+    """Read --weights, --cluster-max-repeats, --doc-weight-column and run --dedup-threshold."""
+    from .mixing import file_digest, parse_cluster_repeats, read_cluster_table, read_doc_scores, semantic_duplicates
+
+    mix = _Mix()
+    if s.weights is not None:
+        mix.weights, repeats = read_cluster_table(s.weights, cl.k)
+        mix.repeats = repeats if np.any(repeats) else None
+        mix.record["weights_digest"] = file_digest(s.weights)
+    if s.cluster_max_repeats is not None:
+        mix.repeats = parse_cluster_repeats(s.cluster_max_repeats, cl.k, mix.repeats)
+    if s.doc_weight_column is not None:
+        mix.doc_scores = read_doc_scores(emb, s.doc_weight_column)
+        if Path(s.doc_weight_column).is_file():
+            mix.record["doc_weights_digest"] = file_digest(s.doc_weight_column)
+    if s.dedup_threshold is not None:
+        mix.keep = semantic_duplicates(emb.store(), labels, cl.centroids(), s.dedup_threshold)
+        say(f"dedup: {int((~mix.keep).sum()):,} of {len(labels):,} documents are semantic duplicates "
+            f"(cosine > {s.dedup_threshold:g} inside their cluster) and are left out")
+    return mix
+
+
+def _plan(labels: np.ndarray, s: ScheduleSettings, lengths, mix: _Mix | None = None) -> Schedule:
+    mix = mix or _Mix()
+    try:
+        return plan_schedule(labels, sampler=s.sampler, max_repeats=s.max_repeats, alpha=s.alpha, samples=s.samples,
+                             tokens=s.tokens, epochs=s.epochs, lengths=lengths, seed=s.seed,
+                             allow_partial=s.allow_partial, balance=s.balance, cluster_weights=mix.weights,
+                             cluster_max_repeats=mix.repeats, budget_tokens=s.budget_tokens,
+                             doc_scores=mix.doc_scores, doc_power=s.doc_weight_power, keep=mix.keep)
+    except BudgetError as e:
+        raise InputError(f"{e}; or pass --allow-partial to write what is possible") from None
+    except ValueError as e:  # a budget the corpus cannot reach (no documents or no tokens), or weights that draw nothing
+        raise InputError(f"budget: {e}; check the budget and balancing options") from None

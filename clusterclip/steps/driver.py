@@ -1,0 +1,63 @@
+"""The one driver: :func:`run_step` runs any :class:`~clusterclip.steps.Step` through the same transaction.
+
+1. ``step.plan(out)``: the settings and inputs records (the output's identity), every refusal of
+   bad settings or inputs, before ``--out`` is touched;
+2. ``step.preflight()``: the engine can run here;
+3. :class:`~clusterclip.artifacts.OutputDir`: lock ``--out``, roll forward an interrupted commit,
+   decide "done" / "resume" / "fresh" (or refuse another job unless ``overwrite``);
+4. ``step.run(run)`` writes into the build directory (inside ``step.environment()``);
+5. the manifest (every file recorded with size and sha256) is built here and committed last;
+6. the :class:`~clusterclip.artifacts.StepResult`, with the step's summary line.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from ..artifacts import Job, OutputDir, StepResult, build_manifest, file_record
+from .base import Outcome, Run, Step
+
+
+def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> StepResult:
+    """Run ``step`` into ``out`` (see the module docstring); a rerun of a finished job does nothing."""
+    t0 = time.perf_counter()
+    out = Path(out)
+    plan = step.plan(out, overwrite)
+    step.preflight()
+    if not step.transactional:
+        outcome = step.run(Run(out, out, "fresh", None, plan))
+        result = StepResult({}, out, _state_of(outcome), time.perf_counter() - t0, outcome.processed,
+                            children=outcome.children)
+        result.summary = step.done_line(result) if result.already_done else step.summary(result)
+        return result
+    job = Job(step.artifact_name, plan.settings, plan.inputs)
+    reads = plan.reads + tuple(d.path for d in step.upstream().values())
+    with OutputDir(out, job, overwrite=overwrite or plan.replaces, inputs=reads, log=step.log,
+                   resumable=step.resumable) as output:
+        if output.state == "done":
+            assert output.manifest is not None
+            result = StepResult(output.manifest, out, "done", time.perf_counter() - t0)
+        else:
+            assert output.state is not None
+            with step.environment():
+                outcome = step.run(Run(out, output.build, output.state, output.previous, plan))
+            manifest = build_manifest(job.step, plan.settings, plan.inputs, _records(output.build, outcome),
+                                      outcome.statistics, accounting=outcome.accounting, extra=outcome.extra)
+            output.commit(manifest)
+            result = StepResult(manifest, out, output.state, time.perf_counter() - t0, outcome.processed,
+                                children=outcome.children)
+    result.summary = step.done_line(result) if result.already_done else step.summary(result)
+    return result
+
+
+def _records(build: Path, outcome: Outcome) -> list[dict]:
+    """The manifest's ``outputs``: each file's record (size, sha256), taken now unless the step gave it."""
+    return [f if isinstance(f, dict) else file_record(build, f) for f in outcome.files]
+
+
+def _state_of(outcome: Outcome) -> str:
+    """A step without its own manifest is "done" when every step it ran was."""
+    children = outcome.children
+    return "done" if children and all(c.state == "done" for c in children) else "fresh"
