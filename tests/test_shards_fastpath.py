@@ -1,10 +1,10 @@
 """The shard writers' fast path writes exactly the bytes of the reference path.
 
 Fast path: the token store's vectorised gather (``np.repeat`` + ``np.take``), the samples handed
-to the writers in cache-sized blocks, each file written and hashed by a thread of its own that
-flushes to the disk as it goes. Reference path: every sample built document by document in
-Python, one block per piece (the pieces of ``PIECE_TOKENS``, the Parquet row groups), every
-file written and hashed in the caller. Hypothesis draws the formats of each mode (whole samples,
+to the writers in cache-sized blocks gathered ahead by threads, each file written and hashed by a
+thread of its own that flushes to the disk as it goes. Reference path: every sample built
+document by document in Python, one block per piece (the pieces of ``PIECE_TOKENS``, the Parquet
+row groups), gathered, written and hashed in the caller. Hypothesis draws the formats of each mode (whole samples,
 ``--align-tokens W``, ``--pack L``), the delimiters, both token widths, and sizes that land on
 the boundaries users hit: samples of exactly ``W`` tokens (and one off), shards that end exactly at
 a sample or a window, blocks and pieces of one token, of ``W``, of a whole shard.
@@ -73,6 +73,7 @@ def boundary_cases(draw):
         "vocab": draw(st.sampled_from([300, 70_000])), "mode": mode, "bos": bos, "eos": eos, "unit": unit,
         "lens": lens, "order": order, "shard_tokens": shard_tokens, "block": block, "piece": piece,
         "queue": draw(st.sampled_from([1, 32])), "sync": draw(st.sampled_from([512, 4 << 20])),
+        "threads": draw(st.sampled_from([0, 1, 2, 3])),
         "seed": draw(st.integers(0, 2**16)),
     }
 
@@ -99,9 +100,11 @@ def _check_same_bytes(case) -> None:
         with pytest.MonkeyPatch.context() as ref:
             ref.setattr(TokenStore, "gather", reference_gather)
             ref.setattr(plan, "BLOCK_TOKENS", 1 << 40)  # one block per piece
+            ref.setattr(plan, "GATHER_THREADS", 0)  # gathered in the caller
             ref.setattr(base, "BACKGROUND", False)
             expected = _write(store, case, root / "reference")
         mp.setattr(plan, "BLOCK_TOKENS", case["block"])
+        mp.setattr(plan, "GATHER_THREADS", case["threads"])
         mp.setattr(base, "BACKGROUND", True)
         mp.setattr(base, "QUEUE_DEPTH", case["queue"])
         mp.setattr(base, "SYNC_BYTES", case["sync"])
@@ -118,7 +121,7 @@ def _check_same_bytes(case) -> None:
 def _case(**kw) -> dict:
     case = {"vocab": 300, "mode": "samples", "bos": None, "eos": EOS, "unit": 4, "lens": [3, 7, 11, 0],
             "order": [0, 1, 2, 3, 2, 1, 0, 1, 2], "shard_tokens": 24, "block": 1, "piece": 1 << 22, "queue": 1,
-            "sync": 512, "seed": 0}
+            "sync": 512, "threads": 2, "seed": 0}
     return {**case, **kw}
 
 

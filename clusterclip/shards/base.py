@@ -126,9 +126,10 @@ class ShardContent:
 BACKGROUND = True
 #: buffers handed to a file's thread that may wait at once (a block each: bounds the memory)
 QUEUE_DEPTH = 32
-#: a file's thread flushes what it wrote to the disk every this many bytes, so the fsync of
-#: :meth:`HashedFile.commit` (the rename waits for it) has only the rest left
-SYNC_BYTES = 4 << 20
+#: a file's thread flushes what it wrote to the disk (fdatasync) once this many bytes are unflushed and
+#: no buffer waits, and always at 8x this, so the disk works while the caller gathers the next block
+#: and the fsync of :meth:`HashedFile.commit` (the rename waits for it) has little left
+SYNC_BYTES = 1 << 20
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
@@ -185,7 +186,7 @@ class HashedFile:
                 try:
                     self._put(mv)
                     unsynced += mv.nbytes
-                    if unsynced >= SYNC_BYTES:  # the disk works while the caller gathers: commit's fsync is short
+                    if unsynced >= SYNC_BYTES and (self._queue.empty() or unsynced >= 8 * SYNC_BYTES):
                         _datasync(self.f.fileno())
                         unsynced = 0
                 except BaseException as e:  # noqa: BLE001 - handed to the caller

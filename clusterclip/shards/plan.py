@@ -16,7 +16,9 @@ Three ways to cut it, one per call (every format of the call gets the same cuts)
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -32,6 +34,8 @@ PIECE_TOKENS = 1 << 22
 #: int64 index (8 bytes a token) stays in the CPU cache, and a writer's thread hashes and writes one
 #: block while the next is gathered (:class:`~clusterclip.shards.base.HashedFile`)
 BLOCK_TOKENS = 1 << 16
+#: threads that gather the blocks ahead of the writers (0: the caller gathers each, the reference path)
+GATHER_THREADS = 2
 
 
 def sample_sizes(order_doc_ids, lengths, start: int, stop: int, delimiters: int = 1) -> np.ndarray:
@@ -191,14 +195,18 @@ def shard_pieces(plan: ShardPlan, plans: list[ShardPlan], order_doc_ids, order_c
     least one) and each piece into blocks of about ``block_tokens`` by the same rule; the last
     block of a piece has ``segments.piece_end`` set. The pieces depend on the plan alone, so a
     format whose layout follows them (Parquet row groups) is the same whatever the block size.
+    :data:`GATHER_THREADS` threads gather the next blocks while the writers take this one.
     """
     block = int(block_tokens or BLOCK_TOKENS)
     sizes = sample_sizes(order_doc_ids, store.lengths, plan.start, plan.stop, layout.delimiters)
     cs = np.cumsum(sizes)
     m = len(sizes)
-    for i, j in _greedy_cuts(cs, 0, m, PIECE_TOKENS):
-        for a, b in _greedy_cuts(cs, i, j, block):
-            yield _block(plan, order_doc_ids, order_cluster, order_repeat, store, layout, a, b, m, b == j)
+    cuts = [(a, b, b == j) for i, j in _greedy_cuts(cs, 0, m, PIECE_TOKENS) for a, b in _greedy_cuts(cs, i, j, block)]
+
+    def gather(cut: tuple[int, int, bool]) -> tuple[np.ndarray, Segments]:
+        return _block(plan, order_doc_ids, order_cluster, order_repeat, store, layout, cut[0], cut[1], m, cut[2])
+
+    yield from _in_order(gather, cuts, GATHER_THREADS)
     extra = []
     if plan.overlap:
         if plan.index + 1 < len(plans):
@@ -208,6 +216,25 @@ def shard_pieces(plan: ShardPlan, plans: list[ShardPlan], order_doc_ids, order_c
     if extra or pad:
         filler = np.concatenate([np.asarray(extra, dtype=store.dtype), np.full(pad, layout.pad_id, dtype=store.dtype)])
         yield filler, Segments.filler(len(filler))
+
+
+def _in_order(fn, items: list, threads: int) -> Iterator:
+    """``fn(item)`` for each item, in order; with ``threads`` > 0 computed that many items ahead in
+    threads (numpy's gather releases the GIL), at most ``2 * threads`` results waiting."""
+    if threads <= 0 or len(items) < 2:
+        yield from map(fn, items)
+        return
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="gather")
+    try:
+        ahead: deque = deque()
+        for item in items:
+            ahead.append(pool.submit(fn, item))
+            if len(ahead) > 2 * threads:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _greedy_cuts(cs: np.ndarray, i: int, j: int, limit: int) -> Iterator[tuple[int, int]]:
