@@ -277,3 +277,50 @@ def test_a_killed_run_resumes_to_the_same_losses(proxy_inputs, tmp_path):
     _run(proxy_inputs, tmp_path / "straight")
     assert np.array_equal(_curve(tmp_path / "run"), _curve(tmp_path / "straight"))
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+# --------------------------------------------------------------------------- several proxies in one process
+def _tiny_members(n, vocab=256, context=16):
+    from clusterclip.proxy.model import build_model, model_config
+
+    config = model_config(vocab, context, architecture=TINY)
+    return [build_model(config, seed=i) for i in range(n)]
+
+
+def test_an_ensemble_trains_each_member_as_it_trains_alone(tmp_path):
+    import torch
+
+    from clusterclip.proxy.ensemble import train_ensemble
+    from clusterclip.proxy.train import Runtime, deterministic, train
+
+    s = ProxySettings(context=16, batch=2, lr=3e-3, checkpoint_every=4, threads=1, device="cpu", dtype="float32")
+    runtime = Runtime("cpu", None, 1, False)
+    data = [np.random.default_rng(i).integers(0, 256, (10, 2, 17)) for i in range(3)]
+
+    def batches(i, fail_at=None):
+        def get(step):
+            if step == fail_at:
+                raise KeyboardInterrupt  # a crash after the checkpoint of step 4
+            return data[i][step][:, :-1], data[i][step][:, 1:]
+        return get
+
+    with deterministic(runtime):
+        alone = [train(m, batches(i), 10, s, runtime, progress=False) for i, m in enumerate(_tiny_members(3))]
+        members = _tiny_members(3)
+        together = train_ensemble(members, [batches(i) for i in range(3)], 10, s, runtime, progress=False)
+        for a, b in zip(alone, together):
+            np.testing.assert_allclose(a.losses, b.losses, atol=1e-5)  # float rounding of batched products
+        ckpt = tmp_path / "ensemble.pt"
+        with pytest.raises(KeyboardInterrupt):
+            train_ensemble(_tiny_members(3), [batches(i, fail_at=6) for i in range(3)], 10, s, runtime,
+                           checkpoint_path=ckpt, progress=False)
+        resumed = train_ensemble(_tiny_members(3), [batches(i) for i in range(3)], 10, s, runtime,
+                                 checkpoint_path=ckpt, progress=False)
+    assert [r.resumed_at for r in resumed] == [4, 4, 4]
+    assert [r.losses for r in resumed] == [r.losses for r in together]  # to the last digit
+    trained = dict(members[1].named_parameters())
+    solo_model = _tiny_members(3)[1]
+    with deterministic(runtime):
+        train(solo_model, batches(1), 10, s, runtime, progress=False)
+    for name, p in solo_model.named_parameters():
+        torch.testing.assert_close(trained[name], p, atol=1e-4, rtol=1e-3)
