@@ -22,13 +22,15 @@ ARTIFACT_NAMES = {
     "MANIFEST", "DOCS_FILE", "CENTROIDS", "ASSIGNMENTS", "CLUSTERS", "ORDER_FILE", "INDEX_FILE", "TOKENS", "META",
     "PROGRESS", "JOURNAL", "TRAIN_STATE", "TOKENS_PARTIAL", "DOCS_PARTIAL", "part_name", "docs_part_name",
     "docs_file", "order_file", "heldout_loss.parquet", "loss_curve.parquet", "checkpoint.pt", "HELDOUT_LOSS",
-    "LOSS_CURVE", "CHECKPOINT", "SIDECAR_SUFFIX",
+    "LOSS_CURVE", "CHECKPOINT", "SIDECAR_SUFFIX", "heldout.parquet", "HELDOUT_FILE", "runs.parquet", "RUNS_FILE",
+    "mixtures.parquet", "MIXTURES_FILE", "pool.parquet", "POOL_FILE", "fit.json", "FIT_FILE", "points.parquet",
+    "POINTS_FILE", "MODEL_FILE",
 }
 OWNERS = {
     "artifacts/directory.py", "artifacts/manifest.py", "artifacts/output.py", "artifacts/journal.py",
     "artifacts/files.py", "artifacts/corpus.py",
     "embed/directory.py", "embed/store.py", "embed/writer.py", "cluster/directory.py", "schedule/directory.py", "shards/index.py", "tokens/store.py", "tokens/build.py",
-    "proxy/runfiles.py", "mixsearch/weights.py",
+    "proxy/runfiles.py", "proxy/evaldir.py", "mixsearch/weights.py", "mixsearch/fitdir.py",
 }
 #: the calls that open or read a file
 READERS = {"open", "load", "loads", "read_table", "ParquetFile", "read_metadata", "read_schema", "memmap", "fromfile",

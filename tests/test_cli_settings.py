@@ -92,6 +92,8 @@ def _owner(command: str, field: str):
     from clusterclip.embed import EmbedSettings
     from clusterclip.embed.distill import DistillSettings
     from clusterclip.inspect_shards import InspectSettings
+    from clusterclip.mixsearch.settings import FitSettings, ProposeSettings
+    from clusterclip.proxy.settings import HoldoutSettings, ProxySettings
     from clusterclip.report.settings import ClustersSettings, ReportSettings
     from clusterclip.schedule import ScheduleSettings
     from clusterclip.schedule.settings import MixturesSettings
@@ -99,7 +101,8 @@ def _owner(command: str, field: str):
 
     own = {"embed": EmbedSettings, "cluster": ClusterSettings, "schedule": ScheduleSettings, "report": ReportSettings,
            "clusters": ClustersSettings, "inspect": InspectSettings, "verify": VerifySettings, "merge": OutputOptions,
-           "mixtures": MixturesSettings, "distill": DistillSettings}
+           "mixtures": MixturesSettings, "distill": DistillSettings, "holdout": HoldoutSettings,
+           "proxy": ProxySettings, "fit": FitSettings, "propose": ProposeSettings}
     cls = own.get(command, OutputOptions)
     names = {f.name for f in dataclasses.fields(cls)}
     return cls if field in names else OutputOptions

@@ -27,6 +27,10 @@ SUBCOMMANDS = {
     "verify": ("verify", "Check every file of an output directory against its manifest."),
     "clusters": ("clusters", "Show each cluster: size, keywords, example documents."),
     "report": ("report", "Write an HTML report of the clusters and the schedule's mix."),
+    "holdout": ("holdout", "Hold out documents of each cluster to score proxy models on."),
+    "proxy": ("proxy", "Train a small LM per schedule and score it on the held-out set."),
+    "fit": ("fit", "Fit held-out loss against the proxies' mixtures (log-linear law, LightGBM)."),
+    "propose": ("propose", "Write the mixture the fit predicts best as a --weights file."),
 }
 
 

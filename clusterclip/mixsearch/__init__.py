@@ -21,7 +21,25 @@ from ..errors import ClusterClipError
 from .fit import MODELS, MixtureFit, fit_mixture
 from .propose import Constraints, constraints_for, minimise_linear, search
 
-__all__ = ["MODELS", "Constraints", "MixtureFit", "Proposal", "constraints_for", "fit_mixture", "propose"]
+__all__ = ["MODELS", "Constraints", "MixtureFit", "Proposal", "constraints_for", "fit_mixture", "fit_runs", "propose",
+           "propose_weights"]
+
+
+def fit_runs(runs_dir, out_dir, settings=None, *, overwrite: bool = False, progress: bool = True, log=None, **kwargs):
+    """``clusterclip fit``: held-out loss of a ``proxy`` directory regressed on its mixtures (a ``StepResult``)."""
+    from ..steps import run_step, settings_from
+    from .fit_step import FitStep
+    from .settings import FitSettings
+
+    s = settings_from(settings, kwargs, FitSettings)
+    return run_step(FitStep.open(runs_dir, s, progress=progress, log=log), out_dir, overwrite=overwrite)
+
+
+def propose_weights(fit_dir, out, settings=None, *, overwrite: bool = False, **kwargs):
+    """``clusterclip propose``: the best feasible mixture of ``fit_dir`` as a ``--weights`` file (+ sidecar)."""
+    from .propose_file import propose_weights as _propose
+
+    return _propose(fit_dir, out, settings, overwrite=overwrite, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -149,23 +149,29 @@ class MixtureFit:
         return self.model.predict(x)
 
     def record(self) -> dict:
+        """JSON-ready: the model, its parameters, each candidate's leave-one-out figures (None for NaN)."""
+        def clean(v):
+            return None if isinstance(v, float) and v != v else v
+
         return {"model": self.name, "parameters": self.model.record(),
-                "leave_one_out": {k: {m: v for m, v in d.items() if m != "predicted"} for k, d in self.loo.items()}}
+                "leave_one_out": {k: {m: clean(v) for m, v in d.items() if m != "predicted"}
+                                  for k, d in self.loo.items()}}
 
 
-def check_fit_size(name: str, n_runs: int, n_clusters: int, source: str) -> None:
-    """One line when ``n_runs`` cannot support the model (leave-one-out needs more runs than parameters)."""
+def check_fit_size(name: str, n_runs: int, n_clusters: int, source: str, what: str = "runs") -> None:
+    """One line when ``n_runs`` points (``what``: runs, schedules) cannot support the model (leave-one-out needs
+    more points than parameters)."""
     if n_runs < MIN_RUNS:
-        raise InputError(f"{source}: {n_runs} runs; a mixture fit needs at least {MIN_RUNS}; train more proxies "
-                         f"(e.g. `clusterclip mixtures --n {2 * MIN_RUNS}`)")
+        raise InputError(f"{source}: {n_runs} {what}; a mixture fit needs at least {MIN_RUNS} mixtures; train "
+                         f"proxies on more (e.g. `clusterclip mixtures --n {2 * MIN_RUNS}`)")
     need = make_model(name).n_parameters(n_clusters) + 1
     if n_runs < need:
-        raise InputError(f"{source}: {n_runs} runs, but the {name} fit over {n_clusters} clusters has {need - 1} "
-                         f"parameters (leave-one-out needs {need} runs); train at least {need} proxies or fit "
+        raise InputError(f"{source}: {n_runs} {what}, but the {name} fit over {n_clusters} clusters has {need - 1} "
+                         f"parameters (leave-one-out needs {need}); train proxies on at least {need} mixtures or fit "
                          f"--model lightgbm")
 
 
-def fit_mixture(x, y, *, model: str = "auto", seed: int = 0, source: str = "RUNS") -> MixtureFit:
+def fit_mixture(x, y, *, model: str = "auto", seed: int = 0, source: str = "RUNS", what: str = "runs") -> MixtureFit:
     """Fit ``model`` (``auto``: every model the runs support, the better leave-one-out fit kept) on mixtures
     ``x`` ``[R, K]`` and losses ``y`` ``[R]``."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -178,7 +184,7 @@ def fit_mixture(x, y, *, model: str = "auto", seed: int = 0, source: str = "RUNS
         supported = [n for n in names if len(y) >= make_model(n).n_parameters(x.shape[1]) + 1]
         names = supported or names
     for n in names:
-        check_fit_size(n, len(y), x.shape[1], source)
+        check_fit_size(n, len(y), x.shape[1], source, what)
     loo = {}
     for n in names:
         predicted = leave_one_out(n, x, y, seed)

@@ -50,7 +50,7 @@ def summary(scores: Scores, result_losses: list[float]) -> dict:
 
 def train_and_score(stream: ScheduleStream, evaluation: EvalDocs, settings: ProxySettings, *, seed: int, steps: int,
                     n_clusters: int, run_dir: str | os.PathLike, identity: dict | None = None,
-                    runtime: Runtime | None = None, desc: str = "proxy", progress: bool = True) -> dict:
+                    runtime: Runtime | None = None, desc: str = "proxy", progress: bool = True, pbar=None) -> dict:
     """Train one proxy on ``stream`` for ``steps`` steps from the initial weights of ``seed``, score it on
     ``evaluation`` and write ``run_dir``'s files; returns the run's record (summary, speed, realised mixture)."""
     import torch
@@ -65,8 +65,8 @@ def train_and_score(stream: ScheduleStream, evaluation: EvalDocs, settings: Prox
         model = build_model(config, seed).to(runtime.device)
         counts = parameter_counts(model)
         result = train(model, stream.loader.batch, steps, settings, runtime, checkpoint_path=checkpoint_path(run_dir),
-                       identity=identity, desc=desc, progress=progress)
-        scores = score(model, evaluation, settings, runtime, progress=progress, desc=desc)
+                       identity=identity, desc=desc, progress=progress, pbar=pbar)
+        scores = score(model, evaluation, settings, runtime, progress=progress and pbar is None, desc=desc)
     write_heldout_loss(run_dir, scores)
     write_loss_curve(run_dir, result.losses, result.lrs, settings.batch * settings.context)
     save_model(run_dir, model.to("cpu"))

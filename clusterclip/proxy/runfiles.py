@@ -1,4 +1,14 @@
-"""The owner of a proxy run's files: their layout, writing and reading them back.
+"""The owner of a ``proxy`` directory (RUNS) and of each run's files: their layout, writing, reading back.
+
+RUNS holds one directory per run and three tables::
+
+    runs.parquet       one row per run: run, schedule (its path), seed, steps, train_tokens, overall,
+                       balanced, target (NaN without target texts), final_train_loss, tokens_per_second
+    mixtures.parquet   run, cluster, tokens: the input tokens of each cluster the run trained on
+    pool.parquet       cluster, documents, tokens: the corpus minus the held-out documents (what a
+                       schedule can draw), tokens counted with the schedules' delimiters
+    NAME/              one run
+    manifest.json
 
 One run (one schedule, one seed) is a directory::
 
@@ -19,9 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import atomic_path, write_parquet_atomic
+from ..artifacts.directory import ArtifactDir
 from ..errors import IntegrityError
 from .score import Scores
 
+RUNS_FILE = "runs.parquet"
+MIXTURES_FILE = "mixtures.parquet"
+POOL_FILE = "pool.parquet"
 HELDOUT_LOSS = "heldout_loss.parquet"
 LOSS_CURVE = "loss_curve.parquet"
 MODEL_DIR = "model"
@@ -73,8 +87,16 @@ def read_loss_curve(run_dir: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def save_model(run_dir: str | os.PathLike, model) -> Path:
     """``model.save_pretrained(RUN/model)`` (safetensors): what anyone reloads with ``AutoModelForCausalLM``."""
+    from transformers.utils import logging as hf_logging
+
     path = Path(run_dir) / MODEL_DIR
-    model.save_pretrained(path)
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # its "Writing model shards" bar: not ours, and not hidden by --quiet
+    try:
+        model.save_pretrained(path)
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
     return path
 
 
@@ -108,3 +130,80 @@ def load_checkpoint(path: Path, model, optimizer, identity: dict) -> tuple[int, 
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"]), [float(v) for v in state["losses"]]
+
+
+# --------------------------------------------------------------------------- the RUNS directory
+#: the columns of ``runs.parquet`` (and the keys of each run's record that fill them)
+RUN_COLUMNS = ("run", "schedule", "seed", "steps", "train_tokens", "overall", "balanced", "target",
+               "final_train_loss", "tokens_per_second")
+
+
+def write_runs(build: str | os.PathLike, records: list[dict], pool_docs: np.ndarray, pool_tokens: np.ndarray) -> list[str]:
+    """``runs.parquet``, ``mixtures.parquet`` and ``pool.parquet`` of the run ``records``; returns their names."""
+    import pyarrow as pa
+
+    build = Path(build)
+    columns = {c: [r[c] for r in records] for c in RUN_COLUMNS}
+    columns["target"] = [float("nan") if v is None else v for v in columns["target"]]
+    columns["tokens_per_second"] = [float("nan") if v is None else v for v in columns["tokens_per_second"]]
+    write_parquet_atomic(build / RUNS_FILE, pa.table(columns))
+    k = len(pool_tokens)
+    write_parquet_atomic(build / MIXTURES_FILE, pa.table({
+        "run": np.repeat([r["run"] for r in records], k),
+        "cluster": np.tile(np.arange(k, dtype=np.int32), len(records)),
+        "tokens": np.concatenate([np.asarray(r["mixture_tokens"], np.int64) for r in records]) if records
+        else np.zeros(0, np.int64)}))
+    write_parquet_atomic(build / POOL_FILE, pa.table({"cluster": np.arange(k, dtype=np.int32),
+                                                      "documents": np.asarray(pool_docs, np.int64),
+                                                      "tokens": np.asarray(pool_tokens, np.int64)}))
+    return [RUNS_FILE, MIXTURES_FILE, POOL_FILE]
+
+
+def run_files(build: str | os.PathLike, name: str) -> list[str]:
+    """The files of run ``name`` below ``build`` (relative paths), for the journal and the manifest."""
+    root = Path(build)
+    return sorted(p.relative_to(root).as_posix() for p in (root / name).rglob("*") if p.is_file())
+
+
+class RunsDir(ArtifactDir):
+    """A finished ``proxy`` directory, checked on opening (manifest, file sizes); every read checks the sha256 of
+    the file read first."""
+
+    step = "proxy"
+
+    def runs(self) -> dict[str, np.ndarray]:
+        """``runs.parquet`` as columns (one entry per run, in the order the runs were made)."""
+        table = self.parquet(RUNS_FILE).read()
+        return {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+
+    def mixtures(self, names) -> np.ndarray:
+        """``[len(names), K]`` input tokens per cluster of the runs ``names``."""
+        table = self.parquet(MIXTURES_FILE).read()
+        run = table.column("run").to_numpy(zero_copy_only=False)
+        tokens = table.column("tokens").to_numpy()
+        cluster = table.column("cluster").to_numpy()
+        k = int(cluster.max()) + 1 if len(cluster) else 0
+        out = np.zeros((len(names), k), np.int64)
+        for i, name in enumerate(names):
+            mine = run == name
+            out[i, cluster[mine]] = tokens[mine]
+        return out
+
+    def pool(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(documents, tokens)`` per cluster of the training pool."""
+        table = self.parquet(POOL_FILE).read()
+        return table.column("documents").to_numpy(), table.column("tokens").to_numpy()
+
+    def heldout_loss(self, name: str) -> Scores:
+        self.verify_file(f"{name}/{HELDOUT_LOSS}")
+        return read_heldout_loss(self.path / name)
+
+    def loss_curve(self, name: str) -> dict[str, np.ndarray]:
+        self.verify_file(f"{name}/{LOSS_CURVE}")
+        return read_loss_curve(self.path / name)
+
+    def model_dir(self, name: str) -> Path:
+        """``RUNS/NAME/model`` (every file's sha256 checked): load it with ``AutoModelForCausalLM.from_pretrained``."""
+        prefix = f"{name}/{MODEL_DIR}/"
+        self.verify({r["path"] for r in self.manifest["outputs"] if r["path"].startswith(prefix)})
+        return self.path / name / MODEL_DIR

@@ -50,6 +50,14 @@ class ProxySettings(Settings):
 
     step = "proxy"
 
+    eval_dir: str | None = setting(None, flag="--eval", kind=str, optional=True, record=False, group="input",
+                               metavar="EVAL",
+                               help="The `clusterclip holdout` directory to score on (required; every schedule must "
+                                    "have been written with `schedule --exclude EVAL`). Its path and digest are "
+                                    "recorded as an input.")
+    seeds: int = setting(1, flag="--seeds", kind=int, min=1, max=1000, group="model",
+                         help="Runs per schedule, from the initial weights of --seed, --seed + 1, ...: every "
+                              "comparison then states the mean and the spread over seeds.")
     format: str = setting("bin", flag="--format", kind=str, choices=STREAM_FORMATS, group="input",
                           help="The shards read, as their trainer reads them: bin (llm.c's loader, shuffling off) or "
                                "raw (nanoGPT's sequential get_batch): per file, windows of batch x context + 1 "

@@ -176,11 +176,19 @@ class TrainResult:
         return self.tokens / self.seconds if self.seconds > 0 and self.tokens else None
 
 
+def skip_ahead(pbar, n: int) -> None:
+    """Advance a bar by work done before this process started, without counting it in the rate (honest ETA)."""
+    pbar.n += n
+    pbar.last_print_n = pbar.n
+    pbar.refresh()
+
+
 def train(model, batches: Batches, steps: int, settings: ProxySettings, runtime: Runtime, *,
           checkpoint_path: Path | None = None, identity: dict | None = None, desc: str = "proxy",
-          progress: bool = True) -> TrainResult:
+          progress: bool = True, pbar=None) -> TrainResult:
     """Train ``model`` (on ``runtime.device``) for ``steps`` steps of ``batches(step)``; resumable from
-    ``checkpoint_path`` (written every ``settings.checkpoint_every`` steps and at the end)."""
+    ``checkpoint_path`` (written every ``settings.checkpoint_every`` steps and at the end). ``pbar``: a bar
+    (tokens) shared by several runs, else one of this run's own."""
     import torch
 
     identity = dict(identity or {})
@@ -191,13 +199,16 @@ def train(model, batches: Batches, steps: int, settings: ProxySettings, runtime:
     loss_fn = loss_function(model, runtime)
     model.train()
     t0 = time.perf_counter()
-    with progress_bar(steps * step_tokens, desc=desc, unit="tok", unit_scale=True, initial=start * step_tokens,
-                      enabled=progress) as pbar:
+    bar = progress_bar(steps * step_tokens, desc=desc, unit="tok", unit_scale=True, initial=start * step_tokens,
+                       enabled=progress) if pbar is None else contextlib.nullcontext(pbar)
+    with bar as pbar:
+        if bar is not pbar and start:
+            skip_ahead(pbar, start * step_tokens)
         for step in range(start, steps):
             x, y = (torch.from_numpy(a).to(runtime.device) for a in batches(step))
             losses.append(train_step(model, optimizer, loss_fn, x, y, learning_rate(step, steps, settings), settings))
             pbar.update(step_tokens)
-            pbar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
+            pbar.set_postfix_str(f"{desc} loss {losses[-1]:.3f}", refresh=False)
             done = step + 1
             if checkpoint_path is not None and (done % settings.checkpoint_every == 0 or done == steps):
                 save_checkpoint(checkpoint_path, model, optimizer, done, losses, identity)

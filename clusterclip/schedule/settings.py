@@ -124,6 +124,10 @@ class ScheduleSettings(Settings):
                                             help="Semantic deduplication (SemDeDup) inside each cluster before "
                                                  "sampling: of documents whose cosine exceeds COS (e.g. 0.95), keep "
                                                  "one.")
+    exclude: str | None = setting(None, flag="--exclude", kind=str, optional=True, record=False, group="sampling",
+                                  metavar="EVAL",
+                                  help="A `clusterclip holdout` directory of this EMB and CL: its documents are "
+                                       "never drawn (checked); its path and digest are recorded as an input.")
     # how it runs, not what it computes (not part of the job's identity)
     workers: int | None = setting(None, flag=WORKERS.flag, kind=int, min=WORKERS.min, max=WORKERS.max, optional=True,
                                   record=False,

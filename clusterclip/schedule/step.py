@@ -17,7 +17,7 @@ import numpy as np
 
 from ..cluster.directory import ClusterDir
 from ..embed.directory import EmbedDir
-from ..errors import InputError
+from ..errors import ClusterClipError, InputError
 from ..faults import checkpoint
 from ..steps import Outcome, Plan, Run, Step
 from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, write_order
@@ -38,6 +38,7 @@ class ScheduleStep(Step[ScheduleSettings]):
     def __init__(self, emb: EmbedDir, cl: ClusterDir, settings: ScheduleSettings, **kwargs):
         super().__init__(settings, **kwargs)
         self.emb, self.cl = emb, cl
+        self.evaluation = _excluded(settings.exclude)
         self.labels = np.zeros(0, np.int64)
         self.tok = None
         self.mix = _Mix()
@@ -48,7 +49,10 @@ class ScheduleStep(Step[ScheduleSettings]):
         return cls(EmbedDir(emb_dir), ClusterDir(cl_dir), settings, **kwargs)
 
     def upstream(self) -> dict:
-        return {"embed": self.emb, "cluster": self.cl}
+        ups: dict = {"embed": self.emb, "cluster": self.cl}
+        if self.evaluation is not None:
+            ups["exclude"] = self.evaluation
+        return ups
 
     # ------------------------------------------------------------------ plan
     def plan(self, out: Path, overwrite: bool) -> Plan:
@@ -65,6 +69,10 @@ class ScheduleStep(Step[ScheduleSettings]):
         record = {**s.record(), "tokenizer_digest": tok.describe(with_backend=False) if tok else None,
                   "eos_id": tok.eos_id if tok else None, "bos_id": tok.bos_id if tok else None}
         self.mix = _mix_inputs(s, emb, cl, self.labels, self.log)
+        if self.evaluation is not None:  # --exclude EVAL: its held-out documents are never drawn
+            self.evaluation.check_made_from(emb, cl)
+            self.mix.exclude = np.zeros(len(self.labels), bool)
+            self.mix.exclude[self.evaluation.heldout()[0]] = True
         record.update(self.mix.record)
         if not self.needs_lengths:  # plan before anything in --out is touched: a budget error changes nothing
             self.schedule = _plan(self.labels, s, None, self.mix)
@@ -94,6 +102,9 @@ class ScheduleStep(Step[ScheduleSettings]):
             lengths = sample_lengths(store, self.delimiters)
             schedule = _plan(self.labels, s, lengths, self.mix)
         assert schedule is not None
+        if self.mix.exclude is not None and np.any(self.mix.exclude[schedule.doc_id]):
+            raise ClusterClipError("schedule: a held-out document of --exclude was drawn; this is a bug: please "
+                                   "report it with the command")
         write_order(build / ORDER_FILE, schedule)
         checkpoint("schedule.order")
         names: list[str | dict] = [ORDER_FILE]
@@ -108,6 +119,8 @@ class ScheduleStep(Step[ScheduleSettings]):
                                     max_repeats=self.mix.max_repeats(s) if s.sampler == "clusterclip" else None,
                                     lengths_known=store.lengths >= 0 if store is not None else None,
                                     keep=self.mix.keep)
+        if self.mix.exclude is not None:
+            stats["excluded_docs"] = int(self.mix.exclude.sum())
         if index is not None:
             stats["shards"] = {fmt: len(v) for fmt, v in index["shards"].items()}
         if store is not None:
@@ -152,6 +165,15 @@ class ScheduleStep(Step[ScheduleSettings]):
 
 
 STEP = ScheduleStep
+
+
+def _excluded(path):
+    """The ``holdout`` directory of ``--exclude`` (its owner), or None."""
+    if path is None:
+        return None
+    from ..proxy.evaldir import EvalDir
+
+    return EvalDir(path)
 
 
 def sample_lengths(store, delimiters: int) -> np.ndarray:
@@ -203,8 +225,15 @@ class _Mix:
         self.weights = None
         self.repeats = None
         self.doc_scores = None
-        self.keep = None
+        self.keep = None  #: the documents SemDeDup keeps (None: all)
+        self.exclude = None  #: the held-out documents of --exclude (None: none)
         self.record: dict = {}
+
+    def drawable(self):
+        """The documents the sampler may draw: SemDeDup's and not held out (None: every document)."""
+        if self.exclude is None:
+            return self.keep
+        return ~self.exclude if self.keep is None else self.keep & ~self.exclude
 
     def max_repeats(self, s: ScheduleSettings):
         if self.repeats is None:
@@ -241,7 +270,7 @@ def _plan(labels: np.ndarray, s: ScheduleSettings, lengths, mix: _Mix | None = N
                              tokens=s.tokens, epochs=s.epochs, lengths=lengths, seed=s.seed,
                              allow_partial=s.allow_partial, balance=s.balance, cluster_weights=mix.weights,
                              cluster_max_repeats=mix.repeats, budget_tokens=s.budget_tokens,
-                             doc_scores=mix.doc_scores, doc_power=s.doc_weight_power, keep=mix.keep)
+                             doc_scores=mix.doc_scores, doc_power=s.doc_weight_power, keep=mix.drawable())
     except BudgetError as e:
         raise InputError(f"{e}; or pass --allow-partial to write what is possible") from None
     except ValueError as e:  # a budget the corpus cannot reach (no documents or no tokens), or weights that draw nothing

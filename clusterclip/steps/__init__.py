@@ -30,6 +30,9 @@ STEPS: Registry = Registry("step", "STEP", {
     "schedule": "clusterclip.schedule.step",
     "report": "clusterclip.report.build",
     "mixtures": "clusterclip.schedule.mixtures",
+    "holdout": "clusterclip.proxy.holdout_step",
+    "proxy": "clusterclip.proxy.proxy_step",
+    "fit": "clusterclip.mixsearch.fit_step",
 })
 
 __all__ = ["STEPS", "Outcome", "Plan", "Run", "Step", "run_step", "settings_from"]

@@ -1,0 +1,242 @@
+"""The ``proxy`` step: SCHED... + EVAL -> RUNS, one small model per schedule and seed, scored on EVAL.
+
+:meth:`ProxyStep.plan` refuses, before ``--out`` is touched, what would make the comparison unfair or
+wrong: schedules of another corpus or clustering than EVAL, schedules not written with ``--exclude
+EVAL`` (they could train on held-out documents), schedules of different tokenizers or delimiters,
+and shards too small for one step. Every run trains the same number of steps (``--tokens``, else
+one pass of the smallest schedule) from the same initial weights per seed.
+
+:meth:`ProxyStep.run` tokenizes the held-out documents (and target texts) once with the schedules'
+tokenizer, counts the training pool's tokens per cluster (what ``propose`` needs for the clip), then
+trains and scores each run (:func:`.run.train_and_score`). A finished run is journaled with its
+files' digests; a killed step keeps the finished runs and resumes the others from their last
+checkpoint, to the same losses.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ..artifacts.files import file_record
+from ..artifacts.journal import Journal, files_intact
+from ..cluster.directory import ClusterDir
+from ..embed.directory import EmbedDir
+from ..errors import InputError, MismatchError
+from ..progress import bar as progress_bar
+from ..schedule.directory import ScheduleDir
+from ..steps import Outcome, Plan, Run, Step
+from .evaldir import EvalDir
+from .heldout import heldout_samples, schedule_tokenizer, tokenize_heldout
+from .run import EvalDocs, train_and_score
+from .runfiles import TARGET_GROUP, RunsDir, run_files, write_runs
+from .settings import ProxySettings
+from .stream import SequentialLoader, open_schedule_stream
+
+__all__ = ["ProxyStep", "RunsDir"]
+
+WORK = ".work"
+
+
+class ProxyStep(Step[ProxySettings]):
+    """Train and score one proxy per schedule and seed (see the module docstring)."""
+
+    name = "proxy"
+    settings_class = ProxySettings
+
+    def __init__(self, schedules: list[ScheduleDir], evaluation: EvalDir, settings: ProxySettings, **kwargs):
+        super().__init__(settings, **kwargs)
+        if not schedules:
+            raise InputError("SCHED: give at least one schedule directory to train proxies on")
+        self.schedules = schedules
+        self.evaluation = evaluation
+        self.emb = _recorded(EmbedDir, evaluation, "embed")
+        self.cl = _recorded(ClusterDir, evaluation, "cluster")
+        self.names = run_names([s.path for s in schedules])
+        self.seeds = [settings.seed + i for i in range(settings.seeds)]
+        self.steps = 0
+
+    @classmethod
+    def open(cls, sched_dirs, settings: ProxySettings, **kwargs) -> ProxyStep:
+        if settings.eval_dir is None:
+            raise InputError("--eval: required; give the `clusterclip holdout` directory to score the proxies on")
+        return cls([ScheduleDir(p) for p in sched_dirs], EvalDir(settings.eval_dir), settings, **kwargs)
+
+    def upstream(self) -> dict:
+        ups: dict = {"eval": self.evaluation, "embed": self.emb, "cluster": self.cl}
+        ups.update({f"schedule:{n}": s for n, s in zip(self.names, self.schedules)})
+        return ups
+
+    # ------------------------------------------------------------------ plan
+    def plan(self, out: Path, overwrite: bool) -> Plan:
+        s = self.settings
+        first = self.schedules[0]
+        for sched in self.schedules:
+            self._check_schedule(sched, first)
+        self.steps = planned_steps(s, self.schedules)
+        record = {**s.record(), "steps": self.steps, "seeds": self.seeds, "runs": self.run_list()}
+        return Plan(record, self.upstream_records())
+
+    def _check_schedule(self, sched: ScheduleDir, first: ScheduleDir) -> None:
+        if sched.dry_run:
+            raise InputError(f"{sched.path}: a dry run (no shards); rerun `clusterclip schedule` without --dry-run")
+        self.evaluation.check_same_inputs(sched)
+        excluded = (sched.manifest["inputs"].get("exclude") or {}).get("manifest_sha256")
+        if excluded != self.evaluation.record()["manifest_sha256"]:
+            raise InputError(f"{sched.path}: not written with --exclude {self.evaluation.path}, so it may train on "
+                             f"held-out documents; rerun `clusterclip schedule ... --exclude {self.evaluation.path}`")
+        for key in ("tokenizer_digest", "bos_id", "eos_id"):
+            if sched.settings.get(key) != first.settings.get(key):
+                what = "tokenizer" if key == "tokenizer_digest" else "document delimiters"
+                raise MismatchError(f"{sched.path}: another {what} than {first.path}; proxies compare schedules of "
+                                    f"one tokenizer and one --convention: rewrite it with those of the others")
+
+    def run_list(self) -> list[dict]:
+        """``(run, schedule, seed)`` of every run, in the order they are trained."""
+        return [{"run": f"{n}-s{seed}", "schedule": str(sched.path), "seed": seed}
+                for n, sched in zip(self.names, self.schedules) for seed in self.seeds]
+
+    # ------------------------------------------------------------------ run
+    def run(self, run: Run) -> Outcome:
+        work = run.build / WORK
+        work.mkdir(exist_ok=True)
+        evaluation = self._eval_docs(work)
+        pool_docs, pool_tokens = self._pool(work)
+        journal = Journal(work / "runs.jsonl")
+        finished = {e["run"]: e for e in journal.load() if files_intact(run.build, e["files"])}
+        records, files = [], []
+        runs = self.run_list()
+        run_tokens = self.steps * self.settings.batch * self.settings.context
+        done = sum(1 for item in runs if item["run"] in finished)
+        with progress_bar(len(runs) * run_tokens, desc="proxy", unit="tok", unit_scale=True,
+                          initial=done * run_tokens, enabled=self.progress) as pbar:
+            for i, item in enumerate(runs):
+                entry = finished.get(item["run"]) or self._train(run.build, item, evaluation,
+                                                                 f"{i + 1}/{len(runs)} {item['run']}", pbar)
+                if item["run"] not in finished:
+                    journal.append(entry)
+                records.append(entry["record"])
+                files.extend(entry["files"])
+        shutil.rmtree(work, ignore_errors=True)
+        names = write_runs(run.build, records, pool_docs, pool_tokens)
+        stats = statistics(records, self.steps, self.settings, pool_tokens, len(evaluation.docs))
+        return Outcome(names + files, stats, accounting={"runs": len(records), "heldout_docs": self.evaluation.n_docs},
+                       processed=sum(r["train_tokens"] for r in records))
+
+    def _eval_docs(self, work: Path) -> EvalDocs:
+        """The held-out documents (then the target texts) tokenized once with the schedules' tokenizer."""
+        doc_id, cluster = self.evaluation.heldout()
+        texts = [t for _, t in self.emb.texts(doc_id)] + self.evaluation.target_texts()
+        tok = schedule_tokenizer(self.schedules[0])
+        store = tokenize_heldout(texts, tok, work / "eval-tokens", progress=self.progress)
+        docs = heldout_samples(store, np.arange(len(texts)), bos_id=tok.bos_id, eos_id=tok.eos_id)
+        groups = np.concatenate([cluster, np.full(len(texts) - len(cluster), TARGET_GROUP)]).astype(np.int64)
+        return EvalDocs(docs, groups)
+
+    def _pool(self, work: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Documents and tokens (with the delimiters) per cluster of the corpus minus the held-out documents."""
+        from ..tokens.build import build_token_store
+
+        labels = self.cl.labels()
+        heldout, _ = self.evaluation.heldout()
+        pool = np.setdiff1d(np.arange(len(labels)), heldout)
+        tok = schedule_tokenizer(self.schedules[0])
+        store = build_token_store(lambda: self.emb.texts(pool), len(labels), tok, work / "pool-tokens",
+                                  progress=self.progress, total=len(pool))
+        delimiters = int(tok.bos_id is not None) + int(tok.eos_id is not None)
+        lengths = np.asarray(store.lengths, np.int64)[pool] + delimiters
+        k = self.cl.k
+        return (np.bincount(labels[pool], minlength=k).astype(np.int64),
+                np.bincount(labels[pool], weights=lengths, minlength=k).astype(np.int64))
+
+    def _train(self, build: Path, item: dict, evaluation: EvalDocs, position: str, pbar) -> dict:
+        s = self.settings
+        sched = self.schedules[[str(x.path) for x in self.schedules].index(item["schedule"])]
+        stream = open_schedule_stream(sched, s.format, s.batch, s.context)
+        record = train_and_score(stream, evaluation, s, seed=item["seed"], steps=self.steps, n_clusters=self.cl.k,
+                                 run_dir=build / item["run"], identity={"schedule": sched.record()},
+                                 desc=position, progress=self.progress, pbar=pbar)
+        record = {**record, **item, "schedule": str(sched.path), "sampler": sched.settings.get("sampler"),
+                  "max_repeats": sched.settings.get("max_repeats")}
+        return {"run": item["run"], "record": record,
+                "files": [file_record(build, f) for f in run_files(build, item["run"])]}
+
+    def summary(self, result) -> str:
+        st = result.statistics
+        rates = [r["tokens_per_second"] for r in st["runs"] if r.get("tokens_per_second")]
+        speed = f", {np.median(rates):,.0f} tokens/s" if rates else ""
+        lines = [f"proxy: {len(st['runs'])} runs of {st['steps']:,} steps ({st['train_tokens']:,} tokens each{speed}) "
+                 f"-> {result.out}",
+                 "held-out loss per schedule, mean ± spread over seeds (cluster-balanced | overall):"]
+        for name, c in st["schedules"].items():
+            lines.append(f"  {name:<24} {c['balanced_mean']:.4f} ± {c['balanced_spread']:.4f} | "
+                         f"{c['overall_mean']:.4f} ± {c['overall_spread']:.4f}")
+        return "\n".join(lines)
+
+
+def _recorded(owner, evaluation: EvalDir, key: str):
+    """The embed or cluster directory EVAL was made from, at its recorded path, unchanged."""
+    rec = evaluation.upstream(key)
+    found = owner(rec["path"])
+    if found.record()["manifest_sha256"] != rec["manifest_sha256"]:
+        raise MismatchError(f"{rec['path']}: the {key} directory of {evaluation.path} changed since holdout read it; "
+                            f"rerun `clusterclip holdout`")
+    return found
+
+
+def run_names(paths: list[Path]) -> list[str]:
+    """A short unique name per schedule: its directory's name (``-2``, ``-3``... for repeats)."""
+    names: list[str] = []
+    for p in paths:
+        base, n = Path(p).name or "schedule", 2
+        name = base
+        while name in names:
+            name, n = f"{base}-{n}", n + 1
+        names.append(name)
+    return names
+
+
+def planned_steps(s: ProxySettings, schedules: list[ScheduleDir]) -> int:
+    """Steps of every run: ``--tokens`` in whole steps, else one pass of the smallest schedule (from the shard
+    records alone: what each file holds, look-ahead and padding included)."""
+    step_tokens = s.batch * s.context
+    if s.tokens is not None:
+        return max(s.tokens // step_tokens, 1)
+    passes = []
+    for sched in schedules:
+        records = sched.shards_index()["shards"].get(s.format)
+        if records is None:
+            raise InputError(f"{sched.path}: holds no {s.format} shards; rerun `clusterclip schedule` with --format "
+                             f"{s.format} (or pass --format of one it has)")
+        sizes = [r["tokens"] + r.get("overlap", 0) + r.get("pad", 0) for r in records]
+        steps = SequentialLoader([np.empty(n, np.uint8) for n in sizes], s.batch, s.context).steps_per_pass
+        if steps == 0:
+            raise InputError(f"{sched.path}: no {s.format} file holds one step of --batch {s.batch} x --context "
+                             f"{s.context} + 1 tokens; lower them or write larger shards")
+        passes.append(steps)
+    return min(passes)
+
+
+def statistics(records: list[dict], steps: int, s: ProxySettings, pool_tokens: np.ndarray, n_eval: int) -> dict:
+    """The manifest's statistics: every run's figures and, per schedule, the mean and spread over seeds."""
+    by_schedule: dict[str, list[dict]] = {}
+    for r in records:
+        by_schedule.setdefault(Path(r["schedule"]).name, []).append(r)
+    schedules = {}
+    for name, rs in by_schedule.items():
+        fig = {}
+        for key in ("balanced", "overall"):
+            values = np.array([r[key] for r in rs], float)
+            fig[f"{key}_mean"] = float(values.mean())
+            fig[f"{key}_spread"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        schedules[name] = fig
+    keep = ("run", "schedule", "seed", "balanced", "overall", "target", "final_train_loss", "tokens_per_second",
+            "resumed_at_step", "parameters", "runtime", "sampler", "max_repeats")
+    return {"runs": [{k: r[k] for k in keep} for r in records], "schedules": schedules, "steps": steps,
+            "train_tokens": steps * s.batch * s.context, "pool_tokens": int(pool_tokens.sum()),
+            "heldout_texts": n_eval, "clusters": len(pool_tokens)}
+
+
+STEP = ProxyStep
