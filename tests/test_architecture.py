@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import REPO
+from helpers import REPO, tree_bytes
 
 PACKAGE = REPO / "clusterclip"
 
@@ -131,46 +131,56 @@ def test_no_step_engine_import_cycle():
 
 # --------------------------------------------------------------------------- a toy engine: one module, one line
 TOY_ENGINE = '''
-from clusterclip.engines.local import LocalEngine
+from clusterclip.engines import Engine
 
 CALLS = []
 
 
-class ToyEngine(LocalEngine):
-    """The local engine, counting what the steps ask of it."""
+class ToyEngine(Engine):
+    """Every task in this process, but the work cut for three slots and the tasks run last to first."""
 
     name = "toy"
 
-    def assign(self, store, centroids, settings, *, kernel, block_rows, gpu, progress):
-        CALLS.append("assign")
-        half = store.n // 2 // block_rows * block_rows  # two ranges, cut on the kernel's blocks
-        parts = [kernel(store.rows(a, b), centroids, chunk_rows=settings.chunk_rows, gpu=gpu, check=True)
-                 for a, b in ((0, half), (half, store.n)) if b > a]
-        import numpy as np
+    def slots(self, settings):
+        return 3
 
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-    def verify_parts(self, emb, settings):
-        CALLS.append("verify_parts")
-        super().verify_parts(emb, settings)
+    def map(self, settings, fn, args, *, shared=(), sizes=None, bar=None, resources=None):
+        tasks = list(args)
+        CALLS.append((fn.__name__, len(tasks)))
+        for i in reversed(range(len(tasks))):
+            result = fn(*shared, *tasks[i], progress=None)
+            if bar is not None and sizes is not None:
+                bar.update(sizes[i])
+            yield i, result
 
 
 ENGINE = ToyEngine()
 '''
 
 
-def test_a_new_engine_is_one_module_and_one_registry_line(tmp_path, monkeypatch, embedded, clustered):
+def test_a_new_engine_is_one_module_and_one_registry_line(tmp_path, monkeypatch, embedded, clustered, demo_tokenizer):
+    """Any engine that runs the steps' tasks, cut for its slots and finished in any order, gives the same bytes."""
     from clusterclip import engines
     from clusterclip.cluster import cluster_embeddings
+    from clusterclip.schedule import schedule_corpus
 
     (tmp_path / "toy_engine.py").write_text(TOY_ENGINE)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(engines.ENGINES, "modules", {**engines.ENGINES.modules})  # undone after the test
     engines.register("toy", "toy_engine")  # the one registry line
     cluster_embeddings(embedded, tmp_path / "cl", k=5, seed=0, engine="toy", progress=False)
-    assert sys.modules["toy_engine"].CALLS == ["verify_parts", "assign"]
+    calls = sys.modules["toy_engine"].CALLS
+    assert [name for name, _ in calls] == ["verify_task", "assign_task"]
     for name in ("assignments.parquet", "centroids.npy", "clusters.parquet", "manifest.json"):
         assert (tmp_path / "cl" / name).read_bytes() == (clustered / name).read_bytes(), name  # not the result
+    calls.clear()
+    options = dict(tokenizer=str(demo_tokenizer), epochs=2, shard_tokens=300, formats=("bin", "parquet"),
+                   progress=False)
+    schedule_corpus(embedded, clustered, tmp_path / "local", **options)
+    schedule_corpus(embedded, clustered, tmp_path / "toy", engine="toy", **options)
+    assert {name for name, _ in calls} == {"tokenize_range", "copy_task", "write_shard_task"}
+    assert dict(calls)["write_shard_task"] > 1  # several shards, written last to first
+    assert tree_bytes(tmp_path / "toy") == tree_bytes(tmp_path / "local")
 
 
 def test_an_unknown_engine_is_one_line():

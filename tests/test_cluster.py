@@ -332,7 +332,7 @@ def test_interrupted_run_resumes_without_retraining(tmp_path, emb, monkeypatch):
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cluster_step, "assign", interrupted)
+    monkeypatch.setattr(cluster_step, "assign_task", interrupted)  # the assignment pass, as the engine runs it
     r = cli("cluster", emb, "--out", out, "--k", 12, "--seed", 0)
     assert r.exit_code == 130 and "rerun the same command to resume" in r.output
     assert (out / ".clusterclip" / "build" / "centroids.npy").exists() and not (out / "manifest.json").exists()

@@ -368,7 +368,7 @@ def test_estimate_documents_from_parquet_rows_and_the_files_read():
 
 
 def test_the_bar_moves_per_batch_and_ends_on_the_exact_count(tmp_path, monkeypatch):
-    from clusterclip.engines import local_embed as pipeline
+    from clusterclip.embed import pipeline
 
     seen = []
 

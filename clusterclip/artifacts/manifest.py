@@ -200,6 +200,13 @@ def check_outputs(directory: str | os.PathLike, records: list[dict], *, full: bo
     return problems
 
 
+def verify_task(manifest: dict, directory: str, names: list[str], *, progress=None) -> int:
+    """An engine task: the sha256 of the files ``names`` of ``directory`` checked against ``manifest``
+    (:class:`IntegrityError` naming the first bad one); returns how many were checked."""
+    require_outputs(directory, manifest, full=True, only=set(names))
+    return len(names)
+
+
 def require_outputs(directory: str | os.PathLike, manifest: dict, *, full: bool,
                     only: set[str] | None = None) -> None:
     """Raise :class:`IntegrityError` naming the first bad file (see :func:`check_outputs`)."""

@@ -130,17 +130,17 @@ def setting_options(*classes: type[Settings], help: dict[str, str] | None = None
 def build(cls: type[Settings], options: dict) -> Settings:
     """The ``cls`` settings object from the options a generated command received (other keys ignored).
 
-    With ``--engine ray`` (and no ``--debug``) Ray's own output is kept off this process's terminal:
-    errors stay one ``error:`` line, a ``-q`` run prints nothing of Ray's.
+    Unless ``--debug``, the engine keeps its own output off this process's terminal (Ray's native log
+    lines): errors stay one ``error:`` line, a ``-q`` run prints nothing but clusterclip's.
     """
     names = {f.name for f in dataclasses.fields(cls) if f.init}
     settings = cls(**{k: v for k, v in options.items() if k in names})
-    if getattr(settings, "engine", None) == "ray":
-        from ..engines.ray_session import native_output_off_the_terminal
+    if hasattr(settings, "engine"):
+        from ..engines import engine
         from .common import DEBUG_ENV
 
         if os.environ.get(DEBUG_ENV) != "1":
-            native_output_off_the_terminal()
+            engine(settings.engine).quiet()
     return settings
 
 

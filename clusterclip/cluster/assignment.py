@@ -10,6 +10,8 @@ exactly per row in float64, so the result never depends on ``chunk_rows`` or on 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from ..errors import InputError, MismatchError
@@ -82,11 +84,13 @@ def exact_similarity(x: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -
 
 
 def assign(source, centroids: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, gpu: bool = False, *,
-           gpu_device: int = 0, check: bool = True, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+           gpu_device: int = 0, check: bool = True, progress: bool = False,
+           on_rows: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``labels`` int32 ``[N]`` and ``similarity`` float32 ``[N]`` of every row of ``source``.
 
     ``chunk_rows`` is rounded up to a multiple of :data:`BLOCK_ROWS`; the result does not depend
     on it. With ``check`` every row is validated (finite, unit norm) and the first bad one named.
+    ``progress``: a bar of its own; ``on_rows(n)``: called as each chunk of ``n`` rows is done.
     """
     source = as_source(source)
     centroids = np.ascontiguousarray(centroids, dtype=np.float32)
@@ -115,4 +119,30 @@ def assign(source, centroids: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, 
                 labels[start + b : start + b + len(xb)] = lab
                 similarity[start + b : start + b + len(xb)] = exact_similarity(xb, centroids, lab)
             bar.update(stop - start)
+            if on_rows is not None:
+                on_rows(stop - start)
     return labels, similarity
+
+
+# --------------------------------------------------------------------------- the pass as engine tasks
+#: rows one task run elsewhere reads and sends back at most (about 1.5 GiB of float32 at dim 384)
+MAX_TASK_ROWS = 1 << 22
+
+
+def row_ranges(n: int, tasks: int, block_rows: int = BLOCK_ROWS) -> list[tuple[int, int]]:
+    """Row ranges ``[a, b)`` covering ``0..n`` for about ``tasks`` tasks, each starting at a multiple of
+    ``block_rows`` (the blocks :func:`assign` searches), so the result never depends on the cut. One task
+    takes every row; several take at most :data:`MAX_TASK_ROWS` each."""
+    if tasks <= 1:
+        return [(0, n)] if n else []
+    per_task = -(-n // tasks)
+    most = max(block_rows, MAX_TASK_ROWS // block_rows * block_rows)
+    per_task = min(most, max(block_rows, -(-per_task // block_rows) * block_rows))
+    return [(a, min(n, a + per_task)) for a in range(0, n, per_task)]
+
+
+def assign_task(centroids: np.ndarray, rows, chunk_rows: int, gpu: bool, gpu_device: int, *,
+                progress: Callable[[int], None] | None) -> tuple[np.ndarray, np.ndarray]:
+    """An engine task: :func:`assign` over ``rows`` (an ``EmbeddingStore.rows`` slice), every row checked."""
+    return assign(rows, centroids, chunk_rows=chunk_rows, gpu=gpu, gpu_device=gpu_device, check=True,
+                  on_rows=progress)

@@ -60,11 +60,8 @@ class ClusterSettings(Settings):
     ray_address: str | None = ray_address_setting()
 
     def validate(self) -> None:
-        check_engine(self)
+        check_engine(self)  # e.g. Ray refuses --device cuda:N (every task runs on the GPU Ray gives it)
         check_device_name(self.device)
-        if self.engine == "ray" and self.device.lower().startswith("cuda:"):
-            raise InputError(f"--device {self.device}: with --engine ray every task runs on the GPU Ray gives it; "
-                             f"use --device cuda")
         if self.k is None and self.assign_only is None:
             raise InputError("--k: required; give the number of clusters (or --assign-only CL_OLD to reuse its "
                              "centroids)")

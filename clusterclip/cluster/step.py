@@ -9,7 +9,6 @@ every document through the engine, and writes the outputs; the driver commits th
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import time
 from pathlib import Path
@@ -17,11 +16,13 @@ from typing import Iterator
 
 import numpy as np
 
+from ..artifacts.manifest import verify_task
 from ..embed.directory import DOCS_FILE, EmbedDir
 from ..errors import ClusterClipError, InputError, IntegrityError, MismatchError
 from ..faults import checkpoint
+from ..progress import bar as progress_bar
 from ..steps import Outcome, Plan, Run, Step
-from .assignment import BLOCK_ROWS, assign, check_embeddings
+from .assignment import BLOCK_ROWS, assign, assign_task, check_embeddings, row_ranges
 from .directory import (
     CENTROIDS,
     CENTROIDS_L2,
@@ -132,15 +133,12 @@ class ClusterStep(Step[ClusterSettings]):
         if self.old is not None:
             self.log(f"cluster: --assign-only: assigning {emb.n_docs:,} documents to the {self.old.k} centroids of "
                      f"{self.old.path} ({self.fixed['source']['lineage']})")
-        runner = self.engine
-        runner.verify_parts(emb, s)  # every embedding read is checked against what embed recorded
+        self._verify_parts()  # every embedding read is checked against what embed recorded
         store = emb.store()
         n = store.n
         threads = 1 if gpu else default_threads()
         centroids, train_info = self._centroids(run, store, gpu, gpu_device, threads)
-        kernel = functools.partial(assign, gpu_device=gpu_device) if gpu_device else assign  # --device cuda:N
-        labels, similarity = runner.assign(store, centroids, s, kernel=kernel, block_rows=BLOCK_ROWS, gpu=gpu,
-                                           progress=self.progress)
+        labels, similarity = self._assign(store, centroids, gpu, gpu_device)
         if len(labels) != n:  # accounting: every document gets a cluster
             raise InputError(f"{emb.path}: assigned {len(labels)} of {n} documents; this is a bug: please report it")
         level2 = self._level2(centroids)
@@ -151,6 +149,36 @@ class ClusterStep(Step[ClusterSettings]):
             statistics["assign_only"] = self.fixed["source"]
         accounting = {"documents": n, "assigned": int(len(labels)), "cluster_sizes_sum": int(np.bincount(labels).sum())}
         return Outcome(names, statistics, accounting=accounting, processed=n)
+
+    def _verify_parts(self) -> None:
+        """The sha256 of every embedding part against the embed manifest, in groups of parts (engine tasks)."""
+        emb, s = self.emb, self.resolved
+        parts = list(emb.parts)
+        n_tasks = max(1, min(len(parts), self.engine.slots(s)))
+        groups = [(str(emb.path), parts[i::n_tasks]) for i in range(n_tasks)]
+        for _ in self.engine.map(s, verify_task, [g for g in groups if g[1]], shared=(emb.manifest,)):
+            pass
+
+    def _assign(self, store, centroids: np.ndarray, gpu: bool, gpu_device: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every document's cluster and similarity: row ranges on the kernel's blocks (engine tasks), in row order."""
+        s, n = self.resolved, store.n
+        ranges = row_ranges(n, self.engine.slots(s), BLOCK_ROWS)
+        labels = np.empty(n, dtype=np.int32)
+        similarity = np.empty(n, dtype=np.float32)
+        filled = 0
+        args = ((store.rows(a, b), s.chunk_rows, gpu, gpu_device) for a, b in ranges)
+        resources = {"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1}
+        with progress_bar(n, desc="assign", unit="doc", unit_scale=True, enabled=self.progress) as bar:
+            for i, (lab, sim) in self.engine.map(s, assign_task, args, shared=(centroids,),
+                                                 sizes=[b - a for a, b in ranges], bar=bar, resources=resources):
+                a, b = ranges[i]
+                if len(lab) != b - a:
+                    raise RuntimeError(f"internal error: the task of rows {a}..{b} returned {len(lab)} labels")
+                labels[a:b], similarity[a:b] = lab, sim
+                filled += b - a
+        if filled != n:
+            raise RuntimeError(f"internal error: {filled} of {n} documents assigned")
+        return labels, similarity
 
     def _centroids(self, run: Run, store, gpu: bool, gpu_device: int, threads: int) -> tuple[np.ndarray, dict]:
         """CL_OLD's (``--assign-only``), those an interrupted run saved, or newly trained ones (then saved)."""

@@ -20,7 +20,8 @@ from ..errors import InputError, MismatchError
 from ..readers import Partitioning, expand_inputs, reader_for
 from ..steps import Outcome, Plan, Run, Step
 from . import incremental as incremental_mod
-from .encoder import Encoder, check_cuda_device, make_encoder
+from .encoder import Encoder, make_encoder
+from .pipeline import IN_PROCESS
 from .settings import EmbedSettings
 from .writer import EmbedWriter
 
@@ -50,8 +51,8 @@ class EmbedStep(Step[EmbedSettings]):
     def plan(self, out: Path, overwrite: bool) -> Plan:
         s = self.settings
         files = self._input_files(out)
-        if s.engine == "local" and self.given is None:  # a missing GPU is refused at once, not after loading torch
-            check_cuda_device(s.device)
+        runner = self.runner
+        runner.check(s, self.given)  # e.g. a missing GPU, refused before torch loads
         self.readers = [reader_for(f) for f in files]
         for r in self.readers:  # fail fast, before the model loads
             r.check(s.text_column, s.id_column)
@@ -60,7 +61,7 @@ class EmbedStep(Step[EmbedSettings]):
         if is_ours(previous) and previous.get("step") == "embed":
             known = {"records": (previous.get("inputs") or {}).get("files"), "stat_cache": previous.get("corpus_stat")}
         self.records, self.stat_cache = describe_files(files, known, rehash=s.rehash_inputs, progress=self.progress)
-        encoder = self.engine.encoder(s, make=make_encoder, given=self.given, log=self.log)  # resolved where it runs
+        encoder = runner.encoder(s, make=make_encoder, given=self.given, log=self.log)  # resolved where it runs
         if self.given is not None:
             _check_encoder(encoder, s)
         self.encoder = encoder
@@ -89,6 +90,12 @@ class EmbedStep(Step[EmbedSettings]):
                      f"{shown}{more}")
         return files
 
+    @property
+    def runner(self):
+        """Where the parts are embedded: the engine's own streaming runner (Ray Data on Ray), else this
+        process's pipeline (:mod:`.pipeline`). Both write through the same ``EmbedWriter``."""
+        return self.engine.runner("embed") or IN_PROCESS
+
     # ------------------------------------------------------------------ run
     def run(self, run: Run) -> Outcome:
         previous = run.previous  # as read under the lock (None when damaged)
@@ -106,7 +113,7 @@ class EmbedStep(Step[EmbedSettings]):
         self.log(f"embed: --incremental: {len(p.reuse)} of {len(records)} files unchanged ({p.reused_docs:,} "
                  f"documents reused), {len(p.embed)} to embed, {len(p.removed)} old files not reused")
         done = incremental_mod.run_incremental(run.out, run.build, previous, p, records, self.readers, s,
-                                               self.encoder, self.engine.embed_parts, resume=run.resume,
+                                               self.encoder, self.runner.embed_parts, resume=run.resume,
                                                progress=self.progress, log=self.log)
         totals, per_file = done["totals"], done["per_file"]
         if totals["n_docs"] == 0:
@@ -125,7 +132,7 @@ class EmbedStep(Step[EmbedSettings]):
         writer = EmbedWriter(run.build, id_column=s.id_column, save_dtype=s.save_dtype)
         kept = writer.resume() if run.resume else []
         partition = Partitioning(s.num_partitions, s.partition_index, s.partition_block)
-        stats, embedded = self.engine.embed_parts(self.readers, s, encoder, writer, partition, done_parts=len(kept),
+        stats, embedded = self.runner.embed_parts(self.readers, s, encoder, writer, partition, done_parts=len(kept),
                                                   progress=self.progress)
         stats.check(where)
         if not writer.journal:

@@ -1,30 +1,39 @@
-"""Engines: where a step's work runs. Where a step runs is not the step.
+"""Engines: where a step's tasks run. Where a step runs is not the step.
 
-Every step (``embed``, ``cluster``, ``schedule``) is one function over a settings object that
-owns its directories, its manifest, its accounting and its commit. An engine only decides
-where the heavy, parallel part of that work runs, through one interface, :class:`Engine`:
+A step (:mod:`clusterclip.steps`) owns its directories, its manifest, its accounting and its commit;
+it cuts its heavy work into **tasks** (input parts, row ranges, shard ranges) and hands them to its
+engine. An engine knows nothing of any step: it runs task functions it is given, through one
+interface, :class:`Engine`:
 
-========================= ========================================= ===========================================
-method                    ``local`` (:mod:`.local`)                 ``ray`` (:mod:`.ray`)
-========================= ========================================= ===========================================
-``preflight``             nothing                                   Ray installed, ``--ray-address`` answers
-``encoder``               the encoder, loaded here                  resolved on a worker (:mod:`.ray_embed`)
-``embed_parts``           :mod:`.local_embed`: a reader thread and  a Ray Data pipeline (read tasks, encoder
-                          the encoder in this process               actors), parts written by the driver
-``verify_parts``          re-hash the embedding parts here          one task per group of parts
-``assign``                the assignment kernel over every row      the kernel over row ranges in tasks
-``build_token_store``     tokenize here (``--workers``)             ranges in tasks, merged by the store's owner
-``shard_runner``          ``shards.write_here``                     every shard in its own task
-========================= ========================================= ===========================================
+================= ======================================= ===========================================
+method            ``local`` (:mod:`.local`)               ``ray`` (:mod:`.ray`)
+================= ======================================= ===========================================
+``check``         nothing                                 refuses what Ray cannot honour (``--limit``,
+                                                          ``--num-partitions``, ``--device cuda:N``)
+``preflight``     nothing                                 Ray installed, ``--ray-address`` answers
+``slots``         1: one task of everything               4 per CPU of the cluster
+``map``           each task in this process, in order,    Ray tasks (a few per CPU in flight), results
+                  advancing the step's bar as it goes     as they finish, the bar advanced per task
+``runner``        none (the step's own pipeline runs)     ``"embed"``: a Ray Data pipeline
+``quiet``         nothing                                 Ray's native output off the terminal (CLI)
+================= ======================================= ===========================================
 
-The step calls ``engine(settings.engine).METHOD(...)`` and never asks which engine it has.
-An engine receives what it works on as arguments (the directory owners ``EmbedDir``, the
-``EmbedWriter``, the shard writers, the token-store path, the step's own kernels such as the
-assignment function): it imports no step package, so steps and engines form no import cycle.
+**The task protocol.** ``engine.map(settings, fn, args, shared=(...), sizes=..., bar=...)`` calls
+``fn(*shared, *args[i], progress=...)`` for every ``i`` and yields ``(i, result)`` as tasks finish (in
+any order). ``fn`` is a module-level function (picklable by reference) that gets everything by
+argument (owners and ``EmbeddingStore.rows`` slices pickle) and returns its result or the records
+of the files it wrote. ``progress`` is a callable ``progress(n)`` advancing ``bar`` when the task
+runs in this process, else None (then the engine advances ``bar`` by ``sizes[i]`` when task ``i``
+ends). ``shared`` objects are sent once (Ray's object store) and passed first. A task's
+:class:`~clusterclip.errors.ClusterClipError` reaches the user as the same one line on every engine.
+
+Work that a map cannot express (the embed pipeline: a reader streaming documents into workers that
+hold a model) is an engine-provided **runner** (``engine.runner("embed")``; None: the step runs its
+own in-process pipeline). A new step should not need one.
 
 **Adding an engine**: one module defining an :class:`Engine` subclass and ending with
-``ENGINE = MyEngine()``, plus one line in :data:`ENGINES` (or :func:`register` at run time).
-See ``tests/test_architecture.py``, which registers a toy one.
+``ENGINE = MyEngine()``, plus one line in :data:`ENGINES` (or :func:`register` at run time). See
+``tests/test_architecture.py``, which registers a toy one.
 
 An engine never changes the result: the directory a step writes is byte for byte the same
 (embeddings within floating-point tolerance, as across batch sizes), so ``--engine`` and
@@ -38,7 +47,7 @@ brings it. See docs/SCALE.md for running on a Ray cluster.
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
 from ..errors import InputError
 from ..registry import Registry
@@ -52,14 +61,15 @@ ENGINES: Registry = Registry("engine", "ENGINE", {
 
 
 class Engine:
-    """Where the heavy part of each step runs (see the module docstring). Every method gets the
-    step's owners, writers and kernels as arguments; the step keeps the checks and the commit."""
+    """Where a step's tasks run (see the module docstring). It gets task functions and their arguments;
+    the step keeps the checks, the journals and the commit."""
 
     name: ClassVar[str] = "?"
     #: settings (field, flag) that only this engine uses; refused with any other engine
     own_options: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: settings (field, flag) this engine cannot honour when given (other than their default)
     refused_options: ClassVar[tuple[tuple[str, str], ...]] = ()
+    why_refused: ClassVar[str] = ""
 
     def check(self, settings) -> None:
         """Refuse (one line) settings this engine cannot run, before anything is read."""
@@ -69,41 +79,25 @@ class Engine:
                 raise InputError(f"{flag}: not with --engine {self.name} ({self.why_refused}); leave it out, or use "
                                  f"--engine local")
 
-    why_refused: ClassVar[str] = ""
-
     def preflight(self, settings) -> None:
         """Before ``--out`` is touched: refuse (one line) an engine that cannot run here."""
 
-    # ------------------------------------------------------------------ embed
-    def encoder(self, settings, *, make: Callable, given=None, log: Callable[[str], None] | None = None):
-        """The encoder the parts are embedded with (``make(settings)`` builds one; ``given``: the caller's)."""
+    def quiet(self) -> None:
+        """Called by the CLI before a run (not with ``--debug``): keep the engine's own output off the terminal."""
+
+    def slots(self, settings) -> int:
+        """How many tasks this engine runs at once: a step cuts its work into about this many (1: one task)."""
+        return 1
+
+    def map(self, settings, fn: Callable[..., Any], args: Iterable[tuple], *, shared: tuple = (),
+            sizes: Sequence[int] | None = None, bar=None, resources: dict | None = None) -> Iterator[tuple[int, Any]]:
+        """``(i, fn(*shared, *args[i], progress=...))`` for every task ``i``, as tasks finish (see the module
+        docstring). ``resources``: what one task needs where that matters (``{"num_gpus": 1}``)."""
         raise NotImplementedError
 
-    def embed_parts(self, readers, settings, encoder, writer, partition, *, done_parts: int,
-                    progress: bool) -> tuple[Any, int]:
-        """Embed every document of ``partition`` after the first ``done_parts`` parts, writing each part
-        through ``writer`` (an ``EmbedWriter``); return ``(ReadStats, documents embedded)``."""
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------ cluster
-    def verify_parts(self, emb, settings) -> None:
-        """Re-hash every embedding part of ``emb`` (an ``EmbedDir``) against its manifest."""
-        raise NotImplementedError
-
-    def assign(self, store, centroids, settings, *, kernel: Callable, block_rows: int, gpu: bool,
-               progress: bool):
-        """``(labels, similarity)`` of every row of ``store`` (an ``EmbeddingStore``) by ``kernel``
-        (``cluster.assignment.assign``); rows may be split at multiples of ``block_rows`` only."""
-        raise NotImplementedError
-
-    # ------------------------------------------------------------------ schedule
-    def build_token_store(self, emb, doc_ids, n_docs: int, tok, path, settings, *, progress: bool):
-        """The token store at ``path`` of the documents ``doc_ids`` (ascending) of ``emb``."""
-        raise NotImplementedError
-
-    def shard_runner(self, settings) -> Callable:
-        """``run_shards`` for :func:`clusterclip.shards.write_shards` (it journals what this yields)."""
-        raise NotImplementedError
+    def runner(self, kind: str) -> Any | None:
+        """This engine's own runner for a streaming ``kind`` of work (``"embed"``), or None."""
+        return None
 
 
 def register(name: str, module: str) -> None:
@@ -146,3 +140,11 @@ def check_engine(settings) -> None:
                 if name not in dict(chosen.own_options) and getattr(settings, name, None) is not None:
                     raise InputError(f"{flag}: only used with --engine {other}; add --engine {other} or leave it out")
     chosen.check(settings)
+
+
+def in_order(results: Iterable[tuple[int, Any]], n: int) -> list:
+    """The results of ``n`` tasks (``(i, result)`` in any order) by task index."""
+    out: list = [None] * n
+    for i, result in results:
+        out[i] = result
+    return out

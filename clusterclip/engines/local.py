@@ -1,39 +1,26 @@
-"""The ``local`` engine: every step's work in this process (see :class:`clusterclip.engines.Engine`)."""
+"""The ``local`` engine: every task in this process, one after another (see :class:`clusterclip.engines.Engine`).
+
+A step's work is one task here (:meth:`LocalEngine.slots` is 1), which parallelises inside itself
+where it can (faiss's threads, the tokenizer's ``--workers``). A task's ``progress`` advances the
+step's bar as it goes.
+"""
 
 from __future__ import annotations
 
 from . import Engine
 
 
+def _ignore(n: int) -> None:
+    """``progress`` of an in-process task the step draws no bar for."""
+
+
 class LocalEngine(Engine):
     name = "local"
 
-    def encoder(self, settings, *, make, given=None, log=None):
-        return given if given is not None else make(settings)
-
-    def embed_parts(self, readers, settings, encoder, writer, partition, *, done_parts, progress):
-        from .local_embed import run_local
-
-        return run_local(readers, settings, encoder, writer, partition, done_parts=done_parts, progress=progress)
-
-    def verify_parts(self, emb, settings) -> None:
-        emb.verify(only=set(emb.parts))
-
-    def assign(self, store, centroids, settings, *, kernel, block_rows, gpu, progress):
-        return kernel(store, centroids, chunk_rows=settings.chunk_rows, gpu=gpu, check=True, progress=progress)
-
-    def build_token_store(self, emb, doc_ids, n_docs, tok, path, settings, *, progress):
-        from ..tokens.build import build_token_store
-
-        emb.check_corpus(rehash=settings.rehash_inputs, progress=progress)  # before the tokenizer's bar starts
-        # a callable: when the fast tokenizer's check fails late, the store restarts on tokenizers by itself
-        return build_token_store(lambda: emb.texts(doc_ids), n_docs, tok, path, progress=progress,
-                                 total=len(doc_ids), workers=settings.workers)
-
-    def shard_runner(self, settings):
-        from ..shards import write_here
-
-        return write_here
+    def map(self, settings, fn, args, *, shared=(), sizes=None, bar=None, resources=None):
+        progress = bar.update if bar is not None else _ignore
+        for i, a in enumerate(args):
+            yield i, fn(*shared, *a, progress=progress)
 
 
 ENGINE = LocalEngine()

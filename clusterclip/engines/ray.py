@@ -1,15 +1,19 @@
-"""The ``ray`` engine: each step's parallel work as Ray tasks and actors (see :class:`clusterclip.engines.Engine`).
+"""The ``ray`` engine: a step's tasks as Ray tasks (see :class:`clusterclip.engines.Engine`).
 
-The pieces live beside it: :mod:`.ray_embed` (a Ray Data pipeline), :mod:`.ray_cluster` (the
-checks and the assignment pass), :mod:`.ray_schedule` (tokenizing and shard writing), all on
-:mod:`.ray_session` (joining Ray, running tasks, one-line errors). Nothing here is imported
-unless ``--engine ray`` is chosen.
+:meth:`RayEngine.map` sends each task to the cluster (a few per CPU in flight, :mod:`.ray_session`),
+the shared objects once through Ray's object store; :meth:`RayEngine.runner` gives the embed step its
+Ray Data pipeline (:mod:`.ray_embed`). Nothing here is imported unless ``--engine ray`` is chosen.
+Workers read inputs and write outputs by path: on a multi-node cluster the corpus, the input
+directories and ``--out`` must be on a shared file system.
 """
 
 from __future__ import annotations
 
 from ..errors import InputError
 from . import Engine
+
+#: tasks per CPU of the cluster a step cuts its work into (for balance)
+TASKS_PER_CPU = 4
 
 
 class RayEngine(Engine):
@@ -18,42 +22,54 @@ class RayEngine(Engine):
     refused_options = (("num_partitions", "--num-partitions"), ("limit", "--limit"))
     why_refused = "Ray spreads the whole corpus over the cluster"
 
+    def check(self, settings) -> None:
+        super().check(settings)
+        device = str(getattr(settings, "device", "")).lower()
+        if device.startswith("cuda:"):
+            raise InputError(f"--device {settings.device}: with --engine ray every task runs on the GPU Ray gives it; "
+                             f"use --device cuda")
+
     def preflight(self, settings) -> None:
         from .ray_session import preflight
 
         preflight(settings.ray_address)
 
-    def encoder(self, settings, *, make, given=None, log=None):
-        from .ray_embed import ray_encoder
+    def quiet(self) -> None:
+        from .ray_session import native_output_off_the_terminal
 
-        if given is not None:
-            raise InputError("embed_corpus: with engine='ray' the encoder is built on the workers; leave encoder= out")
-        return ray_encoder(settings, make, log)
+        native_output_off_the_terminal()
 
-    def embed_parts(self, readers, settings, encoder, writer, partition, *, done_parts, progress):
-        from .ray_embed import run_ray
+    def slots(self, settings) -> int:
+        from .ray_session import cluster_cpus, connect
 
-        return run_ray(readers, settings, encoder, writer, partition, done_parts=done_parts, progress=progress)
+        connect(settings.ray_address)
+        return TASKS_PER_CPU * cluster_cpus()
 
-    def verify_parts(self, emb, settings) -> None:
-        from .ray_cluster import verify_parts
+    def map(self, settings, fn, args, *, shared=(), sizes=None, bar=None, resources=None):
+        from .ray_session import connect, run_tasks
 
-        verify_parts(emb, settings)
+        ray = connect(settings.ray_address)
+        refs = tuple(ray.put(x) for x in shared)  # top-level arguments: Ray hands each task the object
+        remote = ray.remote(_run_task)
+        calls = ((fn, *refs, *a) for a in args)
+        for i, result in run_tasks(remote, calls, resources=resources or {"num_cpus": 1}):
+            if bar is not None and sizes is not None:
+                bar.update(sizes[i])
+            yield i, result
 
-    def assign(self, store, centroids, settings, *, kernel, block_rows, gpu, progress):
-        from .ray_cluster import assign_rows
+    def runner(self, kind: str):
+        if kind == "embed":
+            from .ray_embed import RAY_EMBED
 
-        return assign_rows(store, centroids, settings, kernel=kernel, block_rows=block_rows, gpu=gpu, progress=progress)
+            return RAY_EMBED
+        return None
 
-    def build_token_store(self, emb, doc_ids, n_docs, tok, path, settings, *, progress):
-        from .ray_schedule import tokenize_on_ray
 
-        return tokenize_on_ray(emb, doc_ids, n_docs, tok, path, settings, progress=progress)
+def _run_task(fn, *values):
+    from .ray_session import task_environment
 
-    def shard_runner(self, settings):
-        from .ray_schedule import shard_runner
-
-        return shard_runner(settings)
+    task_environment()
+    return fn(*values, progress=None)
 
 
 ENGINE = RayEngine()

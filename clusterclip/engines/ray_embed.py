@@ -94,7 +94,28 @@ def _describe_encoder(make, settings):
     return encoder.settings, int(encoder.dim)
 
 
-# --------------------------------------------------------------------------- the engine
+# --------------------------------------------------------------------------- the runner
+class RayEmbedRunner:
+    """The embed step's runner on Ray (``RayEngine.runner("embed")``): the encoder resolved on a worker,
+    the parts embedded by the Ray Data pipeline of the module docstring."""
+
+    def check(self, settings, given) -> None:
+        """Before the inputs are read: an encoder loaded here cannot run on the workers."""
+        if given is not None:
+            raise InputError("embed_corpus: with engine='ray' the encoder is built on the workers; leave encoder= out")
+
+    def encoder(self, settings, *, make, given=None, log=None) -> RayEncoder:
+        self.check(settings, given)
+        return ray_encoder(settings, make, log)
+
+    def embed_parts(self, readers, settings, encoder, writer, partition, *, done_parts: int,
+                    progress: bool) -> tuple[ReadStats, int]:
+        return run_ray(readers, settings, encoder, writer, partition, done_parts=done_parts, progress=progress)
+
+
+RAY_EMBED = RayEmbedRunner()
+
+
 def run_ray(readers, settings, encoder: RayEncoder, writer, partition, *, done_parts: int,
             progress: bool) -> tuple[ReadStats, int]:
     """Embed every document after the first ``done_parts`` parts into ``writer`` (as ``run_local``).

@@ -24,6 +24,7 @@ from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, write_order
 from .sampling import BudgetError, Schedule, epochs_to_samples, plan_schedule
 from .settings import ScheduleSettings
 from .stats import format_statistics, schedule_statistics
+from .tokenize import build_tokens
 
 #: bytes of memory per planned sample (doc_id int64, cluster int32, repeat int32, plus working copies)
 _BYTES_PER_SAMPLE = 40
@@ -138,11 +139,12 @@ class ScheduleStep(Step[ScheduleSettings]):
 
     def _token_store(self, doc_ids: np.ndarray, work: Path):
         """The token store of ``doc_ids`` (each tokenized once, where the engine runs it)."""
-        return self.engine.build_token_store(self.emb, doc_ids, len(self.labels), self.tok, work / "tokens",
-                                             self.settings, progress=self.progress)
+        return build_tokens(self.engine, self.settings, self.emb, doc_ids, len(self.labels), self.tok, work / "tokens",
+                            progress=self.progress)
 
     def _write_shards(self, run: Run, schedule: Schedule, store, work: Path) -> dict:
         from ..shards import CONVENTION_MIN_SHARDS, write_shards
+        from ..shards.tasks import engine_runner
 
         s, tok = self.settings, self.tok
         assert tok is not None
@@ -150,7 +152,7 @@ class ScheduleStep(Step[ScheduleSettings]):
                             formats=s.formats, shard_tokens=s.shard_tokens, eos_id=tok.eos_id,
                             bos_id=tok.bos_id, vocab_size=tok.vocab_size, align_tokens=s.align_tokens,
                             pack=s.pack, journal_path=work / "shards-journal.jsonl", progress=self.progress,
-                            resume=run.resume, run_shards=self.engine.shard_runner(s),
+                            resume=run.resume, run_shards=engine_runner(self.engine, s),
                             min_shards=CONVENTION_MIN_SHARDS.get(s.convention, 1))
 
     # ------------------------------------------------------------------ summary

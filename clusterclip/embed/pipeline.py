@@ -1,4 +1,7 @@
-"""The local engine of ``embed``: a reader thread, the encoder, journaled parts (no torch import here).
+"""The embed step's own pipeline, in this process: a reader thread, the encoder, journaled parts.
+
+It runs wherever the engine provides no runner of its own for ``"embed"`` (the local engine; Ray has
+a Ray Data pipeline, :mod:`clusterclip.engines.ray_embed`). No torch import here.
 
 The reader thread streams the documents of this partition in order, groups them into batching
 windows (:func:`~clusterclip.readers.base.batch_window`: fixed by input row numbers, never by
@@ -24,6 +27,7 @@ from ..progress import EncodeEta, estimate_documents, format_seconds
 from ..progress import bar as progress_bar
 from ..readers import ReadStats, iter_numbered_documents
 from ..readers.base import batch_window
+from .encoder import check_cuda_device
 
 _DONE = object()
 
@@ -128,6 +132,26 @@ class _Producer(threading.Thread):
             if isinstance(item, BaseException):
                 raise item
             yield item
+
+
+class InProcess:
+    """The runner of the embed step where the engine has none (``engine.runner("embed")`` is None)."""
+
+    def check(self, settings, given) -> None:
+        """Before the inputs are read: a missing GPU is refused at once, not after loading torch."""
+        if given is None:
+            check_cuda_device(settings.device)
+
+    def encoder(self, settings, *, make, given=None, log=None):
+        """The encoder, loaded here (or the caller's)."""
+        return given if given is not None else make(settings)
+
+    def embed_parts(self, readers, settings, encoder, writer, partition, *, done_parts: int,
+                    progress: bool) -> tuple[ReadStats, int]:
+        return run_local(readers, settings, encoder, writer, partition, done_parts=done_parts, progress=progress)
+
+
+IN_PROCESS = InProcess()
 
 
 def run_local(readers, settings, encoder, writer, partition, *, done_parts: int, progress: bool) -> tuple[ReadStats, int]:
