@@ -1,8 +1,8 @@
-"""One registry style for everything pluggable: input readers, encoders, shard formats, engines.
+"""One registry style for everything pluggable: input readers, encoders, shard formats, engines, steps.
 
 A registry maps a name to the module that defines the thing, and the name of the attribute that
-module ends with (``READER``, ``ENCODER``, ``FORMAT``, ``ENGINE``). Adding one is one module plus
-one line in its registry (or :meth:`Registry.register` at run time). Modules are imported when an
+module ends with (``READER``, ``ENCODER``, ``FORMAT``, ``ENGINE``, ``STEP``). Adding one is one module
+plus one line in its registry (or :meth:`Registry.register` at run time). Modules are imported when an
 entry is first used, so an optional dependency (Ray, sentence-transformers) is only imported when
 it is chosen. A registry is a read-only mapping ``name -> object``, in registration order.
 """
@@ -23,10 +23,6 @@ class Registry(Mapping):
     def register(self, name: str, module: str) -> None:
         """``name`` is the ``attribute`` of ``module`` from now on."""
         self.modules[name] = module
-        self._loaded.pop(name, None)
-
-    def unregister(self, name: str) -> None:
-        self.modules.pop(name, None)
         self._loaded.pop(name, None)
 
     def __getitem__(self, name: str) -> Any:

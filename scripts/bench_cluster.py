@@ -138,7 +138,7 @@ def run_minibatch(x, k, iters, seed):
     return km.cluster_centers_, time.perf_counter() - t0, {"iterations": int(km.n_iter_)}
 
 
-def main(argv=None):
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=100_000, help="vectors (default 100000)")
     ap.add_argument("--dim", type=int, default=384)
@@ -160,8 +160,11 @@ def main(argv=None):
     ap.add_argument("--train-sweep", default="",
                     help="also report clusterclip's objective for these training points per centroid (--max-train-points "
                          "/ k; default 256), each with every --iters-sweep count (or --iters)")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
 
+
+def main(argv=None):
+    args = parse_args(argv)
     try:
         import sklearn  # noqa: F401 - only checked here; imported for real after clusterclip ran
     except ImportError:
@@ -175,6 +178,17 @@ def main(argv=None):
 
     # warm up faiss / OpenMP / BLAS so that the first method does not pay for it
     train_spherical_kmeans_with_stats(x[:2000], 10, iters=2)
+    ours, methods = candidates(args, x, skip)
+    # clusterclip first, sweep included: loading scikit-learn/scipy's own OpenBLAS and OpenMP
+    # runtimes into the process slows faiss down afterwards (measured 2-3x on 2 cores),
+    # which a user's `clusterclip cluster` process does not pay
+    sweep = budget_sweep(args, x)
+    rows = run_ours(args, x, ours) + run_others(args, x, methods)
+    print_tables(rows, sweep)
+
+
+def candidates(args, x, skip: set) -> tuple[list, list]:
+    """``(clusterclip's methods, scikit-learn's)`` as ``(name, run)`` pairs."""
     ours = [(f"clusterclip ({DEFAULT_INIT} init, default)", lambda: run_clusterclip(x, args.k, args.iters, args.seed))]
     for init, key in (("random", "clusterclip-random"), ("kmeans++", "kmeans++"), ("afkmc2", "afkmc2")):
         if init != DEFAULT_INIT and key not in skip:
@@ -189,10 +203,11 @@ def main(argv=None):
         methods.append(("sklearn KMeans (random init)", lambda: run_sklearn_kmeans(x, args.k, args.iters, args.seed, "random")))
     if "minibatch" not in skip:
         methods.append(("sklearn MiniBatchKMeans", lambda: run_minibatch(x, args.k, args.iters, args.seed)))
+    return ours, methods
 
-    # clusterclip first, sweep included: loading scikit-learn/scipy's own OpenBLAS and OpenMP
-    # runtimes into the process slows faiss down afterwards (measured 2-3x on 2 cores),
-    # which a user's `clusterclip cluster` process does not pay
+
+def budget_sweep(args, x) -> list[tuple]:
+    """clusterclip's objective for the --iters-sweep / --train-sweep budgets."""
     sweep = []
     iters_list = [int(v) for v in args.iters_sweep.split(",") if v.strip()]
     train_list = [int(v) for v in args.train_sweep.split(",") if v.strip()]
@@ -206,7 +221,11 @@ def main(argv=None):
                 times.append(seconds)
             sweep.append((it, per, min(times), objective(x, cent)[0], info["iterations"], info["train_points"]))
             print(f"  done: sweep iters={it} train {per} x k: {min(times):.1f}s", flush=True)
+    return sweep
 
+
+def run_ours(args, x, ours: list) -> list[tuple]:
+    """Every clusterclip method --repeat times, interleaved; the fastest run of each."""
     rows = []
     best: dict[str, tuple] = {}
     for rnd in range(max(1, args.repeat)):
@@ -220,6 +239,12 @@ def main(argv=None):
         mean, total = objective(x, cent)
         rows.append((name, seconds, mean, total, info))
         print(f"  {name}: best {seconds:.1f}s, mean cosine {mean:.5f}", flush=True)
+    return rows
+
+
+def run_others(args, x, methods: list) -> list[tuple]:
+    """Every scikit-learn method --sklearn-repeat times; the fastest run of each."""
+    rows = []
     for name, fn in methods:
         runs = [fn() for _ in range(max(1, args.sklearn_repeat))]
         for _, seconds, _ in runs:
@@ -228,7 +253,10 @@ def main(argv=None):
         mean, total = objective(x, cent)
         rows.append((name, seconds, mean, total, info))
         print(f"  {name}: best {seconds:.1f}s, mean cosine {mean:.5f} {info}", flush=True)
+    return rows
 
+
+def print_tables(rows: list[tuple], sweep: list[tuple]) -> None:
     import sklearn
     from threadpoolctl import threadpool_info
 

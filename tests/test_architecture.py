@@ -314,7 +314,7 @@ def test_a_new_step_is_one_module_and_one_registry_line(tmp_path, monkeypatch, e
     from clusterclip.artifacts import read_manifest
     from clusterclip.embed import EmbedDir
     from clusterclip.errors import MismatchError
-    from clusterclip.steps import STEPS, run_step
+    from clusterclip.steps import STEPS, preview, run_step
     from clusterclip.verify import verify_directory
 
     (tmp_path / "toy_step.py").write_text(TOY_STEP)
@@ -324,7 +324,10 @@ def test_a_new_step_is_one_module_and_one_registry_line(tmp_path, monkeypatch, e
     step_class = STEPS["lengths"]
     emb = EmbedDir(embedded)
 
+    assert preview(step_class(emb, step_class.settings_class(bins=3)), tmp_path / "out").state == "fresh"
+    assert not (tmp_path / "out").exists()  # a preview writes nothing
     first = run_step(step_class(emb, step_class.settings_class(bins=3)), tmp_path / "out")
+    assert preview(step_class(emb, step_class.settings_class(bins=3)), tmp_path / "out").state == "done"
     assert first.state == "fresh" and first.summary == f"lengths: {emb.n_docs} documents -> {tmp_path / 'out'}"
     manifest = read_manifest(tmp_path / "out", "lengths")  # the driver wrote the manifest, checked as any other
     assert manifest["inputs"] == {"embed": emb.record()} and manifest["settings"] == {"bins": 3}
@@ -332,6 +335,15 @@ def test_a_new_step_is_one_module_and_one_registry_line(tmp_path, monkeypatch, e
     assert verify_directory(tmp_path / "out")[1] == []
     again = run_step(step_class(emb, step_class.settings_class(bins=3)), tmp_path / "out")
     assert again.state == "done" and "already done" in again.summary
-    with pytest.raises(MismatchError, match="other settings: bins 3 -> 5; pass --overwrite"):
-        run_step(step_class(emb, step_class.settings_class(bins=5)), tmp_path / "out")
+    for refused in (run_step, preview):  # refused before anything is written, naming what differs
+        with pytest.raises(MismatchError, match="other settings: bins 3 -> 5; pass --overwrite"):
+            refused(step_class(emb, step_class.settings_class(bins=5)), tmp_path / "out")
     assert run_step(step_class(emb, step_class.settings_class(bins=5)), tmp_path / "out", overwrite=True).state == "fresh"
+    interrupted = step_class(emb, step_class.settings_class(bins=7))
+    monkeypatch.setattr(interrupted, "run", lambda run: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        run_step(interrupted, tmp_path / "out", overwrite=True)
+    assert read_manifest(tmp_path / "out", "lengths")["settings"] == {"bins": 5}  # the old output is still there
+    again = step_class(emb, step_class.settings_class(bins=7))
+    assert preview(again, tmp_path / "out", overwrite=True).state == "resume"
+    assert run_step(again, tmp_path / "out", overwrite=True).state == "resume"

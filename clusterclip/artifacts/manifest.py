@@ -19,15 +19,13 @@ from .files import dumps_json, sha256_bytes, sha256_file
 MANIFEST = "manifest.json"
 TOOL = "clusterclip"
 MANIFEST_VERSION = 2
-#: the artifacts of the built-in steps; a step registered in :data:`clusterclip.steps.STEPS` adds its own
-STEPS = ("embed", "cluster", "schedule", "report", "distill")
 
 
 def known_steps() -> set[str]:
-    """The ``step`` names a clusterclip manifest may carry: the built-in ones and every registered step."""
-    from ..steps import STEPS as REGISTERED
+    """The ``step`` names a clusterclip manifest may carry: those of the steps in :data:`clusterclip.steps.STEPS`."""
+    from ..steps import STEPS
 
-    return {*STEPS, *REGISTERED}
+    return set(STEPS)
 
 
 def build_manifest(step: str, settings: dict, inputs: dict, outputs: list[dict], statistics: dict,
@@ -172,6 +170,19 @@ def changed_upstream(recorded: dict, path: str | os.PathLike, what: str) -> str:
     if rec_path and os.path.abspath(rec_path) == os.path.abspath(path):
         return f"was {what} from {rec_path} as it was before (it was rebuilt or changed since: its manifest differs)"
     return f"was {what} from {rec_path or 'another run'}, not from {path} (its manifest differs)"
+
+
+def unchanged_upstream(recorded: dict) -> Path | None:
+    """The directory an upstream record names (``{"path", "manifest_sha256"}``), if it still holds that very
+    manifest; else None (moved, rebuilt or gone)."""
+    path = recorded.get("path")
+    if not path or not (Path(path) / MANIFEST).is_file():
+        return None
+    try:
+        same = manifest_digest(path) == recorded.get("manifest_sha256")
+    except OSError:
+        return None
+    return Path(path) if same else None
 
 
 def upstream_record(directory: str | os.PathLike, step: str) -> dict:

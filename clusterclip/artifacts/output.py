@@ -117,6 +117,23 @@ class OutputDir:
             raise
         return self
 
+    def peek(self) -> str:
+        """What entering would decide, read-only and without the lock: ``"done"``, ``"resume"`` or ``"fresh"``
+        (an interrupted commit counts as ``"resume"``), or the same one-line refusal."""
+        self._check_target()
+        if not self.out.exists():
+            return "fresh"
+        if self._commit_plan() is not None:
+            return "resume"
+        previous = self._owned_manifest() if os.path.lexists(self.out / MANIFEST) else None
+        if previous is not None and self.job.same_as(previous):
+            if not check_outputs(self.out, previous.get("outputs") or [], full=False):
+                return "done"
+        elif previous is not None and not self.overwrite:
+            self._refuse(previous)
+        same_build = self.build.is_dir() and self.job.same_as(load_json(self.build / JOB_FILE))
+        return "resume" if same_build else "fresh"
+
     def __exit__(self, exc_type, *exc) -> None:
         try:
             if exc_type is not None and not self.resumable and self.state in ("fresh", "resume"):

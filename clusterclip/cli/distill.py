@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..embed.distill import DistillSettings
-from .common import echo_summary, note, step_command, wants_progress
+from .common import note, run_and_report, step_command, wants_progress
 from .options import OutputOptions, SettingsCommand, build, setting_options
 
 
@@ -28,13 +28,6 @@ def command(out, overwrite, **options):
     manifest. Without --model of `embed --encoder model2vec`, the default model is this
     command's default output in $CLUSTERCLIP_CACHE/static (made there on first use).
     """
-    from ..embed.distill import distill_static_model
+    from ..embed.distill import DistillStep
 
-    settings = build(DistillSettings, options)
-    result = distill_static_model(out, settings, overwrite=overwrite, progress=wants_progress(), log=note)
-    if result.already_done:
-        echo_summary(f"distill: {out} is already done with this model and these settings (nothing to do)")
-        return
-    st = result.statistics
-    echo_summary(f"distill: {st['vocab_size']:,} tokens ({st['distilled_tokens']:,} distilled), dim {st['dim']} of "
-                 f"{st['source_dim']} ({st['explained_variance']:.1%} of the variance), in {result.seconds:.1f} s -> {out}")
+    run_and_report(DistillStep(build(DistillSettings, options), progress=wants_progress(), log=note), out, overwrite)

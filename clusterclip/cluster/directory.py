@@ -82,11 +82,30 @@ class ClusterDir(ArtifactDir):
                    batch.column(2).to_numpy().astype(np.float32, copy=False))
 
     def centroids(self) -> np.ndarray:
+        """``centroids.npy`` (``[K, D]``), its digest and shape checked."""
         self.verify_file(CENTROIDS)
         c = np.load(self.path / CENTROIDS, allow_pickle=False)
-        if c.shape[0] != self.k:
-            raise IntegrityError(f"{self.path / CENTROIDS}: {c.shape[0]} centroids but k={self.k}")
+        if c.ndim != 2 or c.shape[0] != self.k:
+            raise IntegrityError(f"{self.path / CENTROIDS}: expected shape [{self.k}, dim], got {list(c.shape)}; "
+                                 f"rerun `clusterclip cluster --overwrite`")
         return c
+
+    def cluster_columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``size`` int64, ``mean_similarity`` float64 (NaN for empty clusters) and, with ``--levels 2``,
+        ``parent`` int64 of clusters ``0..K-1`` from ``clusters.parquet`` (digest, columns and ids checked)."""
+        path = self.path / CLUSTERS
+        table = self.clusters_table()
+        for column in ("cluster", "size", "mean_similarity"):
+            if column not in table.column_names:
+                raise IntegrityError(f"{path}: has no `{column}` column; rerun `clusterclip cluster --overwrite`")
+        ids = table.column("cluster").to_numpy()
+        if len(ids) != self.k or not np.array_equal(ids, np.arange(self.k)):
+            raise IntegrityError(f"{path}: expected clusters 0..{self.k - 1} in order (manifest.json says "
+                                 f"k={self.k}); rerun `clusterclip cluster --overwrite`")
+        size = table.column("size").to_numpy().astype(np.int64)
+        mean_similarity = table.column("mean_similarity").to_numpy(zero_copy_only=False).astype(np.float64)
+        parent = table.column("parent").to_numpy().astype(np.int64) if "parent" in table.column_names else None
+        return size, mean_similarity, parent
 
     def level2_centroids(self) -> np.ndarray:
         """``centroids-level2.npy`` (``--levels 2``), its digest checked."""

@@ -32,8 +32,16 @@ PARTS_DIR = ".parts"
 JOURNAL = "journal.jsonl"
 
 
+PART_PREFIX, PART_SUFFIX = "embeddings-", ".npy"
+
+
 def part_name(k: int) -> str:
-    return f"embeddings-{k:05d}.npy"
+    return f"{PART_PREFIX}{k:05d}{PART_SUFFIX}"
+
+
+def part_files(directory: str | os.PathLike) -> list[Path]:
+    """The embedding part files in ``directory`` (a build or a finished directory), in name order."""
+    return sorted(p for p in Path(directory).glob(f"{PART_PREFIX}*{PART_SUFFIX}") if is_part_name(p.name))
 
 
 def docs_part_name(k: int) -> str:
@@ -41,7 +49,7 @@ def docs_part_name(k: int) -> str:
 
 
 def is_part_name(name: str) -> bool:
-    return name.startswith("embeddings-") and name.endswith(".npy")
+    return name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)
 
 
 # --------------------------------------------------------------------------- reading a finished directory

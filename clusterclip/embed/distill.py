@@ -13,25 +13,25 @@ zero vectors (the tokenizer never produces them).
 The output is a model2vec model directory (``model.safetensors`` with ``embeddings``,
 ``tokenizer.json``, ``config.json``: ``model2vec.StaticModel.from_pretrained(DIR)`` loads it) plus
 our ``manifest.json`` (settings, the source model's files by sha256, every output's sha256), written
-through :class:`~clusterclip.artifacts.OutputDir` like every step. ``embed --encoder model2vec``
+by the one driver like every step (:class:`DistillStep`, :func:`clusterclip.steps.run_step`). ``embed --encoder model2vec``
 reads it (:mod:`.model2vec`).
 """
 
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from ..artifacts import Job, OutputDir, StepResult, build_manifest, file_record
+from ..artifacts import StepResult, file_record
 from ..artifacts.files import write_bytes_atomic, write_json_atomic
 from ..errors import InputError
 from ..progress import bar as progress_bar
 from ..settings import Settings, setting
+from ..steps import Outcome, Plan, Run, Step, run_step, settings_from
 from .encoder import DTYPES, resolve_model
 
 MODEL_FILE = "model.safetensors"
@@ -143,6 +143,42 @@ def static_vectors(encoder, settings: DistillSettings, *, progress: bool = True)
                                     "source_dim": encoder.dim, "explained_variance": explained}
 
 
+class DistillStep(Step[DistillSettings]):
+    """A static (model2vec) model distilled from a transformer encoder (see the module docstring)."""
+
+    name = "distill"
+    settings_class = DistillSettings
+    resumable = False  # a one-off: a failed run starts again
+    model_name = ""
+
+    def plan(self, out: Path, overwrite: bool) -> Plan:
+        s = self.settings
+        load_path, self.model_name = resolve_model(s.model)
+        inputs = {"model": self.model_name, "files": source_files(load_path) if Path(load_path).is_dir() else []}
+        return Plan({**s.record(), "model": self.model_name}, inputs)
+
+    def run(self, run: Run) -> Outcome:
+        from .hf import HFEncoder
+
+        s = self.settings
+        encoder = HFEncoder(s.model, max_length=16, device=s.device, dtype=s.dtype, packing="off")
+        vectors, statistics = static_vectors(encoder, s, progress=self.progress)
+        write_static_model(run.build, vectors, encoder.tokenizer, self.model_name, s)
+        return Outcome([CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE], statistics, processed=statistics["vocab_size"])
+
+    def summary(self, result) -> str:
+        st = result.statistics
+        return (f"distill: {st['vocab_size']:,} tokens ({st['distilled_tokens']:,} distilled), dim {st['dim']} of "
+                f"{st['source_dim']} ({st['explained_variance']:.1%} of the variance), in {result.seconds:.1f} s -> "
+                f"{result.out}")
+
+    def done_line(self, result) -> str:
+        return f"distill: {result.out} is already done with this model and these settings (nothing to do)"
+
+
+STEP = DistillStep
+
+
 def distill_static_model(out_dir, settings: DistillSettings | None = None, *, overwrite: bool = False,
                          progress: bool = True, log: Callable[[str], None] | None = None, **kwargs) -> StepResult:
     """Distill a static (model2vec) model from a transformer encoder into ``out_dir``; see the module docstring.
@@ -150,26 +186,8 @@ def distill_static_model(out_dir, settings: DistillSettings | None = None, *, ov
     Settings come as a :class:`DistillSettings` or as its fields in keyword arguments. Rerunning the
     same call after success does nothing (``result.state == "done"``).
     """
-    from . import settings_from
-
-    t0 = time.perf_counter()
     s = settings_from(settings, kwargs, DistillSettings)
-    load_path, model_name = resolve_model(s.model)
-    inputs = {"model": model_name, "files": source_files(load_path) if Path(load_path).is_dir() else []}
-    record = {**s.record(), "model": model_name}
-    out = Path(out_dir)
-    with OutputDir(out, Job("distill", record, inputs), overwrite=overwrite, log=log, resumable=False) as run:
-        if run.state == "done":
-            return StepResult(run.manifest, out, "done", time.perf_counter() - t0)
-        from .hf import HFEncoder
-
-        encoder = HFEncoder(s.model, max_length=16, device=s.device, dtype=s.dtype, packing="off")
-        vectors, statistics = static_vectors(encoder, s, progress=progress)
-        write_static_model(run.build, vectors, encoder.tokenizer, model_name, s)
-        outputs = [file_record(run.build, run.build / name) for name in (CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE)]
-        manifest = build_manifest("distill", record, inputs, outputs, statistics)
-        run.commit(manifest)
-    return StepResult(manifest, out, run.state, time.perf_counter() - t0, statistics["vocab_size"])
+    return run_step(DistillStep(s, progress=progress, log=log), out_dir, overwrite=overwrite)
 
 
 def write_static_model(directory: Path, vectors: np.ndarray, tokenizer, model_name: str, s: DistillSettings) -> None:

@@ -26,15 +26,11 @@ from ..errors import IntegrityError
 from ..readers import Partitioning, reader_class
 from ..readers.base import EMPTY_ROWS_LISTED
 from ..settings import differences
-from .directory import DOCS_FILE, PARTS_DIR, EmbedDir, part_name
+from .directory import DOCS_FILE, PARTS_DIR, EmbedDir, part_files, part_name
 from .store import EmbeddingStore
 from .writer import EmbedWriter
 
 DELTA_DIR = ".delta"
-
-
-def same_settings(previous: dict, resolved: dict) -> bool:
-    return previous.get("settings") == resolved
 
 
 def settings_differences(previous: dict, resolved: dict) -> list[str]:
@@ -183,91 +179,25 @@ def run_incremental(out: Path, build: Path, previous: dict, p: Plan, records: li
     Returns ``outputs``, ``totals`` (as :meth:`EmbedWriter.finish`), ``per_file``, ``embedded`` (documents
     encoded by this call) and the manifest's ``incremental`` record.
     """
-    from ..progress import bar as progress_bar
-
-    old = EmbedDir(out)  # the previous output, checked: manifest, sizes, docs.parquet rows
-    if old.manifest.get("checksum") != previous.get("checksum"):
-        raise IntegrityError(f"{out}: its manifest changed during this run; rerun")
-    store = old.store() if old.n_docs else None
-    if p.reuse:  # every file a reused row comes from, checked against its sha256
-        needed = {DOCS_FILE}
-        for entry, start in p.reuse.values():
-            if entry["documents"]:
-                a = int(np.searchsorted(store.offsets, start, side="right") - 1)
-                b = int(np.searchsorted(store.offsets, start + entry["documents"] - 1, side="right") - 1)
-                needed.update(Path(store.files[i]).name for i in range(a, b + 1))
-        old.verify(needed)
-
+    old = _previous_output(out, previous, p)
     # 1. the new and changed files, journaled in build/.delta (resumable)
-    delta_dir = build / DELTA_DIR
-    todo = [readers[i] for i in p.embed]
-    embedded, delta_per_source, delta_rows, delta_empty = 0, {}, [], {}
-    delta_store, delta_docs = None, None
-    if todo:
-        delta = EmbedWriter(delta_dir, id_column=s.id_column, save_dtype=s.save_dtype)
-        kept = delta.resume() if resume else []
-        stats, embedded = run_engine(todo, s, encoder, delta, Partitioning(1, 0, s.partition_block),
-                                     done_parts=len(kept), progress=progress)
-        stats.check(f"{len(todo)} changed input files")
-        delta_rows = list(stats.per_file_rows)
-        delta_empty = stats.empty_by_file
-        if delta.journal:
-            _, dtotals = delta.finish()
-            delta_per_source = dtotals["per_source"]
-            if dtotals["n_docs"]:
-                delta_store = EmbeddingStore([delta_dir / part_name(k) for k in range(dtotals["parts"])],
-                                             dtotals["part_rows"])
-                delta_docs = _DocsRows(delta_dir / DOCS_FILE)
+    delta = _embed_delta(build / DELTA_DIR, [readers[i] for i in p.embed], s, encoder, run_engine, resume=resume,
+                         progress=progress)
     # 2. the complete output, in the new corpus order, laid out as a run from scratch
-    for stale in [build / PARTS_DIR, build / DOCS_FILE, *build.glob("embeddings-*.npy")]:
+    for stale in [build / PARTS_DIR, build / DOCS_FILE, *part_files(build)]:
         if stale.is_dir():
             shutil.rmtree(stale)
         else:
             stale.unlink(missing_ok=True)
     writer = EmbedWriter(build, id_column=s.id_column, save_dtype=s.save_dtype)
     dim = old.dim if old.n_docs else encoder.dim
-    packer = _Packer(writer, s.part_docs, dim, s.id_column)
-    old_docs = _DocsRows(old.docs_file()) if p.reuse else None
-    per_file: list[dict] = []
-    delta_first, delta_index = 0, 0
-    total = p.reused_docs + sum(v["documents"] for v in delta_per_source.values())
-    with progress_bar(total, desc="assemble", unit="doc", unit_scale=True, enabled=progress, leave=False) as bar:
-        for i, rec in enumerate(records):
-            if i in p.reuse:
-                entry, start = p.reuse[i]
-                src_store, src_docs, n = store, old_docs, entry["documents"]
-                tally = {k: entry[k] for k in ("rows", "documents", "skipped_empty", "tokens", "truncated_docs")}
-                tally["empty_rows"] = list(entry.get("empty_rows", []))
-                expect_source = entry["path"]
-            else:
-                tally_src = delta_per_source.get(rec["path"], {"documents": 0, "tokens": 0, "truncated_docs": 0})
-                rows = int(delta_rows[delta_index])
-                delta_index += 1
-                start, n = delta_first, tally_src["documents"]
-                delta_first += n
-                src_store, src_docs = delta_store, delta_docs
-                tally = {"rows": rows, "documents": n, "skipped_empty": rows - n, "tokens": tally_src["tokens"],
-                         "truncated_docs": tally_src["truncated_docs"],
-                         "empty_rows": list(delta_empty.get(rec["path"], []))}
-                expect_source = rec["path"]
-            per_file.append({"path": rec["path"], "sha256": rec["sha256"], "bytes": rec["bytes"], **tally})
-            for a in range(start, start + n, s.part_docs):
-                b = min(start + n, a + s.part_docs)
-                table = src_docs.read(a, b)
-                sources = set(table.column("source").to_pylist())
-                if sources != {expect_source}:
-                    raise IntegrityError(f"{old.docs_file() if i in p.reuse else delta_dir / DOCS_FILE}: rows "
-                                         f"{a}..{b - 1} belong to {sorted(sources)}, not to {expect_source}; "
-                                         f"rerun with --overwrite")
-                packer.add(src_store.read(a, b), rec["path"], table, np.zeros(b - a, dtype=np.int64))
-                bar.update(b - a)
-    packer.flush()
+    per_file = _assemble(old, delta, p, records, writer, s, dim, progress)
     if not writer.journal:
         writer.write_part(0, None, [], [], [], [], [], 0, dim=dim)
     outputs, totals = writer.finish()
     totals["tokens"] = sum(f["tokens"] for f in per_file)
     totals["truncated"] = sum(f["truncated_docs"] or 0 for f in per_file)
-    shutil.rmtree(delta_dir, ignore_errors=True)
+    shutil.rmtree(delta.dir, ignore_errors=True)
     record = {
         "previous": {"manifest_sha256": manifest_digest(out), "n_docs": old.n_docs},
         "lineage": list((previous.get("incremental") or {}).get("lineage") or []) + [manifest_digest(out)],
@@ -281,4 +211,103 @@ def run_incremental(out: Path, build: Path, previous: dict, p: Plan, records: li
     if not previous.get("per_file"):
         log(f"embed: note: {out} records no per-file tallies (written by an older clusterclip or by merge); "
             f"every file was embedded again")
-    return {"outputs": outputs, "totals": totals, "per_file": per_file, "embedded": embedded, "record": record}
+    return {"outputs": outputs, "totals": totals, "per_file": per_file, "embedded": delta.embedded, "record": record}
+
+
+def _previous_output(out: Path, previous: dict, p: Plan) -> EmbedDir:
+    """The output being replaced, checked: its manifest, sizes, docs.parquet rows, and the sha256 of every file
+    a reused row comes from."""
+    old = EmbedDir(out)
+    if old.manifest.get("checksum") != previous.get("checksum"):
+        raise IntegrityError(f"{out}: its manifest changed during this run; rerun")
+    if p.reuse:
+        store = old.store() if old.n_docs else None
+        needed = {DOCS_FILE}
+        for entry, start in p.reuse.values():
+            if entry["documents"] and store is not None:
+                a = int(np.searchsorted(store.offsets, start, side="right") - 1)
+                b = int(np.searchsorted(store.offsets, start + entry["documents"] - 1, side="right") - 1)
+                needed.update(Path(store.files[i]).name for i in range(a, b + 1))
+        old.verify(needed)
+    return old
+
+
+@dataclass
+class _Delta:
+    """What the new and changed files gave (in ``dir``): per file rows, documents and tallies, and their rows."""
+
+    dir: Path
+    embedded: int = 0
+    per_source: dict = field(default_factory=dict)
+    rows: list = field(default_factory=list)
+    empty: dict = field(default_factory=dict)
+    store: EmbeddingStore | None = None
+    docs: _DocsRows | None = None
+
+
+def _embed_delta(delta_dir: Path, todo: list, s, encoder, run_engine, *, resume: bool, progress: bool) -> _Delta:
+    """Embed the files ``todo`` into ``delta_dir`` (journaled: a resumed run keeps its finished parts)."""
+    delta = _Delta(delta_dir)
+    if not todo:
+        return delta
+    writer = EmbedWriter(delta_dir, id_column=s.id_column, save_dtype=s.save_dtype)
+    kept = writer.resume() if resume else []
+    stats, delta.embedded = run_engine(todo, s, encoder, writer, Partitioning(1, 0, s.partition_block),
+                                       done_parts=len(kept), progress=progress)
+    stats.check(f"{len(todo)} changed input files")
+    delta.rows = list(stats.per_file_rows)
+    delta.empty = stats.empty_by_file
+    if writer.journal:
+        _, totals = writer.finish()
+        delta.per_source = totals["per_source"]
+        if totals["n_docs"]:
+            delta.store = EmbeddingStore([delta_dir / part_name(k) for k in range(totals["parts"])], totals["part_rows"])
+            delta.docs = _DocsRows(delta_dir / DOCS_FILE)
+    return delta
+
+
+def _assemble(old: EmbedDir, delta: _Delta, p: Plan, records: list[dict], writer: EmbedWriter, s, dim: int,
+              progress: bool) -> list[dict]:
+    """Every file's rows, reused or new, in the new corpus order, through ``writer``; the new ``per_file``."""
+    from ..progress import bar as progress_bar
+
+    packer = _Packer(writer, s.part_docs, dim, s.id_column)
+    store = old.store() if old.n_docs else None
+    old_docs = _DocsRows(old.docs_file()) if p.reuse else None
+    per_file: list[dict] = []
+    delta_first, delta_index = 0, 0
+    total = p.reused_docs + sum(v["documents"] for v in delta.per_source.values())
+    with progress_bar(total, desc="assemble", unit="doc", unit_scale=True, enabled=progress, leave=False) as bar:
+        for i, rec in enumerate(records):
+            if i in p.reuse:
+                entry, start = p.reuse[i]
+                src_store, src_docs, n = store, old_docs, entry["documents"]
+                tally = {k: entry[k] for k in ("rows", "documents", "skipped_empty", "tokens", "truncated_docs")}
+                tally["empty_rows"] = list(entry.get("empty_rows", []))
+                expect_source, where = entry["path"], old.docs_file()
+            else:
+                start, tally = delta_first, _delta_tally(delta, rec["path"], int(delta.rows[delta_index]))
+                n = tally["documents"]
+                delta_index, delta_first = delta_index + 1, delta_first + n
+                src_store, src_docs = delta.store, delta.docs
+                expect_source, where = rec["path"], delta.dir / DOCS_FILE
+            per_file.append({"path": rec["path"], "sha256": rec["sha256"], "bytes": rec["bytes"], **tally})
+            for a in range(start, start + n, s.part_docs):
+                b = min(start + n, a + s.part_docs)
+                table = src_docs.read(a, b)
+                sources = set(table.column("source").to_pylist())
+                if sources != {expect_source}:
+                    raise IntegrityError(f"{where}: rows {a}..{b - 1} belong to {sorted(sources)}, not to "
+                                         f"{expect_source}; rerun with --overwrite")
+                packer.add(src_store.read(a, b), rec["path"], table, np.zeros(b - a, dtype=np.int64))
+                bar.update(b - a)
+    packer.flush()
+    return per_file
+
+
+def _delta_tally(delta: _Delta, path: str, rows: int) -> dict:
+    """The per-file tally of a newly embedded file (as a whole run records it)."""
+    got = delta.per_source.get(path, {"documents": 0, "tokens": 0, "truncated_docs": 0})
+    n = got["documents"]
+    return {"rows": rows, "documents": n, "skipped_empty": rows - n, "tokens": got["tokens"],
+            "truncated_docs": got["truncated_docs"], "empty_rows": list(delta.empty.get(path, []))}

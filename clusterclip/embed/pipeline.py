@@ -175,9 +175,7 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
     bar = progress_bar(None, desc="embed", unit="doc", enabled=progress, initial=done_docs,
                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} docs [{elapsed}{postfix}]")
     eta = EncodeEta(time.perf_counter(), done_docs)
-    embedded = 0
-    buffers = _empty()
-    current = done_parts
+    parts = _Parts(writer, done_parts, settings.part_docs, encoder)
 
     def show(docs_done: float, total: int | None) -> None:
         if total is not None:
@@ -208,37 +206,9 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
                 eta.encoded(step * n_docs, step * n_tokens, time.perf_counter())
                 show(eta.encoded_docs, total)
 
-            emb = encoder.embed(prepared, on_progress=on_batch)
-            at = 0
-            for piece in w.pieces:
-                n = len(piece)
-                piece_emb, at = emb[at : at + n], at + n
-                if piece.part is None:  # embedded only to batch its window as an uninterrupted run did
-                    continue
-                bad = np.nonzero(~np.isfinite(piece_emb).all(axis=1))[0]
-                if len(bad):
-                    j = int(bad[0])
-                    raise InputError(
-                        f"{piece.sources[j]}, row {piece.rows[j]}: its embedding is NaN or zero (an unembeddable "
-                        f"document, or overflow in {encoder.settings.get('dtype')}); check the text, or rerun with "
-                        f"--dtype float32")
-                if piece.part != current:
-                    if buffers["emb"]:
-                        _flush(writer, current, buffers, encoder.dim)
-                    buffers, current = _empty(), piece.part
-                buffers["emb"].append(piece_emb)
-                for key, values in (("sources", piece.sources), ("rows", piece.rows), ("n_chars", piece.n_chars),
-                                    ("user_ids", piece.user_ids), ("n_tokens", piece.prepared.tokens),
-                                    ("cut", truncation_flags(piece.prepared))):
-                    buffers[key].extend(values)
-                buffers["truncated"] += piece.prepared.truncated
-                if len(buffers["rows"]) == settings.part_docs:  # full: written now
-                    _flush(writer, current, buffers, encoder.dim)
-                    buffers, current = _empty(), current + 1
-                embedded += n
+            parts.add_window(w, encoder.embed(prepared, on_progress=on_batch))
             on_batch(1.0)
-        if buffers["emb"]:
-            _flush(writer, current, buffers, encoder.dim)
+        parts.flush()
         bar.total = bar.n  # every document is read: the total is exact
         bar.refresh()
     except BaseException:
@@ -247,7 +217,55 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
     finally:
         bar.close()
     producer.join()
-    return stats, embedded
+    return stats, parts.embedded
+
+
+class _Parts:
+    """The documents of each window, cut into parts of ``part_docs`` and written as each part is full."""
+
+    def __init__(self, writer, first_part: int, part_docs: int, encoder):
+        self.writer, self.part_docs, self.encoder = writer, part_docs, encoder
+        self.current = first_part
+        self.buffers = _empty()
+        self.embedded = 0
+
+    def add_window(self, w: Window, emb: np.ndarray) -> None:
+        at = 0
+        for piece in w.pieces:
+            n = len(piece)
+            piece_emb, at = emb[at : at + n], at + n
+            if piece.part is None:  # embedded only to batch its window as an uninterrupted run did
+                continue
+            self._check(piece, piece_emb)
+            if piece.part != self.current:
+                self.flush()
+                self.current = piece.part
+            buffers = self.buffers
+            buffers["emb"].append(piece_emb)
+            for key, values in (("sources", piece.sources), ("rows", piece.rows), ("n_chars", piece.n_chars),
+                                ("user_ids", piece.user_ids), ("n_tokens", piece.prepared.tokens),
+                                ("cut", truncation_flags(piece.prepared))):
+                buffers[key].extend(values)
+            buffers["truncated"] += piece.prepared.truncated
+            if len(buffers["rows"]) == self.part_docs:  # full: written now
+                self.flush()
+                self.current += 1
+            self.embedded += n
+
+    def _check(self, piece: Piece, piece_emb: np.ndarray) -> None:
+        bad = np.nonzero(~np.isfinite(piece_emb).all(axis=1))[0]
+        if len(bad):
+            j = int(bad[0])
+            raise InputError(
+                f"{piece.sources[j]}, row {piece.rows[j]}: its embedding is NaN or zero (an unembeddable "
+                f"document, or overflow in {self.encoder.settings.get('dtype')}); check the text, or rerun with "
+                f"--dtype float32")
+
+    def flush(self) -> None:
+        """Write the part being filled (if it holds any document)."""
+        if self.buffers["emb"]:
+            _flush(self.writer, self.current, self.buffers, self.encoder.dim)
+        self.buffers = _empty()
 
 
 def _empty() -> dict:

@@ -12,7 +12,7 @@ from ..artifacts import atomic_path, file_record, save_npy_atomic, sha256_file, 
 from ..artifacts.journal import Journal, files_intact
 from ..errors import IntegrityError
 from ..faults import checkpoint
-from .directory import DOCS_FILE, JOURNAL, PARTS_DIR, docs_part_name, part_name
+from .directory import DOCS_FILE, JOURNAL, PARTS_DIR, docs_part_name, part_files, part_name
 from .store import npy_shape
 
 
@@ -44,7 +44,7 @@ class EmbedWriter:
             kept.append(e)
         self.journal = kept
         keep = {part_name(k) for k in range(len(kept))} | {docs_part_name(k) for k in range(len(kept))}
-        for p in list(self.build.glob("embeddings-*.npy")) + list(self.parts_dir.glob("docs-*.parquet")):
+        for p in part_files(self.build) + list(self.parts_dir.glob("docs-*.parquet")):
             if p.name not in keep:
                 p.unlink()
         for p in list(self.build.glob(".*.tmp")) + list(self.parts_dir.glob(".*.tmp")):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import manifest_digest
-from ..artifacts.manifest import changed_upstream
+from ..artifacts.manifest import changed_upstream, unchanged_upstream
 from ..cluster.directory import ClusterDir
 from ..embed.directory import EmbedDir
 from ..errors import InputError, MismatchError
@@ -56,28 +56,10 @@ class ClusterInfo:
 
 
 def read_clusters(cl_dir: str | Path) -> ClusterInfo:
-    """Read a finished ``cluster`` directory's per-cluster tables (K rows, never N)."""
-    d = Path(cl_dir)
-    cl = ClusterDir(d)
-    manifest = cl.manifest
-    path = d / "clusters.parquet"
-    table = cl.clusters_table()
-    for column in ("cluster", "size", "mean_similarity"):
-        if column not in table.column_names:
-            raise InputError(f"{path}: has no `{column}` column; rerun `clusterclip cluster --overwrite`")
-    k = int(manifest["statistics"]["k"])
-    ids = table.column("cluster").to_numpy()
-    if len(ids) != k or not np.array_equal(ids, np.arange(k)):
-        raise InputError(f"{path}: expected clusters 0..{k - 1} in order (manifest.json says k={k}); "
-                         "rerun `clusterclip cluster --overwrite`")
-    size = table.column("size").to_numpy().astype(np.int64)
-    mean_similarity = table.column("mean_similarity").to_numpy(zero_copy_only=False).astype(np.float64)
-    parent = table.column("parent").to_numpy().astype(np.int64) if "parent" in table.column_names else None
-    centroids = cl.centroids().astype(np.float32, copy=False)
-    if centroids.ndim != 2 or centroids.shape[0] != k:
-        raise InputError(f"{d / 'centroids.npy'}: expected shape [{k}, dim], got {list(centroids.shape)}; "
-                         "rerun `clusterclip cluster --overwrite`")
-    return ClusterInfo(d, manifest, size, mean_similarity, parent, centroids)
+    """Read a finished ``cluster`` directory's per-cluster tables (K rows, never N), through its owner."""
+    cl = ClusterDir(cl_dir)
+    size, mean_similarity, parent = cl.cluster_columns()
+    return ClusterInfo(Path(cl_dir), cl.manifest, size, mean_similarity, parent, cl.centroids().astype(np.float32, copy=False))
 
 
 @dataclass(frozen=True)
@@ -115,15 +97,7 @@ def recorded_embed_dir(clusters: ClusterInfo) -> Path | None:
     The cluster manifest records its path (``inputs.embed.path``) and manifest digest; the
     directory counts only when both still match, so a moved or re-run embed is not used silently.
     """
-    recorded = (clusters.manifest.get("inputs") or {}).get("embed") or {}
-    path = clusters.recorded_embed_path
-    if not path or not (Path(path) / "manifest.json").is_file():
-        return None
-    try:
-        same = manifest_digest(path) == recorded.get("manifest_sha256")
-    except OSError:
-        return None
-    return Path(path) if same else None
+    return unchanged_upstream((clusters.manifest.get("inputs") or {}).get("embed") or {})
 
 
 @dataclass(frozen=True)

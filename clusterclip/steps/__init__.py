@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from ..registry import Registry
 from .base import Outcome, Plan, Run, Step, settings_from
-from .driver import run_step
+from .driver import preview, run_step
 
 #: step name -> the module that defines it (ending with ``STEP = YourStep``): one line per step
 STEPS: Registry = Registry("step", "STEP", {
     "embed": "clusterclip.embed.step",
+    "distill": "clusterclip.embed.distill",
     "merge": "clusterclip.embed.merge",
     "cluster": "clusterclip.cluster.step",
     "schedule": "clusterclip.schedule.step",
@@ -35,4 +36,4 @@ STEPS: Registry = Registry("step", "STEP", {
     "fit": "clusterclip.mixsearch.fit_step",
 })
 
-__all__ = ["STEPS", "Outcome", "Plan", "Run", "Step", "run_step", "settings_from"]
+__all__ = ["STEPS", "Outcome", "Plan", "Run", "Step", "preview", "run_step", "settings_from"]

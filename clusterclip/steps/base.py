@@ -39,6 +39,7 @@ class Plan:
     inputs: dict
     reads: tuple[Path, ...] = ()
     replaces: bool = False
+    state: str | None = None  #: filled by :func:`~clusterclip.steps.preview`: "done", "resume" or "fresh"
 
 
 @dataclass

@@ -8,6 +8,9 @@
 4. ``step.run(run)`` writes into the build directory (inside ``step.environment()``);
 5. the manifest (every file recorded with size and sha256) is built here and committed last;
 6. the :class:`~clusterclip.artifacts.StepResult`, with the step's summary line.
+
+:func:`preview` answers, without writing anything, what a run would do now ("done", "resume",
+"fresh", or the refusal).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from pathlib import Path
 
 from ..artifacts import Job, OutputDir, StepResult, build_manifest, file_record
-from .base import Outcome, Run, Step
+from .base import Outcome, Plan, Run, Step
 
 
 def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> StepResult:
@@ -50,6 +53,20 @@ def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> 
                                 children=outcome.children)
     result.summary = step.done_line(result) if result.already_done else step.summary(result)
     return result
+
+
+def preview(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> Plan:
+    """``step.plan(out)`` with :attr:`Plan.state` filled in: what a :func:`run_step` now would find in ``out``
+    (``"done"``: nothing to do; ``"resume"``; ``"fresh"``), or its one-line refusal. Nothing is written."""
+    out = Path(out)
+    plan = step.plan(out, overwrite)
+    if not step.transactional:
+        plan.state = "fresh"
+        return plan
+    job = Job(step.artifact_name, plan.settings, plan.inputs)
+    reads = plan.reads + tuple(d.path for d in step.upstream().values())
+    plan.state = OutputDir(out, job, overwrite=overwrite or plan.replaces, inputs=reads).peek()
+    return plan
 
 
 def _records(build: Path, outcome: Outcome) -> list[dict]:
