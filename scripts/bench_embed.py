@@ -20,16 +20,33 @@ work only) against ``--peak-tflops`` (known for NVIDIA GPUs), and, with ``--clus
 documents k-means puts in the same cluster on bfloat16 and on float32 embeddings (after
 matching the cluster ids one to one).
 
+With ``--process`` it times what a user waits for instead: whole processes, interleaved, best of
+``--repeat``: ``python -m clusterclip embed CORPUS --out ...`` against a Python script that imports
+sentence-transformers, loads the same model, reads the same JSONL, encodes (float32 on CPU,
+float16 on CUDA, its defaults) and saves the vectors. Then one more ``clusterclip embed`` process
+with timers on its phases (python start, imports, input hashing, tokenizer and weights load, the
+encoder, the time the encoder waited for the reading thread, writing, commit; the functions are
+wrapped, nothing else changes) and the padding (tokens computed under the fixed row windows vs
+real tokens), and the encoder's rate in model FLOPs (dense layers + attention on the real tokens)
+against the GEMM peak of its precision measured in the same run before and after it (a 2048²
+matrix product with torch and, for float32 on CPU, numpy's BLAS: the best is the peak).
+``--docs man`` uses this machine's man pages (``man -l`` rendered, the long ones; built once into
+``--work``).
+
     python scripts/bench_embed.py                                   # CPU, 600 long documents
     python scripts/bench_embed.py --docs short --n-docs 400
     python scripts/bench_embed.py --device cuda --n-docs 20000      # GPU
+    python scripts/bench_embed.py --process --docs long --n-docs 600 --repeat 2
+    python scripts/bench_embed.py --process --docs man --n-docs 600 --repeat 2
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
+import os
 import sys
 import tempfile
 import time
@@ -126,11 +143,324 @@ def cluster_agreement(ours: np.ndarray, fp32: np.ndarray, k: int) -> dict:
             "fp32_other_seed": _matched(other, l32, k)}
 
 
+# ----------------------------------------------------------------------------- corpora
+def man_docs(n: int, cache: Path, min_chars: int = 1500, max_chars: int = 20000) -> list[str]:
+    """Man pages of this machine rendered as text (``man -l`` + ``col -b``), the long ones, in name order.
+
+    Rendering costs about 0.1 s a page: the corpus is kept in ``cache`` (one JSON line per page)."""
+    import shutil
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = cache / f"man-{n}.jsonl"
+    if path.is_file():
+        return [json.loads(line)["text"] for line in path.read_text("utf-8").splitlines()]
+    if shutil.which("man") is None or not Path("/usr/share/man").is_dir():
+        raise SystemExit("--docs man: needs man pages (/usr/share/man and `man`); use --docs long")
+    pages = sorted(p for section in ("man1", "man8", "man5", "man3", "man7")
+                   for p in (Path("/usr/share/man") / section).glob("*.gz") if not p.is_symlink())
+    env = {**os.environ, "MANWIDTH": "100", "MAN_KEEP_FORMATTING": "0"}
+
+    def render(page: Path) -> str:
+        try:
+            raw = subprocess.run(["man", "-l", "-P", "cat", str(page)], capture_output=True, env=env, timeout=60).stdout
+            text = subprocess.run(["col", "-bx"], input=raw, capture_output=True, timeout=60).stdout
+            return text.decode("utf-8", "replace")[:max_chars]
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+
+    texts: list[str] = []
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(pages), 64):
+            texts.extend(t for t in pool.map(render, pages[start : start + 64]) if len(t) >= min_chars)
+            if len(texts) >= n:
+                break
+    texts = texts[:n]
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), "utf-8")
+    return texts
+
+
+def corpus_texts(kind: str, n: int, cache: Path) -> list[str]:
+    return {"long": long_docs, "short": short_docs}[kind](n) if kind != "man" else man_docs(n, cache)
+
+
+# ----------------------------------------------------------------------------- the hardware's own limit
+def gemm_peak(dtype: str, device: str = "cpu", size: int = 2048, repeat: int = 3) -> dict:
+    """TFLOP/s of a ``size``² matrix product in ``dtype`` on ``device``, best of ``repeat``: torch's own GEMM
+    (what the encoder's linear layers call) and, on CPU in float32, numpy's BLAS (OpenBLAS in the wheels),
+    which on some CPUs (AMD with MKL) is faster. The peak is the best of them, measured in the same run."""
+    import torch
+
+    from clusterclip.embed.encoder import cpu_has_native_bf16
+
+    if device == "cpu" and dtype != "float32" and not cpu_has_native_bf16():
+        size = 256  # emulated half precision: a small product is enough to show how slow it is
+    dt = getattr(torch, dtype)
+    a, b = (torch.randn(size, size, device=device).to(dt) for _ in range(2))
+
+    def best_of(product) -> float:
+        best = float("inf")
+        for _ in range(repeat + 1):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            product()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - t0)
+        return 2 * size**3 / best / 1e12
+
+    rates = {"torch": best_of(lambda: a @ b)}
+    if device == "cpu" and dtype == "float32":
+        an, bn = a.numpy(), b.numpy()
+        rates["numpy"] = best_of(lambda: an @ bn)
+    return rates
+
+
+def model_flops(enc, lengths) -> float:
+    """FLOPs the encoder must do on ``lengths`` real tokens per sequence (no padding): 2 × non-embedding
+    parameters per token, plus attention (QKᵀ and AV: 4 × length × hidden per token and layer)."""
+    cfg = enc._net.config
+    lengths = np.asarray(lengths, dtype=np.float64)
+    dense = 2.0 * (enc.n_params - enc.n_embedding_params) * lengths.sum()
+    attention = 4.0 * cfg.hidden_size * cfg.num_hidden_layers * np.sum(lengths**2)
+    return dense + attention
+
+
+# ----------------------------------------------------------------------------- whole processes
+ST_PROCESS = r"""
+import json, sys
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+
+corpus, out, model, device, dtype, max_length, batch = sys.argv[1:8]
+texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
+st = SentenceTransformer(model, device=device, model_kwargs={"torch_dtype": getattr(torch, dtype)})
+st.max_seq_length = int(max_length)
+x = st.encode(texts, batch_size=int(batch), normalize_embeddings=True, convert_to_numpy=True)
+np.save(out, x.astype(np.float32))
+"""
+
+
+
+
+def _timed(cmd: list[str], env: dict) -> float:
+    import subprocess
+
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} ...: failed:\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def _phases_child(argv: list[str]) -> int:
+    """``--phases-child OUT_JSON CLI_ARGS...``: run ``clusterclip CLI_ARGS`` in this process with timers on its
+    phases (the functions are wrapped, nothing else changes) and write them to OUT_JSON."""
+    out_json, cli_args = argv[0], argv[1:]
+    launched = float(os.environ["BENCH_LAUNCHED"])
+    phases: dict[str, float] = {"python startup": time.time() - launched}
+    counts = {"real_tokens": 0, "computed_tokens": 0}
+    lock = __import__("threading").Lock()
+
+    def add(name: str, seconds: float) -> None:
+        with lock:
+            phases[name] = phases.get(name, 0.0) + seconds
+
+    t0 = time.perf_counter()
+    import torch  # noqa: F401 - what the run imports anyway, timed apart from the work
+    import transformers  # noqa: F401
+    from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: F401
+
+    import clusterclip.cli  # noqa: F401
+    import clusterclip.embed as embed_pkg
+    from clusterclip.artifacts import OutputDir
+    from clusterclip.embed import hf
+    from clusterclip.embed.batching import padded_length
+    from clusterclip.embed.writer import EmbedWriter
+
+    add("imports (torch, transformers, clusterclip)", time.perf_counter() - t0)
+
+    def wrap(owner, attr: str, name: str) -> None:
+        real = getattr(owner, attr, None)
+        if real is None:
+            return
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return real(*a, **k)
+            finally:
+                add(name, time.perf_counter() - t)
+
+        setattr(owner, attr, timed)
+
+    wrap(embed_pkg, "describe_files", "input hashing (sha256 of the corpus)")
+    wrap(hf.HFEncoder, "__init__", "tokenizer + config load")
+    wrap(hf.HFEncoder, "prepare", "reading thread: tokenizing (overlaps the encoder)")
+    wrap(hf.HFEncoder, "embed", "encoder (model forward + pooling)")
+    wrap(EmbedWriter, "write_part", "writing parts")
+    wrap(EmbedWriter, "finish", "writing docs.parquet + final checks")
+    wrap(OutputDir, "commit", "commit (manifest, rename)")
+    net = hf.HFEncoder.__dict__["_net"]
+    load = functools.cached_property(lambda self: _timed_call(net.func, self, add, "model weights load"))
+    load.__set_name__(hf.HFEncoder, "_net")
+    hf.HFEncoder._net = load
+    real_pack, real_plan = hf.pack_rows, hf.plan_batches
+
+    def pack_rows(lengths, multiple=1):
+        row_len, rows = real_pack(lengths, multiple)
+        counts["real_tokens"] += int(np.sum(lengths))
+        counts["computed_tokens"] += row_len * len(rows)
+        return row_len, rows
+
+    def plan_batches(lengths, batch_tokens, batch_size=None, multiple=1):
+        batches = real_plan(lengths, batch_tokens, batch_size, multiple)
+        counts["real_tokens"] += int(np.sum(lengths))
+        counts["computed_tokens"] += sum(len(b) * padded_length(int(lengths[b[0]]), multiple) for b in batches)
+        return batches
+
+    hf.pack_rows, hf.plan_batches = pack_rows, plan_batches
+    windows = getattr(__import__("clusterclip.engines.local_embed", fromlist=["_Producer"]), "_Producer", None)
+    if windows is not None and hasattr(windows, "windows"):
+        real_windows = windows.windows
+
+        def timed_windows(self):
+            it = real_windows(self)
+            while True:
+                t = time.perf_counter()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    add("encoder waiting for input (reading + tokenizing not hidden)", time.perf_counter() - t)
+                    return
+                add("encoder waiting for input (reading + tokenizing not hidden)", time.perf_counter() - t)
+                yield item
+
+        windows.windows = timed_windows
+    sys.argv = ["clusterclip", *cli_args]
+    try:
+        clusterclip.cli.main()
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
+    finally:
+        phases["total (process)"] = time.time() - launched
+        Path(out_json).write_text(json.dumps({"phases": phases, **counts}))
+    return 0
+
+
+def _timed_call(fn, self, add, name):
+    t = time.perf_counter()
+    try:
+        return fn(self)
+    finally:
+        add(name, time.perf_counter() - t)
+
+
+def process_bench(args) -> dict:
+    """Whole processes, interleaved: ``clusterclip embed`` vs a sentence-transformers script (load, encode, save)."""
+    import torch
+
+    from clusterclip.embed import EmbedDir
+    from clusterclip.embed.encoder import resolve_model
+    from clusterclip.embed.hf import HFEncoder
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    texts = corpus_texts(args.docs, args.n_docs, work)
+    corpus = work / f"bench-{args.docs}-{len(texts)}.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), "utf-8")
+    enc = HFEncoder(args.model, max_length=args.max_length, device=args.device, dtype=args.dtype)
+    load_path, model_name = resolve_model(args.model)
+    st_dtype = "float16" if enc.is_cuda else "float32"
+    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1", "TQDM_DISABLE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cc_args = ["embed", str(corpus), "--out", "OUT", "--max-length", str(args.max_length), "--device", args.device,
+               "--dtype", args.dtype, "--overwrite", "--quiet"]
+    best = {"clusterclip embed": float("inf"), f"sentence-transformers {st_dtype}": float("inf")}
+    load = {}
+    for r in range(args.repeat):  # interleaved: each repetition runs both, the load hits both alike
+        out = work / f"emb-{r}"
+        cmd = [sys.executable, "-m", "clusterclip", *[str(out) if a == "OUT" else a for a in cc_args]]
+        load.setdefault("before", os.getloadavg()[0])
+        best["clusterclip embed"] = min(best["clusterclip embed"], _timed(cmd, env))
+        st_out = work / f"st-{r}.npy"
+        cmd = [sys.executable, "-c", ST_PROCESS, str(corpus), str(st_out), load_path, enc.device, st_dtype,
+               str(args.max_length), str(args.st_batch_size)]
+        best[f"sentence-transformers {st_dtype}"] = min(best[f"sentence-transformers {st_dtype}"], _timed(cmd, env))
+    load["after"] = os.getloadavg()[0]
+    ours = EmbedDir(work / "emb-0").store().read(0, len(texts))
+    theirs = np.load(work / "st-0.npy")
+    cosine = np.sum(ours * theirs, axis=1)
+    # one instrumented run: where the whole process's time goes
+    phases_json = work / "phases.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--phases-child", str(phases_json),
+           *[str(work / "emb-phases") if a == "OUT" else a for a in cc_args]]
+    lengths = [len(x[0]) for x in enc.prepare(texts).items]
+    flops = model_flops(enc, lengths)
+    peaks = [gemm_peak(enc.dtype, enc.device), _timed(cmd, {**env, "BENCH_LAUNCHED": repr(time.time())})]
+    measured = json.loads(phases_json.read_text())  # the instrumented run, between two peak measurements
+    peaks[1] = gemm_peak(enc.dtype, enc.device)
+    peak = {k: max(p[k] for p in peaks) for k in peaks[0]}
+    phases = measured["phases"]
+    load_s = phases.get("model weights load", 0.0)  # loaded on the first batch: inside the encoder's time
+    encoder_s = phases.get("encoder (model forward + pooling)", float("nan")) - load_s
+    phases["encoder (model forward + pooling)"] = encoder_s
+    ratio = best[f"sentence-transformers {st_dtype}"] / best["clusterclip embed"]
+    tflops = flops / encoder_s / 1e12
+    return {"corpus": args.docs, "n_docs": len(texts), "mean_chars": float(np.mean([len(t) for t in texts])),
+            "tokens": int(sum(lengths)), "model": model_name, "device": enc.device, "dtype": enc.dtype,
+            "threads": torch.get_num_threads(), "seconds": best, "ratio": ratio,
+            "min_cosine_vs_st": float(cosine.min()), "phases": phases,
+            "real_tokens": measured["real_tokens"], "computed_tokens": measured["computed_tokens"],
+            "encoder_tflops": tflops, "gemm_peak_tflops": peak, "mfu": tflops / max(peak.values()),
+            "mfu_vs_torch_gemm": tflops / peak["torch"], "load": load}
+
+
+def print_process(res: dict, argv: list[str]) -> None:
+    st_name = next(k for k in res["seconds"] if k.startswith("sentence"))
+    print(f"command: python scripts/bench_embed.py {' '.join(argv)}")
+    print(f"load average {res['load']['before']:.2f} before, {res['load']['after']:.2f} after; {res['device']} "
+          f"({res['threads']} threads), {res['model']}, {res['n_docs']} {res['corpus']} docs (mean "
+          f"{res['mean_chars']:,.0f} chars), {res['tokens']:,} tokens; clusterclip {res['dtype']}")
+    print("| whole process (best of the interleaved runs) | seconds | docs/s |")
+    print("|---|---:|---:|")
+    for name, sec in res["seconds"].items():
+        print(f"| {name} | {sec:.2f} | {res['n_docs'] / sec:.1f} |")
+    print(f"clusterclip embed / {st_name}: {res['ratio']:.2f}x as whole processes; min cosine "
+          f"{res['min_cosine_vs_st']:.6f}")
+    total = res["phases"]["total (process)"]
+    print(f"| where the clusterclip process's {total:.2f} s go (one instrumented run) | seconds | share |")
+    print("|---|---:|---:|")
+    for name, sec in res["phases"].items():
+        if name != "total (process)":
+            print(f"| {name} | {sec:.2f} | {sec / total:.1%} |")
+    waste = res["computed_tokens"] / max(res["real_tokens"], 1) - 1
+    print(f"padding: {res['computed_tokens']:,} tokens computed for {res['real_tokens']:,} real ones "
+          f"(+{waste:.1%} under the fixed row windows)")
+    peaks = ", ".join(f"{k} {v:.3f}" for k, v in res["gemm_peak_tflops"].items())
+    print(f"encoder: {res['encoder_tflops']:.3f} TFLOP/s of model FLOPs = {res['mfu']:.1%} of the {res['dtype']} GEMM "
+          f"peak measured in this run (2048² matmul, best of before and after: {peaks} TFLOP/s; "
+          f"{res['mfu_vs_torch_gemm']:.1%} of torch's own)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda")
     ap.add_argument("--model", default=None, help="local HF model dir or hub name [default: bundled all-MiniLM-L6-v2]")
-    ap.add_argument("--docs", choices=("long", "short"), default="long")
+    ap.add_argument("--docs", choices=("long", "man", "short"), default="long",
+                    help="long: pydoc topics, stdlib docstrings and sources; man: this machine's man pages; "
+                         "short: one docstring each")
+    ap.add_argument("--process", action="store_true",
+                    help="time whole processes: `clusterclip embed` vs a sentence-transformers script (import, load, "
+                         "read, encode, save), interleaved; where clusterclip's process time goes; the encoder's "
+                         "FLOP rate against the GEMM peak measured in the same run")
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "clusterclip-bench"),
+                    help="--process: where corpora (the man-page corpus is cached) and outputs go")
     ap.add_argument("--n-docs", type=int, default=600)
     ap.add_argument("--max-length", type=int, default=256)
     ap.add_argument("--dtype", default="auto", help="clusterclip's --dtype (auto: bf16 on native-bf16 CPUs, fp16 on CUDA)")
@@ -140,7 +470,16 @@ def main(argv=None) -> int:
     ap.add_argument("--cluster", type=int, default=20, metavar="K",
                     help="also compare k-means assignments on clusterclip's and on float32 vectors (0: skip)")
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--phases-child"]:
+        return _phases_child(argv[1:])
     args = ap.parse_args(argv)
+    if args.process:
+        res = process_bench(args)
+        print_process(res, argv)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=2))
+        return 0
 
     import torch
     from sentence_transformers import SentenceTransformer
@@ -149,7 +488,7 @@ def main(argv=None) -> int:
     from clusterclip.embed.encoder import resolve_model
     from clusterclip.embed.hf import HFEncoder
 
-    texts = long_docs(args.n_docs) if args.docs == "long" else short_docs(args.n_docs)
+    texts = corpus_texts(args.docs, args.n_docs, Path(args.work))
     enc = HFEncoder(args.model, max_length=args.max_length, device=args.device, dtype=args.dtype)
     device, dtype = enc.device, enc.dtype
     load_path, model_name = resolve_model(args.model)
@@ -201,7 +540,8 @@ def main(argv=None) -> int:
     anchor = next(iter(peers))
     reference = vectors[anchor]
     flop_per_token = 2 * (enc.n_params - enc.n_embedding_params)
-    peak = peak_tflops(device, args.peak_tflops)
+    measured_peak = max(gemm_peak(dtype, device).values())  # the hardware's GEMM in this precision, this run
+    peak = peak_tflops(device, args.peak_tflops) or measured_peak
     threads = torch.cuda.get_device_name() if device.startswith("cuda") else f"{torch.get_num_threads()} threads"
     print(f"device {device} ({threads}), model {model_name}, max_length {args.max_length}, {n} {args.docs} docs "
           f"(mean {np.mean([len(t) for t in texts]):,.0f} chars), {tokens:,} tokens fed to the model, "
@@ -219,7 +559,10 @@ def main(argv=None) -> int:
               + (f"{tf / peak:6.1%} |" if peak else f"{'n/a':>7} |") + f" {cos:18.6f} |")
         results[name] = {"seconds": sec, "docs_per_s": n / sec, "tflops": tf, "min_cosine_vs_fp32": cos}
     ratio = best[anchor] / best["clusterclip embed_corpus"]
-    print(f"clusterclip / {anchor}: {ratio:.2f}x docs/s")
+    print(f"clusterclip / {anchor}: {ratio:.2f}x docs/s; 'of peak' is against "
+          + (f"{peak:.3f} TFLOP/s (given or the datasheet); measured {dtype} GEMM peak {measured_peak:.3f}"
+             if peak != measured_peak else f"the {dtype} GEMM peak measured in this run ({peak:.3f} TFLOP/s, 2048²)")
+          + f"; load average {os.getloadavg()[0]:.2f}")
     agreement = None
     if args.cluster:
         agreement = cluster_agreement(vectors["clusterclip embed_corpus"], reference, args.cluster)
@@ -229,6 +572,7 @@ def main(argv=None) -> int:
               f"{agreement['fp32_other_seed']:.2%}")
     if args.json:
         Path(args.json).write_text(json.dumps({"device": device, "dtype": dtype, "n_docs": n, "tokens": tokens,
+                                               "peak_tflops": peak, "measured_gemm_peak_tflops": measured_peak,
                                                "results": results, "ratio": ratio, "cluster_agreement": agreement},
                                               indent=2))
     return 0

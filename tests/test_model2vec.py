@@ -313,3 +313,13 @@ def test_ray_engine_gives_the_local_bytes(tmp_path, corpus, static_dir):
     for name in local:
         if name != "manifest.json":
             assert local[name] == on_ray[name], name
+
+
+@pytest.mark.slow
+def test_the_report_says_which_encoder_made_the_clusters(tmp_path, corpus, static_dir):
+    args = ["--encoder", "model2vec", "--model", static_dir, "--max-length", 24]
+    run_cli(["embed", corpus["root"], "--out", tmp_path / "emb", *args])
+    run_cli(["cluster", tmp_path / "emb", "--out", tmp_path / "cl", "--k", 3, "--seed", 0])
+    run_cli(["report", tmp_path / "emb", tmp_path / "cl", "--out", tmp_path / "report"])
+    page = (tmp_path / "report" / "index.html").read_text("utf-8")
+    assert f"(encoder model2vec, model {static_dir.resolve()})" in page

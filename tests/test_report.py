@@ -118,6 +118,7 @@ def test_report_page_matches_the_artifacts(report_dir, clustered, scheduled):
         assert r["keywords"]["text"].strip() not in ("", "–")
         assert r["nearest"]["text"].strip() not in ("", "–")
     assert left_pool == stats["clusters_exhausted"] > 0
+    assert "(encoder hf, model sentence-transformers/all-MiniLM-L6-v2" in (report_dir / "index.html").read_text()
 
 
 def test_report_figures_plot_the_manifest_statistics(report_dir, clustered, scheduled):

@@ -298,7 +298,7 @@ class _Page:
         summary = [
             (f"{info.n_docs:,} documents in {info.k:,} clusters ({self.empty} empty); mean similarity to the centroid "
              f"{info.overall_mean_similarity:.4f}"),
-            f"embeddings: {self.emb_dir} (model {self.embed.model})",
+            f"embeddings: {self.emb_dir} (encoder {self.embed.encoder}, model {self.embed.model})",
             f"clusters: {self.cl_dir}",
         ]
         if sched is not None:

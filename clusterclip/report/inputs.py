@@ -69,11 +69,12 @@ class EmbedInfo:
     directory: Path
     model: str | None
     id_column: str | None  # the user's own id column in docs.parquet (embed --id-column)
+    encoder: str = "hf"  # embed --encoder: hf, sentence-transformers, model2vec (static)
 
 
 def read_embed(emb_dir: str | Path) -> EmbedInfo:
     settings = read_embed_manifest(emb_dir).get("settings") or {}
-    return EmbedInfo(Path(emb_dir), settings.get("model"), settings.get("id_column"))
+    return EmbedInfo(Path(emb_dir), settings.get("model"), settings.get("id_column"), settings.get("backend", "hf"))
 
 
 def read_embed_manifest(emb_dir: str | Path) -> dict:
