@@ -186,10 +186,11 @@ def corpus_texts(kind: str, n: int, cache: Path) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- the hardware's own limit
-def gemm_peak(dtype: str, device: str = "cpu", size: int = 2048, repeat: int = 3) -> dict:
+def gemm_peak(dtype: str, device: str = "cpu", size: int = 2048, repeat: int = 3, cpu_clock: bool = False) -> dict:
     """TFLOP/s of a ``size``² matrix product in ``dtype`` on ``device``, best of ``repeat``: torch's own GEMM
     (what the encoder's linear layers call) and, on CPU in float32, numpy's BLAS (OpenBLAS in the wheels),
-    which on some CPUs (AMD with MKL) is faster. The peak is the best of them, measured in the same run."""
+    which on some CPUs (AMD with MKL) is faster. The peak is the best of them, measured in the same run.
+    ``cpu_clock``: TFLOP per CPU-second of this process divided by its threads (steady on a loaded machine)."""
     import torch
 
     from clusterclip.embed.encoder import cpu_has_native_bf16
@@ -199,22 +200,26 @@ def gemm_peak(dtype: str, device: str = "cpu", size: int = 2048, repeat: int = 3
     dt = getattr(torch, dtype)
     a, b = (torch.randn(size, size, device=device).to(dt) for _ in range(2))
 
+    clock = time.process_time if device == "cpu" and cpu_clock else time.perf_counter
+
     def best_of(product) -> float:
         best = float("inf")
         for _ in range(repeat + 1):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = clock()
             product()
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            best = min(best, time.perf_counter() - t0)
+            best = min(best, clock() - t0)
         return 2 * size**3 / best / 1e12
 
     rates = {"torch": best_of(lambda: a @ b)}
     if device == "cpu" and dtype == "float32":
         an, bn = a.numpy(), b.numpy()
         rates["numpy"] = best_of(lambda: an @ bn)
+    if clock is time.process_time:
+        rates = {k: v * torch.get_num_threads() for k, v in rates.items()}
     return rates
 
 
@@ -263,7 +268,7 @@ def _phases_child(argv: list[str]) -> int:
     out_json, cli_args = argv[0], argv[1:]
     launched = float(os.environ["BENCH_LAUNCHED"])
     phases: dict[str, float] = {"python startup": time.time() - launched}
-    counts = {"real_tokens": 0, "computed_tokens": 0}
+    counts: dict = {"real_tokens": 0, "computed_tokens": 0}
     lock = __import__("threading").Lock()
 
     def add(name: str, seconds: float) -> None:
@@ -302,11 +307,21 @@ def _phases_child(argv: list[str]) -> int:
     wrap(hf.HFEncoder, "__init__", "tokenizer + config load")
     wrap(hf.HFEncoder, "prepare", "reading thread: tokenizing (overlaps the encoder)")
     wrap(hf.HFEncoder, "embed", "encoder (model forward + pooling)")
+    real_embed = hf.HFEncoder.embed
+
+    def cpu_timed_embed(self, *a, **k):
+        t = time.process_time()
+        try:
+            return real_embed(self, *a, **k)
+        finally:
+            counts["encoder_cpu_s"] = counts.get("encoder_cpu_s", 0.0) + time.process_time() - t
+
+    hf.HFEncoder.embed = cpu_timed_embed
     wrap(EmbedWriter, "write_part", "writing parts")
     wrap(EmbedWriter, "finish", "writing docs.parquet + final checks")
     wrap(OutputDir, "commit", "commit (manifest, rename)")
     net = hf.HFEncoder.__dict__["_net"]
-    load = functools.cached_property(lambda self: _timed_call(net.func, self, add, "model weights load"))
+    load = functools.cached_property(lambda self: _timed_call(net.func, self, add, "model weights load", counts))
     load.__set_name__(hf.HFEncoder, "_net")
     hf.HFEncoder._net = load
     real_pack, real_plan = hf.pack_rows, hf.plan_batches
@@ -353,12 +368,13 @@ def _phases_child(argv: list[str]) -> int:
     return 0
 
 
-def _timed_call(fn, self, add, name):
-    t = time.perf_counter()
+def _timed_call(fn, self, add, name, counts):
+    t, c = time.perf_counter(), time.process_time()
     try:
         return fn(self)
     finally:
         add(name, time.perf_counter() - t)
+        counts["load_cpu_s"] = time.process_time() - c
 
 
 def process_bench(args) -> dict:
@@ -402,23 +418,30 @@ def process_bench(args) -> dict:
            *[str(work / "emb-phases") if a == "OUT" else a for a in cc_args]]
     lengths = [len(x[0]) for x in enc.prepare(texts).items]
     flops = model_flops(enc, lengths)
-    peaks = [gemm_peak(enc.dtype, enc.device), _timed(cmd, {**env, "BENCH_LAUNCHED": repr(time.time())})]
+    cpu = enc.device == "cpu"
+    peaks = [gemm_peak(enc.dtype, enc.device), gemm_peak(enc.dtype, enc.device, cpu_clock=cpu)]
+    _timed(cmd, {**env, "BENCH_LAUNCHED": repr(time.time())})
     measured = json.loads(phases_json.read_text())  # the instrumented run, between two peak measurements
-    peaks[1] = gemm_peak(enc.dtype, enc.device)
-    peak = {k: max(p[k] for p in peaks) for k in peaks[0]}
+    peaks += [gemm_peak(enc.dtype, enc.device), gemm_peak(enc.dtype, enc.device, cpu_clock=cpu)]
+    peak = {k: max(p[k] for p in peaks[0::2]) for k in peaks[0]}
+    cpu_peak = max(max(p.values()) for p in peaks[1::2])
     phases = measured["phases"]
     load_s = phases.get("model weights load", 0.0)  # loaded on the first batch: inside the encoder's time
     encoder_s = phases.get("encoder (model forward + pooling)", float("nan")) - load_s
     phases["encoder (model forward + pooling)"] = encoder_s
     ratio = best[f"sentence-transformers {st_dtype}"] / best["clusterclip embed"]
     tflops = flops / encoder_s / 1e12
+    # per CPU-second (× threads): what the encoder's own cycles did, steady when other jobs share the cores
+    encoder_cpu_s = (measured.get("encoder_cpu_s", float("nan")) - measured.get("load_cpu_s", 0.0))
+    cpu_tflops = flops / (encoder_cpu_s / torch.get_num_threads()) / 1e12 if cpu else float("nan")
     return {"corpus": args.docs, "n_docs": len(texts), "mean_chars": float(np.mean([len(t) for t in texts])),
             "tokens": int(sum(lengths)), "model": model_name, "device": enc.device, "dtype": enc.dtype,
             "threads": torch.get_num_threads(), "seconds": best, "ratio": ratio,
             "min_cosine_vs_st": float(cosine.min()), "phases": phases,
             "real_tokens": measured["real_tokens"], "computed_tokens": measured["computed_tokens"],
             "encoder_tflops": tflops, "gemm_peak_tflops": peak, "mfu": tflops / max(peak.values()),
-            "mfu_vs_torch_gemm": tflops / peak["torch"], "load": load}
+            "mfu_vs_torch_gemm": tflops / peak["torch"], "encoder_tflops_cpu_clock": cpu_tflops,
+            "gemm_peak_tflops_cpu_clock": cpu_peak, "mfu_cpu_clock": cpu_tflops / cpu_peak, "load": load}
 
 
 def print_process(res: dict, argv: list[str]) -> None:
@@ -446,6 +469,9 @@ def print_process(res: dict, argv: list[str]) -> None:
     print(f"encoder: {res['encoder_tflops']:.3f} TFLOP/s of model FLOPs = {res['mfu']:.1%} of the {res['dtype']} GEMM "
           f"peak measured in this run (2048² matmul, best of before and after: {peaks} TFLOP/s; "
           f"{res['mfu_vs_torch_gemm']:.1%} of torch's own)")
+    if res["device"] == "cpu":
+        print(f"encoder by CPU time (steady under load): {res['encoder_tflops_cpu_clock']:.3f} TFLOP per thread-second "
+              f"× threads = {res['mfu_cpu_clock']:.1%} of the GEMM's {res['gemm_peak_tflops_cpu_clock']:.3f}")
 
 
 def main(argv=None) -> int:
