@@ -47,6 +47,7 @@ import functools
 import importlib.util
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -148,7 +149,6 @@ def man_docs(n: int, cache: Path, min_chars: int = 1500, max_chars: int = 20000)
     """Man pages of this machine rendered as text (``man -l`` + ``col -b``), the long ones, in name order.
 
     Rendering costs about 0.1 s a page: the corpus is kept in ``cache`` (one JSON line per page)."""
-    import shutil
     import subprocess
     from concurrent.futures import ThreadPoolExecutor
 
@@ -281,7 +281,6 @@ def _phases_child(argv: list[str]) -> int:
     from transformers import AutoConfig, AutoModel, AutoTokenizer  # noqa: F401
 
     import clusterclip.cli  # noqa: F401
-    import clusterclip.embed as embed_pkg
     from clusterclip.artifacts import OutputDir
     from clusterclip.embed import hf
     from clusterclip.embed.batching import padded_length
@@ -303,7 +302,8 @@ def _phases_child(argv: list[str]) -> int:
 
         setattr(owner, attr, timed)
 
-    wrap(embed_pkg, "describe_files", "input hashing (sha256 of the corpus)")
+    for module in _modules("clusterclip.embed.step", "clusterclip.embed"):  # where the step calls it from
+        wrap(module, "describe_files", "input hashing (sha256 of the corpus)")
     wrap(hf.HFEncoder, "__init__", "tokenizer + config load")
     wrap(hf.HFEncoder, "prepare", "reading thread: tokenizing (overlaps the encoder)")
     wrap(hf.HFEncoder, "embed", "encoder (model forward + pooling)")
@@ -339,8 +339,9 @@ def _phases_child(argv: list[str]) -> int:
         return batches
 
     hf.pack_rows, hf.plan_batches = pack_rows, plan_batches
-    windows = getattr(__import__("clusterclip.engines.local_embed", fromlist=["_Producer"]), "_Producer", None)
-    if windows is not None and hasattr(windows, "windows"):
+    windows = next((m._Producer for m in _modules("clusterclip.embed.pipeline", "clusterclip.engines.local_embed")
+                    if hasattr(getattr(m, "_Producer", None), "windows")), None)
+    if windows is not None:
         real_windows = windows.windows
 
         def timed_windows(self):
@@ -366,6 +367,19 @@ def _phases_child(argv: list[str]) -> int:
         phases["total (process)"] = time.time() - launched
         Path(out_json).write_text(json.dumps({"phases": phases, **counts}))
     return 0
+
+
+def _modules(*names: str) -> list:
+    """The modules of ``names`` that exist (the embed pipeline has moved between versions)."""
+    import importlib
+
+    found = []
+    for name in names:
+        try:
+            found.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return found
 
 
 def _timed_call(fn, self, add, name, counts):
@@ -401,6 +415,7 @@ def process_bench(args) -> dict:
     load = {}
     for r in range(args.repeat):  # interleaved: each repetition runs both, the load hits both alike
         out = work / f"emb-{r}"
+        shutil.rmtree(out, ignore_errors=True)  # a fresh run each time (an equal finished one is "done")
         cmd = [sys.executable, "-m", "clusterclip", *[str(out) if a == "OUT" else a for a in cc_args]]
         load.setdefault("before", os.getloadavg()[0])
         best["clusterclip embed"] = min(best["clusterclip embed"], _timed(cmd, env))
@@ -414,6 +429,7 @@ def process_bench(args) -> dict:
     cosine = np.sum(ours * theirs, axis=1)
     # one instrumented run: where the whole process's time goes
     phases_json = work / "phases.json"
+    shutil.rmtree(work / "emb-phases", ignore_errors=True)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--phases-child", str(phases_json),
            *[str(work / "emb-phases") if a == "OUT" else a for a in cc_args]]
     lengths = [len(x[0]) for x in enc.prepare(texts).items]
