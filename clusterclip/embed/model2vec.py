@@ -116,7 +116,9 @@ class StaticEncoder:
             self.tokenizer.no_truncation()
         else:
             self.tokenizer.enable_truncation(self.max_length)
-        self.clip_chars = max(1024, 12 * self.max_length)
+        # a prefix of 5 characters a token covers --max-length for most text (and is grown until it provably
+        # does, batching.prefix_is_enough): tokenizing is most of this encoder's time, so no more than that
+        self.clip_chars = max(256, 5 * self.max_length)
 
     @classmethod
     def from_settings(cls, s) -> "StaticEncoder":
