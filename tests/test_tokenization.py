@@ -113,7 +113,7 @@ class _Counting:
 
     def __init__(self, tok):
         self.tok, self.calls = tok, []
-        self.vocab_size, self.backend = tok.vocab_size, tok.backend
+        self.vocab_size, self.backend, self.backend_reason = tok.vocab_size, tok.backend, tok.backend_reason
 
     def describe(self, **kw):
         return self.tok.describe(**kw)

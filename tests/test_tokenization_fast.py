@@ -343,7 +343,7 @@ def test_unsupported_tokenizers_fall_back_and_say_so(tmp_path, texts, kind, caps
     assert f"fast tokenizer off: {tok.fast_off}; encoding with Hugging Face" in err
     ref = hf_reference(path)
     assert [store.tokens(i).tolist() for i in range(len(docs))] == [hf_ids(ref, t) for t in docs]
-    assert store.meta["backend"] == "hf"
+    assert store.meta["backend"] == "hf" and store.meta["backend_reason"] == f"fast path off: {tok.fast_off}"
 
 
 @pytest.mark.slow

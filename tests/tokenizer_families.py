@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tokenizers import (
+    AddedToken,
     Regex,
     Tokenizer,
     decoders,
@@ -45,7 +46,8 @@ def build_family(name: str, texts: list[str], path: Path, vocab_size: int = 1200
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer=trainer)
     if name == "qwen2":
-        tok.add_tokens(["<tool_call>"])  # Qwen's tool tokens are added tokens that are not special
+        # Qwen's tool tokens are added tokens that are not special, matched on the text as written
+        tok.add_tokens([AddedToken("<tool_call>", normalized=False)])
     path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(path))
     return path

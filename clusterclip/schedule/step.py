@@ -126,6 +126,7 @@ class ScheduleStep(Step[ScheduleSettings]):
             stats["shards"] = {fmt: len(v) for fmt, v in index["shards"].items()}
         if store is not None:
             stats["tokenizer_backend"] = store.meta.get("backend")
+            stats["tokenizer_backend_reason"] = store.meta.get("backend_reason")
         shutil.rmtree(work, ignore_errors=True)
         accounting = {"samples": len(schedule), "order_rows": len(schedule),
                       "shard_samples": {f: sum(x["samples"] for x in v) for f, v in index["shards"].items()}

@@ -57,6 +57,9 @@ WORKERS = Rule(flag="--workers", kind=int, min=1, max=4096, optional=True)
 BATCH_DOCS = 4096
 BATCH_CHARS = 8_000_000
 
+#: a batch for Hugging Face ``tokenizers`` closes at this many characters (or BATCH_DOCS documents)
+HF_BATCH_CHARS = 2_000_000
+
 #: documents of every run checked against Hugging Face when the fast backend encodes:
 #: the run's first ones, then one in VERIFY_ONE_IN chosen by a seeded hash of the doc_id
 VERIFY_FIRST_DOCS = 64
@@ -288,10 +291,14 @@ class _Run:
         n_tok, n_done, last = self.done_tokens, self.done_docs, self.last_doc
         new_tokens, t0 = 0, time.perf_counter()
         stream_pos = 0
-        batches = _batches(texts, self.last_doc, int(self.identity["n_docs"]), self.batch_docs, self.batch_chars)
+        plan = self._plan()
+        # Hugging Face's batches are smaller: a worker process encodes ~1-2 M characters a second, and the
+        # last batches of a run are spread over the workers
+        batch_chars = self.batch_chars if plan is None or plan.fast_json is not None \
+            else min(self.batch_chars, HF_BATCH_CHARS)
+        batches = _batches(texts, self.last_doc, int(self.identity["n_docs"]), self.batch_docs, batch_chars)
         first, chars = [], 0
         input_error: BaseException | None = None
-        plan = self._plan()
         use_processes = self.workers > 1 and plan is not None
         if use_processes and plan.fast_json is None:  # is the input big enough for processes?
             try:
@@ -413,7 +420,8 @@ def _finish(p: Path, identity: dict, run: _Run) -> TokenStore:
     save_npy_atomic(p / "offsets.npy", offsets)
     replace_durably(p / TOKENS_PARTIAL, p / TOKENS)
     meta = dict(identity, n_tokens=int(run.n_tokens), n_tokenized=len(recs),
-                backend="+".join(run.backends) or None)
+                backend="+".join(run.backends) or None,
+                backend_reason=getattr(run.tokenizer, "backend_reason", None))
     write_json_atomic(p / META, meta)
     for name in (DOCS_PARTIAL, PROGRESS):
         try:

@@ -5,17 +5,19 @@ An :class:`EncoderPlan` is made once from a tokenizer's ``tokenizer.json`` text
 :class:`TokenEncoder` from it. The plan says
 
 * whether the fast backend (``gigatoken``, byte-level BPE with Hugging Face merge
-  semantics) may run this tokenizer. It may when the model is a plain byte-level BPE,
-  the normalizer is none or NFC and the pre-tokenizer is one of the regex families in
-  :data:`PRETOKENIZER_FAMILIES` (GPT-2, cl100k / Llama-3, Qwen2, o200k). Anything
-  else (WordPiece, Unigram, Metaspace, NFKC, an unknown regex, byte fallback...) runs on
-  Hugging Face ``tokenizers``, and :attr:`EncoderPlan.fast_off` says why. The fast
-  backend gets the same JSON without the special added tokens and the post-processor,
-  which is what Hugging Face does with ``encode_special_tokens = True`` and
-  ``add_special_tokens=False``: special-token strings inside a document are plain text
-  and nothing is added. The two backends are meant to agree token for token; the token
-  store checks that on a sample of every run's documents (``verify`` of
-  :meth:`TokenEncoder.encode_arrays`) and falls back on any difference.
+  semantics) may run this tokenizer. It may only when every part of the configuration is
+  in :data:`ALLOW_LIST` (model, normalizer, pre-tokenizer, added-token flags), each row of
+  which a property test proves equal to ``tokenizers`` over drawn configurations and texts
+  (tests/test_tokenization_allowlist.py); anything else runs on Hugging Face ``tokenizers``,
+  and :attr:`EncoderPlan.fast_off` says why. The fast backend gets the same JSON with the
+  normalizer in its plain spelling, only the non-special added tokens, with the ids and
+  flags ``tokenizers`` resolved for them (it renumbers ids written in the file, gives a
+  content of the vocabulary the vocabulary's id, and takes a content listed as special
+  anywhere as special), and without the post-processor, which is what Hugging Face does with
+  ``encode_special_tokens = True`` and ``add_special_tokens=False``: special-token strings
+  inside a document are plain text and nothing is added. The token store also checks the two
+  on a sample of every run's documents (``verify`` of :meth:`TokenEncoder.encode_arrays`)
+  and falls back on any difference.
 * whether long documents may be cut into pieces that are encoded separately
   (:func:`split_document`). A cut is made only where every supported pre-tokenizer
   provably ends one pre-token and starts the next with no look-behind or look-ahead
@@ -99,8 +101,8 @@ _O200K = (r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{
           r"""|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?"""
           r"""|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+""")
 
-#: pre-tokenizer regexes (as written in ``tokenizer.json``) that the fast path runs and
-#: the document cutter is proven for
+#: pre-tokenizer regexes (as written in ``tokenizer.json``) that the document cutter is proven
+#: for (GPT-2's as ``ByteLevel(use_regex=true)``, the others as a ``Split``)
 PRETOKENIZER_FAMILIES = {"gpt2": _GPT2, "cl100k": _CL100K, "qwen2": _QWEN2, "o200k": _O200K}
 
 # Candidates for the two cut rules, found by the C regex engine; each is then checked
@@ -228,6 +230,7 @@ class EncoderPlan:
     piece_chars: int | None
     nfc: bool = False
     class_cuts: tuple[str, ...] | None = None
+    added: tuple[str, ...] = ()
 
     @property
     def backend(self) -> str:
@@ -237,19 +240,68 @@ class EncoderPlan:
         return replace(self, fast_json=None, fast_off=reason)
 
 
-def plan_encoder(hf_json: str, *, fast: bool = True, piece_chars: int | None = None) -> EncoderPlan:
+# ---------------------------------------------------------------------------- the allow-list
+#: What the fast backend runs: a tokenizer takes the fast path only when every part of its
+#: ``tokenizer.json`` is one of these (anything else, or anything not listed, is encoded by
+#: Hugging Face ``tokenizers``, and :attr:`EncoderPlan.fast_off` names the first part that is
+#: not). Each row is proven equal to ``tokenizers`` by a property test that draws the
+#: configuration and the text together (tests/test_tokenization_allowlist.py).
+ALLOW_LIST: tuple[tuple[str, str], ...] = (
+    ("model", "BPE without dropout, byte_fallback, continuing_subword_prefix or end_of_word_suffix, "
+              "ignore_merges true or false, the byte-level character of every byte UTF-8 text holds in the vocabulary"),
+    ("normalizer", "none, an empty Sequence, NFC, or Sequence[NFC]"),
+    ("pre_tokenizer", "ByteLevel(add_prefix_space=false, use_regex=true) (GPT-2), or Sequence[Split(regex, "
+                      "Isolated, invert=false)..., ByteLevel(add_prefix_space=false, use_regex=false)] with the "
+                      "Split regexes of cl100k / Llama-3, Qwen2, o200k, or DeepSeek-V3's three; or DeepSeek-LLM's "
+                      "Sequence (five Splits, Digits, ByteLevel), pre-tokenized by clusterclip.tokens.pretok, with "
+                      "single-character non-special added tokens"),
+    ("added tokens (non-special)", "single_word, lstrip and rstrip false; normalized false, or either when the "
+                                   "normalizer is none or an empty Sequence; any content and id (the fast path "
+                                   "gets the ids tokenizers assigns: the vocabulary's for a content in it)"),
+    ("special tokens", "any flags (they are plain text in documents), unless one of them contains a non-special "
+                       "token's content or ends with its beginning (tokenizers then skips the non-special one)"),
+    ("decoder, post_processor, truncation, padding", "anything (not used: no special tokens added, no truncation)"),
+)
+
+#: Split regexes (as written in ``tokenizer.json``) of the families the fast path runs,
+#: as a Sequence[Split..., ByteLevel]
+SPLIT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "cl100k": (_CL100K,), "qwen2": (_QWEN2,), "o200k": (_O200K,),
+    "deepseek_v3": (r"\p{N}{1,3}", "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+",
+                    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
+                    "| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"),
+}
+#: families whose pre-tokens the document cutter is proven for (module docstring)
+CUTTABLE_FAMILIES = frozenset(PRETOKENIZER_FAMILIES)
+
+#: pre-tokenizers run by .pretok (off until its encoder is proven: gigatoken's non-splitting ByteLevel splits)
+_OWN_PRETOKENIZERS = False
+
+_IDENTITY_NORMALIZERS = (None, {"type": "Sequence", "normalizers": []})
+_NFC_NORMALIZERS = ({"type": "NFC"}, {"type": "Sequence", "normalizers": [{"type": "NFC"}]})
+
+
+def plan_encoder(hf_json: str, *, fast: bool = True, piece_chars: int | None = None, hf=None) -> EncoderPlan:
     """The plan for the tokenizer whose ``tokenizer.json`` text is ``hf_json``.
 
-    ``piece_chars``: cut documents longer than this (default :data:`PIECE_CHARS`).
+    ``piece_chars``: cut documents longer than this (default :data:`PIECE_CHARS`). ``hf``:
+    the ``tokenizers.Tokenizer`` loaded from ``hf_json``, when the caller has it (the added
+    tokens are taken from it, as ``tokenizers`` resolved them).
     """
+    from tokenizers import Tokenizer as HFTokenizer
+
     piece_chars = PIECE_CHARS if piece_chars is None else piece_chars
     data = json.loads(hf_json)
+    hf = HFTokenizer.from_str(hf_json) if hf is None else hf
     family, why_not = _family(data)
-    cuttable = family is not None and _added_tokens_allow_cuts(data)
+    plain, added_why_not = _plain_added_tokens(data, hf)
+    why_not = why_not or added_why_not
+    nfc = data.get("normalizer") in _NFC_NORMALIZERS
+    cuttable = family in CUTTABLE_FAMILIES and why_not is None and _added_tokens_allow_cuts(plain)
     plan = EncoderPlan(hf_json=hf_json, fast_json=None, fast_off=why_not, family=family,
-                       piece_chars=piece_chars if cuttable else None,
-                       nfc=(data.get("normalizer") or {}).get("type") == "NFC",
-                       class_cuts=_class_cuts(data) if cuttable else None)
+                       piece_chars=piece_chars if cuttable else None, nfc=nfc,
+                       class_cuts=_class_cuts(plain, nfc) if cuttable else None,
+                       added=tuple(sorted({a["content"] for a in plain})))
     if why_not is not None:
         return plan
     if not fast:
@@ -258,12 +310,7 @@ def plan_encoder(hf_json: str, *, fast: bool = True, piece_chars: int | None = N
         import gigatoken  # noqa: F401
     except ImportError:
         return plan.without_fast("gigatoken is not installed")
-    fast_data = dict(data)
-    fast_data["added_tokens"] = [a for a in data.get("added_tokens") or [] if not a.get("special")]
-    fast_data["post_processor"] = None
-    fast_data["truncation"] = None
-    fast_data["padding"] = None
-    fast_json = json.dumps(fast_data, ensure_ascii=False)
+    fast_json = _fast_json(data, plain, nfc)
     try:
         _load_fast(fast_json)
     except Exception as e:  # noqa: BLE001 - the Rust loader raises RuntimeError/ValueError
@@ -271,98 +318,185 @@ def plan_encoder(hf_json: str, *, fast: bool = True, piece_chars: int | None = N
     return replace(plan, fast_json=fast_json, fast_off=None)
 
 
+def _fast_json(data: dict, plain: list[dict], nfc: bool) -> str:
+    """What gigatoken loads: the model and pre-tokenizer as they are, the normalizer in its
+    plain spelling, only the non-special added tokens with the ids ``tokenizers`` gave them,
+    and nothing that adds tokens (what Hugging Face does with ``encode_special_tokens`` and
+    ``add_special_tokens=False``)."""
+    fast_data = dict(data)
+    if _deepseek_llm(data.get("pre_tokenizer")):  # pre-tokenized here (.pretok): gigatoken merges each pre-token
+        fast_data["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                                      "use_regex": False}
+    fast_data["normalizer"] = {"type": "NFC"} if nfc else None
+    fast_data["added_tokens"] = plain
+    fast_data["post_processor"] = None
+    fast_data["truncation"] = None
+    fast_data["padding"] = None
+    return json.dumps(fast_data, ensure_ascii=False)
+
+
 def _family(data: dict) -> tuple[str | None, str | None]:
-    """(pre-tokenizer family, None) when the fast path applies, else (family or None, reason)."""
-    model = data.get("model") or {}
-    if model.get("type") != "BPE":
-        return None, f"model {model.get('type')} is not BPE"
-    for key in ("dropout", "continuing_subword_prefix", "end_of_word_suffix"):
-        if model.get(key):
-            return None, f"BPE {key} is not supported"
+    """(pre-tokenizer family or None, None when model, normalizer and pre-tokenizer are in the allow-list, else why not)."""
     family = _pretokenizer_family(data.get("pre_tokenizer"))
-    if family is None:
-        return None, f"pre-tokenizer {_describe_pretokenizer(data.get('pre_tokenizer'))} is not a known byte-level family"
+    why_not = _model_why_not(data.get("model") or {})
+    if why_not is None and family is None:
+        why_not = (f"pre-tokenizer {_describe_pretokenizer(data.get('pre_tokenizer'))} is not in the fast path's "
+                   f"allow-list")
     norm = data.get("normalizer")
-    if norm is not None and norm.get("type") != "NFC":
-        return None, f"normalizer {norm.get('type')} is not supported"
-    if model.get("byte_fallback"):
-        return family, "BPE byte_fallback is not supported"
-    return family, None
+    if why_not is None and norm not in _IDENTITY_NORMALIZERS and norm not in _NFC_NORMALIZERS:
+        why_not = f"normalizer {_describe(norm, 'normalizers')} is not in the fast path's allow-list"
+    return family, why_not
+
+
+def _model_why_not(model: dict) -> str | None:
+    if model.get("type") != "BPE":
+        return f"model {model.get('type')} is not BPE"
+    for key in ("dropout", "byte_fallback", "continuing_subword_prefix", "end_of_word_suffix"):
+        if model.get(key):
+            return f"BPE {key} is not in the fast path's allow-list"
+    vocab = model.get("vocab") or {}
+    if not _BYTE_ALPHABET <= vocab.keys():
+        return "the vocabulary lacks some byte-level characters of UTF-8 bytes"
+    return None
+
+
+def _byte_alphabet() -> frozenset[str]:
+    """The characters byte-level BPE spells bytes with (GPT-2's ``bytes_to_unicode``), for the bytes UTF-8 text
+    holds (not 0xC0, 0xC1, 0xF5-0xFF, which DeepSeek-LLM's vocabulary leaves out)."""
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs = list(bs)
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + len(cs) - 188)
+    spelled = dict(zip(bs, cs))
+    return frozenset(chr(spelled[b]) for b in range(256) if b not in (0xC0, 0xC1) and b < 0xF5)
+
+
+_BYTE_ALPHABET = _byte_alphabet()
 
 
 def _pretokenizer_family(pre: dict | None) -> str | None:
     if not pre:
         return None
+    if _deepseek_llm(pre) and _OWN_PRETOKENIZERS:
+        return "deepseek_llm"
     if pre.get("type") == "ByteLevel":
-        if pre.get("use_regex", True) and not pre.get("add_prefix_space", False):
-            return "gpt2"
-        return None
+        return "gpt2" if pre.get("use_regex", True) and not pre.get("add_prefix_space", False) else None
     if pre.get("type") != "Sequence":
         return None
-    parts = pre.get("pretokenizers") or []
-    if len(parts) != 2:
+    *splits, byte_level = pre.get("pretokenizers") or [None]
+    if not isinstance(byte_level, dict) or not _plain_byte_level(byte_level):
         return None
-    split, byte_level = parts
-    if split.get("type") != "Split" or split.get("behavior") != "Isolated" or split.get("invert"):
-        return None
-    if byte_level.get("type") != "ByteLevel" or byte_level.get("use_regex", True) \
-            or byte_level.get("add_prefix_space", False):
-        return None
-    pattern = (split.get("pattern") or {}).get("Regex")
-    for name, regex in PRETOKENIZER_FAMILIES.items():
-        if pattern == regex:
-            return name
-    return None
+    patterns = []
+    for split in splits:
+        if split.get("type") != "Split" or split.get("behavior") != "Isolated" or split.get("invert"):
+            return None
+        patterns.append((split.get("pattern") or {}).get("Regex"))
+    return next((name for name, regexes in SPLIT_FAMILIES.items() if tuple(patterns) == regexes), None)
+
+
+def _deepseek_llm(pre: dict | None) -> bool:
+    """Is ``pre`` DeepSeek-LLM's pre-tokenizer (run by :mod:`.pretok`, the merges by gigatoken)?"""
+    from .pretok import DEEPSEEK_LLM
+
+    parts = (pre or {}).get("pretokenizers") or []
+    return (pre or {}).get("type") == "Sequence" and len(parts) == len(DEEPSEEK_LLM) + 1 \
+        and all(a == b for a, b in zip(parts, DEEPSEEK_LLM)) and _plain_byte_level(parts[-1])
+
+
+def _plain_byte_level(part: dict) -> bool:
+    return part.get("type") == "ByteLevel" and not part.get("use_regex", True) and not part.get("add_prefix_space")
 
 
 def _describe_pretokenizer(pre: dict | None) -> str:
-    if not pre:
+    return _describe(pre, "pretokenizers")
+
+
+def _describe(part: dict | None, key: str) -> str:
+    if not part:
         return "none"
-    if pre.get("type") == "Sequence":
-        return "Sequence[" + ", ".join(str(p.get("type")) for p in pre.get("pretokenizers") or []) + "]"
-    return str(pre.get("type"))
+    if part.get("type") == "Sequence":
+        return "Sequence[" + ", ".join(str(p.get("type")) for p in part.get(key) or []) + "]"
+    return str(part.get("type"))
 
 
-def _added_tokens_allow_cuts(data: dict) -> bool:
-    """No non-special added token can straddle a cut (special ones are plain text here)."""
-    for a in data.get("added_tokens") or []:
-        if a.get("special"):
+def _plain_added_tokens(data: dict, hf) -> tuple[list[dict], str | None]:
+    """The non-special added tokens as ``tokenizers`` resolved them (its ids and flags), and
+    None, or why they keep the tokenizer off the fast path.
+
+    A content listed as special anywhere in the file is special for ``tokenizers`` (plain
+    text here), whatever else lists it. Every special token is matched, then skipped, by
+    ``tokenizers``: a non-special token that starts inside one is never found there.
+    """
+    specials = {str(a.get("content", "")) for a in data.get("added_tokens") or [] if a.get("special")}
+    plain = []
+    for tid, tok in sorted(hf.get_added_tokens_decoder().items()):
+        if tok.special or tok.content in specials:
             continue
-        content = str(a.get("content", ""))
-        if a.get("lstrip") or a.get("rstrip") or any(c.isspace() for c in content):
-            return False
-    return True
+        plain.append({"id": int(tid), "content": tok.content, "single_word": bool(tok.single_word),
+                      "lstrip": bool(tok.lstrip), "rstrip": bool(tok.rstrip), "normalized": bool(tok.normalized),
+                      "special": False})
+    identity = data.get("normalizer") in _IDENTITY_NORMALIZERS
+    own_pretokenizer = _deepseek_llm(data.get("pre_tokenizer"))
+    for a in plain:
+        content = a["content"]
+        if own_pretokenizer and len(content) != 1:
+            return plain, (f"added token {content!r} is longer than one character, which DeepSeek-LLM's fast "
+                           f"pre-tokenizer does not cut out")
+        flag = next((f for f in ("single_word", "lstrip", "rstrip") if a[f]), None)
+        if flag is not None:
+            return plain, f"added token {content!r} is {flag}, which is not in the fast path's allow-list"
+        if a["normalized"] and not identity:
+            return plain, (f"added token {content!r} is matched after normalization (normalized=true), which is not "
+                           f"in the fast path's allow-list")
+        hiding = next((s for s in sorted(specials) if _overlaps(s, content)), None)
+        if hiding is not None:
+            return plain, (f"special token {hiding!r} overlaps added token {content!r}, which is not in the fast "
+                           f"path's allow-list")
+    return plain, None
 
 
-def _class_cuts(data: dict) -> tuple[str, ...] | None:
+def _overlaps(special: str, content: str) -> bool:
+    """Can a match of ``special`` hide one of ``content`` (contain it, or end with its start)?"""
+    return content in special or any(content.startswith(special[i:]) for i in range(1, len(special)))
+
+
+def _added_tokens_allow_cuts(plain: list[dict]) -> bool:
+    """No non-special added token can straddle a cut (special ones are plain text here; none strips whitespace)."""
+    return not any(any(c.isspace() for c in a["content"]) for a in plain)
+
+
+def _class_cuts(plain: list[dict], nfc: bool) -> tuple[str, ...] | None:
     """The non-special added tokens a class cut must not split; None: no class cuts."""
-    added = [a for a in data.get("added_tokens") or [] if not a.get("special")]
-    if (data.get("normalizer") or {}).get("type") == "NFC" and any(a.get("normalized", True) for a in added):
+    if nfc and any(a["normalized"] for a in plain):
         return None
-    return tuple(sorted({str(a.get("content", "")) for a in added if len(str(a.get("content", ""))) > 1}))
-
+    return tuple(sorted({a["content"] for a in plain if len(a["content"]) > 1}))
 
 # ---------------------------------------------------------------------------- cutting
-def cut_points(text: str, piece_chars: int, class_cuts: tuple[str, ...] | None = None) -> list[int]:
+def cut_points(text: str, piece_chars: int, class_cuts: tuple[str, ...] | None = None,
+               added: tuple[str, ...] = ()) -> list[int]:
     """Positions where ``text`` is cut so that pieces are about ``piece_chars`` long.
 
     Each cut is a pre-token boundary for every supported family (module docstring). A
     piece is longer than ``piece_chars`` only where no cut point exists in it.
     ``class_cuts``: see :class:`EncoderPlan` (the third rule, for stretches the first two
-    cannot cut).
+    cannot cut). ``added``: the non-special added tokens (see :func:`_space_cut`).
     """
     cuts: list[int] = []
+    rules = _rules(added)
     start, n = 0, len(text)
     while n - start > piece_chars:
         limit = start + piece_chars
         # the last cut in the piece's second half, else anywhere in it, else by the third rule,
         # else the first after it
-        cut = (_last_cut(text, max(start, limit - piece_chars // 2), limit) or _last_cut(text, start, limit))
+        cut = (_last_cut(text, max(start, limit - piece_chars // 2), limit, rules)
+               or _last_cut(text, start, limit, rules))
         if cut is None and class_cuts is not None:
             cut = _class_cut(text, start, limit, class_cuts)
         if cut is None:
-            after = [_first_cut(text, limit)] + ([_first_class_cut(text, limit, class_cuts)] if class_cuts is not None
-                                                 else [])
+            after = [_first_cut(text, limit, rules)] + ([_first_class_cut(text, limit, class_cuts)]
+                                                        if class_cuts is not None else [])
             cut = min((c for c in after if c is not None), default=None)
         if cut is None:
             break
@@ -381,31 +515,40 @@ def _newline_cut(text: str, i: int) -> bool:
             and not text[i + 1].isspace() and text[i + 1] != "/")
 
 
-def _space_cut(text: str, i: int) -> bool:
+def _space_cut(text: str, i: int, added: tuple[str, ...] = ()) -> bool:
     """Is ``i`` a cut before the space at ``i`` ("x| y")?
 
     y is not whitespace and x is not whitespace or is a space too ("x  | y": the run before
-    y ends in two spaces).
+    y ends in two spaces), and then y does not start an added token of ``added`` (which
+    ``tokenizers`` cuts out first: the whitespace before it ends a segment, where
+    ``\\s+(?!\\S)`` takes the whole run).
     """
-    return (0 < i < len(text) - 1 and text[i] == " " and (text[i - 1] == " " or not text[i - 1].isspace())
-            and not text[i + 1].isspace())
+    if not (0 < i < len(text) - 1 and text[i] == " " and not text[i + 1].isspace()):
+        return False
+    if text[i - 1] == " ":
+        return not any(text.startswith(tok, i + 1) for tok in added)
+    return not text[i - 1].isspace()
 
 
-_RULES = ((_NEWLINE_CANDIDATE, 2, lambda text, cut: _newline_cut(text, cut - 1)),
-          (_SPACE_CANDIDATE, 1, _space_cut))
+def _rules(added: tuple[str, ...] = ()) -> tuple:
+    return ((_NEWLINE_CANDIDATE, 2, lambda text, cut: _newline_cut(text, cut - 1)),
+            (_SPACE_CANDIDATE, 1, lambda text, cut: _space_cut(text, cut, added)))
 
 
-def is_cut(text: str, i: int) -> bool:
-    """May ``text`` be cut before position ``i`` (by either rule of the module docstring)?"""
-    return _newline_cut(text, i - 1) or _space_cut(text, i)
+def is_cut(text: str, i: int, added: tuple[str, ...] = ()) -> bool:
+    """May ``text`` be cut before position ``i`` (by either rule of the module docstring)?
+
+    ``added``: the tokenizer's non-special added tokens.
+    """
+    return _newline_cut(text, i - 1) or _space_cut(text, i, added)
 
 
-def _last_cut(text: str, lo: int, hi: int) -> int | None:
+def _last_cut(text: str, lo: int, hi: int, rules: tuple = _rules()) -> int | None:
     """The last cut in ``(lo, hi]`` by the newline rule, else by the space rule, else None.
 
     Looks at growing windows that end at ``hi``, so a typical call reads a few kB.
     """
-    for pattern, shift, exact in _RULES:
+    for pattern, shift, exact in rules:
         end, span = hi, 4096
         while end > lo:
             start = max(lo, end - span)
@@ -417,10 +560,10 @@ def _last_cut(text: str, lo: int, hi: int) -> int | None:
     return None
 
 
-def _first_cut(text: str, lo: int) -> int | None:
+def _first_cut(text: str, lo: int, rules: tuple = _rules()) -> int | None:
     """The first cut after ``lo`` by either rule, or None."""
     best = None
-    for pattern, shift, exact in _RULES:
+    for pattern, shift, exact in rules:
         m = pattern.search(text, lo)
         while m is not None and (best is None or m.start() + shift < best):
             cut = m.start() + shift
@@ -460,11 +603,12 @@ def _first_class_cut(text: str, lo: int, class_cuts: tuple[str, ...]) -> int | N
     return None
 
 
-def split_document(text: str, piece_chars: int | None, class_cuts: tuple[str, ...] | None = None) -> list[str]:
+def split_document(text: str, piece_chars: int | None, class_cuts: tuple[str, ...] | None = None,
+                   added: tuple[str, ...] = ()) -> list[str]:
     """``text`` cut at :func:`cut_points` (one piece when it is short or cannot be cut)."""
     if piece_chars is None or len(text) <= piece_chars:
         return [text]
-    bounds = [0, *cut_points(text, piece_chars, class_cuts), len(text)]
+    bounds = [0, *cut_points(text, piece_chars, class_cuts, added), len(text)]
     return [text[a:b] for a, b in itertools.pairwise(bounds)]
 
 
@@ -502,6 +646,10 @@ class TokenEncoder:
         self._fast = None
         self._rss_mark = 0
         self.backend = HF_BACKEND
+        # DeepSeek-LLM: pre-tokenized here; its non-special added tokens (single characters) cut out first
+        self._own_pretokens: dict[str, int] | None = None
+        if plan.fast_json is not None and plan.family == "deepseek_llm":
+            self._own_pretokens = {a["content"]: a["id"] for a in json.loads(plan.fast_json)["added_tokens"]}
         if plan.fast_json is not None:
             self._fast = _load_fast(plan.fast_json)
             self.backend = FAST_BACKEND
@@ -545,7 +693,7 @@ class TokenEncoder:
         pieces: list[str] = []
         owner: list[int] = []
         for i, t in enumerate(texts):
-            parts = split_document(t, limit, self.plan.class_cuts)
+            parts = split_document(t, limit, self.plan.class_cuts, self.plan.added)
             pieces.extend(parts)
             owner.extend([i] * len(parts))
         return pieces, np.asarray(owner, dtype=np.int64)
@@ -570,6 +718,13 @@ class TokenEncoder:
     def _fast_encode(self, pieces: list[str], parallel: bool) -> tuple[np.ndarray, np.ndarray]:
         if not pieces:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.uint32)
+        if self._own_pretokens is not None:
+            from .pretok import encode_pretokens
+
+            # groups of about a million characters: the passes over the code points hold ~40 bytes each
+            done = [encode_pretokens(self._fast, pieces[lo:hi], self._own_pretokens, parallel)
+                    for lo, hi in _groups(pieces, 1 << 20)]
+            return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
         arr = self._fast.encode_batch(pieces, parallel=parallel)
         layout = arr.layout
         offsets = np.asarray(layout.offsets, dtype=np.int64)
@@ -582,7 +737,9 @@ class TokenEncoder:
     def _hf_encode(self, pieces: list[str], parallel: bool) -> tuple[np.ndarray, np.ndarray]:
         lens = np.zeros(len(pieces), dtype=np.int64)
         parts: list[np.ndarray] = []
-        if parallel:
+        # encode_batch_fast skips the offsets (about a fifth of tokenizers' time); a worker process
+        # (TOKENIZERS_PARALLELISM=false, set by worker_init) runs it on its own thread
+        if parallel or os.environ.get("TOKENIZERS_PARALLELISM") == "false":
             enc = getattr(self._hf, "encode_batch_fast", None) or self._hf.encode_batch
             # groups of about one piece of text: Hugging Face keeps ~100 bytes per character
             for lo, hi in _groups(pieces, self.plan.piece_chars or PIECE_CHARS):

@@ -79,8 +79,12 @@ class Tokenizer:
     """
 
     def __init__(self, backend, spec: str, *, kind: str, eos_token: str | None, file_sha256: str | None,
-                 path: str | None, hf_tokenizer=None, require_eos: bool = True, fast: bool = True):
+                 path: str | None, hf_tokenizer=None, require_eos: bool = True, fast: bool = True,
+                 json_text: str | None = None):
         self._tok = backend  # tokenizers.Tokenizer, or None for a slow HF tokenizer
+        # the tokenizer.json as written (its serialisation by tokenizers forgets that a content listed both
+        # special and not is special): what the encoders are built from
+        self._json_text = json_text
         self._hf = hf_tokenizer
         self.spec = spec
         self.kind = kind
@@ -110,7 +114,8 @@ class Tokenizer:
     @property
     def _plan(self) -> EncoderPlan | None:
         if self._plan_cache is None and self._tok is not None:
-            self._plan_cache = plan_encoder(self._tok.to_str(), fast=self._fast_wanted)
+            json_text = self._json_text if self._json_text is not None else self._tok.to_str()
+            self._plan_cache = plan_encoder(json_text, fast=self._fast_wanted, hf=self._tok)
         return self._plan_cache
 
     @_plan.setter
@@ -126,6 +131,13 @@ class Tokenizer:
     def fast_off(self) -> str | None:
         """Why the fast backend does not encode (one line), or None when it does."""
         return self._plan.fast_off if self._plan is not None else "a slow (Python) transformers tokenizer"
+
+    @property
+    def backend_reason(self) -> str:
+        """Why :attr:`backend` encodes (one line, for the manifest)."""
+        if self.fast_off is None:
+            return f"in the fast path's allow-list ({self._plan.family} family)" if self._plan is not None else ""
+        return f"fast path off: {self.fast_off}"
 
     def encoder_plan(self) -> EncoderPlan | None:
         """The plan worker processes build their encoder from (None: this process only)."""
@@ -350,7 +362,7 @@ def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, req
                 f"a Hugging Face tokenizer directory or a hub name"
             ) from None
         return Tokenizer(backend, spec_str, kind="file", eos_token=eos_token, file_sha256=sha256_file(p),
-                         path=str(p.resolve()), require_eos=require_eos, fast=fast)
+                         path=str(p.resolve()), require_eos=require_eos, fast=fast, json_text=_read_json_text(p))
     if p.is_dir():
         tj = p / "tokenizer.json"
         if tj.is_file():
@@ -359,7 +371,7 @@ def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, req
             except Exception as e:  # noqa: BLE001
                 raise InputError(f"{tj}: unreadable tokenizer ({_first_line(e)}); check the directory") from None
             return Tokenizer(backend, spec_str, kind="dir", eos_token=eos_token, file_sha256=sha256_file(tj),
-                             path=str(p.resolve()), require_eos=require_eos, fast=fast)
+                             path=str(p.resolve()), require_eos=require_eos, fast=fast, json_text=_read_json_text(tj))
         return _from_transformers(spec_str, str(p.resolve()), "dir", eos_token, require_eos, fast)
     looks_local = spec_str.endswith(".json") or spec_str.startswith((".", "/", "~")) or spec_str.count("/") > 1
     if looks_local:
@@ -385,6 +397,14 @@ def _from_transformers(spec: str, path: str | None, kind: str, eos_token: str | 
     backend = getattr(hf, "backend_tokenizer", None) if getattr(hf, "is_fast", False) else None
     return Tokenizer(backend, spec, kind=kind, eos_token=eos_token, file_sha256=None, path=path,
                      hf_tokenizer=hf, require_eos=require_eos, fast=fast)
+
+
+def _read_json_text(path: Path) -> str | None:
+    """The text of a ``tokenizer.json`` that tokenizers loaded (None: not UTF-8 text; its serialisation is used)."""
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def _first_line(e: BaseException) -> str:
