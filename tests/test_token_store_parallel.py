@@ -91,7 +91,9 @@ def test_worker_processes_of_tokenizers_write_the_same_bytes(tmp_path, tok_path,
     files = _files(tmp_path / "s")
     assert {n: files[n] for n in FILES} == {n: reference[n] for n in FILES}
     meta, ref_meta = json.loads(files["meta.json"]), json.loads(reference["meta.json"])
-    assert meta.pop("backend") == "hf" and ref_meta.pop("backend") == "gigatoken" and meta == ref_meta
+    assert meta.pop("backend") == "hf" and ref_meta.pop("backend") == "gigatoken"
+    assert meta.pop("backend_reason") == "fast path off: the fast path was turned off"
+    assert ref_meta.pop("backend_reason") == "in the fast path's allow-list (gpt2 family)" and meta == ref_meta
     assert store.n_tokens == sum(len(hf_ids(hf_reference(tok_path), t)) for t in texts)
     assert pools == ["ProcessPoolExecutor"]
 

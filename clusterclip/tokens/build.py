@@ -3,7 +3,7 @@
 While it is built, ``tokens.partial`` and ``docs.partial`` (int64 pairs doc_id, length) grow
 batch by batch and ``progress.json`` records, after an fsync, how far they are valid; a rerun
 truncates them there and goes on after the last finished document, so an interrupted
-tokenization loses at most the batches in flight (one per worker, plus one).
+tokenization loses at most the batches in flight (one per worker, plus one; two per worker process).
 
 Batches are encoded by ``workers`` processes (as Megatron's ``preprocess_data.py
 --workers``) and written in input order, so the store's bytes do not depend on the number
@@ -250,7 +250,9 @@ class _Run:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
             pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
                                        initializer=worker_init, initargs=(plan,))
-            return pool, (lambda b: pool.submit(worker_encode, b.texts, b.verify)), self.workers + 1
+            # two batches per worker in flight: one that finishes early does not wait for the oldest one,
+            # which is written first (batches of long documents take uneven times)
+            return pool, (lambda b: pool.submit(worker_encode, b.texts, b.verify)), 2 * self.workers + 1
         threads = self.workers if plan.fast_json is not None else 1
         local = threading.local()
         shared = self.tokenizer.encoder()  # the first thread reuses this process's encoder

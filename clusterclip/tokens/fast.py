@@ -274,8 +274,8 @@ SPLIT_FAMILIES: dict[str, tuple[str, ...]] = {
 #: families whose pre-tokens the document cutter is proven for (module docstring)
 CUTTABLE_FAMILIES = frozenset(PRETOKENIZER_FAMILIES)
 
-#: pre-tokenizers run by .pretok (off until its encoder is proven: gigatoken's non-splitting ByteLevel splits)
-_OWN_PRETOKENIZERS = False
+#: pre-tokenizers run by .pretok (DeepSeek-LLM's)
+_OWN_PRETOKENIZERS = True
 
 _IDENTITY_NORMALIZERS = (None, {"type": "Sequence", "normalizers": []})
 _NFC_NORMALIZERS = ({"type": "NFC"}, {"type": "Sequence", "normalizers": [{"type": "NFC"}]})
@@ -699,9 +699,15 @@ class TokenEncoder:
         return pieces, np.asarray(owner, dtype=np.int64)
 
     def _fast_encode_guarded(self, pieces: list[str], parallel: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The fast backend, except for pieces with code points it may read differently."""
+        """The fast backend, except for pieces with code points it may read differently, and, under NFC with
+        non-special added tokens, pieces that NFC changes (gigatoken looks for those tokens in the normalized
+        text too, where ``tokenizers`` looks for a ``normalized: false`` one only in the text as written:
+        ``"cafe\u0301"`` holds an added ``"café"`` only after NFC)."""
         guard = normalizations_may_disagree if self.plan.nfc else has_unassigned_code_points
-        odd = [k for k, p in enumerate(pieces) if guard(p)]
+        if self.plan.nfc and self.plan.added:
+            odd = [k for k, p in enumerate(pieces) if guard(p) or not unicodedata.is_normalized("NFC", p)]
+        else:
+            odd = [k for k, p in enumerate(pieces) if guard(p)]
         if not odd:
             return self._fast_encode(pieces, parallel)
         odd_set = set(odd)
@@ -722,7 +728,7 @@ class TokenEncoder:
             from .pretok import encode_pretokens
 
             # groups of about a million characters: the passes over the code points hold ~40 bytes each
-            done = [encode_pretokens(self._fast, pieces[lo:hi], self._own_pretokens, parallel)
+            done = [encode_pretokens(self._fast, self._hf.model, pieces[lo:hi], self._own_pretokens, parallel)
                     for lo, hi in _groups(pieces, 1 << 20)]
             return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
         arr = self._fast.encode_batch(pieces, parallel=parallel)

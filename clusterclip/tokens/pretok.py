@@ -157,10 +157,66 @@ def pretokenize(cp: np.ndarray, cut: np.ndarray) -> np.ndarray:
     return np.flatnonzero(cut)
 
 
-def encode_pretokens(fast, texts: list[str], added: dict[str, int], parallel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(tokens per text, the tokens) of ``texts`` with DeepSeek-LLM's pre-tokenizer and ``fast`` (gigatoken,
-    loaded without a splitting pre-tokenizer) applying the merges to each pre-token. ``added``: the non-special
-    added tokens, single characters (content -> id), cut out first."""
+_GPT2_SPACE, _GPT2_LETTER, _GPT2_NUMBER, _GPT2_OTHER = 1, 2, 3, 4
+
+
+@lru_cache(maxsize=1)
+def _gpt2_table() -> np.ndarray:
+    """The class GPT-2's regex gives each BMP code point: whitespace, letter, number, other."""
+    cats = [unicodedata.category(chr(c)) for c in range(0x10000)]
+    out = np.fromiter((_GPT2_LETTER if k[0] == "L" else _GPT2_NUMBER if k[0] == "N" else _GPT2_OTHER for k in cats),
+                      dtype=np.uint8, count=0x10000)
+    for a, b in _ranges(WHITE_SPACE):
+        out[a:b + 1] = _GPT2_SPACE
+    return out
+
+
+def _gpt2_classes(cp: np.ndarray) -> np.ndarray:
+    out = _gpt2_table()[np.minimum(cp, 0xFFFF)]
+    for i in np.flatnonzero(cp > 0xFFFF).tolist():
+        k = unicodedata.category(chr(int(cp[i])))[0]
+        out[i] = _GPT2_LETTER if k == "L" else _GPT2_NUMBER if k == "N" else _GPT2_OTHER
+    return out
+
+
+def whole_for_gigatoken(cp: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """Which pieces (between consecutive ``bounds``) gigatoken's byte-level pre-tokenizer (GPT-2's regex: it
+    splits even with ``use_regex`` false) leaves whole: one character; only whitespace; or characters of one
+    class (letters, numbers, or neither) after a first one of that class or a space. The others are merged
+    by ``tokenizers``' model (:func:`encode_pretokens`)."""
+    k = _gpt2_classes(cp)
+    starts, ends = bounds[:-1], bounds[1:]
+    length = ends - starts
+    change = np.zeros(len(cp) + 1, dtype=np.int64)
+    change[2:] = np.cumsum(k[1:] != k[:-1])  # change[i]: class changes among characters 0..i-1
+    second = np.minimum(starts + 1, len(cp) - 1)
+    one_class_after_first = change[ends] - change[np.minimum(starts + 2, ends)] == 0
+    lead_ok = (k[starts] == k[second]) | (cp[starts] == 0x20)
+    not_space = np.cumsum(np.append(0, k != _GPT2_SPACE))
+    all_space = not_space[ends] - not_space[starts] == 0
+    return (length <= 1) | all_space | (one_class_after_first & lead_ok & (k[second] != _GPT2_SPACE))
+
+
+def _byte_chars() -> list[str]:
+    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    cs = list(bs)
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + len(cs) - 188)
+    spelled = dict(zip(bs, cs))
+    return [chr(spelled[b]) for b in range(256)]
+
+
+_BYTE_CHARS = _byte_chars()
+
+
+def encode_pretokens(fast, model, texts: list[str], added: dict[str, int],
+                     parallel: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens per text, the tokens) of ``texts`` with DeepSeek-LLM's pre-tokenizer: the merges of each pre-token
+    by ``fast`` (gigatoken, loaded with a plain byte-level pre-tokenizer) where it leaves the pre-token whole,
+    else by ``model`` (``tokenizers``' BPE model of the same file). ``added``: the non-special added tokens,
+    single characters (content -> id), cut out first."""
     import awkward as ak
 
     whole = "".join(texts)
@@ -177,18 +233,39 @@ def encode_pretokens(fast, texts: list[str], added: dict[str, int], parallel: bo
     if added:
         _isolate(cut, np.isin(cp, np.fromiter((ord(c) for c in added), dtype=np.uint32)))
     bounds = pretokenize(cp, cut)
+    easy = whole_for_gigatoken(cp, bounds)
     width = 1 + (cp >= 0x80).astype(np.int64) + (cp >= 0x800) + (cp >= 0x10000)  # UTF-8 bytes per character
     byte_at = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(width, out=byte_at[1:])
     data = np.frombuffer(whole.encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    easy_at = np.flatnonzero(easy)
     layout = ak.contents.ListOffsetArray(ak.index.Index64(byte_at[bounds]),
                                          ak.contents.NumpyArray(data, parameters={"__array__": "char"}),
                                          parameters={"__array__": "string"})
-    out = fast.encode_batch(ak.Array(layout), parallel=parallel).layout
-    offsets = np.asarray(out.offsets, dtype=np.int64)
-    ids = np.asarray(out.content.data, dtype=np.uint32)[offsets[0]:offsets[-1]]
-    per_piece = np.diff(offsets)
+    hard_at = np.flatnonzero(~easy)
+    pieces_in = ak.Array(layout)
+    if len(hard_at):
+        pieces_in = pieces_in[easy]
+    out = fast.encode_batch(pieces_in, parallel=parallel).layout
+    got_off = np.asarray(out.offsets, dtype=np.int64)
+    got_ids = np.asarray(out.content.data, dtype=np.uint32)[got_off[0]:got_off[-1]]
+    got_off = got_off - got_off[0]
+    per_piece = np.zeros(len(bounds) - 1, dtype=np.int64)
+    per_piece[easy_at] = np.diff(got_off)
+    hard_ids = []
+    for j in hard_at.tolist():
+        piece = whole[bounds[j]:bounds[j + 1]]
+        ids = [t.id for t in model.tokenize("".join(_BYTE_CHARS[b] for b in piece.encode("utf-8", "surrogatepass")))]
+        per_piece[j] = len(ids)
+        hard_ids.append(np.asarray(ids, dtype=np.uint32))
+    at = np.zeros(len(per_piece) + 1, dtype=np.int64)
+    np.cumsum(per_piece, out=at[1:])
+    ids = np.empty(int(at[-1]), dtype=np.uint32)
+    counts = per_piece[easy_at]
+    ids[np.repeat(at[easy_at] - got_off[:-1], counts) + np.arange(len(got_ids))] = got_ids
+    for j, part in zip(hard_at.tolist(), hard_ids):
+        ids[at[j]:at[j + 1]] = part
     first_piece = np.searchsorted(bounds, doc_starts)  # documents start at a bound; empty ones own no piece
-    per_text = np.add.reduceat(np.append(per_piece, 0), first_piece) if len(texts) else per_piece[:0]
+    per_text = np.add.reduceat(np.append(per_piece, 0), first_piece)
     per_text[lengths == 0] = 0
     return per_text.astype(np.int64), ids
