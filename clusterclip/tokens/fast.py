@@ -256,8 +256,9 @@ ALLOW_LIST: tuple[tuple[str, str], ...] = (
                       "Sequence (five Splits, Digits, ByteLevel), pre-tokenized by clusterclip.tokens.pretok, with "
                       "single-character non-special added tokens"),
     ("added tokens (non-special)", "single_word, lstrip and rstrip false; normalized false, or either when the "
-                                   "normalizer is none or an empty Sequence; any content and id (the fast path "
-                                   "gets the ids tokenizers assigns: the vocabulary's for a content in it)"),
+                                   "normalizer is none or an empty Sequence (under NFC, a text NFC changes goes to "
+                                   "tokenizers); any content and id (the fast path gets the ids tokenizers assigns: "
+                                   "the vocabulary's for a content in it)"),
     ("special tokens", "any flags (they are plain text in documents), unless one of them contains a non-special "
                        "token's content or ends with its beginning (tokenizers then skips the non-special one)"),
     ("decoder, post_processor, truncation, padding", "anything (not used: no special tokens added, no truncation)"),
