@@ -16,6 +16,7 @@ Three ways to cut it, one per call (every format of the call gets the same cuts)
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,8 +35,9 @@ PIECE_TOKENS = 1 << 22
 #: int64 index (8 bytes a token) stays in the CPU cache, and a writer's thread hashes and writes one
 #: block while the next is gathered (:class:`~clusterclip.shards.base.HashedFile`)
 BLOCK_TOKENS = 1 << 16
-#: threads that gather the blocks ahead of the writers (0: the caller gathers each, the reference path)
-GATHER_THREADS = 2
+#: threads that gather the blocks ahead of the writers (0: the caller gathers each, the reference path;
+#: also on one core, where they would only take turns)
+GATHER_THREADS = 2 if (os.cpu_count() or 1) > 1 else 0
 
 
 def sample_sizes(order_doc_ids, lengths, start: int, stop: int, delimiters: int = 1) -> np.ndarray:
