@@ -3,6 +3,8 @@
 #   make demo   # set up .venv, build the demo corpus, embed -> cluster -> schedule, print a summary
 #   make test   # set up .venv with the dev extra (+ the MosaicML reader env) and run the tests
 #   make shell  # a shell with clusterclip on the PATH (or: source .venv/bin/activate)
+#   make ablation        # proxies on the demo: random / uniform / clusterclip / --balance tokens, 3 seeds
+#   make mixture-search  # proxies on Dirichlet mixtures of the demo -> fit -> propose -> check
 #
 # Pipeline on your own data (each step is always invoked; clusterclip compares the inputs, by
 # content, and the settings with the step's manifest: what is unchanged is "already done"):
@@ -49,10 +51,11 @@ DEMO_VARS := CORPUS=demo/corpus.jsonl.gz WORK=demo K=64 TOKENIZER=demo/tokenizer
 CORPUS_FILES := $(wildcard $(CORPUS))
 
 # FORCE: always ask clusterclip, which knows the settings as well as the files
-.PHONY: FORCE help install install-gpu shell demo test lint embed cluster schedule report mds-env bench clean clean-demo
+.PHONY: FORCE help install install-gpu shell demo test lint embed cluster schedule report mds-env bench clean clean-demo \
+	ablation mixture-search
 
 help:
-	@sed -n '2,16p' $(ROOT)/Makefile
+	@sed -n '2,18p' $(ROOT)/Makefile
 
 # ---- environments ----
 $(BIN)/python:
@@ -116,6 +119,51 @@ $(OUT)/manifest.json: $(CL)/manifest.json $(wildcard $(TOKENIZER)) FORCE
 
 $(REPORT)/manifest.json: $(OUT)/manifest.json FORCE
 	$(CLUSTERCLIP) report $(EMB) $(CL) $(OUT) --out $(REPORT) $(OVERWRITE)
+
+# ---- what the order does to a model: proxies on the demo (README "What an order does to a model") ----
+# make ablation: random / uniform / clusterclip / clusterclip --balance tokens, the same token budget, 3 seeds
+# each, scored per cluster on held-out documents. make mixture-search: Dirichlet mixtures over 8 clusters ->
+# proxies -> fit -> propose -> the proposal and the natural mixture trained and scored.
+ABLATION ?= demo/ablation
+ABLATION_TOKENS ?= 262144
+SEARCH ?= demo/search
+SEARCH_K ?= 8
+SEARCH_N ?= 16
+SEARCH_TOKENS ?= 131072
+PROXY_FLAGS ?= --batch 8 --context 256
+DEMO_SCHEDULE := --tokenizer demo/tokenizer.json --format bin --max-repeats 4
+
+ablation: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
+	@$(MAKE) -f $(ROOT)/Makefile --no-print-directory cluster $(DEMO_VARS)
+	$(CLUSTERCLIP) holdout demo/emb demo/cl --out $(ABLATION)/eval --per-cluster 4 $(OVERWRITE)
+	@set -o pipefail; for s in random uniform clusterclip; do \
+	  $(CLUSTERCLIP) schedule demo/emb demo/cl --out $(ABLATION)/$$s --sampler $$s --tokens $(ABLATION_TOKENS) \
+	    --exclude $(ABLATION)/eval $(DEMO_SCHEDULE) --quiet $(OVERWRITE) | tail -1 || exit 1; done
+	@set -o pipefail; $(CLUSTERCLIP) schedule demo/emb demo/cl --out $(ABLATION)/clusterclip-tokens --balance tokens \
+	  --tokens $(ABLATION_TOKENS) --exclude $(ABLATION)/eval $(DEMO_SCHEDULE) --quiet $(OVERWRITE) | tail -1
+	$(CLUSTERCLIP) proxy $(ABLATION)/random $(ABLATION)/uniform $(ABLATION)/clusterclip $(ABLATION)/clusterclip-tokens \
+	  --eval $(ABLATION)/eval --out $(ABLATION)/runs --seeds 3 $(PROXY_FLAGS) $(OVERWRITE)
+
+mixture-search: $(VENV)/.installed demo/corpus.jsonl.gz demo/tokenizer.json
+	@$(MAKE) -f $(ROOT)/Makefile --no-print-directory embed $(DEMO_VARS)
+	$(CLUSTERCLIP) cluster demo/emb --out $(SEARCH)/cl --k $(SEARCH_K) $(OVERWRITE)
+	$(CLUSTERCLIP) holdout demo/emb $(SEARCH)/cl --out $(SEARCH)/eval --per-cluster 16 $(OVERWRITE)
+	$(CLUSTERCLIP) mixtures demo/emb $(SEARCH)/cl --out $(SEARCH)/mix --dirichlet 1.0 --n $(SEARCH_N) --samples 100 \
+	  --quiet $(OVERWRITE) > /dev/null
+	@set -o pipefail; for i in $$(seq -f "%03g" 0 $$(($(SEARCH_N) - 1))); do \
+	  $(CLUSTERCLIP) schedule demo/emb $(SEARCH)/cl --out $(SEARCH)/mixture-$$i --weights $(SEARCH)/mix/weights/mixture-$$i.csv \
+	    --balance tokens --budget-tokens $(SEARCH_TOKENS) --exclude $(SEARCH)/eval $(DEMO_SCHEDULE) --quiet $(OVERWRITE) \
+	    | tail -1 || exit 1; done
+	$(CLUSTERCLIP) proxy $(SEARCH)/mixture-* --eval $(SEARCH)/eval --out $(SEARCH)/runs $(PROXY_FLAGS) $(OVERWRITE)
+	$(CLUSTERCLIP) fit $(SEARCH)/runs --out $(SEARCH)/fit $(OVERWRITE)
+	$(CLUSTERCLIP) propose $(SEARCH)/fit --out $(SEARCH)/weights.csv --budget-tokens $(SEARCH_TOKENS) --max-repeats 4 \
+	  --max-kl 0.5 $(OVERWRITE)
+	@set -o pipefail; $(CLUSTERCLIP) schedule demo/emb $(SEARCH)/cl --out $(SEARCH)/proposed --weights $(SEARCH)/weights.csv --balance tokens \
+	  --budget-tokens $(SEARCH_TOKENS) --exclude $(SEARCH)/eval $(DEMO_SCHEDULE) --quiet $(OVERWRITE) | tail -1
+	@set -o pipefail; $(CLUSTERCLIP) schedule demo/emb $(SEARCH)/cl --out $(SEARCH)/natural --sampler random --tokens $(SEARCH_TOKENS) \
+	  --exclude $(SEARCH)/eval $(DEMO_SCHEDULE) --quiet $(OVERWRITE) | tail -1
+	$(CLUSTERCLIP) proxy $(SEARCH)/natural $(SEARCH)/proposed --eval $(SEARCH)/eval --out $(SEARCH)/check --seeds 3 \
+	  $(PROXY_FLAGS) $(OVERWRITE)
 
 FORCE:
 

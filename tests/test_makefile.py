@@ -50,3 +50,22 @@ def test_help_and_the_checkouts_venv_from_another_folder(tmp_path):
     dry = _make(tmp_path, "-n", "cluster", "CORPUS=x.jsonl", "WORK=w")
     assert f"{REPO}/.venv/bin/clusterclip cluster w/emb --out w/cl --k 1000" in dry.stdout, dry.stdout + dry.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_ablation_and_mixture_search_targets_run_the_loop(tmp_path):
+    """`make ablation` / `make mixture-search` (dry runs): every step of the loop, the same budget for every
+    sampler, three seeds, the proposal checked against the natural mixture."""
+    ablation = _make(tmp_path, "-n", "ablation", "CLUSTERCLIP=clusterclip")
+    assert ablation.returncode == 0, ablation.stdout + ablation.stderr
+    out = ablation.stdout
+    assert "clusterclip holdout demo/emb demo/cl --out demo/ablation/eval" in out
+    for sampler in ("random", "uniform", "clusterclip"):
+        assert "--sampler $s" in out and sampler in out
+    assert out.count("--tokens 262144") == 2 and out.count("--exclude demo/ablation/eval") == 2
+    assert "clusterclip proxy demo/ablation/random demo/ablation/uniform demo/ablation/clusterclip" in out
+    assert "--seeds 3" in out
+    search = _make(tmp_path, "-n", "mixture-search", "CLUSTERCLIP=clusterclip").stdout
+    for step in ("cluster demo/emb --out demo/search/cl --k 8", "mixtures", "fit demo/search/runs",
+                 "propose demo/search/fit --out demo/search/weights.csv", "--out demo/search/check --seeds 3"):
+        assert step in search, step
+    assert not (tmp_path / "demo").exists() or not any((tmp_path / "demo").glob("*/manifest.json"))

@@ -146,6 +146,9 @@ def test_the_mixture_search_loop_end_to_end(loop, tmp_path):
     run_cli(["schedule", emb, cl, "--out", tmp_path / "best", "--weights", tmp_path / "weights.csv", "--balance",
              "tokens", "--budget-tokens", 60000, "--max-repeats", 20, "--tokenizer", loop["tok"], "--exclude",
              root / "eval"])
+    run_cli(["report", emb, cl, "--runs", tmp_path / "runs", "--fit", tmp_path / "fit", "--out", tmp_path / "report"])
+    plotted = json.loads((tmp_path / "report" / "report.json").read_text())["figures"]["fit"]
+    assert len(plotted["measured"]) == 8 and set(plotted["predicted"]) == {"loglinear", "lightgbm"}
     got = np.asarray(ScheduleDir(tmp_path / "best").statistics["cluster_tokens"], float)
     weights = np.array([float(line.split(",")[1]) for line in (tmp_path / "weights.csv").read_text().split()[1:]])
     assert np.abs(got / got.sum() - weights).max() < 0.05  # the proposal is what the sampler realises (to a document)
@@ -171,3 +174,15 @@ def test_a_killed_proxy_step_resumes_and_fit_refuses_it_meanwhile(loop, tmp_path
     for name in ("random-s0", "clusterclip-s0"):
         assert np.array_equal(RunsDir(tmp_path / "runs").loss_curve(name)["loss"],
                               RunsDir(straight).loss_curve(name)["loss"])
+
+
+def test_the_report_shows_the_proxies(loop, runs, tmp_path):
+    run_cli(["report", loop["emb"], loop["cl"], "--runs", runs[0], "--out", tmp_path / "report"])
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    held = data["figures"]["heldout_loss"]["schedules"]
+    assert set(held) == {"random", "clusterclip"} and held["random"]["runs"] == ["random-s0", "random-s1"]
+    assert set(data["figures"]["loss_curves"]) == {"random-s0", "random-s1", "clusterclip-s0", "clusterclip-s1"}
+    assert "What the orders do to a model" in (tmp_path / "report" / "index.html").read_text()
+    run_cli(["cluster", loop["emb"], "--out", tmp_path / "cl3", "--k", 3])
+    code, out = invoke(["report", loop["emb"], tmp_path / "cl3", "--runs", runs[0], "--out", tmp_path / "r2"])
+    assert_one_line_error(code, out, "another clustering")

@@ -31,7 +31,8 @@ from ..steps import Outcome, Plan, Run, Step
 from .evaldir import EvalDir
 from .heldout import heldout_samples, schedule_tokenizer, tokenize_heldout
 from .run import EvalDocs, train_and_score
-from .runfiles import TARGET_GROUP, RunsDir, run_files, write_runs
+from .runfiles import TARGET_GROUP, RunsDir, read_heldout_loss, run_files, write_runs
+from .score import Scores
 from .settings import ProxySettings
 from .stream import SequentialLoader, open_schedule_stream
 
@@ -57,6 +58,7 @@ class ProxyStep(Step[ProxySettings]):
         self.names = run_names([s.path for s in schedules])
         self.seeds = [settings.seed + i for i in range(settings.seeds)]
         self.steps = 0
+        self.rare = np.zeros(0, bool)  #: the rarer half of the clusters (by documents in the pool)
 
     @classmethod
     def open(cls, sched_dirs, settings: ProxySettings, **kwargs) -> ProxyStep:
@@ -104,6 +106,7 @@ class ProxyStep(Step[ProxySettings]):
         work.mkdir(exist_ok=True)
         evaluation = self._eval_docs(work)
         pool_docs, pool_tokens = self._pool(work)
+        self.rare = rare_half(pool_docs)
         journal = Journal(work / "runs.jsonl")
         finished = {e["run"]: e for e in journal.load() if files_intact(run.build, e["files"])}
         records, files = [], []
@@ -158,8 +161,9 @@ class ProxyStep(Step[ProxySettings]):
         record = train_and_score(stream, evaluation, s, seed=item["seed"], steps=self.steps, n_clusters=self.cl.k,
                                  run_dir=build / item["run"], identity={"schedule": sched.record()},
                                  desc=position, progress=self.progress, pbar=pbar)
+        rare, common = half_losses(read_heldout_loss(build / item["run"]), self.rare)
         record = {**record, **item, "schedule": str(sched.path), "sampler": sched.settings.get("sampler"),
-                  "max_repeats": sched.settings.get("max_repeats")}
+                  "max_repeats": sched.settings.get("max_repeats"), "rare_half": rare, "common_half": common}
         return {"run": item["run"], "record": record,
                 "files": [file_record(build, f) for f in run_files(build, item["run"])]}
 
@@ -167,13 +171,26 @@ class ProxyStep(Step[ProxySettings]):
         st = result.statistics
         rates = [r["tokens_per_second"] for r in st["runs"] if r.get("tokens_per_second")]
         speed = f", {np.median(rates):,.0f} tokens/s" if rates else ""
-        lines = [f"proxy: {len(st['runs'])} runs of {st['steps']:,} steps ({st['train_tokens']:,} tokens each{speed}) "
-                 f"-> {result.out}",
-                 "held-out loss per schedule, mean ± spread over seeds (cluster-balanced | overall):"]
-        for name, c in st["schedules"].items():
-            lines.append(f"  {name:<24} {c['balanced_mean']:.4f} ± {c['balanced_spread']:.4f} | "
-                         f"{c['overall_mean']:.4f} ± {c['overall_spread']:.4f}")
-        return "\n".join(lines)
+        return (f"proxy: {len(st['runs'])} runs of {st['steps']:,} steps ({st['train_tokens']:,} tokens each{speed}) "
+                f"-> {result.out}\n{loss_table(st['schedules'])}")
+
+
+#: the columns of the summary table: (statistics key, heading)
+TABLE_COLUMNS = (("balanced", "cluster-balanced"), ("rare_half", "rare half"), ("common_half", "common half"),
+                 ("overall", "overall"))
+
+
+def loss_table(schedules: dict) -> str:
+    """Held-out loss per schedule (mean ± spread over seeds) as aligned text: the proxy summary and the README."""
+    seeds = sorted({c["seeds"] for c in schedules.values()})
+    head = (f"held-out loss, nats/token: mean ± spread (standard deviation) over {'/'.join(map(str, seeds))} "
+            f"seed(s); rare/common half: the clusters with the fewest/most documents")
+    width = max([len("schedule")] + [len(n) for n in schedules])
+    rows = [f"  {'schedule':<{width}}" + "".join(f"  {h:>17}" for _, h in TABLE_COLUMNS)]
+    for name, c in schedules.items():
+        cells = "".join(f"  {c[f'{k}_mean']:>8.4f} ± {c[f'{k}_spread']:.4f}" for k, _ in TABLE_COLUMNS)
+        rows.append(f"  {name:<{width}}{cells}")
+    return "\n".join([head, *rows])
 
 
 def _recorded(owner, evaluation: EvalDir, key: str):
@@ -184,6 +201,23 @@ def _recorded(owner, evaluation: EvalDir, key: str):
         raise MismatchError(f"{rec['path']}: the {key} directory of {evaluation.path} changed since holdout read it; "
                             f"rerun `clusterclip holdout`")
     return found
+
+
+def rare_half(pool_docs: np.ndarray) -> np.ndarray:
+    """The clusters of the rarer half (fewest documents in the training pool; ties: the lower id), as a mask."""
+    docs = np.asarray(pool_docs)
+    order = np.lexsort((np.arange(len(docs)), docs))
+    mask = np.zeros(len(docs), bool)
+    mask[order[: len(docs) // 2]] = True
+    return mask
+
+
+def half_losses(scores: Scores, rare: np.ndarray) -> tuple[float, float]:
+    """The cluster-balanced held-out loss over the scored clusters of the rare half and of the common half."""
+    clusters = (scores.groups >= 0) & (scores.groups < len(rare))
+    in_rare = np.zeros(len(scores.groups), bool)
+    in_rare[clusters] = rare[scores.groups[clusters]]
+    return (scores.select(clusters & in_rare).balanced, scores.select(clusters & ~in_rare).balanced)
 
 
 def run_names(paths: list[Path]) -> list[str]:
@@ -226,14 +260,15 @@ def statistics(records: list[dict], steps: int, s: ProxySettings, pool_tokens: n
         by_schedule.setdefault(Path(r["schedule"]).name, []).append(r)
     schedules = {}
     for name, rs in by_schedule.items():
-        fig = {}
-        for key in ("balanced", "overall"):
+        fig = {"seeds": len(rs)}
+        for key in ("balanced", "rare_half", "common_half", "overall"):
             values = np.array([r[key] for r in rs], float)
             fig[f"{key}_mean"] = float(values.mean())
             fig[f"{key}_spread"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
         schedules[name] = fig
-    keep = ("run", "schedule", "seed", "balanced", "overall", "target", "final_train_loss", "tokens_per_second",
-            "resumed_at_step", "parameters", "runtime", "sampler", "max_repeats")
+    keep = ("run", "schedule", "seed", "balanced", "rare_half", "common_half", "overall", "target",
+            "final_train_loss", "tokens_per_second", "resumed_at_step", "parameters", "runtime", "sampler",
+            "max_repeats")
     return {"runs": [{k: r[k] for k in keep} for r in records], "schedules": schedules, "steps": steps,
             "train_tokens": steps * s.batch * s.context, "pool_tokens": int(pool_tokens.sum()),
             "heldout_texts": n_eval, "clusters": len(pool_tokens)}

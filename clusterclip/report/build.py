@@ -29,7 +29,7 @@ from ..embed.directory import EmbedDir
 from ..errors import InputError
 from ..schedule.directory import ScheduleDir
 from ..steps import Outcome, Plan, Run, Step, run_step
-from . import figures, inputs
+from . import figures, inputs, proxy
 from .html import Figure, ScheduleColumns, Section, render_page
 from .mix import expected_shares, law_counts, scan_order, shares_of
 from .settings import ReportSettings
@@ -46,6 +46,7 @@ class ReportStep(Step[ReportSettings]):
                  shown_as: tuple | None = None, **kwargs):
         super().__init__(settings, **kwargs)
         self.emb, self.cl, self.sched = emb, cl, sched
+        self.proxies = proxy.ProxyInputs.open(settings.runs, settings.fit)  #: --runs / --fit (None: none)
         #: the directories as the user named them (the page shows them so)
         self.shown_as = shown_as or (emb.path, cl.path, sched.path if sched is not None else None)
         self.info: inputs.ClusterInfo | None = None
@@ -63,6 +64,8 @@ class ReportStep(Step[ReportSettings]):
         found = {"embed": self.emb, "cluster": self.cl}
         if self.sched is not None:
             found["schedule"] = self.sched
+        if self.proxies is not None:
+            found.update(self.proxies.upstream())
         return found
 
     def plan(self, out: Path, overwrite: bool) -> Plan:
@@ -70,11 +73,14 @@ class ReportStep(Step[ReportSettings]):
         self.embed = inputs.read_embed(self.emb.path)
         inputs.check_embed_matches(self.emb.path, self.info)
         self.sched_info = inputs.read_schedule(self.sched.path, self.info) if self.sched is not None else None
+        if self.proxies is not None:
+            self.proxies.check(self.cl)
         return super().plan(out, overwrite)
 
     def run(self, run: Run) -> Outcome:
         assert self.info is not None and self.embed is not None
         page = _Page(self.settings, self.info, self.embed, self.sched_info, *self.shown_as)
+        page.proxies = self.proxies
         return page.write(run.build)
 
     def summary(self, result) -> str:
@@ -134,11 +140,14 @@ class _Page:
         self.shares: dict[str, np.ndarray] = {}
         self.labels: dict[str, str] = {}
         self.token_shares: dict[str, np.ndarray] | None = None
+        self.proxies: proxy.ProxyInputs | None = None
 
     def write(self, out: Path) -> Outcome:
         self._mix_section()
         self._tokens_section()
         self._schedule_section()
+        if self.proxies is not None:
+            self.sections.append(self.proxies.section(self.sizes, self.plotted))
         self._map_section()
         page = render_page(title="clusterclip report", summary=self._summary(), warnings=self.warnings,
                            sections=self.sections, rows=self.table.rows, table_note=self._table_note(),

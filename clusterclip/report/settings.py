@@ -39,6 +39,14 @@ class ReportSettings(Settings):
                         help="Seed of the keyword sample (and of UMAP).")
     map: str = setting("auto", flag="--map", kind=str, choices=MAP_METHODS, group="show",
                        help="2-D map of the centroids: auto is UMAP when the `umap` package is installed, else PCA.")
+    runs: str | None = setting(None, flag="--runs", kind=str, optional=True, record=False, group="input",
+                               metavar="RUNS",
+                               help="A `clusterclip proxy` directory of these clusters: add the held-out loss per "
+                                    "cluster of each schedule (mean and spread over seeds) and the loss curves.")
+    fit: str | None = setting(None, flag="--fit", kind=str, optional=True, record=False, group="input",
+                              metavar="FIT",
+                              help="A `clusterclip fit` directory: add each schedule's measured loss against the "
+                                   "fit's leave-one-out prediction.")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,163 @@
+"""The README's proxy figures, measured: run `make ablation` and `make mixture-search`, read their outputs,
+write the README's ablation table and mixture-search example.
+
+    python scripts/proxy_figures.py                       # both targets in a temporary folder, print the blocks
+    python scripts/proxy_figures.py --write-readme        # ... and write them into README.md
+    python scripts/proxy_figures.py --fresh-clone ...     # in a fresh clone of HEAD (.venv creation included)
+    python scripts/proxy_figures.py --keep DIR ...        # run in DIR (kept; a rerun reuses what is done)
+    python scripts/proxy_figures.py --json F ...          # also keep the figures; --from-json F re-renders them
+
+README.md holds the figures between ``<!-- proxy-figures:NAME -->`` and ``<!-- /proxy-figures -->``;
+nothing between them is written by hand. The targets are the Makefile's own, run from another folder
+(``make -f CHECKOUT/Makefile ablation``), so the figures are what a user gets; the wall time of each
+target, the load average before and after, the machine and the date are written beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+COLUMNS = (("balanced", "cluster-balanced"), ("rare_half", "rare half"), ("common_half", "common half"),
+           ("overall", "overall"))
+
+
+def run_target(folder: Path, makefile: Path, target: str) -> dict:
+    """``make -f MAKEFILE TARGET`` in ``folder``: wall seconds, load before and after."""
+    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"}
+    before = os.getloadavg()[0]
+    started = time.perf_counter()
+    r = subprocess.run(["make", "-f", str(makefile), "--no-print-directory", target], cwd=folder, env=env,
+                       capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if r.returncode != 0:
+        sys.exit(f"make {target} failed in {folder}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return {"seconds": seconds, "load_before": before, "load_after": os.getloadavg()[0], "output": r.stdout}
+
+
+def read_figures(folder: Path) -> dict:
+    """The numbers of the two targets' outputs, read through their owners."""
+    sys.path.insert(0, str(ROOT))
+    from clusterclip.mixsearch.fitdir import FitDir
+    from clusterclip.mixsearch.weights import read_provenance
+    from clusterclip.proxy.runfiles import RunsDir
+
+    ablation = RunsDir(folder / "demo" / "ablation" / "runs")
+    search = RunsDir(folder / "demo" / "search" / "runs")
+    check = RunsDir(folder / "demo" / "search" / "check")
+    fit = FitDir(folder / "demo" / "search" / "fit").fit_record()
+    side = read_provenance(folder / "demo" / "search" / "weights.csv")
+    return {"ablation": ablation.statistics, "search_runs": len(search.statistics["runs"]),
+            "search_tokens": search.statistics["train_tokens"], "fit": {k: fit[k] for k in ("model", "target",
+                                                                                           "leave_one_out")},
+            "proposal": side["proposal"] | {"constraints": side["constraints"]}, "check": check.statistics}
+
+
+def cell(c: dict, key: str) -> str:
+    return f"{c[f'{key}_mean']:.3f} ± {c[f'{key}_spread']:.3f}"
+
+
+def ablation_block(f: dict) -> str:
+    st, t = f["ablation"], f["times"]["ablation"]
+    rows = ["| schedule | " + " | ".join(h for _, h in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    for name, c in st["schedules"].items():
+        rows.append(f"| `{name}` | " + " | ".join(cell(c, k) for k, _ in COLUMNS) + " |")
+    params = st["runs"][0]["parameters"]["total"]
+    seeds = next(iter(st["schedules"].values()))["seeds"]
+    return "\n".join(rows) + (
+        f"\n\nHeld-out loss (nats per token, mean ± standard deviation over {seeds} seeds; lower is better) of a "
+        f"{params / 1e6:.1f} M-parameter Llama trained on {st['train_tokens']:,} tokens of each schedule of the demo; "
+        f"rare half / common half: the cluster-balanced loss over the {st['clusters'] // 2} clusters with the fewest "
+        f"/ most documents. `make ablation` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
+        f"{t['load_after']:.1f}; measured by `python scripts/proxy_figures.py{f['flags']}` on {f['machine']}, "
+        f"{f['date']}).")
+
+
+def search_block(f: dict) -> str:
+    loo, p, check, t = f["fit"]["leave_one_out"], f["proposal"], f["check"]["schedules"], f["times"]["search"]
+
+    def num(v):
+        return "n/a" if v is None else f"{v:+.2f}"
+
+    fits = "; ".join(f"{m} Spearman {num(d['spearman'])}, R² {num(d['r2'])}" for m, d in loo.items())
+    nat, prop = check.get("natural"), check.get("proposed")
+    measured = (f"measured with 3 seeds: natural {cell(nat, 'balanced')}, proposed {cell(prop, 'balanced')}"
+                if nat and prop else "")
+    return (f"On the demo (8 clusters, {f['search_runs']} Dirichlet mixtures, {f['search_tokens']:,} tokens each), "
+            f"leave-one-out: {fits}; chosen: {f['fit']['model']}. Proposed (KL {p['kl_to_natural']:.2f} to the "
+            f"natural mixture, limit {p['constraints']['max_kl']:g}): predicted {f['fit']['target']} loss "
+            f"{p['predicted_loss']:.3f} against {p['natural_predicted_loss']:.3f} for the natural mixture; {measured}. "
+            f"`make mixture-search` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
+            f"{t['load_after']:.1f}; `python scripts/proxy_figures.py{f['flags']}`, {f['machine']}, {f['date']}).")
+
+
+def replace_blocks(text: str, new: dict[str, str]) -> str:
+    for name, body in new.items():
+        pattern = re.compile(rf"(<!-- proxy-figures:{name} -->\n).*?(\n<!-- /proxy-figures -->)", re.S)
+        if not pattern.search(text):
+            sys.exit(f"README.md: no <!-- proxy-figures:{name} --> block")
+        text = pattern.sub(lambda m, body=body: m.group(1) + body + m.group(2), text)
+    return text
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores"
+
+
+def measure(fresh_clone: bool, keep: Path | None) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        makefile = ROOT / "Makefile"
+        if fresh_clone:
+            subprocess.run(["git", "clone", "--quiet", str(ROOT), str(folder / "clusterclip")], check=True)
+            makefile = folder / "clusterclip" / "Makefile"
+        times = {"ablation": run_target(folder, makefile, "ablation"),
+                 "search": run_target(folder, makefile, "mixture-search")}
+        figures = read_figures(folder)
+    for t in times.values():
+        t.pop("output")
+    return {**figures, "times": times, "machine": machine(), "date": datetime.date.today().isoformat(),
+            "flags": " --fresh-clone" if fresh_clone else ""}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fresh-clone", action="store_true", help="clone HEAD and run the targets there")
+    ap.add_argument("--keep", type=Path, help="run in this folder and keep it")
+    ap.add_argument("--write-readme", action="store_true")
+    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    ap.add_argument("--from-json", type=Path, help="render figures measured before")
+    args = ap.parse_args()
+    figures = json.loads(args.from_json.read_text()) if args.from_json else measure(args.fresh_clone, args.keep)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    blocks = {"ablation": ablation_block(figures), "search": search_block(figures)}
+    for name, body in blocks.items():
+        print(f"--- {name}\n{body}\n")
+    if args.write_readme:
+        README.write_text(replace_blocks(README.read_text("utf-8"), blocks), "utf-8")
+        print(f"wrote {README}")
+
+
+if __name__ == "__main__":
+    main()
