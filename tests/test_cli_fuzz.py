@@ -19,12 +19,15 @@ pytestmark = pytest.mark.slow
 
 WEIRD_TEXT = ["", " ", "0", "-1", "1", "4.7", "1e308", "-1e308", "nan", "inf", "-inf", "true", "none", "None",
               "99999999999999999999999", "0x10", "1_000", "∞", "\u00a0", "a" * 300, "../../etc/passwd", "/dev/null",
-              "bin,,parquet", "bin,nope", ",", "<|endoftext|>", "\ud800", "\x00", "--k", "-", "clusterclip"]
+              "bin,,parquet", "bin,nope", ",", "<|endoftext|>", "\ud800", "\x00", "--k", "-", "clusterclip",
+              "1e23", "100000000000000000000000", "3=99999999999999999999", "1=2,1=3", "0=1", "4=0", "=", "1=",
+              "/dev/zero", ".", "tokens", "samples"]
 CLUSTER_OPTIONS = ["--k", "--iters", "--seed", "--max-train-points", "--device", "--init", "--levels", "--k2",
                    "--chunk-rows", "--threads"]
 SCHEDULE_OPTIONS = ["--sampler", "--max-repeats", "--alpha", "--epochs", "--samples", "--tokens", "--seed",
                     "--eos-token", "--bos-token", "--convention", "--align-tokens", "--pack", "--format",
-                    "--shard-tokens", "--tokenizer"]
+                    "--shard-tokens", "--tokenizer", "--balance", "--weights", "--cluster-max-repeats",
+                    "--budget-tokens", "--doc-weight-column", "--doc-weight-power", "--dedup-threshold"]
 
 
 def one_line_or_success(code: int, output: str) -> None:
@@ -64,12 +67,32 @@ def test_cluster_options(tmp_path_factory, embedded, option, value):
     one_line_or_success(*invoke(args))
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a numpy warning on stderr is a defect too
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(option=st.sampled_from(SCHEDULE_OPTIONS), value=values)
 def test_schedule_options(tmp_path_factory, embedded, clustered, demo_tokenizer, option, value):
     out = tmp_path_factory.getbasetemp() / f"fuzz-s-{next(counter)}"
     args = ["schedule", embedded, clustered, "--out", out, "--tokenizer", demo_tokenizer, "--shard-tokens", 5000,
             option, value]
+    one_line_or_success(*invoke(args))
+
+
+cells = st.one_of(st.sampled_from(WEIRD_TEXT[:20] + ["", "1e15", "1e-300", "5e-324"]), st.integers(-2**70, 2**70).map(str),
+                  st.floats(allow_nan=True, allow_infinity=True).map(repr))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(weights=st.lists(cells, min_size=1, max_size=5), repeats=st.lists(cells, min_size=5, max_size=5),
+       extra=st.sampled_from([[], ["--balance", "tokens"], ["--budget-tokens", "5000"], ["--alpha", "16"],
+                              ["--alpha", "-16", "--balance", "tokens"]]))
+def test_schedule_weights_files(tmp_path_factory, embedded, clustered, demo_tokenizer, weights, repeats, extra):
+    n = next(counter)
+    path = tmp_path_factory.getbasetemp() / f"fuzz-w-{n}.csv"
+    rows = [f"{k},{w.replace(',', ';')},{r.replace(',', ';')}" for k, (w, r) in enumerate(zip(weights, repeats))]
+    path.write_text("cluster,weight,max_repeats\n" + "\n".join(rows) + "\n", "utf-8", errors="surrogatepass")
+    args = ["schedule", embedded, clustered, "--out", tmp_path_factory.getbasetemp() / f"fuzz-sw-{n}",
+            "--tokenizer", demo_tokenizer, "--dry-run", "--weights", path, *extra]
     one_line_or_success(*invoke(args))
 
 

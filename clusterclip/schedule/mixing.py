@@ -36,11 +36,23 @@ def file_digest(path) -> str:
     return h.hexdigest()
 
 
+def check_table_path(path: Path, flag: str) -> None:
+    """Refuse, in one line, a path that is not a regular file: missing, a directory, a device or a pipe
+    (reading ``/dev/zero`` would never end)."""
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a directory; give a .parquet, .csv or .json file")
+    if not path.exists():
+        raise InputError(f"{flag} {path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{flag} {path}: is not a regular file (a device, pipe or socket); give a .parquet, .csv "
+                         f"or .json file")
+
+
 def _read_table(path: Path, flag: str) -> dict[str, list]:
     """Columns of a small Parquet / CSV / JSON table. JSON: a list of objects, or one object
-    ``{key: value}`` read as the two columns ``key`` and ``value``."""
-    if not path.is_file():
-        raise InputError(f"{flag} {path}: no such file")
+    ``{key: value}`` read as the two columns ``key`` and ``value``. In a CSV file only an empty
+    field is missing (``nan``, ``NA`` or ``null`` are values, refused where a number is due)."""
+    check_table_path(path, flag)
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -50,7 +62,7 @@ def _read_table(path: Path, flag: str) -> dict[str, list]:
         if suffix == ".csv":
             import pyarrow.csv as pacsv
 
-            return pacsv.read_csv(path).to_pydict()
+            return pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(null_values=[""])).to_pydict()
         if suffix == ".json":
             data = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(data, dict):
@@ -86,20 +98,38 @@ def _ids(values, path, flag, name, limit: int) -> np.ndarray:
     return out
 
 
-def _numbers(values, path, flag, name, *, integer=False) -> np.ndarray:
+def _numbers(values, path, flag, name, *, integer=False, most: float | None = None, hint: str = "",
+             rows=None) -> np.ndarray:
+    """``values`` as float64, each a finite number >= 0 (whole with ``integer``, at most ``most``), else a
+    one-line error naming its row (``rows``: the file's row of each value, when not all are given)."""
     out = np.empty(len(values), np.float64)
     for i, v in enumerate(values):
+        row = i if rows is None else rows[i]
         if isinstance(v, str):
             try:
                 v = float(v)
             except ValueError:
                 pass
+        if isinstance(v, int) and not isinstance(v, bool):
+            try:
+                v = float(v)
+            except OverflowError:  # a whole number of hundreds of digits (JSON allows it)
+                v = math.inf
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (
                 integer and not float(v).is_integer()):
             kind = "a whole number >= 0" if integer else "a finite number >= 0"
-            raise InputError(f"{flag} {path}, row {i}: {name} {v!r} must be {kind}")
+            shown = "is empty" if v is None else f"{v!r}"
+            raise InputError(f"{flag} {path}, row {row}: {name} {shown} must be {kind}")
+        if most is not None and v > most:
+            bound = f"{int(most):,}" if float(most).is_integer() and most < 1e15 else f"{most:g}"
+            raise InputError(f"{flag} {path}, row {row}: {name} {v!r} must be at most {bound}{hint}")
         out[i] = v
     return out
+
+
+#: the largest weight of a --weights file: weights are relative, and this bound keeps the sampler's
+#: products (``size ** alpha * weight``, token budgets) finite for every --alpha
+MAX_WEIGHT = 1e15
 
 
 def read_cluster_table(path, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,10 +151,14 @@ def read_cluster_table(path, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
     weights = np.ones(n_clusters)
     repeats = np.zeros(n_clusters, np.int64)
     if "weight" in table:
-        weights[clusters] = _numbers(table["weight"], path, flag, "weight")
+        weights[clusters] = _numbers(table["weight"], path, flag, "weight", most=MAX_WEIGHT,
+                                     hint="; weights are relative: divide them all by the same number")
     if "max_repeats" in table:
+        from .settings import MAX_REPEATS_LIMIT
+
         listed = [i for i, v in enumerate(table["max_repeats"]) if v is not None and v != ""]
-        values = _numbers([table["max_repeats"][i] for i in listed], path, flag, "max_repeats", integer=True)
+        values = _numbers([table["max_repeats"][i] for i in listed], path, flag, "max_repeats", integer=True,
+                          most=MAX_REPEATS_LIMIT, rows=listed)
         if np.any(values < 1):
             raise InputError(f"{flag} {path}: max_repeats must be at least 1 (use weight 0 to leave a cluster out)")
         repeats[clusters[listed]] = values.astype(np.int64)
@@ -133,21 +167,43 @@ def read_cluster_table(path, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
     return weights, repeats
 
 
-def parse_cluster_repeats(text: str, n_clusters: int, base=None) -> np.ndarray:
-    """``--cluster-max-repeats "3=1,7=2"``: per-cluster clips (0 = the global one), over ``base``."""
-    repeats = np.zeros(n_clusters, np.int64) if base is None else np.array(base, np.int64)
+def cluster_repeats_items(text: str) -> dict[int, int]:
+    """``--cluster-max-repeats "3=1,7=2"`` -> ``{3: 1, 7: 2}``, each item checked (a whole cluster id
+    >= 0, a clip between 1 and ``--max-repeats``' limit, each cluster once); the ids are checked against
+    the clustering by :func:`parse_cluster_repeats`. The settings call it, so a bad value is refused
+    before anything is read."""
+    from .settings import MAX_REPEATS_LIMIT
+
+    items: dict[int, int] = {}
     for item in (p.strip() for p in text.split(",")):
         if not item:
             continue
-        k, _, r = item.partition("=")
+        k_text, eq, r_text = item.partition("=")
         try:
-            k, r = int(k), int(r)
+            k, r = int(k_text), int(r_text)
         except ValueError:
-            raise InputError(f"--cluster-max-repeats {item!r}: write CLUSTER=REPEATS, e.g. 3=1,7=2") from None
-        if not 0 <= k < n_clusters:
-            raise InputError(f"--cluster-max-repeats {item!r}: no cluster {k} (ids are 0..{n_clusters - 1})")
-        if r < 1:
-            raise InputError(f"--cluster-max-repeats {item!r}: repeats must be at least 1")
+            k = r = None
+        if not eq or k is None or r is None:
+            raise InputError(f"--cluster-max-repeats {item!r}: write CLUSTER=REPEATS, e.g. 3=1,7=2")
+        if k < 0:
+            raise InputError(f"--cluster-max-repeats {item!r}: cluster ids are 0 or more")
+        if not 1 <= r <= MAX_REPEATS_LIMIT:
+            raise InputError(f"--cluster-max-repeats {item!r}: repeats must be between 1 and {MAX_REPEATS_LIMIT:,} "
+                             f"(as --max-repeats)")
+        if k in items:
+            raise InputError(f"--cluster-max-repeats {item!r}: cluster {k} is listed twice; give each once")
+        items[k] = r
+    if not items:
+        raise InputError(f"--cluster-max-repeats {text!r}: names no cluster; write CLUSTER=REPEATS, e.g. 3=1,7=2")
+    return items
+
+
+def parse_cluster_repeats(text: str, n_clusters: int, base=None) -> np.ndarray:
+    """``--cluster-max-repeats "3=1,7=2"``: per-cluster clips (0 = the global one), over ``base``."""
+    repeats = np.zeros(n_clusters, np.int64) if base is None else np.array(base, np.int64)
+    for k, r in cluster_repeats_items(text).items():
+        if k >= n_clusters:
+            raise InputError(f"--cluster-max-repeats {k}={r}: no cluster {k} (ids are 0..{n_clusters - 1})")
         repeats[k] = r
     return repeats
 
@@ -252,6 +308,7 @@ def semantic_duplicates(store, labels: np.ndarray, centroids: np.ndarray, thresh
         for a in range(1, n, step):
             b = min(n, a + step)
             block = e[a:b] @ e[:b].T  # rows a..b-1 against every document up to b
+            np.minimum(block, 1.0, out=block)  # a cosine is at most 1 (rounding gives 1.0000001 for a duplicate)
             mask = np.arange(b)[None, :] >= np.arange(a, b)[:, None]
             block[mask] = -np.inf
             keep[members[a:b][block.max(axis=1) > threshold]] = False

@@ -14,6 +14,8 @@ from .sampling import BALANCES, SAMPLERS
 DEFAULT_SHARD_TOKENS = 100_000_000
 DEFAULT_MAX_REPEATS = 4
 MAX_REPEATS_LIMIT = 1 << 20
+#: the largest token budget (--tokens, --budget-tokens): 10**15, far above any corpus, exact in float64
+MAX_TOKEN_BUDGET = 10**15
 #: settings added with token balancing: left out of the manifest at these values, so the record (and
 #: the job's identity) of a schedule that uses none of them is what it was before
 BALANCE_DEFAULTS = {"balance": "samples", "weights": None, "cluster_max_repeats": None, "budget_tokens": None,
@@ -49,7 +51,8 @@ class ScheduleSettings(Settings):
                                                           "1 epoch).")
     samples: int | None = setting(None, flag="--samples", kind=int, min=1, optional=True, group="sampling",
                                   help="Budget: exactly this many samples.")
-    tokens: int | None = setting(None, flag="--tokens", kind=int, min=1, optional=True, group="sampling",
+    tokens: int | None = setting(None, flag="--tokens", kind=int, min=1, max=MAX_TOKEN_BUDGET, optional=True,
+                                 group="sampling",
                                  help="Budget: stop at the first sample that brings the total to this many tokens "
                                       "(delimiters included).")
     seed: int = setting(0, flag="--seed", kind=int, min=0, max=2**63 - 1, group="sampling",
@@ -107,8 +110,8 @@ class ScheduleSettings(Settings):
                                               group="sampling", metavar="K=R,...",
                                               help="Per-cluster clips, e.g. 3=1,7=2 (over --max-repeats and the "
                                                    "max_repeats of --weights).")
-    budget_tokens: int | None = setting(None, flag="--budget-tokens", kind=int, min=1, optional=True, group="sampling",
-                                        metavar="T",
+    budget_tokens: int | None = setting(None, flag="--budget-tokens", kind=int, min=1, max=MAX_TOKEN_BUDGET,
+                                        optional=True, group="sampling", metavar="T",
                                         help="Budget: T tokens split over the clusters by weight (largest "
                                              "remainder); each cluster stops at its share or its clip, all "
                                              "interleaved. Needs --tokenizer.")
@@ -165,6 +168,13 @@ class ScheduleSettings(Settings):
                                      f"or uniform")
         if self.cluster_max_repeats is not None and self.sampler != "clusterclip":
             raise InputError("--cluster-max-repeats: only the clusterclip sampler clips; use --sampler clusterclip")
+        if self.cluster_max_repeats is not None:
+            from .mixing import cluster_repeats_items
+
+            cluster_repeats_items(self.cluster_max_repeats)  # the syntax and ranges; the ids once the clusters are read
+        if self.doc_weight_power != BALANCE_DEFAULTS["doc_weight_power"] and self.doc_weight_column is None:
+            raise InputError(f"--doc-weight-power {self.doc_weight_power:g}: sharpens the scores of "
+                             f"--doc-weight-column, which is not given; give --doc-weight-column or leave it out")
         check_convention(self.convention, self.bos_token, self.eos_token)
         from ..shards import check_formats
 
@@ -209,8 +219,8 @@ class MixturesSettings(Settings):
                                    group="sampling", help="Budget of each schedule: EPOCHS × N samples.")
     samples: int | None = setting(None, flag="--samples", kind=int, min=1, optional=True, group="sampling",
                                   help="Budget of each schedule: exactly this many samples.")
-    budget_tokens: int | None = setting(None, flag="--budget-tokens", kind=int, min=1, optional=True,
-                                        group="sampling", metavar="T",
+    budget_tokens: int | None = setting(None, flag="--budget-tokens", kind=int, min=1, max=MAX_TOKEN_BUDGET,
+                                        optional=True, group="sampling", metavar="T",
                                         help="Budget of each schedule: T tokens split over the clusters by weight.")
     allow_partial: bool = setting(False, flag="--allow-partial", kind=bool, group="sampling",
                                   help="When the clip cannot meet the budget, write what is possible.")
