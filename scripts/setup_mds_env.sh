@@ -32,7 +32,10 @@ v=$("$PY" -c "import torch; print(torch.__version__)" 2>/dev/null || true)
 [ -n "$v" ] && TORCH_SPEC="torch==$v"
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
-PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
+# -qq: pip's notes and warnings stay off the terminal (its errors and a failed install still show, and stop
+# the script); --no-warn-conflicts: streaming and litdata are installed without the cloud SDKs and the
+# torchvision they declare (see above), which pip would otherwise list as broken after every install
+PIP="$VENV/bin/python -m pip --disable-pip-version-check -qq --no-warn-conflicts"
 $PIP install "$TORCH_SPEC" "numpy>=1.21.5,<2.2" "transformers>=4.21.3,<5" \
   "brotli>=1.0.9" "python-snappy>=0.6.1,<1" "zstd>=1.5.2.5,<2" "xxhash>=3,<4" \
   "tqdm>=4.64,<5" "catalogue>=2,<3" pillow filelock typing_extensions

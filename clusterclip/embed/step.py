@@ -186,12 +186,22 @@ class EmbedStep(Step[EmbedSettings]):
                         f"= {inc['reused_docs']:,} docs, {len(inc['dropped'])} old files dropped)")
         encoder = "" if s.get("backend", "hf") == "hf" else f"{s['backend']} "
         return (f"embed: {st['n_docs']:,} docs{part}{limit}, dim {st['dim']}, {st['skipped_empty']:,} empty skipped, "
-                f"{st.get('truncated_docs', 0):,} truncated at --max-length {s['max_length']}, {st['tokens']:,} "
-                f"tokens, {encoder}{s['device']} {s['dtype']}, in {result.seconds:.1f} s ({rate:,.1f} docs/s)"
-                f"{resumed} -> {result.out}")
+                f"{st.get('truncated_docs', 0):,} truncated at --max-length {s['max_length']}{truncation_hint(st, s)}, "
+                f"{st['tokens']:,} tokens, {encoder}{s['device']} {s['dtype']}, in {result.seconds:.1f} s "
+                f"({rate:,.1f} docs/s){resumed} -> {result.out}")
 
 
 STEP = EmbedStep
+
+
+def truncation_hint(statistics: dict, settings: dict) -> str:
+    """When most documents were cut at --max-length: that only their start is embedded, and what embeds all."""
+    truncated, n = statistics.get("truncated_docs") or 0, statistics.get("n_docs") or 0
+    if not n or 2 * truncated <= n or settings.get("long_docs", "truncate") != "truncate":
+        return ""
+    how = ("--long-docs chunk-mean embeds all of each" if settings.get("backend", "hf") in ("hf", "model2vec")
+           else "raise --max-length")
+    return f" ({100 * truncated // n} %: only their first {settings['max_length']} tokens are embedded; {how})"
 
 
 def _check_previous(out: Path, previous: dict | None, settings: dict, inputs: dict, s: EmbedSettings,

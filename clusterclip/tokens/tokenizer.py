@@ -174,7 +174,7 @@ class Tokenizer:
             if tid is None:
                 raise InputError(
                     f"--eos-token {eos_token!r}: not a token of {self.spec}; name one of its tokens "
-                    f"(e.g. {_example_specials(vocab)}) or a token id"
+                    f"(e.g. {_example_specials(vocab, self._special_ids())}) or a token id"
                 )
             return eos_token, int(tid)
         configured = self._configured_eos()
@@ -184,7 +184,7 @@ class Tokenizer:
                 return cand, int(tid)
         raise InputError(
             f"{self.spec}: this tokenizer has no EOS token; name the token that ends each sample with "
-            f"--eos-token (e.g. {_example_specials(vocab)})"
+            f"--eos-token (e.g. {_example_specials(vocab, self._special_ids())})"
         )
 
     # ------------------------------------------------------------------ document delimiters
@@ -329,13 +329,25 @@ class Tokenizer:
         return f"Tokenizer({self.spec!r}, vocab_size={self.vocab_size}, eos={self.eos_token!r}:{self.eos_id})"
 
 
+#: words that mark a special token as one that ends a sample (the first suggested for --eos-token)
+_END_WORDS = ("eos", "end", "eot", "</s>", "sep")
+
+
 def _example_specials(vocab: dict[str, int], special_ids: set[int] | None = None) -> str:
-    if special_ids:
-        inv = {v: k for k, v in vocab.items()}
-        specials = [inv[i] for i in sorted(special_ids) if i in inv][:3]
-    else:
-        specials = [t for t in vocab if t.startswith("<") and t.endswith(">") and len(t) <= 24][:3]
-    return ", ".join(repr(t) for t in specials) if specials else "'<|endoftext|>'"
+    """Up to three tokens to suggest, the ones that look like an end of sample first: the tokenizer's
+    special tokens, else tokens spelled like one (``<...>`` with a letter inside, so never ``'<>'``)."""
+    inv = {v: k for k, v in vocab.items()}
+    specials = [inv[i] for i in sorted(special_ids or ()) if i in inv]
+    if not specials:
+        specials = [t for t in vocab if len(t) >= 3 and t.startswith("<") and t.endswith(">") and len(t) <= 32
+                    and any(c.isalpha() for c in t)]
+
+    def rank(token: str) -> tuple[int, int]:
+        lower = token.lower()
+        return (0 if any(w in lower for w in _END_WORDS) else 1, vocab.get(token, 0))
+
+    shown = sorted(specials, key=rank)[:3]
+    return ", ".join(repr(t) for t in shown) if shown else "'<|endoftext|>'"
 
 
 def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, require_eos: bool = True,
