@@ -1,4 +1,4 @@
-"""Incremental embedding (``embed --incremental``), ``cluster --assign-only`` and the embed progress estimate.
+"""Incremental embedding (``embed --incremental``) and ``cluster --assign-only``.
 
 The property: for any sequence of corpus edits (add a file, change a row, delete a file), an
 incremental run over the edited corpus gives the same ``docs.parquet``, embeddings, statistics
@@ -25,7 +25,6 @@ from clusterclip.cluster import ClusterDir, cluster_embeddings
 from clusterclip.embed import EmbedDir, embed_corpus
 from clusterclip.embed.encoder import Prepared
 from clusterclip.errors import InputError, IntegrityError, MismatchError
-from clusterclip.progress import EncodeEta, estimate_documents
 
 from helpers import assert_one_line_error, invoke
 
@@ -300,99 +299,3 @@ def test_cli_incremental_then_assign_only_with_the_real_model(tmp_path, small_do
     code, output = invoke(["cluster", emb, "--out", tmp_path / "cl2", "--assign-only", cl])
     assert code == 0 and "not trained" in output, output
     assert_one_line_error(*invoke(["cluster", emb, "--out", tmp_path / "cl3"]), "--k", "--assign-only")
-
-
-# --------------------------------------------------------------------------- the progress estimate
-@settings(max_examples=200, deadline=None)
-@given(tokens=st.lists(st.integers(1, 512), min_size=1, max_size=300), window=st.integers(1, 64),
-       batches=st.integers(1, 8), rate=st.floats(10.0, 1e6), stall=st.floats(0.0, 5.0))
-def test_eta_is_exact_once_every_document_is_tokenized_and_tracks_tokens_not_documents(tokens, window, batches,
-                                                                                       rate, stall):
-    """A synthetic run: windows sorted longest first, encoded batch by batch at ``rate`` tokens/s."""
-    total = len(tokens)
-    eta = EncodeEta(start=100.0)
-    now = 100.0 + stall  # model warm-up before the first window: part of the measured rate
-    spent, encoded = stall, 0.0
-    for w0 in range(0, total, window):
-        win = sorted(tokens[w0:w0 + window], reverse=True)
-        eta.tokenized(len(win), sum(win))
-        for b in range(batches):
-            step = sum(win) / batches
-            now += step / rate
-            eta.encoded(len(win) / batches, step, now)
-            spent, encoded = spent + step / rate, encoded + step
-            measured_rate = eta.tokens_per_second()
-            assert measured_rate == pytest.approx(encoded / spent)  # tokens per second of the whole run
-            left_tokens = sum(tokens[w0 + len(win):]) + (batches - b - 1) * step
-            if w0 + len(win) >= total:  # every document tokenized: only the rate is estimated
-                assert eta.seconds_left(total) == pytest.approx(left_tokens / measured_rate, rel=1e-6, abs=1e-9)
-            elif stall == 0:  # a steady rate: the error is only the mean tokens of the unread documents
-                read = tokens[: w0 + len(win)]
-                unread = total - len(read)
-                guess = (sum(win) - (b + 1) * step) + unread * sum(read) / len(read)
-                assert eta.seconds_left(total) == pytest.approx(guess / rate, rel=1e-6, abs=1e-9)
-    assert eta.seconds_left(total) == pytest.approx(0.0, abs=1e-6)
-    assert eta.tokens_per_second() == pytest.approx(sum(tokens) / spent)
-
-
-def test_eta_weighs_the_documents_left_by_tokens_not_bytes_or_documents():
-    """The issue's run: long documents first. A document-rate ETA says 3x too long; the token one is right."""
-    eta = EncodeEta(start=0.0)
-    long_docs, short_docs = [400] * 100, [100] * 300
-    eta.tokenized(100, sum(long_docs))
-    eta.encoded(100, sum(long_docs), 40.0)  # 1,000 tokens/s
-    eta.tokenized(100, sum(short_docs[:100]))
-    # 300 documents left, 100 of them tokenized (10,000 tokens); 200 unread at the mean so far (250 tokens)
-    assert eta.tokens_left(400) == 10_000 + 200 * 250
-    assert eta.seconds_left(400) == pytest.approx(60.0)
-    assert eta.seconds_left(None) is None and EncodeEta(0.0).seconds_left(10) is None
-    resumed = EncodeEta(start=0.0, done_docs=1000)  # a resumed run: its finished parts are not work left
-    resumed.tokenized(10, 100)
-    resumed.encoded(10, 100, 1.0)
-    assert resumed.seconds_left(1020) == pytest.approx(1.0)
-
-
-def test_estimate_documents_from_parquet_rows_and_the_files_read():
-    assert estimate_documents(1000) == 1000
-    assert estimate_documents(0, [(1000, 0, 0, False)]) is None
-    assert estimate_documents(500, [(1000, 0, 0, False)]) is None  # nothing read yet of the other files
-    assert estimate_documents(500, [(1000, 30, 100, False)]) == 800  # 0.3 documents per byte read
-    # a buffered reader says the first file is read through after its first line: no ratio from it
-    assert estimate_documents(0, [(100, 10, 100, False), (200, 0, 0, False)]) is None
-    # the finished files' ratio decides, and a partly read file counts at least the documents it gave
-    files = [(100, 50, 100, True), (100, 10, 100, False), (200, 0, 0, False)]
-    assert estimate_documents(0, files) == 50 + 50 + 100
-    assert estimate_documents(0, [(100, 50, 100, True), (100, 80, 100, False)]) == 130
-    assert estimate_documents(800, share=0.25) == 200
-    assert estimate_documents(800, limit=10) == 10
-
-
-def test_the_bar_moves_per_batch_and_ends_on_the_exact_count(tmp_path, monkeypatch):
-    from clusterclip.embed import pipeline
-
-    seen = []
-
-    class Bar:
-        def __init__(self, total=None, **kw):
-            self.total, self.n = total, kw.get("initial", 0)
-
-        def update(self, k):
-            self.n += k
-            seen.append((self.n, self.total))
-
-        def set_postfix_str(self, s, refresh=False):
-            self.postfix = s
-
-        def refresh(self):
-            seen.append((self.n, self.total))
-
-        def close(self):
-            pass
-
-    monkeypatch.setattr(pipeline, "progress_bar", lambda *a, **kw: Bar(*a, **kw))
-    write_file(tmp_path / "c" / "a.jsonl", [f"doc {i}" for i in range(40)])
-    embed_corpus([tmp_path / "c"], tmp_path / "emb", encoder=CountingEncoder(batches=4), window_docs=20,
-                 progress=True)
-    counts = [n for n, _ in seen]
-    assert counts == sorted(counts) and len(set(counts)) >= 8  # 2 windows x 4 batches
-    assert seen[-1] == (40, 40)

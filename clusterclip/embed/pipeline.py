@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from ..progress import EncodeEta, estimate_documents, format_seconds
+from ..progress import DocumentTotal, EncodeEta, FileSeen
 from ..progress import bar as progress_bar
 from ..readers import ReadStats, iter_numbered_documents
 from ..readers.base import batch_window
+from ..readers.counting import count_rows
 from .encoder import check_cuda_device
 
 _DONE = object()
@@ -50,7 +51,7 @@ class Piece:
 @dataclass
 class Window:
     pieces: list
-    seen: list  #: (size, documents read, bytes read, finished) of each file of unknown row count (progress total)
+    seen: list  #: a progress.FileSeen of every input file (the progress total)
 
     @property
     def prepared(self):
@@ -61,14 +62,14 @@ class _Producer(threading.Thread):
     """Reads documents and prepares them in batching windows, a few windows ahead of the model."""
 
     def __init__(self, docs, encoder, part_docs: int, window_of, skip_docs: int, limit: int | None,
-                 unknown: tuple = ()):
+                 readers: tuple = ()):
         super().__init__(name="clusterclip-embed-reader", daemon=True)
         self.docs, self.encoder = docs, encoder
         self.part_docs, self.window_of, self.skip_docs, self.limit = part_docs, window_of, skip_docs, limit
-        self.unknown = unknown  #: (index among the inputs, reader, size) of the files of unknown row count
-        self.index_of = {str(r.path): i for i, r, _ in unknown}
-        self.counts: dict[str, int] = {}
-        self.current = -1  #: index of the file being read (the unknown files before it are finished)
+        self.readers = [(r, r.size) for r in readers]  #: every input file (its documents, bytes and sizes: the total)
+        self.index_of = {str(r.path): i for i, r in enumerate(readers)}
+        self.counts = [[0, 0.0, 0.0] for _ in readers]  #: documents, characters, characters squared per file
+        self.current = -1  #: index of the file being read (the files before it are finished)
         self.queue: queue.Queue = queue.Queue(maxsize=3)
         self.stop_event = threading.Event()
 
@@ -93,8 +94,8 @@ class _Producer(threading.Thread):
         return self._put(Window(pieces, self._seen()))
 
     def _seen(self) -> list:
-        return [(size, self.counts.get(str(r.path), 0), min(r.bytes_done, size), i < self.current)
-                for i, r, size in self.unknown]
+        return [FileSeen(c[0], min(r.bytes_done, size), i < self.current, c[1], c[2])
+                for i, ((r, size), c) in enumerate(zip(self.readers, self.counts))]
 
     def run(self):
         try:
@@ -115,7 +116,8 @@ class _Producer(threading.Thread):
                 index += 1
                 i = self.index_of.get(doc[0])
                 if i is not None:
-                    self.counts[doc[0]] = self.counts.get(doc[0], 0) + 1
+                    count, chars = self.counts[i], len(doc[2])
+                    count[0], count[1], count[2] = count[0] + 1, count[1] + chars, count[2] + chars * chars
                     self.current = max(self.current, i)
                 buf.append((part if index > self.skip_docs else None, doc))  # None: in a kept part
             if buf and buf[-1][0] is not None and not self._flush(buf):
@@ -161,33 +163,38 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
     """
     stats = ReadStats()
     docs = iter_numbered_documents(readers, settings.text_column, settings.id_column, stats=stats, partition=partition)
-    # the progress total: rows from Parquet metadata, the other files extrapolated from what was read
-    known = [r.known_rows() for r in readers]
-    unknown = tuple((i, r, r.size) for i, (r, rows) in enumerate(zip(readers, known)) if rows is None)
-    known_rows = sum(rows for rows in known if rows is not None)
+    # the progress total: rows from Parquet metadata or counted, the other files extrapolated from what was read
+    totals = DocumentTotal(count_rows(readers), [r.size for r in readers], partition=partition, limit=settings.limit)
+
     def window_of(row: int) -> tuple[int, int]:
         return batch_window(row, settings.partition_block, settings.window_docs)
 
     producer = _Producer(docs, encoder, settings.part_docs, window_of, done_parts * settings.part_docs,
-                         settings.limit, unknown)
-    share = 1.0 if partition is None or partition.whole else 1.0 / partition.count
+                         settings.limit, tuple(readers))
     done_docs = done_parts * settings.part_docs
-    bar = progress_bar(None, desc="embed", unit="doc", enabled=progress, initial=done_docs,
-                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} docs [{elapsed}{postfix}]")
     eta = EncodeEta(time.perf_counter(), done_docs)
+    first = totals.estimate([FileSeen() for _ in readers])
+    known = [first]  # the latest estimate of the total (the bar redraws the ETA from it every second)
+    bar = progress_bar(first.value, desc="embed", unit="doc", enabled=progress, initial=done_docs,
+                       bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} docs [{elapsed}, eta {eta}"
+                                  "{postfix}]",
+                       eta=lambda now: eta.seconds_left(known[0].value, now))
     parts = _Parts(writer, done_parts, settings.part_docs, encoder)
 
-    def show(docs_done: float, total: int | None) -> None:
-        if total is not None:
-            total = max(total, int(docs_done))
-            if total != bar.total:
-                bar.total = total
+    def show(docs_done: float, total) -> None:
+        known[0] = total
+        if total.value is not None:
+            value = max(total.value, done_docs + int(docs_done))
+            if value != bar.total:
+                bar.total = value
         shown = done_docs + int(docs_done)
         if shown > bar.n:
             bar.update(shown - bar.n)
-        rate, tok = eta.docs_per_second(), eta.tokens_per_second()
-        bar.set_postfix_str(f"eta {format_seconds(eta.seconds_left(total))}, "
-                            f"{rate or 0:,.1f} docs/s, {tok or 0:,.0f} tok/s", refresh=False)
+        now = time.perf_counter()
+        rate, tok = eta.docs_per_second(now), eta.tokens_per_second(now)
+        estimated = total.describe()
+        bar.set_postfix_str(f"{rate or 0:,.1f} docs/s, {tok or 0:,.0f} tok/s{', ' + estimated if estimated else ''}",
+                            refresh=False)
 
     producer.start()
     try:
@@ -195,8 +202,8 @@ def run_local(readers, settings, encoder, writer, partition, *, done_parts: int,
             prepared = w.prepared
             n_docs = sum(len(piece) for piece in w.pieces if piece.part is not None)  # not a resume's kept ones
             n_tokens = int(sum(prepared.tokens))
-            total = estimate_documents(known_rows, w.seen, share=share, limit=settings.limit)
-            eta.tokenized(n_docs, n_tokens)
+            total = totals.estimate(w.seen)
+            eta.tokenized(n_docs, n_tokens, time.perf_counter())  # the first window starts the encoding clock
             before = [0.0]
 
             def on_batch(fraction: float, n_docs=n_docs, n_tokens=n_tokens, before=before, total=total) -> None:

@@ -12,6 +12,7 @@ from typing import Iterable, Iterator
 from ..errors import InputError
 from .base import CorpusReader, Partitioning, ReadStats
 from .compression import decompression_errors, open_binary
+from .counting import count_newlines
 
 
 class JsonlReader(CorpusReader):
@@ -48,6 +49,17 @@ class JsonlReader(CorpusReader):
                     if line.endswith(b"\r"):
                         line = line[:-1]
                 yield i, line
+
+    def count_lines(self) -> int | None:
+        """The lines of the file, numbered as :meth:`lines` numbers them (a last line without a newline
+        counts), by a newline count; None when it cannot be read (the read itself then says why)."""
+        try:
+            fh, raw = open_binary(self.path, self.compression)
+            with raw, fh:
+                n, size, last = count_newlines(fh)
+        except decompression_errors():
+            return None
+        return n + (1 if size and last != b"\n" else 0)
 
     def _object(self, i: int, line: bytes) -> dict | None:
         try:

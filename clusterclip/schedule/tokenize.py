@@ -76,8 +76,9 @@ def tokenize_documents(tok, emb, doc_ids: np.ndarray, n_docs: int, path: str, wo
     embed directory's owner; a callable, so a fast tokenizer found wrong late starts over on ``tokenizers``)."""
     from ..tokens.build import build_token_store
 
+    chars = emb.docs_table(["n_chars"]).column("n_chars").to_numpy()[doc_ids] if show else None  # the ETA's work
     store = build_token_store(lambda: emb.texts(doc_ids), n_docs, tok, path, progress=show and progress is not None,
-                              total=len(doc_ids), workers=workers)
+                              total=len(doc_ids), workers=workers, chars=chars)
     return store.n_tokens
 
 

@@ -108,13 +108,11 @@ def write_shards(
     layout_record = dict(layout.__dict__)
 
     bar = None
-    if progress_enabled(progress):
-        bar = progress_bar(sum(p.tokens for p in plans), unit="tok", unit_scale=True,
-                           desc=f"shards ({','.join(formats)})", leave=False)
     records: dict[str, dict[int, dict]] = {f: {} for f in formats}
     written: dict[str, dict[int, dict]] = {f: {} for f in formats}
     try:
         pending: list[tuple[ShardPlan, list[tuple[str, str]]]] = []  # shards to write: plan, [(format, key)]
+        kept_tokens = 0
         for plan in plans:
             todo = []
             for w in writers:
@@ -127,8 +125,11 @@ def write_shards(
                     todo.append((w.name, key))
             if todo:
                 pending.append((plan, todo))
-            elif bar is not None:
-                bar.update(plan.tokens)
+            else:
+                kept_tokens += plan.tokens
+        if progress_enabled(progress):  # after the resume check: its kept shards are not this run's rate
+            bar = progress_bar(sum(p.tokens for p in plans), unit="tok", unit_scale=True, initial=kept_tokens,
+                               desc=f"shards ({','.join(formats)})", leave=False)
         job = ShardJob(out, layout, plans, order_doc_ids, order_cluster, order_repeat, token_store)
         keys = {(plan.index, fmt): key for plan, todo in pending for fmt, key in todo}
         remaining = {plan.index: len(todo) for plan, todo in pending}

@@ -40,8 +40,8 @@ from ..artifacts import save_npy_atomic, write_json_atomic
 from ..artifacts.files import replace_durably
 from ..errors import ClusterClipError, InputError, MismatchError
 from ..faults import checkpoint
+from ..progress import WorkEta, progress_enabled
 from ..progress import bar as progress_bar
-from ..progress import progress_enabled
 from ..settings import Rule
 from .fast import FAST_BACKEND, Encoded, TokenEncoder
 from .store import META, STORE_VERSION, TOKENS, TokenStore, fits_uint16, token_dtype, tokenizer_record  # noqa: F401
@@ -95,6 +95,7 @@ def build_token_store(
     batch_chars: int = BATCH_CHARS,
     total: int | None = None,
     workers: int | None = None,
+    chars=None,
 ) -> TokenStore:
     """Tokenize ``texts`` (``(doc_id, text)`` pairs in ascending doc_id) into a store at ``path``.
 
@@ -106,7 +107,9 @@ def build_token_store(
     as is (``texts`` is not read); an unfinished one is resumed after its last document.
     ``total`` (the number of documents ``texts`` yields, those done before a resume
     included) sizes the progress bar, which shows the documents done, tokens/s and an
-    ETA on stderr (off with ``progress=False`` or TQDM_DISABLE=1). ``workers``: encoding
+    ETA on stderr (off with ``progress=False`` or TQDM_DISABLE=1); ``chars`` (the characters of each
+    document ``texts`` yields, in order) makes the ETA count characters, the work tokenizing takes,
+    instead of documents, whose lengths vary. ``workers``: encoding
     workers, default every core (threads for the fast backend, which releases the GIL;
     processes for Hugging Face ``tokenizers``; with 1, one thread). ``tokenizer`` is a :class:`~clusterclip.tokens.tokenizer.Tokenizer`, or any
     object with ``encode_batch(texts) -> list[list[int]]``, ``vocab_size`` and
@@ -130,7 +133,7 @@ def build_token_store(
     p.mkdir(parents=True, exist_ok=True)
 
     run = _Run(p, identity, tokenizer, dtype, vocab_size, int(workers), batch_docs, batch_chars,
-               progress_enabled(progress), total)
+               progress_enabled(progress), total, chars)
     try:
         while True:
             run.resume()
@@ -167,11 +170,14 @@ class _Run:
     """One build: the resume point, the encoding workers, the ordered writes."""
 
     def __init__(self, p: Path, identity: dict, tokenizer, dtype, vocab_size: int, workers: int,
-                 batch_docs: int, batch_chars: int, progress: bool, total: int | None):
+                 batch_docs: int, batch_chars: int, progress: bool, total: int | None, chars=None):
         self.p, self.identity, self.tokenizer = p, identity, tokenizer
         self.dtype, self.vocab_size, self.workers = dtype, vocab_size, workers
         self.batch_docs, self.batch_chars = batch_docs, batch_chars
         self.progress, self.total, self.bar = progress, total, None
+        #: characters of each document to tokenize, in order (the ETA's work); None: documents
+        self.chars = None if chars is None else np.asarray(chars, dtype=np.int64)
+        self.eta = WorkEta(total)
         self.backends: list[str] = []
         self.noted_backend = False
 
@@ -199,8 +205,13 @@ class _Run:
                 self.tokenizer.disable_fast("an earlier run found the fast tokenizer wrong on this corpus")
         self.hf_only = bool(prog and prog.get("hf_only"))
         self.close_bar()
+        if self.chars is not None:  # the work is characters: the resumed documents are the first ones
+            self.eta = WorkEta(float(self.chars.sum()), float(self.chars[: self.done_docs].sum()))
+        else:
+            self.eta = WorkEta(self.total, self.done_docs)
         if self.progress:
-            self.bar = progress_bar(self.total, initial=self.done_docs, unit="doc", desc="tokenize", leave=False)
+            self.bar = progress_bar(self.total, initial=self.done_docs, unit="doc", desc="tokenize", leave=False,
+                                    eta=self.eta.seconds_left)
 
     def reset(self) -> None:
         """Forget every token written; the next attempt encodes with Hugging Face."""
@@ -292,6 +303,7 @@ class _Run:
         fast_written = FAST_BACKEND in self.backends
         n_tok, n_done, last = self.done_tokens, self.done_docs, self.last_doc
         new_tokens, t0 = 0, time.perf_counter()
+        self.eta.begin(t0)
         stream_pos = 0
         plan = self._plan()
         # Hugging Face's batches are smaller: a worker process encodes ~1-2 M characters a second, and the
@@ -391,6 +403,8 @@ class _Run:
                 new_tokens += len(flat)
                 last = int(head.doc_ids[-1])
                 self._save_progress(n_done, n_tok, last)
+                self.eta.advance(sum(len(t) for t in head.texts) if self.chars is not None else len(head.doc_ids),
+                                 time.perf_counter())
                 if self.bar is not None:
                     self.bar.update(len(head.doc_ids))
                     self._show(n_tok, new_tokens, t0)
