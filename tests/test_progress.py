@@ -277,7 +277,8 @@ def test_every_bar_redraws_its_eta_from_the_clock_and_logs_it(tmp_path, monkeypa
     finally:
         b.close()
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
-    assert [(r["n"], r["eta"]) for r in records] == [(0, None), (50, 20.0), (50, 20.0)] and records[-1]["final"]
+    assert [(r["n"], r["eta"]) for r in records] == [(0, None), (50, 10.0), (50, 20.0), (50, 20.0)]
+    assert records[-1]["final"] and not records[-2]["final"]
 
 
 def test_a_disabled_bar_starts_no_thread(monkeypatch):

@@ -146,7 +146,7 @@ class ClusterStep(Step[ClusterSettings]):
         names = write_outputs(run.build, centroids, labels, similarity, level2)
         statistics = _statistics(centroids, labels, similarity, train_info, self.train_points, threads, level2)
         if self.fixed is not None:
-            statistics["assign_only"] = self.fixed["source"]
+            statistics["assign_only"] = {**self.fixed["source"], "fit": self._fit(similarity)}
         accounting = {"documents": n, "assigned": int(len(labels)), "cluster_sizes_sum": int(np.bincount(labels).sum())}
         return Outcome(names, statistics, accounting=accounting, processed=n)
 
@@ -179,6 +179,16 @@ class ClusterStep(Step[ClusterSettings]):
         if filled != n:
             raise RuntimeError(f"internal error: {filled} of {n} documents assigned")
         return labels, similarity
+
+    def _fit(self, similarity: np.ndarray) -> dict:
+        """``--assign-only``: how well the new documents fit the old centroids (:mod:`.fit`); a warning when not."""
+        from .fit import assignment_fit
+
+        assert self.old is not None
+        record, warning = assignment_fit(self.emb, self.old, similarity)
+        if warning:
+            self.log(f"cluster: warning: {warning}")
+        return record
 
     def _centroids(self, run: Run, store, gpu: bool, gpu_device: int, threads: int) -> tuple[np.ndarray, dict]:
         """CL_OLD's (``--assign-only``), those an interrupted run saved, or newly trained ones (then saved)."""
@@ -231,6 +241,10 @@ class ClusterStep(Step[ClusterSettings]):
             line += f", level 2: {s['level2']['k']} groups"
         if "assign_only" in s:
             line += f", centroids of {s['assign_only']['from']} (not trained)"
+            fit = s["assign_only"].get("fit") or {}
+            if not fit.get("fits", True):
+                line += (f", {fit['below_reference']:,} {'new ' if fit['new_documents'] != 'unknown' else ''}"
+                         f"documents fit no old cluster (see the warning)")
         return line + f" -> {result.out} in {result.seconds:.1f}s"
 
 
