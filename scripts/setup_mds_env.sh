@@ -35,12 +35,12 @@ rm -rf "$VENV"
 # -qq: pip's notes and warnings stay off the terminal (its errors and a failed install still show, and stop
 # the script); --no-warn-conflicts: streaming and litdata are installed without the cloud SDKs and the
 # torchvision they declare (see above), which pip would otherwise list as broken after every install
-PIP="$VENV/bin/python -m pip --disable-pip-version-check -qq --no-warn-conflicts"
-$PIP install "$TORCH_SPEC" "numpy>=1.21.5,<2.2" "transformers>=4.21.3,<5" \
+INSTALL="$VENV/bin/python -m pip --disable-pip-version-check -qq install --no-warn-conflicts"
+$INSTALL "$TORCH_SPEC" "numpy>=1.21.5,<2.2" "transformers>=4.21.3,<5" \
   "brotli>=1.0.9" "python-snappy>=0.6.1,<1" "zstd>=1.5.2.5,<2" "xxhash>=3,<4" \
   "tqdm>=4.64,<5" "catalogue>=2,<3" pillow filelock typing_extensions
-$PIP install --no-deps "mosaicml-streaming==0.13.0" "litdata==0.2.76"
-$PIP install lightning-utilities obstore boto3 tifffile requests "polars>=1" "pyarrow>=14"
+$INSTALL --no-deps "mosaicml-streaming==0.13.0" "litdata==0.2.76"
+$INSTALL lightning-utilities obstore boto3 tifffile requests "polars>=1" "pyarrow>=14"
 # the inert torchvision stub (only when the real one cannot load, i.e. a CPU-only torch wheel)
 if ! "$VENV/bin/python" -c "import torchvision" 2>/dev/null; then
   SITE=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
