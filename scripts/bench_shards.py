@@ -145,6 +145,32 @@ def load() -> str:
     return os.popen("uptime").read().strip()
 
 
+def print_results(runs: list, best: dict, sizes: dict, n_tokens: int, peers: dict, mds_ok: bool,
+                  mds_python: str) -> None:
+    """The table: each writer's best round against a plain write of its bytes and against the library peer."""
+    print(f"{'writer':<24} {'M tokens/s':>10} {'MB':>6} {'x plain write':>13} {'x library':>10} "
+          f"{'wall s':>7} {'cpu s':>6}   (plain write + fsync of the same bytes: wall s)")
+    for fmts in runs:
+        name = "+".join(fmts)
+        wall, cpu = best[name]
+        plain = best["plain " + name][0]
+        lib = ""
+        if name in peers and "peer " + name in best:
+            lib = f"{best['peer ' + name][0] / wall:.2f}"
+        label = "all six together" if len(fmts) > 1 else name
+        print(f"{label:<24} {n_tokens / wall / 1e6:>10.1f} {sizes[fmts] / 1e6:>6.0f} {plain / wall:>13.2f} "
+              f"{lib:>10} {wall:>7.3f} {cpu:>6.3f}   ({plain:.3f})")
+    for name, what in peers.items():
+        if "peer " + name in best:
+            wall, cpu = best["peer " + name]
+            print(f"  peer {name}: {what}: {n_tokens / wall / 1e6:.1f} M tokens/s, wall {wall:.3f} s, "
+                  f"cpu {cpu:.3f} s")
+    if not mds_ok:
+        print(f"  peer mds: not measured ({mds_python} missing: bash scripts/setup_mds_env.sh)")
+    print("\nx plain write: its time / the writer's (1.0 = as fast as the disk); x library: the library's "
+          "time / the writer's (above 1: faster than the library)")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--text-mb", type=float, default=20.0, help="text to tokenize (the docstrings, repeated)")
@@ -234,27 +260,7 @@ def main(argv=None) -> None:
                     limit = -(-sizes[fmts] // n_shards[fmts]) + 4096  # about as many shards as ours
                     keep("peer mds", run_mds_peer(args.mds_python, work / "rows.npz", work / "peer_mds", limit))
 
-        print(f"{'writer':<24} {'M tokens/s':>10} {'MB':>6} {'x plain write':>13} {'x library':>10} "
-              f"{'wall s':>7} {'cpu s':>6}   (plain write + fsync of the same bytes: wall s)")
-        for fmts in runs:
-            name = "+".join(fmts)
-            wall, cpu = best[name]
-            plain = best["plain " + name][0]
-            lib = ""
-            if name in peers and "peer " + name in best:
-                lib = f"{best['peer ' + name][0] / wall:.2f}"
-            label = "all six together" if len(fmts) > 1 else name
-            print(f"{label:<24} {n_tokens / wall / 1e6:>10.1f} {sizes[fmts] / 1e6:>6.0f} {plain / wall:>13.2f} "
-                  f"{lib:>10} {wall:>7.3f} {cpu:>6.3f}   ({plain:.3f})")
-        for name, what in peers.items():
-            if "peer " + name in best:
-                wall, cpu = best["peer " + name]
-                print(f"  peer {name}: {what}: {n_tokens / wall / 1e6:.1f} M tokens/s, wall {wall:.3f} s, "
-                      f"cpu {cpu:.3f} s")
-        if not mds_ok:
-            print(f"  peer mds: not measured ({args.mds_python} missing: bash scripts/setup_mds_env.sh)")
-        print("\nx plain write: its time / the writer's (1.0 = as fast as the disk); x library: the library's "
-              "time / the writer's (above 1: faster than the library)")
+        print_results(runs, best, sizes, n_tokens, peers, mds_ok, args.mds_python)
         print(f"load after: {load()}")
     finally:
         if args.dir is None:
