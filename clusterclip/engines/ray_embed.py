@@ -146,7 +146,9 @@ def run_ray(readers, settings, encoder: RayEncoder, writer, partition, *, done_p
                                                "threads": threads,
                                                "save_dtype": settings.save_dtype})
     assembler = _Assembler(writer, settings, sources, encoder.dim, done_parts, kept_docs, resume_after)
-    bar = progress_bar(None, desc="embed (ray)", unit="doc", unit_scale=True, enabled=progress)
+    known = [r.known_rows() for r in readers]  # Parquet metadata: a total without reading (rows >= documents)
+    total = max(0, sum(known) - kept_docs) if all(k is not None for k in known) else None
+    bar = progress_bar(total, desc="embed (ray)", unit="doc", unit_scale=True, enabled=progress)
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             added = assembler.add(batch)
@@ -154,6 +156,9 @@ def run_ray(readers, settings, encoder: RayEncoder, writer, partition, *, done_p
                 bar.update(added)
     except Exception as e:  # noqa: BLE001 - a task's one-line error reaches the user as it is
         reraise(e)
+    else:
+        bar.total = bar.n  # every document is in: the total is exact
+        bar.refresh()
     finally:
         bar.close()
     return assembler.finish(), assembler.embedded
