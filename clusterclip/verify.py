@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .artifacts import check_outputs, read_manifest
+from .artifacts import Job, OutputDir, check_outputs, read_manifest
 from .errors import ClusterClipError
 from .settings import REHASH_HELP, Settings, setting
 
@@ -26,6 +26,9 @@ class VerifySettings(Settings):
     no_corpus: bool = setting(False, flag="--no-corpus", kind=bool, group="input",
                               help="Embed directories: do not check the corpus files.")
     rehash_inputs: bool = setting(False, flag="--rehash-inputs", kind=bool, group="input", help=REHASH_HELP)
+    adopt: bool = setting(False, flag="--adopt", kind=bool, group="output",
+                          help="Adopt each DIR written by an earlier clusterclip (no .clusterclip/committed.json) "
+                               "once every check passes, so reruns and --overwrite treat it as their own.")
 
 
 def verify_directory(path: str | os.PathLike, *, corpus: bool = True, rehash: bool = False) -> tuple[dict | None, list[str]]:
@@ -49,6 +52,27 @@ def verify_directory(path: str | os.PathLike, *, corpus: bool = True, rehash: bo
     except ClusterClipError as e:
         problems.append(str(e))
     return manifest, problems
+
+
+def adopt_directory(path: str | os.PathLike, *, corpus: bool = True,
+                    rehash: bool = False) -> tuple[dict | None, list[str], str | None]:
+    """``clusterclip verify --adopt DIR``: :func:`verify_directory` under the lock of ``DIR`` and, when it finds
+    nothing wrong, ``DIR`` adopted (:meth:`~clusterclip.artifacts.OutputDir.adopt`). Returns ``(manifest,
+    problems, state)``: state ``"adopted"``, ``"ours"`` (it already was) or None (problems: nothing written)."""
+    found: dict = {}
+
+    def check() -> list[str]:
+        found["manifest"], found["problems"] = verify_directory(path, corpus=corpus, rehash=rehash)
+        return found["problems"]
+
+    try:
+        state = OutputDir(path, Job("verify --adopt", {}, {})).adopt(check)
+    except ClusterClipError as e:
+        return found.get("manifest"), found.get("problems") or [str(e)], None
+    if "manifest" not in found:  # already ours: verified as usual
+        found["manifest"], problems = verify_directory(path, corpus=corpus, rehash=rehash)
+        return found["manifest"], problems, state if not problems else None
+    return found["manifest"], [], state
 
 
 def _verify_embed(d: Path, corpus: bool, rehash: bool) -> None:

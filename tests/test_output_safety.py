@@ -124,7 +124,7 @@ def plant(kind: str, out: Path, elsewhere: Path, same_job: bool) -> None:
         raise AssertionError(kind)
 
 
-#: attacks -> whether the run must be refused whatever the job and --overwrite
+#: attacks -> whether the run must be refused whatever the job and --overwrite ("overwrite": unless --overwrite)
 ATTACKS = {
     "none": False,
     "manifest without its trailing newline": False,
@@ -140,7 +140,7 @@ ATTACKS = {
     "manifest copied, empty .clusterclip": True,
     "foreign files, empty .clusterclip": True,
     "checksum broken": True,
-    "committed.json missing": True,
+    "committed.json missing": "overwrite",  # an earlier clusterclip's output: replaced (every file checked) with it
     "manifest of another output": True,
 }
 CASES = list(itertools.product(ATTACKS, (True, False), (True, False)))
@@ -167,6 +167,8 @@ def test_nothing_outside_out_is_touched_and_ownership_is_proven(tmp_path, attack
     must_refuse = ATTACKS[attack]
     if must_refuse is None:  # refused when the run writes (a finished output of the same job is left alone)
         must_refuse = not same_job
+    elif must_refuse == "overwrite":
+        must_refuse = not overwrite
     if refused is not None:
         assert "\n" not in refused and refused.startswith(("/", "--out")), refused
         assert outside_private(snapshot(out)) == outside_private(before_out)

@@ -25,7 +25,10 @@ Rules this module enforces for every step:
   manifest, only an interrupted commit (``commit.json`` naming the new manifest's digest) or a
   directory holding nothing but ``.clusterclip/`` is ours. ``.clusterclip/`` and what it holds
   (``build/``, ``lock``, ``commit.json``, ``committed.json``) must be real directories and files, and
-  a resumed build must hold no link. All of this, and every path the commit will write or delete
+  a resumed build must hold no link. An output of an earlier clusterclip (no ``committed.json`` at
+  all) is taken only with ``overwrite`` or by :meth:`OutputDir.adopt` (``verify --adopt``), and only
+  once every file its manifest lists has its recorded size and sha256. All of this, and every path
+  the commit will write or delete
   (no link on the way, no directory or foreign file where a file goes), is checked before the old
   manifest is touched.
 - **one run at a time:** ``fcntl.flock`` on ``.clusterclip/lock``; a second run gets one line.
@@ -48,11 +51,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ..errors import BusyError, ClusterClipError, InputError, MismatchError
+from ..errors import BusyError, ClusterClipError, InputError, IntegrityError, MismatchError
 from ..faults import checkpoint
 from ..settings import differences
 from .files import check_inside, dumps_json, file_record, fsync_dir, write_bytes_atomic, write_json_atomic
-from .manifest import MANIFEST, check_manifest, check_outputs, content_digest, load_json, manifest_bytes
+from .manifest import MANIFEST, check_manifest, check_outputs, content_digest, is_ours, load_json, manifest_bytes
 
 PRIVATE_DIR = ".clusterclip"
 LOCK_FILE = "lock"
@@ -102,6 +105,7 @@ class OutputDir:
         self.manifest: dict | None = None
         self.previous: dict | None = None
         self._lock_fd: int | None = None
+        self._adopted: str | None = None  #: the digest of a manifest without committed.json checked for --overwrite
         self.resumable = resumable  #: False: a failed run removes its build (a step that always starts again)
 
     # ------------------------------------------------------------------ entering
@@ -202,12 +206,36 @@ class OutputDir:
                           f"restore the manifest, or delete {self.out} (or choose another --out)") from None
         digest = content_digest(manifest)
         owner = load_json(self.private / OWNER_FILE) or {}
-        if owner.get("manifest_sha256") != digest and (plan or {}).get("manifest_sha256") != digest:
-            raise MismatchError(
-                f"{mp}: not the manifest clusterclip committed in {self.out} ({self.private / OWNER_FILE} "
-                f"{'records another' if owner else 'is missing'}: copied from another directory?); clusterclip "
-                f"replaces only an output it made: delete {self.out} (or choose another --out)")
-        return manifest
+        if owner.get("manifest_sha256") == digest or (plan or {}).get("manifest_sha256") == digest:
+            return manifest
+        if not owner and not os.path.lexists(self.private / OWNER_FILE):  # an earlier clusterclip wrote none
+            if not self.overwrite:
+                raise MismatchError(
+                    f"{mp}: has no {PRIVATE_DIR}/{OWNER_FILE} (written by an earlier clusterclip, or copied from "
+                    f"another directory); run `clusterclip verify --adopt {self.out}` (checks every file, then "
+                    f"adopts the output), or pass --overwrite to replace it (every file is checked first)")
+            self._check_adoptable(manifest, digest)
+            return manifest
+        raise MismatchError(
+            f"{mp}: not the manifest clusterclip committed in {self.out} ({self.private / OWNER_FILE} records "
+            f"another: copied from another directory?); clusterclip replaces only an output it made: delete "
+            f"{self.out} (or choose another --out)")
+
+    def _check_adoptable(self, manifest: dict, digest: str) -> None:
+        """An output without ``committed.json`` (what clusterclip wrote before it had one) is taken as ours only
+        when every file its manifest lists is there with its size and sha256 (so the commit replaces nothing but
+        those very files) and it is not a part of another output (a ``mixtures`` schedule)."""
+        if self._adopted == digest:
+            return
+        self._check_not_a_part()
+        problems = check_outputs(self.out, manifest["outputs"], full=True)
+        if problems:
+            raise MismatchError(f"{problems[0]}; {self.out} has no {PRIVATE_DIR}/{OWNER_FILE} (written by an earlier "
+                                f"clusterclip?) and clusterclip replaces only an output whose every file it can "
+                                f"check: delete {self.out} (or choose another --out)")
+        self._adopted = digest
+        self.log(f"{self.out}: written by an earlier clusterclip (no {PRIVATE_DIR}/{OWNER_FILE}); every file "
+                 f"checked: adopted")
 
     def _commit_plan(self) -> dict | None:
         """The plan of an interrupted commit, if there is one that can be finished (else one line)."""
@@ -261,6 +289,8 @@ class OutputDir:
     def _decide(self) -> None:
         previous = self._owned_manifest() if os.path.lexists(self.out / MANIFEST) else None
         self.previous = previous
+        if previous is not None and self._adopted is not None:  # --overwrite of an earlier clusterclip's output
+            write_json_atomic(self.private / OWNER_FILE, {"manifest_sha256": self._adopted})
         if previous is not None and self.job.same_as(previous):
             problems = check_outputs(self.out, previous.get("outputs") or [], full=False)
             if not problems:
@@ -335,6 +365,55 @@ class OutputDir:
             if rel in replacing and rel not in old:
                 raise InputError(f"{target}: a file that clusterclip did not write (the previous manifest does not "
                                  f"list it) is where this run writes; move it away")
+
+    def _check_not_a_part(self) -> None:
+        """Refuse a directory that a clusterclip output around it lists (a ``mixtures`` schedule has no
+        ``committed.json`` of its own: its files are the outer output's)."""
+        container = load_json(self.out.parent / MANIFEST)
+        if is_ours(container) and any(isinstance(r, dict) and r.get("path") == f"{self.out.name}/{MANIFEST}"
+                                      for r in (container or {}).get("outputs") or []):
+            raise MismatchError(f"{self.out}: is a part of the `clusterclip {(container or {}).get('step')}` output "
+                                f"{self.out.parent}; rerun that step (or choose another --out)")
+
+    # ------------------------------------------------------------------ adopting
+    def adopt(self, check: Callable[[], list[str]]) -> str:
+        """``clusterclip verify --adopt``: make a finished output that has no ``committed.json`` (written by a
+        clusterclip before it had one) ours, so that reruns see "done" and ``--overwrite`` replaces it.
+
+        Under the lock: the manifest must verify (layout and checksum) and ``check()`` (the full verification:
+        every file's size and sha256, and what the step's owner knows) must find nothing wrong; then
+        ``committed.json`` is written naming the manifest. Returns ``"adopted"``, or ``"ours"`` when it already
+        was; raises one line (naming the first problem) and writes nothing otherwise."""
+        if not self.out.is_dir():
+            raise InputError(f"{self.out}: no such directory; give a clusterclip output directory")
+        self._check_private()
+        self._lock()
+        try:
+            self._check_private()
+            if self._commit_plan() is not None:
+                raise MismatchError(f"{self.out}: a commit was interrupted there; rerun the step that made it to "
+                                    f"finish it")
+            mp = self.out / MANIFEST
+            if mp.is_symlink() or not mp.is_file():
+                raise InputError(f"{mp}: missing or not a file; only a finished clusterclip output can be adopted")
+            manifest = load_json(mp)
+            check_manifest(manifest, mp)
+            assert manifest is not None
+            digest = content_digest(manifest)
+            if (load_json(self.private / OWNER_FILE) or {}).get("manifest_sha256") == digest:
+                return "ours"
+            problems = check()
+            if not problems and content_digest(load_json(mp) or {}) != digest:
+                problems = [f"{mp}: changed while it was checked"]
+            if problems:
+                more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+                raise IntegrityError(f"{problems[0]}{more}; {self.out} was not adopted: rebuild it with the step "
+                                     f"that made it (--overwrite)")
+            self._check_not_a_part()
+            write_json_atomic(self.private / OWNER_FILE, {"manifest_sha256": digest})
+            return "adopted"
+        finally:
+            self._unlock()
 
     # ------------------------------------------------------------------ finishing
     def records(self, names) -> list[dict]:
