@@ -29,6 +29,9 @@ The embed and cluster directories the schedule needs are built once (``--max-len
     python scripts/bench_scale.py --work /tmp/bench-scale                       # ~30 M tokens
     python scripts/bench_scale.py --work /tmp/bench-scale --docs 30000 --max-mb 400 --skip ray,workers
     python scripts/bench_scale.py --work /tmp/bench-scale --max-mb 20           # a quicker check
+
+``--sizes 10k,100k,1M`` runs the other mode, how the cost of every step grows with the corpus
+(issue 27.4): see :mod:`bench_scale_sizes` (``scripts/bench_scale_sizes.py``).
 """
 
 from __future__ import annotations
@@ -287,7 +290,19 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=1, help="runs of each row, interleaved; the fastest is reported")
     ap.add_argument("--fallback", default="metaspace", help=f"fallback tokenizers to measure: {','.join(FALLBACKS)}")
     ap.add_argument("--skip", default="", help="comma-separated rows to skip: fast,local,workers,ray,datatrove")
-    args = ap.parse_args(argv)
+    ap.add_argument("--sizes", default=None,
+                    help="the size sweep instead (e.g. 10k,100k,1M): time per document and peak memory of every step "
+                         "at each corpus size, and their growth exponents; see scripts/bench_scale_sizes.py --help")
+    args, rest = ap.parse_known_args(argv)
+    if args.sizes is not None:  # the size sweep: its own options (scripts/bench_scale_sizes.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_scale_sizes import main as sweep_main
+
+        given_work = any(a == "--work" or a.startswith("--work=") for a in argv)
+        sweep_main(["--sizes", args.sizes, *rest, *(["--work", str(args.work)] if given_work else [])])
+        return
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
     os.environ.setdefault("CLUSTERCLIP_NO_PROGRESS", "1")
     skip = set(filter(None, args.skip.split(",")))
     work = args.work.resolve()
