@@ -298,7 +298,8 @@ def main(argv=None):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from bench_scale_sizes import main as sweep_main
 
-        given_work = any(a == "--work" or a.startswith("--work=") for a in argv)
+        given = sys.argv[1:] if argv is None else argv
+        given_work = any(a == "--work" or a.startswith("--work=") for a in given)
         sweep_main(["--sizes", args.sizes, *rest, *(["--work", str(args.work)] if given_work else [])])
         return
     if rest:
