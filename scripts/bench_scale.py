@@ -156,7 +156,8 @@ def upstream(work: Path, corpus: Path) -> tuple[Path, Path]:
 
 def schedule_command(emb: Path, cl: Path, tok: Path, out: Path, eos: str, workers: int | None = None) -> list[str]:
     cmd = [sys.executable, "-m", "clusterclip", "schedule", str(emb), str(cl), "--out", str(out), "--tokenizer",
-           str(tok), "--eos-token", eos, "--sampler", "random", "--epochs", "1", "--format", "bin"]
+           str(tok), "--eos-token", eos, "--sampler", "random", "--epochs", "1", "--format", "bin",
+           "--token-cache", "none"]  # every run tokenizes (scripts/bench_token_cache.py measures the cache)
     return cmd + (["--workers", str(workers)] if workers else [])
 
 
@@ -214,7 +215,8 @@ def run_schedule_ray(emb, cl, tok, out: Path, eos: str = EOS) -> tuple[float, in
     shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
     r = schedule_corpus(emb, cl, out, tokenizer=str(tok), epochs=1, sampler="random", formats=("bin",),
-                        eos_token=eos, progress=False, engine="ray")  # random: every document once, as datatrove
+                        eos_token=eos, progress=False, engine="ray",  # random: every document once, as datatrove
+                        token_cache="none")
     dt = time.perf_counter() - t0
     assert r.state == "fresh"
     return dt, int(json.loads((out / "shards.json").read_text())["n_tokens"])

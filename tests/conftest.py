@@ -15,6 +15,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is downloaded in the tes
 from helpers import MAX_LENGTH, SMALL_N_DOCS, load_script, run_cli, stdlib_docs, write_jsonl  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """clusterclip's cache ($CLUSTERCLIP_CACHE: token stores, static models) in a folder of the session, never ~/.cache."""
+    os.environ["CLUSTERCLIP_CACHE"] = str(tmp_path_factory.mktemp("clusterclip-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _own_token_cache(tmp_path_factory, monkeypatch):
+    """Each test its own cache: a test tokenizes as if no earlier test had (its later schedules reuse its own)."""
+    monkeypatch.setenv("CLUSTERCLIP_CACHE", str(tmp_path_factory.mktemp("clusterclip-cache")))
+
+
 @pytest.fixture(scope="session")
 def small_docs() -> list[dict]:
     return stdlib_docs(SMALL_N_DOCS)

@@ -105,6 +105,18 @@ def assert_one_line_error(code: int, output: str, *needles: str) -> str:
 
 
 # --------------------------------------------------------------------------- directories
+def same_but_cache_record(files: dict[str, bytes]) -> dict[str, bytes]:
+    """``tree_bytes`` of an output with its manifest's ``token_cache`` record (and checksum) left out: what is the
+    same whether a schedule's tokens came from the token cache or were built by the run."""
+    out = dict(files)
+    if "manifest.json" in out:
+        manifest = json.loads(out["manifest.json"])
+        manifest.pop("token_cache", None)
+        manifest.pop("checksum", None)
+        out["manifest.json"] = json.dumps(manifest, sort_keys=True).encode()
+    return out
+
+
 def tree_bytes(root: Path, *, private: bool = False) -> dict[str, bytes]:
     """Every file under ``root`` (relative path -> bytes); clusterclip's private ``.clusterclip/`` left out."""
     root = Path(root)

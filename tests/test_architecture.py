@@ -176,8 +176,9 @@ def test_a_new_engine_is_one_module_and_one_registry_line(tmp_path, monkeypatch,
     calls.clear()
     options = dict(tokenizer=str(demo_tokenizer), epochs=2, shard_tokens=300, formats=("bin", "parquet"),
                    progress=False)
-    schedule_corpus(embedded, clustered, tmp_path / "local", **options)
-    schedule_corpus(embedded, clustered, tmp_path / "toy", engine="toy", **options)
+    schedule_corpus(embedded, clustered, tmp_path / "local", token_cache=str(tmp_path / "cache-1"), **options)
+    schedule_corpus(embedded, clustered, tmp_path / "toy", engine="toy", token_cache=str(tmp_path / "cache-2"),
+                    **options)  # a cache of its own: the toy engine's tasks tokenize (and build the same store)
     assert {name for name, _ in calls} == {"tokenize_range", "copy_task", "write_shard_task"}
     assert dict(calls)["write_shard_task"] > 1  # several shards, written last to first
     assert tree_bytes(tmp_path / "toy") == tree_bytes(tmp_path / "local")

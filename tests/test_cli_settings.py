@@ -87,6 +87,7 @@ def test_defaults_are_the_dataclass_defaults(name):
 
 
 def _owner(command: str, field: str):
+    from clusterclip.cache import CacheSettings
     from clusterclip.cli.options import OutputOptions
     from clusterclip.cluster import ClusterSettings
     from clusterclip.embed import EmbedSettings
@@ -102,7 +103,7 @@ def _owner(command: str, field: str):
     own = {"embed": EmbedSettings, "cluster": ClusterSettings, "schedule": ScheduleSettings, "report": ReportSettings,
            "clusters": ClustersSettings, "inspect": InspectSettings, "verify": VerifySettings, "merge": OutputOptions,
            "mixtures": MixturesSettings, "distill": DistillSettings, "holdout": HoldoutSettings,
-           "proxy": ProxySettings, "fit": FitSettings, "propose": ProposeSettings}
+           "proxy": ProxySettings, "fit": FitSettings, "propose": ProposeSettings, "cache": CacheSettings}
     cls = own.get(command, OutputOptions)
     names = {f.name for f in dataclasses.fields(cls)}
     return cls if field in names else OutputOptions

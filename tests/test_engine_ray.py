@@ -105,7 +105,8 @@ def test_schedule_on_ray_is_byte_identical(work, cut, shard_tokens, convention):
     with tempfile.TemporaryDirectory(dir=work) as d:
         for out, engine in (("local", "local"), ("ray", "ray")):
             run_cli(schedule_args(work, Path(d) / out, "--format", formats, "--convention", convention, *extra,
-                                  "--engine", engine, shard_tokens=shard_tokens))
+                                  "--engine", engine, "--token-cache", Path(d) / f"cache-{out}",  # Ray tokenizes
+                                  shard_tokens=shard_tokens))
         local, ray_ = tree_bytes(Path(d) / "local"), tree_bytes(Path(d) / "ray")
         assert sorted(ray_) == sorted(local)
         assert [k for k in local if ray_[k] != local[k]] == []  # order.parquet, every shard, shards.json, manifest
@@ -125,7 +126,7 @@ def test_a_finished_local_run_is_already_done_for_the_ray_engine(work, tmp_path)
 def test_schedule_driver_killed_on_ray_resumes_to_the_same_bytes(work, tmp_path, ray_address):
     args = [*schedule_args(work, tmp_path / "s", "--format", ALL_FORMATS), "--engine", "ray",
             "--ray-address", ray_address]
-    run_cli(schedule_args(work, tmp_path / "local", "--format", ALL_FORMATS))
+    run_cli(schedule_args(work, tmp_path / "local", "--format", ALL_FORMATS, "--token-cache", tmp_path / "cache-local"))
     killed = run_process(*args, check=False, env={"CLUSTERCLIP_FAULT": "schedule.shard:3"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     build = tmp_path / "s" / ".clusterclip" / "build"
@@ -142,10 +143,11 @@ def test_schedule_driver_killed_on_ray_resumes_to_the_same_bytes(work, tmp_path,
 def test_schedule_driver_killed_while_tokenizing_on_ray_resumes_to_the_same_bytes(work, tmp_path, ray_address):
     args = [*schedule_args(work, tmp_path / "s", "--format", "bin,parquet"), "--engine", "ray",
             "--ray-address", ray_address]
-    run_cli(schedule_args(work, tmp_path / "local", "--format", "bin,parquet"))
+    run_cli(schedule_args(work, tmp_path / "local", "--format", "bin,parquet", "--token-cache", tmp_path / "cache-local"))
     killed = run_process(*args, check=False, env={"CLUSTERCLIP_FAULT": "schedule.tokens:1"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    assert list((tmp_path / "s" / ".clusterclip" / "build" / ".work" / "tokens.parts").glob("*/meta.json"))
+    cache = Path(os.environ["CLUSTERCLIP_CACHE"]) / "tokens"  # the ranges are built in the token cache's build/
+    assert list(cache.glob("*/build/tokens.parts/*/meta.json"))
     run_process(*args)
     assert tree_bytes(tmp_path / "s") == tree_bytes(tmp_path / "local")
 

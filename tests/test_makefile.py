@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import MAX_LENGTH, REPO, write_jsonl
+from helpers import MAX_LENGTH, REPO, write_jsonl, write_parquet
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(shutil.which("make") is None, reason="needs make")]
 
@@ -69,3 +71,42 @@ def test_ablation_and_mixture_search_targets_run_the_loop(tmp_path):
                  "propose demo/search/fit --out demo/search/weights.csv", "--out demo/search/check --seeds 3"):
         assert step in search, step
     assert not (tmp_path / "demo").exists() or not any((tmp_path / "demo").glob("*/manifest.json"))
+
+
+def _readme_commands() -> tuple[list[str], list[str]]:
+    """The README's pipeline: its first `clusterclip embed/cluster/schedule/report` commands writing to
+    `work/{emb,cl,schedule,report}`, and the `make` line of "The pipeline from make" (continuation lines joined,
+    comments cut)."""
+    text = (REPO / "README.md").read_text("utf-8")
+    blocks = ["\n".join(line.split("  #")[0].rstrip() for line in b.replace("\\\n", " ").splitlines())
+              for b in re.findall(r"^```bash\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)]
+    lines = [line.strip() for b in blocks for line in b.splitlines()]
+    steps = [next(line for line in lines if line.startswith(f"clusterclip {step} ") and f"--out work/{out} " in line + " ")
+             for step, out in (("embed", "emb"), ("cluster", "cl"), ("schedule", "schedule"), ("report", "report"))]
+    section = text.split("## The pipeline from make", 1)[1]
+    block = re.search(r"^```bash\n(.*?)^```", section, flags=re.MULTILINE | re.DOTALL).group(1)
+    make_line = next(line.strip() for line in block.replace("\\\n", " ").splitlines() if line.startswith("make "))
+    return steps, shlex.split(make_line)
+
+
+def test_the_makefile_finds_the_readme_pipeline_already_done(tmp_path, small_docs, demo_tokenizer):
+    """Names agree (issue 26.3): the README's commands, then its `make` line on the same WORK: every step done."""
+    steps, make_args = _readme_commands()
+    outputs = {"emb", "cl", "schedule", "report"}  # what the Makefile names $(WORK)/emb, /cl, /schedule, /report
+    assert "WORK=work" in make_args
+    project = tmp_path / "project"
+    docs = small_docs[:30]
+    write_parquet(project / "data" / "part-0.parquet", {"text": [d["text"] for d in docs]}, row_group_size=8)
+    (project / "path" / "to").mkdir(parents=True)
+    shutil.copy(demo_tokenizer, project / "path" / "to" / "tokenizer.json")
+    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    for command in steps:  # as written, but k 2000 for 30 documents
+        r = subprocess.run(command.replace("--k 2000", "--k 3"), shell=True, cwd=project, env=env, capture_output=True,
+                           text=True, timeout=900, check=False)
+        assert r.returncode == 0, command + "\n" + r.stderr
+    before = {s: (project / "work" / s / "manifest.json").read_bytes() for s in outputs}
+    args = [a if a != "K=2000" else "K=3" for a in make_args[1:]]
+    r = _make(project, *args, f"CLUSTERCLIP={Path(sys.executable).parent / 'clusterclip'}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("already done") == 3 and "report:" in r.stdout, r.stdout  # report's line is its summary
+    assert before == {s: (project / "work" / s / "manifest.json").read_bytes() for s in outputs}

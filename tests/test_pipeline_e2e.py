@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
 
-from helpers import SMALL_N_DOCS, run_cli
+from helpers import SMALL_N_DOCS, run_cli, same_but_cache_record, tree_bytes
 
 EOS = "<|endoftext|>"
 
@@ -107,10 +107,11 @@ def test_same_seed_gives_byte_identical_outputs(tmp_path, embedded, clustered, d
         out = tmp_path / name
         run_cli(["schedule", embedded, clustered, "--out", out, "--tokenizer", demo_tokenizer,
                  "--samples", 150, "--seed", seed, "--format", "bin,parquet", "--shard-tokens", 800])
-        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+        return tree_bytes(out)
 
     a, b, c = run("a", 7), run("b", 7), run("c", 8)
-    assert a == b
+    assert same_but_cache_record(a) == same_but_cache_record(b)  # b's tokens came from the token cache:
+    assert json.loads(b["manifest.json"])["token_cache"]["reused"]  # its manifest says so, nothing else differs
     assert a["order.parquet"] != c["order.parquet"]
 
 

@@ -31,6 +31,7 @@ SUBCOMMANDS = {
     "proxy": ("proxy", "Train a small LM per schedule and score it on the held-out set."),
     "fit": ("fit", "Fit held-out loss against the proxies' mixtures (log-linear law, LightGBM)."),
     "propose": ("propose", "Write the mixture the fit predicts best as a --weights file."),
+    "cache": ("cache", "List or clean the token cache (tokenized corpora later schedules reuse)."),
 }
 
 

@@ -37,6 +37,7 @@ GROUPS = {
     "partitions": "Partitions (one job of several; `clusterclip merge` joins them)",
     "performance": "Performance",
     "engine": "Engine (where the work runs; never changes the result)",
+    "clean": "Cleaning",
     "": "Options",
     "general": "General",
 }

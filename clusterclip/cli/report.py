@@ -22,7 +22,7 @@ def command(emb, cl, sched, out, overwrite, **options):
 
     \b
     Example:
-      clusterclip report work/emb work/cl work/sched --out work/report
+      clusterclip report work/emb work/cl work/schedule --out work/report
       # then open work/report/index.html in a browser (no network needed)
 
     \b

@@ -23,7 +23,6 @@ merge give the same bytes as with every encoder.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -32,12 +31,12 @@ import numpy as np
 from ..artifacts.directory import ArtifactDir
 from ..artifacts.files import sha256_file
 from ..artifacts.manifest import MANIFEST
+from ..cache import CACHE_ENV, cache_root  # noqa: F401 - the one cache root (clusterclip.cache)
 from ..errors import InputError, first_line
 from .batching import encode_prefixes, split_text
 from .distill import MODEL_FILE, TOKENIZER_FILE
 from .encoder import DEFAULT_MODEL_NAME, Prepared, normalise_rows
 
-CACHE_ENV = "CLUSTERCLIP_CACHE"
 DEFAULT_STATIC_NAME = f"{DEFAULT_MODEL_NAME} distilled (clusterclip distill defaults)"
 #: the longest prefix of a document ``truncate`` ever tokenizes (characters)
 MAX_PREFIX_CHARS = 1 << 20
@@ -45,14 +44,6 @@ MAX_PREFIX_CHARS = 1 << 20
 PIECE_CHARS = 1 << 16
 #: tokens gathered at once when summing vectors (bounded memory: this × dim × 8 bytes)
 GATHER_TOKENS = 1 << 16
-
-
-def cache_root() -> Path:
-    """``$CLUSTERCLIP_CACHE``, else ``$XDG_CACHE_HOME/clusterclip``, else ``~/.cache/clusterclip``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(base).expanduser() / "clusterclip"
 
 
 def default_static_path() -> Path:

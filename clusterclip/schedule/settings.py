@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..cache import token_cache_setting
 from ..engines import check_engine, engine_setting, ray_address_setting
 from ..errors import InputError
 from ..settings import REHASH_HELP, Settings, setting
@@ -132,6 +133,7 @@ class ScheduleSettings(Settings):
                                   help="A `clusterclip holdout` directory of this EMB and CL: its documents are "
                                        "never drawn (checked); its path and digest are recorded as an input.")
     # how it runs, not what it computes (not part of the job's identity)
+    token_cache: str | None = token_cache_setting()
     workers: int | None = setting(None, flag=WORKERS.flag, kind=int, min=WORKERS.min, max=WORKERS.max, optional=True,
                                   record=False,
                                   group="performance",
@@ -226,8 +228,9 @@ class MixturesSettings(Settings):
                                   help="When the clip cannot meet the budget, write what is possible.")
     seed: int = setting(0, flag="--seed", kind=int, min=0, max=2**63 - 1, group="sampling",
                         help="Seed of the weights and of every schedule.")
+    token_cache: str | None = token_cache_setting()
 
     def schedule_options(self) -> dict:
         """The ``schedule`` settings every mixture shares (all but the weights)."""
         return {f: getattr(self, f) for f in ("sampler", "balance", "tokenizer", "max_repeats", "epochs", "samples",
-                                              "budget_tokens", "allow_partial", "seed")}
+                                              "budget_tokens", "allow_partial", "seed", "token_cache")}

@@ -28,6 +28,8 @@ from .tokenize import build_tokens
 
 #: bytes of memory per planned sample (doc_id int64, cluster int32, repeat int32, plus working copies)
 _BYTES_PER_SAMPLE = 40
+#: the build's note of what the token cache gave this output (see _first_record)
+CACHE_RECORD = "token-cache.json"
 
 
 class ScheduleStep(Step[ScheduleSettings]):
@@ -44,6 +46,9 @@ class ScheduleStep(Step[ScheduleSettings]):
         self.tok = None
         self.mix = _Mix()
         self.schedule: Schedule | None = None  #: planned in plan() unless it needs the documents' lengths
+        self.cache = None  #: the token cache (``--token-cache``), or None
+        self.cached: list = []  #: the cached stores this run reads (released when it ends)
+        self.cache_record: dict | None = None  #: the manifest's ``token_cache``
 
     @classmethod
     def open(cls, emb_dir, cl_dir, settings: ScheduleSettings, **kwargs) -> ScheduleStep:
@@ -75,6 +80,11 @@ class ScheduleStep(Step[ScheduleSettings]):
             self.mix.exclude = np.zeros(len(self.labels), bool)
             self.mix.exclude[self.evaluation.heldout()[0]] = True
         record.update(self.mix.record)
+        if tok is not None and (self.needs_lengths or not s.dry_run):
+            from ..tokens.cache import TokenCache
+
+            inputs = [up.path for up in self.upstream().values()]
+            self.cache = TokenCache.for_run(s.token_cache, inputs=inputs, out=out)
         if not self.needs_lengths:  # plan before anything in --out is touched: a budget error changes nothing
             self.schedule = _plan(self.labels, s, None, self.mix)
         return Plan(record, self.upstream_records())
@@ -91,16 +101,24 @@ class ScheduleStep(Step[ScheduleSettings]):
 
     # ------------------------------------------------------------------ run
     def run(self, run: Run) -> Outcome:
+        try:
+            return self._run(run)
+        finally:
+            for cached in self.cached:  # the cache may delete (or extend) the stores this run read
+                cached.release()
+            self.cached = []
+
+    def _run(self, run: Run) -> Outcome:
         s, build = self.settings, run.build
         n_docs = len(self.labels)
         work = build / WORK_DIR
         work.mkdir(exist_ok=True)
-        store = None
+        store = known = None
         lengths = None
         schedule = self.schedule
         if self.needs_lengths:  # tokenize everything first (the token store), then sample by lengths
-            store = self._token_store(np.arange(n_docs), work)
-            lengths = sample_lengths(store, self.delimiters)
+            store, known = self._token_store(np.arange(n_docs), work)
+            lengths = sample_lengths(store, self.delimiters, known)
             schedule = _plan(self.labels, s, lengths, self.mix)
         assert schedule is not None
         if self.mix.exclude is not None and np.any(self.mix.exclude[schedule.doc_id]):
@@ -112,13 +130,13 @@ class ScheduleStep(Step[ScheduleSettings]):
         index = None
         if not s.dry_run:
             if store is None:
-                store = self._token_store(np.unique(schedule.doc_id), work)
-            lengths = sample_lengths(store, self.delimiters)
+                store, known = self._token_store(np.unique(schedule.doc_id), work)
+            lengths = sample_lengths(store, self.delimiters, known)
             index = self._write_shards(run, schedule, store, work)
             names += [INDEX_FILE, *_shard_file_records(index)]
         stats = schedule_statistics(schedule, n_docs=n_docs, n_clusters=self.cl.k, lengths=lengths, labels=self.labels,
                                     max_repeats=self.mix.max_repeats(s) if s.sampler == "clusterclip" else None,
-                                    lengths_known=store.lengths >= 0 if store is not None else None,
+                                    lengths_known=known if store is not None else None,
                                     keep=self.mix.keep)
         if self.mix.exclude is not None:
             stats["excluded_docs"] = int(self.mix.exclude.sum())
@@ -131,7 +149,8 @@ class ScheduleStep(Step[ScheduleSettings]):
         accounting = {"samples": len(schedule), "order_rows": len(schedule),
                       "shard_samples": {f: sum(x["samples"] for x in v) for f, v in index["shards"].items()}
                       if index else None}  # write_shards checked that every format holds exactly the order
-        return Outcome(names, stats, accounting=accounting, processed=len(schedule))
+        extra = {"token_cache": self.cache_record} if self.cache_record is not None else None
+        return Outcome(names, stats, accounting=accounting, extra=extra, processed=len(schedule))
 
     @property
     def delimiters(self) -> int:
@@ -139,9 +158,26 @@ class ScheduleStep(Step[ScheduleSettings]):
         return ((tok.bos_id is not None) + (tok.eos_id is not None)) if tok else 0
 
     def _token_store(self, doc_ids: np.ndarray, work: Path):
-        """The token store of ``doc_ids`` (each tokenized once, where the engine runs it)."""
-        return build_tokens(self.engine, self.settings, self.emb, doc_ids, len(self.labels), self.tok, work / "tokens",
-                            progress=self.progress)
+        """``(store, known)``: a token store holding ``doc_ids`` (each tokenized once, where the engine runs it; from
+        the token cache when it has them) and the mask of ``doc_ids`` (what this run counts tokens of: a cached store
+        may hold more)."""
+        known = np.zeros(len(self.labels), dtype=bool)
+        known[doc_ids] = True
+
+        checked = self.settings.replace(rehash_inputs=False)  # obtain_tokens checks the corpus (once) first
+
+        def build(ids: np.ndarray, path: Path):
+            return build_tokens(self.engine, checked, self.emb, ids, len(self.labels), self.tok, path,
+                                progress=self.progress)
+
+        from ..tokens.cache import obtain_tokens
+
+        cached = obtain_tokens(self.emb, self.tok, doc_ids, cache=self.cache, path=work / "tokens", build=build,
+                               rehash=self.settings.rehash_inputs, progress=self.progress, log=self.log)
+        self.cached.append(cached)
+        if cached.record is not None:
+            self.cache_record = _first_record(work / CACHE_RECORD, cached.record)
+        return cached.store, known
 
     def _write_shards(self, run: Run, schedule: Schedule, store, work: Path) -> dict:
         from ..shards import CONVENTION_MIN_SHARDS, write_shards
@@ -179,10 +215,24 @@ def _excluded(path):
     return EvalDir(path)
 
 
-def sample_lengths(store, delimiters: int) -> np.ndarray:
-    """Tokens of each document's sample (document + delimiters); 0 for documents not tokenized."""
+def sample_lengths(store, delimiters: int, known: np.ndarray | None = None) -> np.ndarray:
+    """Tokens of each document's sample (document + delimiters); 0 for documents not tokenized (or not ``known``)."""
     lengths = store.lengths.astype(np.int64)
-    return np.where(lengths >= 0, lengths + delimiters, 0)
+    have = lengths >= 0 if known is None else known
+    return np.where(have, lengths + delimiters, 0)
+
+
+def _first_record(path: Path, record: dict) -> dict:
+    """The token cache record of this output's first attempt (kept in its build, so a resumed run whose killed
+    attempt filled the cache records what an uninterrupted run would), else ``record``."""
+    from ..artifacts import write_json_atomic
+    from ..artifacts.manifest import load_json
+
+    first = load_json(path)
+    if first is not None and first.get("key") == record["key"]:
+        return first
+    write_json_atomic(path, record)
+    return record
 
 
 def _shard_file_records(index: dict) -> list[dict]:

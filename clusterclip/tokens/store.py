@@ -8,8 +8,10 @@ A token store is a directory::
     meta.json     written last: the store is complete
 
 This module owns that layout: :class:`TokenStore` reads it; it is written by
-:func:`clusterclip.tokens.build.build_token_store` (tokenizing, resumable) or by
-:func:`merge_token_stores` (stores of consecutive doc_id ranges, e.g. built in Ray tasks).
+:func:`clusterclip.tokens.build.build_token_store` (tokenizing, resumable), by
+:func:`merge_token_stores` (stores of consecutive doc_id ranges, e.g. built in Ray tasks) or by
+:func:`union_token_stores` (stores of disjoint documents: a cached store extended by the documents
+a later schedule needs, :mod:`clusterclip.tokens.cache`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import save_npy_atomic, write_json_atomic
-from ..artifacts.files import PendingFile
+from ..artifacts.files import PendingFile, atomic_path
 from ..errors import InputError
 
 STORE_VERSION = 1
 META = "meta.json"
 TOKENS = "tokens.bin"
+OFFSETS = "offsets.npy"
+LENGTHS = "lengths.npy"
+#: every file of a finished store (``meta.json`` is written last)
+STORE_FILES = (TOKENS, OFFSETS, LENGTHS, META)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -212,3 +218,62 @@ def copy_into(src: str, dst: str, offset: int) -> int:
             done += n
         os.fsync(fo.fileno())
     return done
+
+
+# --------------------------------------------------------------------------- the union of stores (the third way in)
+def union_token_stores(stores: list[TokenStore], path: str | os.PathLike) -> TokenStore:
+    """Stores of one doc_id space holding disjoint documents -> one store at ``path`` holding all of them.
+
+    The tokens are written in doc_id order, so ``tokens.bin``, ``offsets.npy`` and ``lengths.npy`` are the
+    bytes one :func:`~clusterclip.tokens.build.build_token_store` over every document would write
+    (``meta.json`` apart: its ``backend`` lists theirs). Each run of documents that lie one after the other
+    in one store is one copy (no Python loop per document unless they alternate); ``meta.json`` last.
+    """
+    first = stores[0]
+    for st in stores[1:]:
+        if (st.n_docs, st.dtype, st.vocab_size) != (first.n_docs, first.dtype, first.vocab_size):
+            raise ValueError(f"{st.path}: another doc_id space or vocabulary than {first.path}")
+    lengths = np.full(first.n_docs, -1, dtype=np.int64)
+    source = np.full(first.n_docs, -1, dtype=np.int64)
+    for i, st in enumerate(stores):
+        have = np.asarray(st.lengths) >= 0
+        if np.any(have & (source >= 0)):
+            raise ValueError(f"{st.path}: holds a document another store holds too")
+        lengths[have] = np.asarray(st.lengths)[have]
+        source[have] = i
+    ids = np.flatnonzero(lengths >= 0)
+    lens, src = lengths[ids], source[ids]
+    old = np.zeros(len(ids), dtype=np.int64)  # where each document starts in its own store
+    for i, st in enumerate(stores):
+        old[src == i] = np.asarray(st.offsets)[ids[src == i]]
+    offsets = np.zeros(first.n_docs, dtype=np.int64)
+    offsets[ids] = np.cumsum(lens) - lens
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True)
+    with atomic_path(p / TOKENS) as tmp, open(tmp, "wb") as f:
+        for a, b in _contiguous_runs(src, old, lens):
+            st = stores[int(src[a])]
+            _write_range(f, st.data, int(old[a]), int(old[b - 1] + lens[b - 1]))
+    save_npy_atomic(p / LENGTHS, lengths)
+    save_npy_atomic(p / OFFSETS, offsets)
+    backends = [b for st in stores for b in str(st.meta.get("backend") or "").split("+") if b]
+    meta = {**first.meta, "n_tokens": int(lens.sum()), "n_tokenized": len(ids),
+            "backend": "+".join(dict.fromkeys(backends)) or None}
+    write_json_atomic(p / META, meta)
+    return TokenStore.open(p)
+
+
+def _contiguous_runs(src: np.ndarray, old: np.ndarray, lens: np.ndarray) -> list[tuple[int, int]]:
+    """``[a, b)`` of the documents (in doc_id order) that follow each other in one store's ``tokens.bin``."""
+    if not len(src):
+        return []
+    cut = (src[1:] != src[:-1]) | (old[1:] != old[:-1] + lens[:-1])
+    starts = np.concatenate([[0], np.flatnonzero(cut) + 1])
+    ends = np.concatenate([starts[1:], [len(src)]])
+    return list(zip(starts.tolist(), ends.tolist()))
+
+
+def _write_range(f, data: np.ndarray, lo: int, hi: int) -> None:
+    step = max(1, COPY_BLOCK // data.dtype.itemsize)
+    for a in range(lo, hi, step):
+        f.write(memoryview(np.ascontiguousarray(_plain(data)[a:min(hi, a + step)])))
