@@ -40,7 +40,8 @@ STEP_TIME = {  # a step's time, as its summary line prints it
 
 def run_demo(folder: Path, makefile: Path) -> tuple[float, str]:
     """``make -f MAKEFILE demo`` in ``folder``: (wall seconds, output)."""
-    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"}
+    # a new user's cache: nothing tokenized before (the token cache would otherwise serve an earlier demo's tokens)
+    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1", "CLUSTERCLIP_CACHE": str(folder / ".clusterclip-cache")}
     started = time.perf_counter()
     r = subprocess.run(["make", "-f", str(makefile), "--no-print-directory", "demo"], cwd=folder, env=env,
                        capture_output=True, text=True, check=False)
