@@ -125,11 +125,11 @@ $(REPORT)/manifest.json: $(OUT)/manifest.json FORCE
 # each, scored per cluster on held-out documents. make mixture-search: Dirichlet mixtures over 8 clusters ->
 # proxies -> fit -> propose -> the proposal and the natural mixture trained and scored.
 ABLATION ?= demo/ablation
-ABLATION_TOKENS ?= 262144
+ABLATION_TOKENS ?= 131072
 SEARCH ?= demo/search
 SEARCH_K ?= 8
 SEARCH_N ?= 16
-SEARCH_TOKENS ?= 131072
+SEARCH_TOKENS ?= 65536
 PROXY_FLAGS ?= --batch 8 --context 256
 DEMO_SCHEDULE := --tokenizer demo/tokenizer.json --format bin --max-repeats 4
 

@@ -63,7 +63,7 @@ def test_ablation_and_mixture_search_targets_run_the_loop(tmp_path):
     assert "clusterclip holdout demo/emb demo/cl --out demo/ablation/eval" in out
     for sampler in ("random", "uniform", "clusterclip"):
         assert "--sampler $s" in out and sampler in out
-    assert out.count("--tokens 262144") == 2 and out.count("--exclude demo/ablation/eval") == 2
+    assert out.count("--tokens 131072") == 2 and out.count("--exclude demo/ablation/eval") == 2
     assert "clusterclip proxy demo/ablation/random demo/ablation/uniform demo/ablation/clusterclip" in out
     assert "--seeds 3" in out
     search = _make(tmp_path, "-n", "mixture-search", "CLUSTERCLIP=clusterclip").stdout

@@ -12,8 +12,8 @@ from helpers import assert_one_line_error, invoke, run_cli, write_jsonl
 
 TINY = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
         "num_attention_heads": 2, "num_key_value_heads": 2, "tie_word_embeddings": True}
-PROXY_FLAGS = ["--context", 32, "--batch", 4, "--threads", 1, "--device", "cpu", "--dtype", "float32",
-               "--checkpoint-every", 8]
+PROXY_FLAGS = ["--context", 32, "--batch", 4, "--threads", 1, "--workers", 1, "--device", "cpu", "--dtype",
+               "float32", "--checkpoint-every", 8]
 
 
 @pytest.fixture(scope="module")
@@ -166,9 +166,9 @@ def test_a_killed_proxy_step_resumes_and_fit_refuses_it_meanwhile(loop, tmp_path
     code, out = invoke(["fit", tmp_path / "runs", "--out", tmp_path / "fit"])
     assert_one_line_error(code, out, "did not finish")
     run_process(*args)
-    straight = tmp_path / "straight"
+    straight = tmp_path / "straight"  # and side by side: two processes of one thread, the same losses
     run_cli(["proxy", root / "random", root / "clusterclip", "--eval", root / "eval", "--out", straight,
-             "--model-config", loop["config"], *PROXY_FLAGS])
+             "--model-config", loop["config"], *PROXY_FLAGS, "--workers", 2])
     from clusterclip.proxy.runfiles import RunsDir
 
     for name in ("random-s0", "clusterclip-s0"):

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts.files import file_record
 from ..artifacts.journal import Journal, files_intact
 from ..cluster.directory import ClusterDir
 from ..embed.directory import EmbedDir
@@ -30,11 +29,12 @@ from ..schedule.directory import ScheduleDir
 from ..steps import Outcome, Plan, Run, Step
 from .evaldir import EvalDir
 from .heldout import heldout_samples, schedule_tokenizer, tokenize_heldout
-from .run import EvalDocs, train_and_score
-from .runfiles import TARGET_GROUP, RunsDir, read_heldout_loss, run_files, write_runs
-from .score import Scores
+from .run import EvalDocs
+from .runfiles import TARGET_GROUP, RunsDir, write_runs
+from .runner import RunTask, run_parallel, run_task
 from .settings import ProxySettings
-from .stream import SequentialLoader, open_schedule_stream
+from .stream import SequentialLoader
+from .train import Runtime, resolve_runtime
 
 __all__ = ["ProxyStep", "RunsDir"]
 
@@ -59,6 +59,8 @@ class ProxyStep(Step[ProxySettings]):
         self.seeds = [settings.seed + i for i in range(settings.seeds)]
         self.steps = 0
         self.rare = np.zeros(0, bool)  #: the rarer half of the clusters (by documents in the pool)
+        self.workers = 1
+        self.runtime: Runtime | None = None
 
     @classmethod
     def open(cls, sched_dirs, settings: ProxySettings, **kwargs) -> ProxyStep:
@@ -78,6 +80,7 @@ class ProxyStep(Step[ProxySettings]):
         for sched in self.schedules:
             self._check_schedule(sched, first)
         self.steps = planned_steps(s, self.schedules)
+        self.workers, self.runtime = workers_and_runtime(s, self.steps, len(self.run_list()))
         record = {**s.record(), "steps": self.steps, "seeds": self.seeds, "runs": self.run_list()}
         return Plan(record, self.upstream_records())
 
@@ -109,19 +112,26 @@ class ProxyStep(Step[ProxySettings]):
         self.rare = rare_half(pool_docs)
         journal = Journal(work / "runs.jsonl")
         finished = {e["run"]: e for e in journal.load() if files_intact(run.build, e["files"])}
-        records, files = [], []
         runs = self.run_list()
+        todo = [RunTask(item, run.build, self.settings, self.runtime, self.steps, self.cl.k, evaluation, self.rare,
+                        f"{i + 1}/{len(runs)} {item['run']}") for i, item in enumerate(runs)
+                if item["run"] not in finished]
+
+        def done(entry: dict) -> None:
+            journal.append(entry)
+            finished[entry["run"]] = entry
+
         run_tokens = self.steps * self.settings.batch * self.settings.context
-        done = sum(1 for item in runs if item["run"] in finished)
         with progress_bar(len(runs) * run_tokens, desc="proxy", unit="tok", unit_scale=True,
-                          initial=done * run_tokens, enabled=self.progress) as pbar:
-            for i, item in enumerate(runs):
-                entry = finished.get(item["run"]) or self._train(run.build, item, evaluation,
-                                                                 f"{i + 1}/{len(runs)} {item['run']}", pbar)
-                if item["run"] not in finished:
-                    journal.append(entry)
-                records.append(entry["record"])
-                files.extend(entry["files"])
+                          initial=(len(runs) - len(todo)) * run_tokens, enabled=self.progress) as pbar:
+            if self.workers > 1 and len(todo) > 1:
+                self.log(f"proxy: {len(todo)} runs, {self.workers} at once, {self.runtime.threads} thread(s) each")
+                run_parallel(todo, self.workers, pbar, done)
+            for task in todo:  # one worker: here, one after another
+                if task.item["run"] not in finished:
+                    done(run_task(task, pbar))
+        records = [finished[item["run"]]["record"] for item in runs]
+        files = [f for item in runs for f in finished[item["run"]]["files"]]
         shutil.rmtree(work, ignore_errors=True)
         names = write_runs(run.build, records, pool_docs, pool_tokens)
         stats = statistics(records, self.steps, self.settings, pool_tokens, len(evaluation.docs))
@@ -153,19 +163,6 @@ class ProxyStep(Step[ProxySettings]):
         k = self.cl.k
         return (np.bincount(labels[pool], minlength=k).astype(np.int64),
                 np.bincount(labels[pool], weights=lengths, minlength=k).astype(np.int64))
-
-    def _train(self, build: Path, item: dict, evaluation: EvalDocs, position: str, pbar) -> dict:
-        s = self.settings
-        sched = self.schedules[[str(x.path) for x in self.schedules].index(item["schedule"])]
-        stream = open_schedule_stream(sched, s.format, s.batch, s.context)
-        record = train_and_score(stream, evaluation, s, seed=item["seed"], steps=self.steps, n_clusters=self.cl.k,
-                                 run_dir=build / item["run"], identity={"schedule": sched.record()},
-                                 desc=position, progress=self.progress, pbar=pbar)
-        rare, common = half_losses(read_heldout_loss(build / item["run"]), self.rare)
-        record = {**record, **item, "schedule": str(sched.path), "sampler": sched.settings.get("sampler"),
-                  "max_repeats": sched.settings.get("max_repeats"), "rare_half": rare, "common_half": common}
-        return {"run": item["run"], "record": record,
-                "files": [file_record(build, f) for f in run_files(build, item["run"])]}
 
     def summary(self, result) -> str:
         st = result.statistics
@@ -203,6 +200,20 @@ def _recorded(owner, evaluation: EvalDir, key: str):
     return found
 
 
+def workers_and_runtime(s: ProxySettings, steps: int, runs: int) -> tuple[int, Runtime]:
+    """Runs at once and each run's runtime: on the CPU one process per core (at most one per run) of one thread,
+    unless --workers / --threads say otherwise; on CUDA one at a time."""
+    from ..tokens.build import default_workers
+
+    cores = default_workers()
+    base = resolve_runtime(s, steps)
+    if base.device.startswith("cuda"):
+        return s.workers or 1, base
+    workers = max(1, min(s.workers or cores, runs))
+    threads = s.threads or max(1, cores // workers)
+    return workers, Runtime(base.device, base.autocast, threads, base.compiled)
+
+
 def rare_half(pool_docs: np.ndarray) -> np.ndarray:
     """The clusters of the rarer half (fewest documents in the training pool; ties: the lower id), as a mask."""
     docs = np.asarray(pool_docs)
@@ -210,14 +221,6 @@ def rare_half(pool_docs: np.ndarray) -> np.ndarray:
     mask = np.zeros(len(docs), bool)
     mask[order[: len(docs) // 2]] = True
     return mask
-
-
-def half_losses(scores: Scores, rare: np.ndarray) -> tuple[float, float]:
-    """The cluster-balanced held-out loss over the scored clusters of the rare half and of the common half."""
-    clusters = (scores.groups >= 0) & (scores.groups < len(rare))
-    in_rare = np.zeros(len(scores.groups), bool)
-    in_rare[clusters] = rare[scores.groups[clusters]]
-    return (scores.select(clusters & in_rare).balanced, scores.select(clusters & ~in_rare).balanced)
 
 
 def run_names(paths: list[Path]) -> list[str]:

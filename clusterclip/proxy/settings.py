@@ -96,8 +96,15 @@ class ProxySettings(Settings):
                                 f"more where a C++ compiler (CPU) or Triton (CUDA) is there. Scoring never is.")
     threads: int | None = setting(None, flag="--threads", kind=int, min=1, max=4096, optional=True, record=False,
                                   group="performance",
-                                  help="CPU threads [default: all cores]. Losses are identical to the last digit "
-                                       "for the same thread count on the same machine; pin it to compare runs.")
+                                  help="CPU threads of each run [default: the cores over --workers, at least 1]. "
+                                       "Losses are identical to the last digit for the same thread count on the "
+                                       "same machine; pin it to compare runs made elsewhere.")
+    workers: int | None = setting(None, flag="--workers", kind=int, min=1, max=4096, optional=True, record=False,
+                                  group="performance",
+                                  help="Runs trained at once, each in a process of its own with --threads threads "
+                                       "[default on the CPU: one per core (at most one per run); on CUDA: 1]. Small "
+                                       "models use cores better side by side than split over threads. The losses "
+                                       "depend on --threads, not on --workers.")
     checkpoint_every: int = setting(100, flag="--checkpoint-every", kind=int, min=1, record=False,
                                     group="performance",
                                     help="Steps between checkpoints (a killed run resumes from the last one with "

@@ -178,6 +178,9 @@ class TrainResult:
 
 def skip_ahead(pbar, n: int) -> None:
     """Advance a bar by work done before this process started, without counting it in the rate (honest ETA)."""
+    if hasattr(pbar, "skip"):  # a bar of another process (see :mod:`.runner`)
+        pbar.skip(n)
+        return
     pbar.n += n
     pbar.last_print_n = pbar.n
     pbar.refresh()
