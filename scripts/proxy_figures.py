@@ -6,6 +6,8 @@ write the README's ablation table and mixture-search example.
     python scripts/proxy_figures.py --fresh-clone ...     # in a fresh clone of HEAD (.venv creation included)
     python scripts/proxy_figures.py --keep DIR ...        # run in DIR (kept; a rerun reuses what is done)
     python scripts/proxy_figures.py --json F ...          # also keep the figures; --from-json F re-renders them
+    python scripts/proxy_figures.py --targets ablation    # one target (its README block only); with --json F
+                                                          # the figures merge into F's, target by target
 
 README.md holds the figures between ``<!-- proxy-figures:NAME -->`` and ``<!-- /proxy-figures -->``;
 nothing between them is written by hand. The targets are the Makefile's own, run from another folder
@@ -29,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+TARGETS = {"ablation": "ablation", "search": "mixture-search"}  #: the figures' names -> the Makefile's targets
 COLUMNS = (("balanced", "cluster-balanced"), ("rare_half", "rare half"), ("common_half", "common half"),
            ("overall", "overall"))
 
@@ -46,21 +49,21 @@ def run_target(folder: Path, makefile: Path, target: str) -> dict:
     return {"seconds": seconds, "load_before": before, "load_after": os.getloadavg()[0], "output": r.stdout}
 
 
-def read_figures(folder: Path) -> dict:
-    """The numbers of the two targets' outputs, read through their owners."""
+def read_figures(folder: Path, target: str) -> dict:
+    """The numbers of one target's outputs, read through their owners."""
     sys.path.insert(0, str(ROOT))
     from clusterclip.mixsearch.fitdir import FitDir
     from clusterclip.mixsearch.weights import read_provenance
     from clusterclip.proxy.runfiles import RunsDir
 
-    ablation = RunsDir(folder / "demo" / "ablation" / "runs")
+    if target == "ablation":
+        return {"ablation": RunsDir(folder / "demo" / "ablation" / "runs").statistics}
     search = RunsDir(folder / "demo" / "search" / "runs")
     check = RunsDir(folder / "demo" / "search" / "check")
     fit = FitDir(folder / "demo" / "search" / "fit").fit_record()
     side = read_provenance(folder / "demo" / "search" / "weights.csv")
-    return {"ablation": ablation.statistics, "search_runs": len(search.statistics["runs"]),
-            "search_tokens": search.statistics["train_tokens"], "fit": {k: fit[k] for k in ("model", "target",
-                                                                                           "leave_one_out")},
+    return {"search_runs": len(search.statistics["runs"]), "search_tokens": search.statistics["train_tokens"],
+            "fit": {k: fit[k] for k in ("model", "target", "leave_one_out")},
             "proposal": side["proposal"] | {"constraints": side["constraints"]}, "check": check.statistics}
 
 
@@ -70,6 +73,7 @@ def cell(c: dict, key: str) -> str:
 
 def ablation_block(f: dict) -> str:
     st, t = f["ablation"], f["times"]["ablation"]
+    when = f["when"]["ablation"]
     rows = ["| schedule | " + " | ".join(h for _, h in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
     for name, c in st["schedules"].items():
         rows.append(f"| `{name}` | " + " | ".join(cell(c, k) for k, _ in COLUMNS) + " |")
@@ -80,12 +84,13 @@ def ablation_block(f: dict) -> str:
         f"{params / 1e6:.1f} M-parameter Llama trained on {st['train_tokens']:,} tokens of each schedule of the demo; "
         f"rare half / common half: the cluster-balanced loss over the {st['clusters'] // 2} clusters with the fewest "
         f"/ most documents. `make ablation` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
-        f"{t['load_after']:.1f}; measured by `python scripts/proxy_figures.py{f['flags']}` on {f['machine']}, "
-        f"{f['date']}).")
+        f"{t['load_after']:.1f}; measured by `python scripts/proxy_figures.py{when['flags']}` on {when['machine']}, "
+        f"{when['date']}).")
 
 
 def search_block(f: dict) -> str:
     loo, p, check, t = f["fit"]["leave_one_out"], f["proposal"], f["check"]["schedules"], f["times"]["search"]
+    when = f["when"]["search"]
 
     def num(v):
         return "n/a" if v is None else f"{v:+.2f}"
@@ -99,7 +104,8 @@ def search_block(f: dict) -> str:
             f"natural mixture, limit {p['constraints']['max_kl']:g}): predicted {f['fit']['target']} loss "
             f"{p['predicted_loss']:.3f} against {p['natural_predicted_loss']:.3f} for the natural mixture; {measured}. "
             f"`make mixture-search` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
-            f"{t['load_after']:.1f}; `python scripts/proxy_figures.py{f['flags']}`, {f['machine']}, {f['date']}).")
+            f"{t['load_after']:.1f}; `python scripts/proxy_figures.py{when['flags']}`, {when['machine']}, "
+            f"{when['date']}).")
 
 
 def replace_blocks(text: str, new: dict[str, str]) -> str:
@@ -123,7 +129,11 @@ def machine() -> str:
     return f"{cpu}, {len(os.sched_getaffinity(0))} cores"
 
 
-def measure(fresh_clone: bool, keep: Path | None) -> dict:
+def measure(targets: list[str], fresh_clone: bool, keep: Path | None) -> dict:
+    """Run the targets (in order) and read their figures; each with its wall time, load, machine and date."""
+    flags = (" --fresh-clone" if fresh_clone else "") + ("" if targets == list(TARGETS) else
+                                                         f" --targets {','.join(targets)}")
+    out: dict = {"times": {}, "when": {}}
     with tempfile.TemporaryDirectory() as tmp:
         folder = keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -131,27 +141,45 @@ def measure(fresh_clone: bool, keep: Path | None) -> dict:
         if fresh_clone:
             subprocess.run(["git", "clone", "--quiet", str(ROOT), str(folder / "clusterclip")], check=True)
             makefile = folder / "clusterclip" / "Makefile"
-        times = {"ablation": run_target(folder, makefile, "ablation"),
-                 "search": run_target(folder, makefile, "mixture-search")}
-        figures = read_figures(folder)
-    for t in times.values():
-        t.pop("output")
-    return {**figures, "times": times, "machine": machine(), "date": datetime.date.today().isoformat(),
-            "flags": " --fresh-clone" if fresh_clone else ""}
+        for target in targets:
+            times = run_target(folder, makefile, TARGETS[target])
+            times.pop("output")
+            out["times"][target] = times
+            out["when"][target] = {"machine": machine(), "date": datetime.date.today().isoformat(), "flags": flags}
+            out.update(read_figures(folder, target))
+    return out
+
+
+def merge(old: dict, new: dict) -> dict:
+    """Figures measured before (``--json F`` that exists) updated by the targets measured now."""
+    return {**old, **new, "times": {**old.get("times", {}), **new.get("times", {})},
+            "when": {**old.get("when", {}), **new.get("when", {})}}
+
+
+def blocks_of(figures: dict) -> dict[str, str]:
+    """The README blocks of the targets measured (the others are left as they are)."""
+    render = {"ablation": ablation_block, "search": search_block}
+    return {name: render[name](figures) for name in TARGETS if name in figures.get("times", {})}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--fresh-clone", action="store_true", help="clone HEAD and run the targets there")
     ap.add_argument("--keep", type=Path, help="run in this folder and keep it")
+    ap.add_argument("--targets", default=",".join(TARGETS), help="which figures to measure: ablation,search")
     ap.add_argument("--write-readme", action="store_true")
-    ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    ap.add_argument("--json", type=Path, help="also write the figures to this file (merged into it if it exists)")
     ap.add_argument("--from-json", type=Path, help="render figures measured before")
     args = ap.parse_args()
-    figures = json.loads(args.from_json.read_text()) if args.from_json else measure(args.fresh_clone, args.keep)
+    targets = [t for t in args.targets.split(",") if t]
+    if unknown := set(targets) - set(TARGETS):
+        sys.exit(f"--targets: {', '.join(sorted(unknown))} unknown; choose among {', '.join(TARGETS)}")
+    figures = json.loads(args.from_json.read_text()) if args.from_json else measure(targets, args.fresh_clone,
+                                                                                     args.keep)
     if args.json:
+        figures = merge(json.loads(args.json.read_text()) if args.json.exists() else {}, figures)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    blocks = {"ablation": ablation_block(figures), "search": search_block(figures)}
+    blocks = blocks_of(figures)
     for name, body in blocks.items():
         print(f"--- {name}\n{body}\n")
     if args.write_readme:
