@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from clusterclip.schedule import sampling
+from clusterclip.schedule.law import Budget, SamplingLaw, cluster_token_sums, hamilton_apportionment
 from clusterclip.schedule.mixing import (
     dirichlet_weights,
     parse_cluster_repeats,
     read_cluster_table,
     semantic_duplicates,
 )
-from clusterclip.schedule.sampling import hamilton_apportionment, plan_schedule
+from clusterclip.schedule.sampling import plan_schedule
 from clusterclip.schedule.stats import format_statistics, schedule_statistics
 
 LEVEL = 1e-3
@@ -69,8 +70,8 @@ def test_token_shares_are_within_tolerance_of_the_target_while_no_cluster_has_le
                                                           max_size=len(labels))))
     target, p = token_draw_law(labels, lengths, alpha)
     n = int(np.ceil(5000 / p.min()))
-    s = plan_schedule(labels, sampler=sampler, balance="tokens", alpha=alpha, lengths=lengths, samples=n,
-                      max_repeats=10**6, seed=seed)
+    s = plan_schedule(labels, SamplingLaw(sampler=sampler, balance="tokens", alpha=alpha, max_repeats=10**6),
+                      Budget(samples=n), lengths=lengths, seed=seed)
     assert len(s) == n and not s.exhausted
     tokens = np.bincount(s.cluster, weights=lengths[s.doc_id], minlength=len(sizes))
     mean_len = np.bincount(labels, weights=lengths) / sizes
@@ -90,8 +91,8 @@ def test_token_balance_draws_clusters_with_the_stated_law(tiny):
     for alpha in (0.0, 1.0):
         _, p = token_draw_law(labels, lengths, alpha, multipliers)
         with tiny_blocks(tiny):
-            s = plan_schedule(labels, balance="tokens", alpha=alpha, lengths=lengths, cluster_weights=multipliers,
-                              samples=20_000, max_repeats=10**5, seed=3)
+            law = SamplingLaw(balance="tokens", alpha=alpha, cluster_weights=multipliers, max_repeats=10**5)
+            s = plan_schedule(labels, law, Budget(samples=20_000), lengths=lengths, seed=3)
         assert stats.chisquare(np.bincount(s.cluster, minlength=4), 20_000 * p).pvalue > LEVEL
 
 
@@ -102,7 +103,8 @@ def test_a_long_document_cluster_gets_its_token_share_not_its_sample_share():
     lengths = np.where(labels == 2, 5000, rng.integers(20, 200, len(labels)))
     by = {}
     for balance in ("samples", "tokens"):
-        s = plan_schedule(labels, balance=balance, lengths=lengths, samples=2000, max_repeats=100, seed=1)
+        s = plan_schedule(labels, SamplingLaw(balance=balance, max_repeats=100), Budget(samples=2000), lengths=lengths,
+                          seed=1)
         tokens = np.bincount(s.cluster, weights=lengths[s.doc_id], minlength=4)
         by[balance] = tokens / tokens.sum()
     assert by["samples"][2] > 0.8  # equal samples: the long cluster takes the tokens
@@ -117,9 +119,10 @@ def test_weights_of_one_and_no_weights_give_the_same_schedule(sizes, seed, tiny,
     if not len(labels):
         return
     with tiny_blocks(tiny):
-        a = plan_schedule(labels, samples=3 * len(labels), seed=seed, alpha=alpha, max_repeats=3)
-        b = plan_schedule(labels, samples=3 * len(labels), seed=seed, alpha=alpha, max_repeats=3,
-                          cluster_weights=np.ones(len(sizes)), cluster_max_repeats=np.zeros(len(sizes), np.int64))
+        a = plan_schedule(labels, SamplingLaw(alpha=alpha, max_repeats=3), Budget(samples=3 * len(labels)), seed=seed)
+        ones = SamplingLaw(alpha=alpha, max_repeats=3, cluster_weights=np.ones(len(sizes)),
+                           cluster_max_repeats=np.zeros(len(sizes), np.int64))
+        b = plan_schedule(labels, ones, Budget(samples=3 * len(labels)), seed=seed)
     np.testing.assert_array_equal(a.doc_id, b.doc_id)
     np.testing.assert_array_equal(a.repeat, b.repeat)
 
@@ -129,7 +132,8 @@ def test_weights_of_one_and_no_weights_give_the_same_schedule(sizes, seed, tiny,
 
 def test_weights_multiply_the_draw_probability_and_zero_leaves_a_cluster_out():
     labels = labels_from_sizes([4, 4, 4, 4])
-    s = plan_schedule(labels, cluster_weights=[1, 3, 0, 2], samples=12_000, max_repeats=10**4, seed=0)
+    s = plan_schedule(labels, SamplingLaw(cluster_weights=[1, 3, 0, 2], max_repeats=10**4), Budget(samples=12_000),
+                      seed=0)
     counts = np.bincount(s.cluster, minlength=4)
     assert counts[2] == 0
     assert stats.chisquare(counts[[0, 1, 3]], 12_000 * np.array([1, 3, 2]) / 6).pvalue > LEVEL
@@ -144,9 +148,11 @@ def test_per_cluster_clips_bound_every_document_and_the_pool(sizes, data, seed, 
     limit = np.where(caps > 0, caps, 2)
     possible = int((np.array(sizes) * limit).sum())
     with tiny_blocks(tiny):
-        s = plan_schedule(labels, max_repeats=2, cluster_max_repeats=caps, samples=possible, seed=seed)
+        s = plan_schedule(labels, SamplingLaw(max_repeats=2, cluster_max_repeats=caps), Budget(samples=possible),
+                          seed=seed)
         with pytest.raises(sampling.BudgetError) as error:
-            plan_schedule(labels, max_repeats=2, cluster_max_repeats=caps, samples=possible + 1, seed=seed)
+            plan_schedule(labels, SamplingLaw(max_repeats=2, cluster_max_repeats=caps), Budget(samples=possible + 1),
+                          seed=seed)
     assert error.value.possible_samples == possible
     assert s.exhausted and len(s) == possible
     uses = np.bincount(s.doc_id, minlength=len(labels))
@@ -219,8 +225,8 @@ def test_token_budgets_are_met_per_cluster_with_the_clip_inside(sizes, data, see
         weights[0] = 1
     budget = data.draw(st.integers(1, 3 * int(lengths.sum())))
     with tiny_blocks(tiny):
-        s = plan_schedule(labels, sampler=sampler, balance=balance, lengths=lengths, cluster_weights=weights,
-                          budget_tokens=budget, max_repeats=2, seed=seed)
+        s = plan_schedule(labels, SamplingLaw(sampler=sampler, balance=balance, cluster_weights=weights, max_repeats=2),
+                          Budget(budget_tokens=budget), lengths=lengths, seed=seed)
     t = s.cluster_budget
     assert int(t.sum()) == budget
     uses = np.bincount(s.doc_id, minlength=len(labels))
@@ -243,8 +249,8 @@ def test_token_budgets_interleave_the_clusters_to_the_end():
     rng = np.random.default_rng(0)
     labels = labels_from_sizes([50, 400, 30, 120])
     lengths = np.where(labels == 2, 2000, rng.integers(10, 100, len(labels)))
-    s = plan_schedule(labels, lengths=lengths, budget_tokens=1_200_000, cluster_weights=[1, 1, 2, 1],
-                      max_repeats=500, seed=0)
+    s = plan_schedule(labels, SamplingLaw(cluster_weights=[1, 1, 2, 1], max_repeats=500),
+                      Budget(budget_tokens=1_200_000), lengths=lengths, seed=0)
     assert s.cluster_budget.tolist() == [240_000, 240_000, 480_000, 240_000]
     # every cluster spends its budget at the same relative speed: all are drawn from the start
     # to near the end (cluster 2 finishes after about 240 draws: its end spreads by ~1/sqrt(240))
@@ -264,7 +270,7 @@ def test_a_pass_is_drawn_by_score_without_replacement(tiny):
     runs = 3000
     with tiny_blocks(tiny):
         counts = collections.Counter(
-            tuple(plan_schedule(labels, samples=3, doc_scores=scores, seed=seed).doc_id.tolist())
+            tuple(plan_schedule(labels, SamplingLaw(doc_scores=scores), Budget(samples=3), seed=seed).doc_id.tolist())
             for seed in range(runs))
     perms = list(itertools.permutations(range(3)))
     law = [scores[a] / 6 * scores[b] / (6 - scores[a]) for a, b, _ in perms]
@@ -274,11 +280,11 @@ def test_a_pass_is_drawn_by_score_without_replacement(tiny):
 def test_power_sharpens_scores_and_zero_scores_come_last_in_every_pass():
     labels = np.zeros(6, np.int64)
     scores = np.array([0.0, 1.0, 2.0, 0.0, 4.0, 1.0])
-    s = plan_schedule(labels, samples=18, doc_scores=scores, doc_power=2.0, max_repeats=3, seed=5)
+    s = plan_schedule(labels, SamplingLaw(doc_scores=scores, doc_power=2.0, max_repeats=3), Budget(samples=18), seed=5)
     for p in range(3):
         assert set(s.doc_id[6 * p + 4: 6 * p + 6].tolist()) == {0, 3}
-    first = collections.Counter(int(plan_schedule(labels, samples=1, doc_scores=scores, doc_power=2.0,
-                                                  seed=seed).doc_id[0]) for seed in range(2000))
+    first = collections.Counter(int(plan_schedule(labels, SamplingLaw(doc_scores=scores, doc_power=2.0),
+                                                  Budget(samples=1), seed=seed).doc_id[0]) for seed in range(2000))
     law = np.array([0, 1, 4, 0, 16, 1]) / 22
     assert stats.chisquare([first[d] for d in (1, 2, 4, 5)], 2000 * law[[1, 2, 4, 5]]).pvalue > LEVEL
 
@@ -305,7 +311,7 @@ def test_semdedup_keeps_one_of_each_group_and_leaves_distinct_documents():
     centroids = np.stack([e[labels == k].mean(0) for k in (0, 1)])
     keep = semantic_duplicates(ArrayStore(e.astype(np.float32)), labels, centroids, 0.95, chunk_elements=7)
     assert np.bincount(groups[keep], minlength=10).tolist() == [1] * 10
-    s = plan_schedule(labels, keep=keep, samples=4 * int(keep.sum()), max_repeats=4, seed=0)
+    s = plan_schedule(labels, SamplingLaw(keep=keep, max_repeats=4), Budget(samples=4 * int(keep.sum())), seed=0)
     assert s.exhausted and set(s.doc_id.tolist()) == set(np.flatnonzero(keep).tolist())
     st_ = schedule_statistics(s, n_docs=len(labels), n_clusters=2, labels=labels, max_repeats=4, keep=keep)
     assert st_["dedup_removed"] == int((~keep).sum()) and st_["clusters_exhausted"] == 2
@@ -318,7 +324,7 @@ def test_semdedup_keeps_one_of_each_group_and_leaves_distinct_documents():
 def test_statistics_count_tokens_per_cluster_and_per_part():
     labels = labels_from_sizes([3, 3])
     lengths = np.array([1, 1, 1, 100, 100, 100])
-    s = plan_schedule(labels, samples=12, lengths=lengths, max_repeats=2, seed=0)
+    s = plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(samples=12), lengths=lengths, seed=0)
     out = schedule_statistics(s, n_docs=6, n_clusters=2, lengths=lengths, labels=labels, max_repeats=2)
     assert out["cluster_tokens"] == [6, 600]
     assert out["cluster_mean_tokens"] == [1.0, 100.0]
@@ -355,4 +361,4 @@ def test_cluster_token_sums_are_exact(labels, data, huge):
     lengths = np.asarray(data.draw(st.lists(st.integers(0, top), min_size=len(labels), max_size=len(labels))),
                          np.int64)
     expected = [sum(int(t) for t, c in zip(lengths, labels) if c == k) for k in range(12)]
-    assert sampling._cluster_token_sums(labels, lengths, 12).tolist() == expected
+    assert cluster_token_sums(labels, lengths, 12).tolist() == expected

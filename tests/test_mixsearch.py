@@ -173,6 +173,7 @@ def test_the_weights_file_reads_back_through_schedule_and_its_sidecar_guards_it(
 def test_the_sampler_realises_a_proposal_as_token_shares(seed, k):
     """A proposal within the caps, given as --weights with --balance tokens and --budget-tokens, is the schedule's
     token split: each cluster gets its share of the budget, give or take one document."""
+    from clusterclip.schedule.law import Budget, SamplingLaw
     from clusterclip.schedule.sampling import plan_schedule
 
     rng = np.random.default_rng(seed)
@@ -183,8 +184,8 @@ def test_the_sampler_realises_a_proposal_as_token_shares(seed, k):
     budget = int(0.6 * tokens.sum() * 2)
     c = constraints_for(tokens, 2, budget, 0.5)
     w = minimise_linear(rng.normal(0, 1, k), c)
-    schedule = plan_schedule(labels, sampler="clusterclip", max_repeats=2, lengths=lengths, balance="tokens",
-                             cluster_weights=w, budget_tokens=budget, seed=seed)
+    law = SamplingLaw(sampler="clusterclip", max_repeats=2, balance="tokens", cluster_weights=w)
+    schedule = plan_schedule(labels, law, Budget(budget_tokens=budget), lengths=lengths, seed=seed)
     got = np.bincount(schedule.cluster, weights=lengths[schedule.doc_id], minlength=k)
     longest = np.array([lengths[labels == j].max() for j in range(k)])
     assert np.all(np.abs(got - w * budget) <= longest + 1)

@@ -21,6 +21,7 @@ from clusterclip.report import build_report, cluster_table
 from clusterclip.report.examples import doc_hash, excerpt, select_documents
 from clusterclip.report.keywords import STOP_WORDS, top_keywords
 from clusterclip.report.mix import expected_counts, scan_order
+from clusterclip.schedule.law import Budget, SamplingLaw
 from clusterclip.schedule.sampling import plan_schedule
 from clusterclip.schedule.stats import schedule_statistics
 
@@ -421,7 +422,8 @@ def test_expected_clusterclip_counts_match_the_sampler():
     for epochs in (0.5, 1, 2):
         samples = int(epochs * len(labels))
         expected = expected_counts(sizes, sampler="clusterclip", samples=samples, max_repeats=4)
-        actual = np.bincount(plan_schedule(labels, epochs=epochs, max_repeats=4, seed=1).cluster, minlength=len(sizes))
+        schedule = plan_schedule(labels, SamplingLaw(max_repeats=4), Budget(epochs=epochs), seed=1)
+        actual = np.bincount(schedule.cluster, minlength=len(sizes))
         np.testing.assert_allclose(actual, expected, rtol=0.1, atol=10)
 
 
@@ -434,8 +436,8 @@ def test_order_scan_matches_schedule_statistics(tmp_path_factory, sizes, sampler
     from clusterclip.schedule.directory import write_order
 
     labels = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(sizes)), sizes))
-    schedule = plan_schedule(labels, sampler=sampler, epochs=epochs, max_repeats=max_repeats, seed=seed,
-                             allow_partial=True)
+    schedule = plan_schedule(labels, SamplingLaw(sampler=sampler, max_repeats=max_repeats), Budget(epochs=epochs),
+                             seed=seed, allow_partial=True)
     clip = max_repeats if sampler == "clusterclip" else None
     stats = schedule_statistics(schedule, n_docs=len(labels), n_clusters=len(sizes), labels=labels, max_repeats=clip)
     d = tmp_path_factory.mktemp("order")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from clusterclip.embed.directory import EmbedDir
 from clusterclip.report.mix import expected_counts, law_counts, shares_of
+from clusterclip.schedule.law import Budget, SamplingLaw
 from clusterclip.schedule.sampling import plan_schedule
 from clusterclip.tokens.tokenizer import load_tokenizer
 
@@ -182,8 +183,8 @@ def test_law_matches_what_the_sampler_does():
     mult = np.array([1, 2, 0.5, 1, 0, 1, 3, 1.0])
     clips = np.array([1, 3, 3, 3, 3, 2, 3, 3])
     samples = 3000
-    schedule = plan_schedule(labels, samples=samples, lengths=lengths, balance="tokens", cluster_weights=mult,
-                             cluster_max_repeats=clips, max_repeats=3, seed=0)
+    law = SamplingLaw(balance="tokens", cluster_weights=mult, cluster_max_repeats=clips, max_repeats=3)
+    schedule = plan_schedule(labels, law, Budget(samples=samples), lengths=lengths, seed=0)
     actual = shares_of(np.bincount(schedule.cluster, weights=lengths[schedule.doc_id], minlength=k))
     mean = np.bincount(labels, weights=lengths, minlength=k) / sizes
     counts = law_counts(sizes, mean, sampler="clusterclip", samples=samples, max_repeats=clips, balance="tokens",
@@ -204,7 +205,8 @@ def test_token_balance_figure_for_many_clusters():
     k = 150
     labels = rng.integers(0, k, 3000)
     lengths = rng.integers(1, 300, len(labels))
-    schedule = plan_schedule(labels, samples=5000, lengths=lengths, balance="tokens", max_repeats=4, seed=1)
+    schedule = plan_schedule(labels, SamplingLaw(balance="tokens", max_repeats=4), Budget(samples=5000),
+                             lengths=lengths, seed=1)
     stats = schedule_statistics(schedule, n_docs=len(labels), n_clusters=k, lengths=lengths, labels=labels)
     assert "shares" not in stats["balance_tokens"]
     batches = [(np.arange(len(schedule)), schedule.cluster.astype(np.int64), schedule.repeat.astype(np.int64))]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from clusterclip.schedule import sampling
+from clusterclip.schedule.law import Budget, SamplingLaw
 from clusterclip.schedule.sampling import SAMPLERS, BudgetError, Schedule, plan_schedule
 
 LEVEL = 1e-3  # significance of the statistical tests (all seeds fixed: the tests are deterministic)
@@ -121,15 +122,15 @@ def check_sample_budget(sizes, sampler, max_repeats, alpha, fraction, seed):
     labels = labels_from_sizes(sizes)
     capacity = max_repeats * len(labels)
     budget = int(fraction * capacity)
-    kwargs = dict(sampler=sampler, max_repeats=max_repeats, alpha=alpha, seed=seed)
+    law = SamplingLaw(sampler=sampler, max_repeats=max_repeats, alpha=alpha)
     if sampler == "clusterclip" and budget > capacity:
         with pytest.raises(BudgetError) as error:
-            plan_schedule(labels, samples=budget, **kwargs)
+            plan_schedule(labels, law, Budget(samples=budget), seed=seed)
         assert error.value.possible_samples == capacity
-        schedule = plan_schedule(labels, samples=budget, allow_partial=True, **kwargs)
+        schedule = plan_schedule(labels, law, Budget(samples=budget), seed=seed, allow_partial=True)
         assert len(schedule) == capacity and schedule.exhausted
     else:
-        schedule = plan_schedule(labels, samples=budget, **kwargs)
+        schedule = plan_schedule(labels, law, Budget(samples=budget), seed=seed)
         assert len(schedule) == budget
         assert schedule.exhausted == (sampler == "clusterclip" and budget == capacity)
     check_invariants(schedule, labels, sampler, max_repeats)
@@ -147,8 +148,8 @@ def test_exact_token_budget(sizes, sampler, max_repeats, alpha, data, seed, tiny
     possible = max_repeats * int(lengths.sum())
     tokens = data.draw(st.integers(1, possible))
     with tiny_blocks(tiny):
-        schedule = plan_schedule(labels, sampler=sampler, max_repeats=max_repeats, alpha=alpha,
-                                 tokens=tokens, lengths=lengths, seed=seed)
+        schedule = plan_schedule(labels, SamplingLaw(sampler=sampler, max_repeats=max_repeats, alpha=alpha),
+                                 Budget(tokens=tokens), lengths=lengths, seed=seed)
     cumulative = np.cumsum(lengths[schedule.doc_id])
     assert cumulative[-1] >= tokens  # the budget is reached by the last sample ...
     assert len(cumulative) == 1 or cumulative[-2] < tokens  # ... and not before it
@@ -164,10 +165,10 @@ def test_a_budget_is_a_prefix_of_any_larger_one(sizes, sampler, alpha, short, ex
     if sampler == "clusterclip":
         short = min(short, 4 * len(labels))
         extra = min(extra, 4 * len(labels) - short)
-    kwargs = dict(sampler=sampler, max_repeats=4, alpha=alpha, seed=seed)
+    law = SamplingLaw(sampler=sampler, max_repeats=4, alpha=alpha)
     with tiny_blocks(tiny):
-        small = plan_schedule(labels, samples=short, **kwargs)
-        large = plan_schedule(labels, samples=short + extra, **kwargs)
+        small = plan_schedule(labels, law, Budget(samples=short), seed=seed)
+        large = plan_schedule(labels, law, Budget(samples=short + extra), seed=seed)
     for column in ("doc_id", "cluster", "repeat"):
         np.testing.assert_array_equal(getattr(small, column), getattr(large, column)[:short])
 
@@ -180,21 +181,21 @@ def test_two_clusters_one_and_three_documents():
     each pass of cluster 1 a permutation of {1, 2, 3}."""
     labels = np.array([0, 1, 1, 1])
     for seed in range(20):
-        s = plan_schedule(labels, max_repeats=2, samples=8, seed=seed)
+        s = plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(samples=8), seed=seed)
         assert s.exhausted and len(s) == 8
         np.testing.assert_array_equal(np.bincount(s.doc_id), [2, 2, 2, 2])
         np.testing.assert_array_equal(np.sort(s.doc_id[s.cluster == 1][:3]), [1, 2, 3])
         np.testing.assert_array_equal(s.repeat[s.cluster == 1], [0, 0, 0, 1, 1, 1])
         np.testing.assert_array_equal(s.repeat[s.cluster == 0], [0, 1])
         with pytest.raises(BudgetError):
-            plan_schedule(labels, max_repeats=2, samples=9, seed=seed)
+            plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(samples=9), seed=seed)
 
 
 def test_small_cluster_position_has_the_hand_computed_law():
     """Sizes 1 and 3, R=1, uniform choice: the lone document comes at step j with probability
     1/2, 1/4, 1/8, 1/8 (the big cluster wins each step with 1/2 until it has used its 3)."""
     labels = np.array([0, 1, 1, 1])
-    position = [int(np.flatnonzero(plan_schedule(labels, max_repeats=1, samples=4, seed=s)
+    position = [int(np.flatnonzero(plan_schedule(labels, SamplingLaw(max_repeats=1), Budget(samples=4), seed=s)
                                    .cluster == 0)[0]) for s in range(2000)]
     observed = np.bincount(position, minlength=4)
     assert stats.chisquare(observed, 2000 * np.array([0.5, 0.25, 0.125, 0.125])).pvalue > LEVEL
@@ -202,7 +203,7 @@ def test_small_cluster_position_has_the_hand_computed_law():
 
 def test_single_cluster_is_successive_permutations():
     labels = np.zeros(4, np.int64)
-    s = plan_schedule(labels, max_repeats=3, samples=12, seed=7)
+    s = plan_schedule(labels, SamplingLaw(max_repeats=3), Budget(samples=12), seed=7)
     np.testing.assert_array_equal(s.repeat, np.repeat([0, 1, 2], 4))
     for p in range(3):
         np.testing.assert_array_equal(np.sort(s.doc_id[4 * p : 4 * p + 4]), np.arange(4))
@@ -211,7 +212,7 @@ def test_single_cluster_is_successive_permutations():
 
 def test_random_is_epochs_of_permutations():
     labels = np.array([2, 0, 1])
-    s = plan_schedule(labels, sampler="random", samples=7, seed=3)
+    s = plan_schedule(labels, SamplingLaw(sampler="random"), Budget(samples=7), seed=3)
     np.testing.assert_array_equal(s.repeat, [0, 0, 0, 1, 1, 1, 2])
     np.testing.assert_array_equal(np.sort(s.doc_id[:3]), [0, 1, 2])
     np.testing.assert_array_equal(np.sort(s.doc_id[3:6]), [0, 1, 2])
@@ -221,17 +222,17 @@ def test_random_is_epochs_of_permutations():
 def test_empty_cluster_ids_are_never_drawn():
     labels = np.array([0, 0, 3, 3, 3, 5])
     for sampler in ("uniform", "clusterclip"):
-        s = plan_schedule(labels, sampler=sampler, samples=24, seed=1)
+        s = plan_schedule(labels, SamplingLaw(sampler=sampler), Budget(samples=24), seed=1)
         assert set(np.unique(s.cluster)) == {0, 3, 5}
 
 
 def test_default_budget_is_one_epoch_and_epochs_round_half_up():
     labels = labels_from_sizes([3, 5, 2])
     for sampler in SAMPLERS:
-        assert len(plan_schedule(labels, sampler=sampler)) == 10
-        assert len(plan_schedule(labels, sampler=sampler, epochs=2.5)) == 25
-        assert len(plan_schedule(labels, sampler=sampler, epochs=0.25)) == 3  # 2.5 -> 3
-        assert len(plan_schedule(labels, sampler=sampler, samples=0)) == 0
+        assert len(plan_schedule(labels, SamplingLaw(sampler=sampler))) == 10
+        assert len(plan_schedule(labels, SamplingLaw(sampler=sampler), Budget(epochs=2.5))) == 25
+        assert len(plan_schedule(labels, SamplingLaw(sampler=sampler), Budget(epochs=0.25))) == 3  # 2.5 -> 3
+        assert len(plan_schedule(labels, SamplingLaw(sampler=sampler), Budget(samples=0))) == 0
 
 
 # ----------------------------------------------------------------------------- exact laws
@@ -266,8 +267,8 @@ def test_cluster_sequence_matches_exact_law(sizes, max_repeats, alpha, tiny):
     runs = 1500
     with tiny_blocks(tiny):
         counts = collections.Counter(
-            tuple(plan_schedule(labels, max_repeats=max_repeats, alpha=alpha, seed=seed,
-                                samples=max_repeats * len(labels)).cluster.tolist())
+            tuple(plan_schedule(labels, SamplingLaw(max_repeats=max_repeats, alpha=alpha),
+                                Budget(samples=max_repeats * len(labels)), seed=seed).cluster.tolist())
             for seed in range(runs))
     assert set(counts) <= set(law)
     keys = sorted(law)
@@ -283,7 +284,7 @@ def test_passes_are_uniform_independent_permutations(tiny):
     runs = 1800
     with tiny_blocks(tiny):
         counts = collections.Counter(
-            tuple(plan_schedule(labels, max_repeats=2, samples=6, seed=seed).doc_id.tolist())
+            tuple(plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(samples=6), seed=seed).doc_id.tolist())
             for seed in range(runs))
     pairs = [a + b for a in itertools.permutations(range(3)) for b in itertools.permutations(range(3))]
     assert set(counts) <= set(pairs)
@@ -314,11 +315,13 @@ def test_uniform_shares_are_uniform_and_alpha_one_follows_sizes():
     sizes = np.array([5, 50, 500, 20, 1000])
     labels = labels_from_sizes(sizes)
     n = 200_000
-    counts = np.bincount(plan_schedule(labels, sampler="uniform", samples=n, seed=11).cluster)
+    counts = np.bincount(plan_schedule(labels, SamplingLaw(sampler="uniform"), Budget(samples=n), seed=11).cluster)
     assert stats.chisquare(counts).pvalue > LEVEL
-    counts = np.bincount(plan_schedule(labels, sampler="uniform", alpha=1, samples=n, seed=12).cluster)
+    law = SamplingLaw(sampler="uniform", alpha=1)
+    counts = np.bincount(plan_schedule(labels, law, Budget(samples=n), seed=12).cluster)
     assert stats.chisquare(counts, n * sizes / sizes.sum()).pvalue > LEVEL
-    counts = np.bincount(plan_schedule(labels, sampler="uniform", alpha=0.5, samples=n, seed=13).cluster)
+    law = SamplingLaw(sampler="uniform", alpha=0.5)
+    counts = np.bincount(plan_schedule(labels, law, Budget(samples=n), seed=13).cluster)
     assert stats.chisquare(counts, n * np.sqrt(sizes) / np.sqrt(sizes).sum()).pvalue > LEVEL
 
 
@@ -327,7 +330,7 @@ def test_clusterclip_is_uniform_over_the_clusters_still_active():
     before the first leaves all four are equally likely, after the second the big two are."""
     sizes = np.array([10, 40, 2000, 3000])
     labels = labels_from_sizes(sizes)
-    s = plan_schedule(labels, max_repeats=2, samples=8000, seed=5)
+    s = plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(samples=8000), seed=5)
     gone = [int(np.flatnonzero(s.cluster == k)[-1]) for k in (0, 1)]
     assert np.bincount(s.cluster, minlength=4)[:2].tolist() == [20, 80]
     assert stats.chisquare(np.bincount(s.cluster[: gone[0] + 1], minlength=4)).pvalue > LEVEL
@@ -357,8 +360,8 @@ def test_agrees_with_the_per_sample_reference_implementation(sampler, alpha, tin
     repeat count at a fixed position."""
     theirs = reference_runs(sampler, alpha)
     with tiny_blocks(tiny):
-        ours = [plan_schedule(REFERENCE_LABELS, sampler=sampler, max_repeats=2, alpha=alpha,
-                              samples=48, seed=seed) for seed in range(len(theirs))]
+        ours = [plan_schedule(REFERENCE_LABELS, SamplingLaw(sampler=sampler, max_repeats=2, alpha=alpha),
+                              Budget(samples=48), seed=seed) for seed in range(len(theirs))]
     for k in (0, 1, 2):
         left = [last_use(s, k) for s in ours]
         right = [last_use(s, k) for s in theirs]
@@ -374,7 +377,7 @@ def test_random_agrees_with_the_reference():
     labels = labels_from_sizes([1, 2, 3])
     runs = 1000
     rng = np.random.default_rng(7)
-    ours = collections.Counter(tuple(plan_schedule(labels, sampler="random", samples=8, seed=s)
+    ours = collections.Counter(tuple(plan_schedule(labels, SamplingLaw(sampler="random"), Budget(samples=8), seed=s)
                                      .doc_id[5:8].tolist()) for s in range(runs))
     theirs = collections.Counter(tuple(reference_schedule(labels, "random", 1, 0.0, 8, rng)
                                        .doc_id[5:8].tolist()) for _ in range(runs))
@@ -394,9 +397,9 @@ def last_use(schedule, k):
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_same_seed_same_schedule_other_seed_other_schedule(sampler):
     labels = np.random.default_rng(0).integers(0, 50, 3000)
-    a = plan_schedule(labels, sampler=sampler, samples=6000, seed=42)
-    b = plan_schedule(labels, sampler=sampler, samples=6000, seed=42)
-    c = plan_schedule(labels, sampler=sampler, samples=6000, seed=43)
+    a = plan_schedule(labels, SamplingLaw(sampler=sampler), Budget(samples=6000), seed=42)
+    b = plan_schedule(labels, SamplingLaw(sampler=sampler), Budget(samples=6000), seed=42)
+    c = plan_schedule(labels, SamplingLaw(sampler=sampler), Budget(samples=6000), seed=43)
     for column in ("doc_id", "cluster", "repeat"):
         np.testing.assert_array_equal(getattr(a, column), getattr(b, column))
     assert not np.array_equal(a.doc_id, c.doc_id)
@@ -412,30 +415,31 @@ def test_schedule_is_pinned_across_machines():
         ("random", 0.0, 10): [3, 2, 7, 5, 4, 1, 6, 0, 1, 6],
     }
     for (sampler, alpha, n), docs in pinned.items():
-        s = plan_schedule(labels, sampler=sampler, alpha=alpha, max_repeats=2, samples=n, seed=2024)
+        law = SamplingLaw(sampler=sampler, alpha=alpha, max_repeats=2)
+        s = plan_schedule(labels, law, Budget(samples=n), seed=2024)
         assert s.doc_id.tolist() == docs, sampler
 
 
 def test_budget_error_message_and_counts():
     labels = labels_from_sizes([2, 3])
     with pytest.raises(BudgetError) as error:
-        plan_schedule(labels, max_repeats=4, samples=500)
+        plan_schedule(labels, SamplingLaw(max_repeats=4), Budget(samples=500))
     assert str(error.value) == ("the clip (--max-repeats 4) allows at most 20 samples but 500 "
                                 "were asked; lower the budget or raise --max-repeats")
     assert error.value.possible_samples == 20 and error.value.possible_tokens is None
     lengths = np.array([1, 2, 3, 4, 5])
     with pytest.raises(BudgetError) as error:
-        plan_schedule(labels, max_repeats=2, tokens=31, lengths=lengths)
+        plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(tokens=31), lengths=lengths)
     assert str(error.value) == ("the clip (--max-repeats 2) allows at most 10 samples (30 tokens) "
                                 "but 31 tokens were asked; lower the budget or raise --max-repeats")
     assert error.value.possible_samples == 10 and error.value.possible_tokens == 30
     assert isinstance(error.value, ValueError)
-    s = plan_schedule(labels, max_repeats=2, tokens=31, lengths=lengths, allow_partial=True)
+    s = plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(tokens=31), lengths=lengths, allow_partial=True)
     assert len(s) == 10 and s.exhausted
-    s = plan_schedule(labels, max_repeats=2, tokens=30, lengths=lengths)
+    s = plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(tokens=30), lengths=lengths)
     assert len(s) == 10 and s.exhausted
     with pytest.raises(BudgetError):
-        plan_schedule(labels, max_repeats=2, epochs=2.1)
+        plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(epochs=2.1))
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -449,5 +453,8 @@ def test_budget_error_message_and_counts():
     (dict(tokens=3, lengths=[0, 0, 0], sampler="uniform"), "no tokens"),
 ])
 def test_invalid_arguments(kwargs, match):
+    lengths = kwargs.pop("lengths", None)
     with pytest.raises(ValueError, match=match):
-        plan_schedule(np.array([0, 1, 1]), **kwargs)
+        law = SamplingLaw(**{k: v for k, v in kwargs.items() if k in ("sampler", "max_repeats", "alpha")})
+        budget = Budget(**{k: v for k, v in kwargs.items() if k in ("samples", "epochs", "tokens")})
+        plan_schedule(np.array([0, 1, 1]), law, budget, lengths=lengths)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from clusterclip.schedule.law import Budget, SamplingLaw
 from clusterclip.schedule.sampling import Schedule, plan_schedule
 from clusterclip.schedule.stats import format_statistics, schedule_statistics
 
@@ -46,14 +47,15 @@ def test_hand_computed_statistics():
 
 def test_many_clusters_store_a_summary_per_part():
     labels = np.random.default_rng(0).integers(0, 500, 5000)
-    schedule = plan_schedule(labels, sampler="uniform", samples=20000, seed=1)
+    schedule = plan_schedule(labels, SamplingLaw(sampler="uniform"), Budget(samples=20000), seed=1)
     stats = schedule_statistics(schedule, n_docs=5000, n_clusters=500)
     balance = stats["balance"]
     assert "shares" not in balance
     assert len(balance["entropy"]) == len(balance["max_share"]) == 10
     assert all(0.95 < e <= 1.0 for e in balance["entropy"])  # uniform over clusters
     # the whole clusterclip pool: clusters leave one by one, balance falls towards the end
-    clip = schedule_statistics(plan_schedule(labels, samples=20000, seed=1), 5000, 500)["balance"]
+    clipped = plan_schedule(labels, SamplingLaw(), Budget(samples=20000), seed=1)
+    clip = schedule_statistics(clipped, 5000, 500)["balance"]
     assert clip["entropy"][-1] < clip["entropy"][0] - 0.1
     assert clip["active_clusters"][-1] < clip["active_clusters"][0]
     assert sum(stats["cluster_samples"]) == 20000 and len(stats["cluster_samples"]) == 500
@@ -62,7 +64,7 @@ def test_many_clusters_store_a_summary_per_part():
 
 
 def test_exhausted_pool_counts_every_cluster():
-    schedule = plan_schedule(LABELS, max_repeats=2, samples=12, seed=3)
+    schedule = plan_schedule(LABELS, SamplingLaw(max_repeats=2), Budget(samples=12), seed=3)
     stats = schedule_statistics(schedule, n_docs=6, n_clusters=4)
     assert stats["exhausted"] and stats["clusters_exhausted"] == 3
     assert stats["max_repeat_count"] == 2 and stats["mean_repeat_count"] == 2.0
@@ -71,7 +73,7 @@ def test_exhausted_pool_counts_every_cluster():
 
 def test_clusters_exhausted_from_labels_and_clip():
     labels = np.repeat([0, 1, 2], [1, 2, 50])
-    schedule = plan_schedule(labels, max_repeats=2, samples=60, seed=0)
+    schedule = plan_schedule(labels, SamplingLaw(max_repeats=2), Budget(samples=60), seed=0)
     stats = schedule_statistics(schedule, n_docs=53, n_clusters=3, labels=labels, max_repeats=2)
     counts = np.bincount(schedule.doc_id, minlength=53)
     expected = sum(bool(np.all(counts[labels == k] == 2)) for k in range(3))

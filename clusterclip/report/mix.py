@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..schedule import law
+
 
 def cluster_weights(sizes: np.ndarray, alpha: float) -> np.ndarray:
     """``size ** alpha`` for non-empty clusters, 0 for empty ones (``alpha = 0``: 1 each)."""
@@ -37,89 +39,27 @@ def cluster_weights(sizes: np.ndarray, alpha: float) -> np.ndarray:
 
 def expected_counts(sizes, *, sampler: str, samples: int, max_repeats=4, alpha: float = 0.0) -> np.ndarray:
     """Expected samples per cluster (float64 ``[K]``) for a budget of ``samples`` (see the module docstring)."""
-    sizes = np.asarray(sizes, np.float64)
-    if sizes.sum() == 0 or samples <= 0:
-        return np.zeros_like(sizes)
-    if sampler == "random":
-        return samples * sizes / sizes.sum()
-    w = cluster_weights(sizes, alpha)
-    if sampler == "uniform":
-        return samples * w / w.sum()
-    if sampler != "clusterclip":
+    if sampler not in ("random", "uniform", "clusterclip"):
         raise ValueError(f"unknown sampler {sampler!r}")
-    return water_fill(w, max_repeats * sizes, samples)
+    return law.expected_counts(sizes, None, sampler=sampler, samples=samples, max_repeats=max_repeats, alpha=alpha)
 
 
-def water_fill(w: np.ndarray, cap: np.ndarray, samples: int) -> np.ndarray:
-    """Expected draws per cluster when clusters are drawn ``∝ w`` among those below their ``cap``:
-    ``min(cap_c, level × w_c)`` with ``level`` such that the draws sum to ``samples`` (all caps
-    when they sum to less)."""
-    w = np.asarray(w, np.float64)
-    cap = np.where(w > 0, np.asarray(cap, np.float64), 0.0)
-    if samples >= cap.sum():
-        return cap
-    # level at which cluster c hits its cap; clusters cap out in increasing order of it
-    active = w > 0
-    hit = np.full(len(w), np.inf)
-    hit[active] = cap[active] / w[active]
-    order = np.argsort(hit, kind="stable")
-    capped_total = np.r_[0.0, np.cumsum(cap[order])]  # draws of the first j clusters to cap out
-    weight_left = np.r_[w[order][::-1].cumsum()[::-1], 0.0]  # weight of the clusters from j on
-    # with the first j clusters capped, the level is (samples - capped_total[j]) / weight_left[j];
-    # the total drawn at level hit[order[j]] grows with j, so the right j is the first whose
-    # level does not pass the next cap-out level
-    with np.errstate(divide="ignore", invalid="ignore"):
-        levels = (samples - capped_total[:-1]) / weight_left[:-1]
-    j = int(np.argmax(levels <= hit[order]))
-    level = levels[j]
-    return np.minimum(cap, level * w)
+#: the water-filling of the clip and a schedule's own law: :mod:`clusterclip.schedule.law` (one implementation)
+water_fill = law.water_fill
+shares_of = law.shares_of
 
 
 def law_counts(sizes, mean_tokens, *, sampler: str, samples: int, max_repeats=4, alpha: float = 0.0,
                balance: str = "samples", multipliers=None, token_budget=None) -> np.ndarray:
     """Expected samples per cluster under a schedule's own law (``--balance``, ``--weights``, per-cluster
-    clips, ``--budget-tokens``), the same water-filling as :func:`expected_counts`:
-
-    - ``w_k = base_k ** alpha × m_k`` with ``base_k`` the size (``balance="samples"``) or the cluster's
-      tokens ``size_k × mean_tokens_k`` (``"tokens"``) and ``m_k`` the ``multipliers``;
-    - cluster ``k`` is drawn ``∝ w_k`` (samples) or ``∝ w_k / mean_tokens_k`` (tokens), up to its clip
-      ``max_repeats_k × size_k`` (``clusterclip``; ``max_repeats`` may be one per cluster);
-    - with ``token_budget`` (``T_k``, the manifest's ``cluster_token_budget``) cluster ``k`` spends
-      ``min(T_k, clip_k × size_k × mean_tokens_k)`` tokens, i.e. that over ``mean_tokens_k`` samples.
-    """
-    sizes = np.asarray(sizes, np.float64)
-    length = np.asarray(mean_tokens, np.float64)
-    cap = np.asarray(max_repeats, np.float64) * sizes if sampler == "clusterclip" else np.full(len(sizes), np.inf)
-    if token_budget is not None:
-        budget = np.asarray(token_budget, np.float64)[: len(sizes)]
-        budget = np.r_[budget, np.zeros(len(sizes) - len(budget))]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(length > 0, np.minimum(budget, cap * length) / length, 0.0)
-    base = sizes * length if balance == "tokens" else sizes
-    w = cluster_weights(base, alpha)
-    if multipliers is not None:
-        w = w * np.asarray(multipliers, np.float64)
-    if balance == "tokens":
-        w = np.where(length > 0, w / np.where(length > 0, length, 1.0), 0.0)
-    if w.sum() == 0 or samples <= 0:
-        return np.zeros_like(sizes)
-    if sampler != "clusterclip":
-        return samples * w / w.sum()
-    return water_fill(w, cap, samples)
-
-
-def shares_of(counts) -> np.ndarray:
-    """``counts`` divided by their sum (all zeros when they sum to 0)."""
-    counts = np.asarray(counts, np.float64)
-    total = counts.sum()
-    return counts / total if total else counts
+    clips, ``--budget-tokens``): :func:`clusterclip.schedule.law.expected_counts`."""
+    return law.expected_counts(sizes, mean_tokens, sampler=sampler, samples=samples, max_repeats=max_repeats,
+                               alpha=alpha, balance=balance, multipliers=multipliers, token_budget=token_budget)
 
 
 def expected_shares(sizes, **kwargs) -> np.ndarray:
     """:func:`expected_counts` divided by their sum (all zeros for an empty corpus)."""
-    counts = expected_counts(sizes, **kwargs)
-    total = counts.sum()
-    return counts / total if total else counts
+    return shares_of(expected_counts(sizes, **kwargs))
 
 
 @dataclass

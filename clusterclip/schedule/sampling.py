@@ -1,6 +1,7 @@
 """Plan a training order: ClusterClip Sampling and its two baselines (SPEC §1.2).
 
-Pure and vectorised: arrays in, arrays out, no file I/O.
+Pure and vectorised: arrays in, arrays out, no file I/O. What is drawn is a :class:`.law.SamplingLaw` (or a
+sequence of :class:`.law.Stage`), for how long a :class:`.law.Budget`.
 
 Samplers
 --------
@@ -35,33 +36,89 @@ uniformly, and the member is kept with probability ``weight / max_weight`` (at l
 Passes inside a cluster are independent uniform random permutations (Fisher-Yates), drawn when
 the pass starts, all passes of equal length in one call (:func:`_shuffle_rows`).
 
+Stages
+------
+A schedule of several :class:`.law.Stage` changes law at each stage's end (a fraction of the budget,
+a sample or a token count; always on a sample boundary). The state of every cluster (documents used,
+the pass in progress and its order) carries over, so the clip is global: a stage's clip bounds a
+document's uses over the whole order, and a cluster already at its clip stays out. The block in which
+a stage ends is cut there and the draws past it are handed back (:meth:`_ClusterState.rollback`: the
+pass in progress keeps the order it was drawn in); the next stage draws from its own weights.
+
+Continuing an order
+-------------------
+``prefix=`` (the first samples of an older order) plans the samples after it under a new law: the
+uses of every document in the prefix count against the clip, and each cluster's pass in progress goes on
+with the documents the prefix used one time fewer than the others, in a fresh random order (a prefix of
+a schedule planned from the same documents uses each cluster's documents ``r`` or ``r + 1`` times).
+The result is the prefix followed by the new samples.
+
+Spaced repeats
+--------------
+``gap=RepeatGap(G)``: at least ``G`` other samples (``unit="tokens"``: tokens of other samples) lie
+between two uses of one document. A draw whose cluster's next document was used more recently is
+rejected like a draw of a cluster at its clip: the cluster rests, its pass order kept, until that
+document is ``G`` old; the law is otherwise unchanged, and ``G = 0`` is the schedule without a gap,
+byte for byte. The planner still works by blocks: it checks a block's samples against the gap, keeps
+the samples up to the first point where an earlier rejection could change a later decision (the next
+draw of a rejected cluster, or a sample that the rejections before it bring within the gap), hands the
+rest back and draws again, so the result is that of the one-step-at-a-time process. When every
+cluster left would reuse a document of the last ``G`` samples, nothing can come next: the planner
+stops there (:class:`BudgetError`, or the samples so far with ``allow_partial``).
+
 Determinism and prefix stability
 --------------------------------
 Everything is drawn from one ``numpy.random.default_rng(seed)`` (PCG64) with operations whose
 results do not depend on the platform or on threads. Block sizes depend only on the block index
 and the pool state, never on the budget, so **the schedule for a budget is a prefix of the
 schedule for any larger budget with the same seed** (``--samples``, ``--tokens`` and ``--epochs``
-alike). The one caveat: for ``alpha`` other than 0 and 1 the weights ``size ** alpha`` come from
-the platform's ``pow``, which may differ in the last bit between platforms.
+alike; for stages, as long as their ends stay where they are). The one caveat: for ``alpha`` other
+than 0 and 1 the weights ``size ** alpha`` come from the platform's ``pow``, which may differ in the
+last bit between platforms.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
-SAMPLERS = ("clusterclip", "uniform", "random")
-BALANCES = ("samples", "tokens")
+from .law import (
+    BALANCES,
+    SAMPLERS,
+    Budget,
+    RepeatGap,
+    ResolvedLaw,
+    SamplingLaw,
+    Stage,
+    StageSpan,
+    as_stages,
+    check_keep,
+    cluster_token_sums,
+    epochs_to_samples,
+    hamilton_apportionment,
+    n_clusters_of,
+    resolve_law,
+)
+from .law import _as_count as _as_count
+
+__all__ = ["BALANCES", "SAMPLERS", "BudgetError", "Prefix", "Schedule", "epochs_to_samples",
+           "hamilton_apportionment", "plan_schedule"]
 
 # Blocks grow geometrically from _MIN_BLOCK to _MAX_BLOCK draws: small budgets stay cheap, large
 # ones pay the per-block O(K) bookkeeping once per million samples, and a block's temporaries
 # stay small enough to be reused from the heap instead of freshly mapped.
 _MIN_BLOCK = 1 << 12
 _MAX_BLOCK = 1 << 20
+#: with a repeat gap, the fewest draws a block starts from after the planner stopped a block short
+_MIN_GAP_BLOCK = 1 << 6
 _LOW32 = np.int64(0xFFFFFFFF)
+#: with a repeat gap, the most pass levels in one block handled level by level (:meth:`_ClusterStream._note_uses`)
+_MAX_LEVELS = 64
+#: the end of a document's last use before it was ever used (far before any position)
+_NEVER = np.int64(-(1 << 62))
 
 _Block = tuple[np.ndarray, np.ndarray, np.ndarray]  # doc_id int64, cluster int32, repeat int32
 
@@ -84,6 +141,11 @@ class Schedule:
     cluster_budget : numpy.ndarray or None
         int64 ``[K]``: with ``budget_tokens``, the token budget of every cluster (Hamilton
         apportionment of the total by weight); None otherwise.
+    spans : tuple of StageSpan
+        Where each stage lies (samples ``[start, stop)``, in order; a continued order's prefix keeps the
+        stages it had). Empty for a schedule built by hand.
+    stalled : bool
+        True when the repeat gap stopped the schedule short of its budget (``allow_partial``).
     """
 
     doc_id: np.ndarray
@@ -91,18 +153,53 @@ class Schedule:
     repeat: np.ndarray
     exhausted: bool = False
     cluster_budget: np.ndarray | None = None
+    spans: tuple[StageSpan, ...] = ()
+    stalled: bool = False
 
     def __len__(self) -> int:
         return int(self.doc_id.shape[0])
 
+    @property
+    def staged(self) -> bool:
+        """More than one stage (several laws, or a continued order)."""
+        return len(self.spans) > 1
+
+    @property
+    def stage(self) -> np.ndarray:
+        """int32 ``[B]``: the stage of each sample (0 throughout for a single law)."""
+        if not self.spans:
+            return np.zeros(len(self), np.int32)
+        return np.repeat(np.arange(len(self.spans), dtype=np.int32), [s.samples for s in self.spans])
+
+
+@dataclass(frozen=True, eq=False)
+class Prefix:
+    """The first samples of an older order that a new schedule continues: its ``doc_id``, ``cluster`` and
+    ``repeat`` columns, and where its stages lie (``spans``; empty: one stage)."""
+
+    doc_id: np.ndarray
+    cluster: np.ndarray
+    repeat: np.ndarray
+    spans: tuple[StageSpan, ...] = ()
+
+    def __len__(self) -> int:
+        return int(np.asarray(self.doc_id).shape[0])
+
+
+#: the defaults of :func:`plan_schedule`: ClusterClip as in the paper (clip 4), one epoch, no gap
+DEFAULT_LAW = SamplingLaw()
+ONE_EPOCH = Budget()
+NO_GAP = RepeatGap()
+
 
 class BudgetError(ValueError):
-    """The repetition clip cannot meet the budget.
+    """The repetition clip (or the repeat gap) cannot meet the budget.
 
     Attributes
     ----------
     possible_samples : int
-        The most samples the clip allows (``max_repeats * N``).
+        The most samples the clip allows (``max_repeats * N``), or the samples planned when the repeat gap
+        stopped the schedule.
     possible_tokens : int or None
         The most tokens the clip allows (``max_repeats * sum(lengths)``), for a token budget.
     """
@@ -113,74 +210,32 @@ class BudgetError(ValueError):
         self.possible_tokens = possible_tokens
 
 
-def plan_schedule(
-    labels,
-    *,
-    sampler: str = "clusterclip",
-    max_repeats: int = 4,
-    alpha: float = 0.0,
-    samples: int | None = None,
-    tokens: int | None = None,
-    epochs: float | None = None,
-    lengths=None,
-    seed: int = 0,
-    allow_partial: bool = False,
-    balance: str = "samples",
-    cluster_weights=None,
-    cluster_max_repeats=None,
-    budget_tokens: int | None = None,
-    doc_scores=None,
-    doc_power: float = 1.0,
-    keep=None,
-) -> Schedule:
+def plan_schedule(labels, law: SamplingLaw | Sequence[Stage] = DEFAULT_LAW, budget: Budget = ONE_EPOCH, *,
+                  lengths=None, seed: int = 0, allow_partial: bool = False, gap: RepeatGap = NO_GAP,
+                  prefix: Prefix | None = None) -> Schedule:
     """Plan the training order of a clustered corpus.
 
     Parameters
     ----------
     labels : array_like of int, shape (N,)
         Cluster id (``>= 0``) of each document. Cluster ids without documents are never drawn.
-    sampler : {"clusterclip", "uniform", "random"}
-        See the module docstring.
-    max_repeats : int
-        ``clusterclip`` only: the most times one document may be emitted (default 4).
-    alpha : float
-        ``uniform``/``clusterclip``: clusters are drawn with weight ``size ** alpha`` (0: uniform
-        over clusters, the paper; 1: proportional to size). With ``balance="tokens"`` the size is
-        the cluster's tokens.
-    samples, tokens, epochs
-        The budget; at most one. ``samples=B``: exactly ``B`` samples. ``tokens=T``: stop at the
-        first sample at which the cumulative token count reaches ``T`` (that sample included).
-        ``epochs=E`` (may be fractional): ``B = floor(E * N + 0.5)`` samples. None: one epoch.
+    law : SamplingLaw or sequence of Stage
+        What is drawn (:class:`.law.SamplingLaw`); stages change it at points of the budget.
+    budget : Budget
+        How long (:class:`.law.Budget`; default one epoch). With ``prefix`` it counts the prefix too.
     lengths : array_like of int, shape (N,), optional
-        Tokens per document (one sample of it); required for ``tokens``, ``balance="tokens"`` and
-        ``budget_tokens``.
+        Tokens per document (one sample of it); required for a token budget, ``balance="tokens"``,
+        per-cluster token budgets, stages ending at a token count and a gap in tokens.
     seed : int
         Seed of ``numpy.random.default_rng``; same seed, same schedule on any machine.
     allow_partial : bool
-        ``clusterclip``: when the clip empties the pool before the budget, return the ``max_repeats
-        * N`` possible samples (``exhausted=True``) instead of raising :class:`BudgetError`.
-    balance : {"samples", "tokens"}
-        ``samples``: cluster ``k`` is drawn with probability ``∝ w_k`` (its expected share of the
-        samples is ``∝ w_k``). ``tokens``: drawn ``∝ w_k / Lbar_k`` (``Lbar_k``: mean sample length
-        of its documents), so its expected share of the tokens is ``∝ w_k``.
-    cluster_weights : array_like of float, shape (K,), optional
-        A multiplier ``>= 0`` of every cluster's weight (``w_k = size_k ** alpha * m_k``); a cluster
-        with multiplier 0 is never drawn.
-    cluster_max_repeats : array_like of int, shape (K,), optional
-        ``clusterclip``: every cluster's own clip (0: ``max_repeats``).
-    budget_tokens : int, optional
-        A budget (instead of samples/tokens/epochs): ``T`` tokens split over the clusters by
-        ``w_k`` with largest-remainder (Hamilton) apportionment into ``T_k``; cluster ``k`` is
-        drawn ``∝ T_k / Lbar_k`` and leaves at the first sample that brings it to ``T_k`` tokens
-        (or at its clip); the schedule ends when every cluster has left.
-    doc_scores : array_like of float, shape (N,), optional
-        Scores ``>= 0``: every pass of a cluster is drawn without replacement with probability
-        ``∝ score ** doc_power`` among its documents not yet drawn in the pass (successive
-        sampling; Efraimidis-Spirakis keys). None: uniform permutations.
-    doc_power : float
-        The exponent ``beta`` of ``doc_scores``.
-    keep : array_like of bool, shape (N,), optional
-        Documents left out (False) are never drawn (e.g. semantic duplicates).
+        When the clip empties the pool before the budget (or a stage's end), or the repeat gap leaves
+        nothing to draw, go on (the next stage, else stop) with what is possible instead of raising
+        :class:`BudgetError`.
+    gap : RepeatGap
+        The fewest samples (or tokens) between two uses of a document (see the module docstring).
+    prefix : Prefix, optional
+        The first samples of an older order to continue (see the module docstring).
 
     Returns
     -------
@@ -189,7 +244,7 @@ def plan_schedule(
     Raises
     ------
     BudgetError
-        ``clusterclip`` cannot meet the budget and ``allow_partial`` is False.
+        The clip or the gap cannot meet the budget and ``allow_partial`` is False.
     ValueError
         Invalid arguments.
     """
@@ -197,228 +252,165 @@ def plan_schedule(
     n_docs = labels.shape[0]
     if n_docs and labels.max() >= 2**31:
         raise ValueError(f"cluster ids must be below 2**31 (found {labels.max()})")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
-    if balance not in BALANCES:
-        raise ValueError(f"unknown balance {balance!r}; choose one of {', '.join(BALANCES)}")
-    if sum(b is not None for b in (samples, tokens, epochs, budget_tokens)) > 1:
-        raise ValueError("give at most one budget: samples, tokens, epochs or budget_tokens")
+    stages = as_stages(law)
+    if not isinstance(budget, Budget) or not isinstance(gap, RepeatGap):
+        raise ValueError("budget must be a Budget and gap a RepeatGap")
     if lengths is not None:
         lengths = _as_int_array(lengths, "lengths")
         if lengths.shape != labels.shape:
             raise ValueError(f"lengths has {lengths.shape[0]} entries but labels has {n_docs}")
-    if lengths is None and (balance == "tokens" or budget_tokens is not None):
-        raise ValueError("balancing tokens or a per-cluster token budget needs the document lengths (lengths=)")
-    keep = _as_keep(keep, n_docs)
-    if tokens is not None:
-        if lengths is None:
-            raise ValueError("a token budget needs the document lengths (lengths=)")
-        tokens = _as_count(tokens, "tokens")
-        if tokens == 0:
-            raise ValueError("tokens must be positive")
-        n_samples = None
-    elif budget_tokens is not None:
-        budget_tokens = _as_count(budget_tokens, "budget_tokens")
-        if budget_tokens == 0:
-            raise ValueError("budget_tokens must be positive")
-        n_samples = None
-    elif samples is not None:
-        n_samples = _as_count(samples, "samples")
-    else:
-        n_samples = epochs_to_samples(1.0 if epochs is None else epochs, n_docs)
-
+    _check_lengths_given(stages, budget, gap, lengths)
+    keep = check_keep(stages[0].law.keep, n_docs)
+    if prefix is not None:
+        prefix = _checked_prefix(prefix, labels)
+    if budget.budget_tokens is not None and (len(stages) > 1 or gap or prefix is not None):
+        raise ValueError("per-cluster token budgets (budget_tokens) cannot be combined with stages, a repeat gap "
+                         "or a prefix; give a token budget (tokens) instead")
+    if gap and stages[0].law.sampler == "random":
+        raise ValueError("the repeat gap applies to the cluster samplers (uniform, clusterclip); the random "
+                         "sampler draws no clusters to rest")
     rng = np.random.default_rng(seed)
-    cluster_budget = None
-    if sampler == "random":
-        if (balance != "samples" or cluster_weights is not None or cluster_max_repeats is not None
-                or budget_tokens is not None or doc_scores is not None):
-            raise ValueError("the random sampler draws no clusters: balance, cluster weights, per-cluster "
-                             "clips, budget_tokens and document scores apply to uniform and clusterclip")
-        pool = np.flatnonzero(keep) if keep is not None else None
-        _check_reachable(tokens, lengths if pool is None else lengths[pool] if lengths is not None else None,
-                         n_samples, n_docs if pool is None else len(pool))
-        blocks = _random_blocks(rng, labels, pool)
-        possible = None
-    else:
-        n_clusters = max([(int(labels.max()) + 1) if n_docs else 0]
-                         + [len(np.atleast_1d(a)) for a in (cluster_weights, cluster_max_repeats) if a is not None])
-        if keep is not None:  # left-out documents go to an extra cluster that is never drawn
-            labels = labels.copy()
-            labels[~keep] = n_clusters
-            n_clusters += 1
-        sizes = np.bincount(labels, minlength=n_clusters) if n_docs else np.zeros(n_clusters, np.int64)
-        extended = (balance != "samples" or cluster_weights is not None or budget_tokens is not None
-                    or keep is not None)
-        if extended:
-            weights, cluster_budget, cluster_tokens = _extended_weights(
-                labels, sizes, alpha, balance, cluster_weights, lengths, budget_tokens, keep)
+    if stages[0].law.sampler == "random":
+        return _plan_random(labels, budget, lengths, rng, keep, prefix)
+    return _ClusterPlan(labels, stages, budget, lengths, rng, keep, allow_partial, gap).run(prefix)
+
+
+def _check_lengths_given(stages: list[Stage], budget: Budget, gap: RepeatGap, lengths) -> None:
+    if lengths is not None:
+        return
+    if any(s.law.balance == "tokens" for s in stages) or budget.budget_tokens is not None:
+        raise ValueError("balancing tokens or a per-cluster token budget needs the document lengths (lengths=)")
+    if budget.tokens is not None:
+        raise ValueError("a token budget needs the document lengths (lengths=)")
+    if any(s.until_tokens is not None for s in stages):
+        raise ValueError("a stage that ends at a token count needs the document lengths (lengths=)")
+    if gap and gap.unit == "tokens":
+        raise ValueError("a repeat gap in tokens needs the document lengths (lengths=)")
+
+
+def _checked_prefix(prefix: Prefix, labels: np.ndarray) -> Prefix:
+    doc = _as_int_array(prefix.doc_id, "the prefix's doc_id")
+    if doc.size and doc.max() >= labels.shape[0]:
+        raise ValueError(f"the prefix names document {doc.max()} but there are {labels.shape[0]}")
+    cluster = np.asarray(prefix.cluster)
+    repeat = np.asarray(prefix.repeat)
+    if cluster.shape != doc.shape or repeat.shape != doc.shape:
+        raise ValueError("the prefix's doc_id, cluster and repeat must have the same length")
+    if not np.array_equal(cluster, labels[doc]):
+        raise ValueError("the prefix's clusters are not these labels' (an order of another clustering)")
+    spans = tuple(prefix.spans) or (StageSpan(0, len(doc)),)
+    if spans[0].start != 0 or spans[-1].stop != len(doc) or any(
+            a.stop != b.start for a, b in zip(spans[:-1], spans[1:])):
+        raise ValueError("the prefix's stage spans must cover its samples in order")
+    return Prefix(doc, cluster.astype(np.int32, copy=False), repeat.astype(np.int32, copy=False), spans)
+
+
+# ----------------------------------------------------------------------------- the order being planned
+
+
+class _Order:
+    """The samples planned so far (a continued order's prefix first) and their tokens.
+
+    Preallocated when the budget fixes the length, so a 100 M sample schedule is written once."""
+
+    def __init__(self, capacity: int | None, lengths: np.ndarray | None):
+        self.capacity = capacity
+        self.lengths = lengths
+        self.n = 0
+        self.tokens = 0
+        if capacity is not None:
+            self.columns = (np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty(capacity, np.int32))
         else:
-            weights, cluster_tokens = _cluster_weights(sizes, alpha), None
-        repeats = None
-        if sampler == "clusterclip":
-            max_repeats = _as_count(max_repeats, "max_repeats")
-            if max_repeats == 0:
-                raise ValueError("max_repeats must be at least 1")
-            repeats = max_repeats
-            if cluster_max_repeats is not None:
-                repeats = _per_cluster_repeats(cluster_max_repeats, max_repeats, n_clusters)
-            pool = weights > 0
-            possible = int((sizes * repeats)[pool].sum())
-            possible_tokens = None
-            if lengths is not None and tokens is not None:
-                if cluster_tokens is None:
-                    cluster_tokens = _cluster_token_sums(labels, lengths, n_clusters)
-                possible_tokens = int((cluster_tokens * repeats)[pool].sum())
-            if budget_tokens is None:
-                clip = f"--max-repeats {max_repeats}" + (" and the per-cluster clips"
-                                                         if cluster_max_repeats is not None else "")
-                n_samples, tokens = _clip_budget(clip, possible, possible_tokens, n_samples, tokens, allow_partial)
+            self.parts: list[_Block] = []
+
+    def append(self, block: _Block) -> None:
+        n = len(block[0])
+        if not n:
+            return
+        if self.capacity is not None:
+            for column, values in zip(self.columns, block):
+                column[self.n: self.n + n] = values
         else:
-            if cluster_max_repeats is not None:
-                raise ValueError("per-cluster clips (cluster_max_repeats) need the clusterclip sampler")
-            possible = None
-            pool = weights > 0
-            _check_reachable(tokens, lengths if lengths is None or keep is None else lengths[keep],
-                             n_samples, int(sizes[pool].sum()))
-        doc_logw = _doc_log_weights(doc_scores, doc_power, n_docs) if doc_scores is not None else None
-        stream = _ClusterStream(labels, sizes, weights, repeats, rng, lengths=lengths, budget=cluster_budget,
-                                doc_logw=doc_logw)
-        blocks = stream.blocks()
-    doc_id, cluster, repeat = _take_budget(blocks, n_samples, tokens, lengths)
-    exhausted = sampler == "clusterclip" and bool(possible) and len(doc_id) == possible
-    return Schedule(doc_id=doc_id, cluster=cluster, repeat=repeat, exhausted=exhausted,
-                    cluster_budget=cluster_budget)
+            self.parts.append(block)
+        self.n += n
+        if self.lengths is not None:
+            self.tokens += int(self.lengths[block[0]].sum())
+
+    def take(self, blocks: Iterator[tuple], end_samples: int | None = None, end_tokens: int | None = None):
+        """Append ``blocks`` until the order holds ``end_samples`` samples or reaches ``end_tokens`` tokens (at the
+        first sample that reaches them, included), whichever comes first; neither: all of them.
+
+        Returns the rest of the last block taken (its columns past the end, or None) and whether an end
+        was reached (False: the blocks ran out)."""
+        if self.reached(end_samples, end_tokens):
+            return None, True
+        for block in blocks:
+            n = len(block[0])
+            take = n
+            if end_samples is not None:
+                take = min(take, end_samples - self.n)
+            if end_tokens is not None and n:
+                cumulative = np.cumsum(self.lengths[block[0]]) + self.tokens
+                take = min(take, int(np.searchsorted(cumulative, end_tokens, side="left")) + 1)
+            self.append(tuple(column[:take] for column in block[:3]))
+            if take < n or self.reached(end_samples, end_tokens):
+                rest = tuple(column[take:] for column in block) if take < n else None
+                return rest, True
+        return None, False
+
+    def reached(self, end_samples: int | None, end_tokens: int | None) -> bool:
+        return (end_samples is not None and self.n >= end_samples) or (end_tokens is not None
+                                                                       and self.tokens >= end_tokens)
+
+    def result(self) -> _Block:
+        if self.capacity is not None:
+            return tuple(column[: self.n] for column in self.columns)
+        if not self.parts:
+            return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+        if len(self.parts) == 1:
+            return self.parts[0]
+        return tuple(np.concatenate(column) for column in zip(*self.parts))
 
 
-# ----------------------------------------------------------------------------- weights and budgets
+def _stage_ends(stages: list[Stage], budget: Budget, n_samples: int | None, lengths) -> list[tuple[str, int]]:
+    """Where each stage ends, as ``("samples" | "tokens", count from the start of the order)``; the last one is
+    the end of the budget unless it says otherwise. Checks what can be checked before planning: ends
+    that grow, none past the budget, the last one at it."""
+    if budget.budget_tokens is not None:  # per-cluster token budgets: the schedule ends when every cluster has
+        return [("all", 0)]
+    unit, total = ("tokens", budget.tokens) if budget.in_tokens else ("samples", n_samples)
+    ends: list[tuple[str, int]] = []
+    for i, stage in enumerate(stages):
+        if stage.until is not None:
+            end = (unit, int(np.floor(stage.until * total + 0.5)))
+        elif stage.until_samples is not None:
+            end = ("samples", int(stage.until_samples))
+        elif stage.until_tokens is not None:
+            end = ("tokens", int(stage.until_tokens))
+        else:
+            end = (unit, total)
+        what = _stage_name(stages, i)
+        if end[0] == unit and end[1] > total:
+            raise ValueError(f"{what} ends at {_at(end)}, past the end of the budget ({_at((unit, total))}); end it "
+                             "earlier or raise the budget")
+        earlier = [e for e in ends if e[0] == end[0]]
+        if earlier and end[1] <= earlier[-1][1]:
+            raise ValueError(f"{what} ends at {_at(end)}, not after the stage before it ({_at(earlier[-1])}): the "
+                             "stages overlap or one is empty; give each stage a later end than the one before")
+        ends.append(end)
+    last = ends[-1]
+    if last[0] == unit and last[1] < total:
+        raise ValueError(f"the stages end at {_at(last)}, before the end of the budget ({_at((unit, total))}); let "
+                         "the last stage run to the end (leave out its until, or until = 1)")
+    return ends
 
 
-def hamilton_apportionment(total: int, weights) -> np.ndarray:
-    """Split ``total`` into integers ``T_k`` that sum to ``total``, ``∝ weights`` by the largest
-    remainder (Hamilton) method: every ``T_k`` is its quota ``total * w_k / sum(w)`` rounded down or
-    up, and the units left after rounding down go to the largest fractional parts (ties: the lower
-    index). A weight of 0 gets 0."""
-    w = np.asarray(weights, np.float64)
-    total = int(total)
-    if w.ndim != 1 or np.any(~np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-        raise ValueError("apportionment needs finite, non-negative weights with a positive sum")
-    quota = w / w.sum() * total
-    share = np.minimum(np.floor(quota), total).astype(np.int64)
-    fraction = quota - share
-    left = total - int(share.sum())
-    order = np.lexsort((np.arange(len(w)), -fraction))  # largest remainder first
-    order = order[w[order] > 0]
-    while left < 0:  # rounding of huge totals only: take back from the smallest remainders
-        for k in order[::-1]:
-            if left == 0:
-                break
-            if share[k] > 0:
-                share[k] -= 1
-                left += 1
-    if left > 0:
-        extra = np.zeros(len(w), np.int64)
-        full, rest = divmod(left, len(order))
-        extra[order] = full
-        extra[order[:rest]] += 1
-        share += extra
-    return share
+def _stage_name(stages: list[Stage], i: int) -> str:
+    return f"stage {i + 1} of {len(stages)} ({stages[i].describe()})"
 
 
-def _cluster_token_sums(labels: np.ndarray, lengths: np.ndarray, n_clusters: int) -> np.ndarray:
-    """Tokens of every cluster (sum of its documents' sample lengths), exact int64.
-
-    One ``bincount`` (O(N)) while the total stays below 2**53, where float64 sums of integers are
-    exact; a sort by cluster (O(N log N)) beyond."""
-    if len(lengths) and int(lengths.max()) * len(lengths) < 2**53:  # bounds every partial sum (lengths >= 0)
-        return np.bincount(labels, weights=lengths, minlength=n_clusters).astype(np.int64)
-    order = np.argsort(labels, kind="stable")
-    counts = np.bincount(labels, minlength=n_clusters)
-    sums = np.zeros(n_clusters, np.int64)
-    nonempty = counts > 0
-    starts = (np.cumsum(counts) - counts)[nonempty]
-    if len(starts):
-        sums[nonempty] = np.add.reduceat(lengths[order], starts)
-    return sums
-
-
-def _extended_weights(labels, sizes, alpha, balance, multipliers, lengths, budget_tokens, keep):
-    """Draw weights (and token budgets) when balancing tokens, weighting clusters, budgeting tokens per
-    cluster or leaving documents out. Returns ``(draw_weights, cluster_budget or None, cluster_tokens
-    or None)``; a cluster with draw weight 0 is not in the pool."""
-    n_clusters = len(sizes)
-    cluster_tokens = _cluster_token_sums(labels, lengths, n_clusters) if lengths is not None else None
-    excluded = np.zeros(n_clusters, bool)
-    if keep is not None and not keep.all():
-        excluded[-1] = True  # the extra cluster of the left-out documents
-    base_sizes = cluster_tokens if balance == "tokens" else sizes
-    base_sizes = np.where(excluded, 0, base_sizes)
-    if balance == "tokens":
-        silent = np.flatnonzero((sizes > 0) & (cluster_tokens == 0) & ~excluded)
-        if len(silent):
-            raise ValueError(f"cluster {silent[0]} holds documents but no tokens, so it cannot get a share of "
-                             f"the tokens; balance samples instead")
-    weights = _cluster_weights(base_sizes, alpha)
-    if multipliers is not None:
-        m = np.asarray(multipliers, np.float64)
-        if m.ndim != 1:
-            raise ValueError("cluster_weights must be one-dimensional")
-        if np.any(~np.isfinite(m)) or np.any(m < 0):
-            raise ValueError("cluster_weights must be finite and non-negative")
-        full = np.ones(n_clusters)
-        full[: min(len(m), n_clusters)] = m[:n_clusters]
-        weights = weights * full
-        if not np.any(weights > 0) and sizes.sum():
-            raise ValueError("every cluster with documents has weight 0, so nothing can be drawn")
-    cluster_budget = None
-    if budget_tokens is not None:
-        cluster_budget = hamilton_apportionment(budget_tokens, weights)
-        drawn = cluster_budget > 0
-        silent = np.flatnonzero(drawn & (cluster_tokens == 0))
-        if len(silent):
-            raise ValueError(f"cluster {silent[0]} has a token budget but its documents hold no tokens")
-        weights = np.zeros(n_clusters)
-        # ∝ T_k / mean length: every cluster spends its budget at the same relative speed
-        weights[drawn] = cluster_budget[drawn] * (sizes[drawn] / cluster_tokens[drawn])
-    elif balance == "tokens":
-        drawn = weights > 0
-        weights = np.where(drawn, weights * sizes / np.maximum(cluster_tokens, 1), 0.0)
-    return weights, cluster_budget, cluster_tokens
-
-
-def _per_cluster_repeats(values, max_repeats: int, n_clusters: int) -> np.ndarray:
-    r = np.asarray(values)
-    if r.ndim != 1 or (r.size and not np.issubdtype(r.dtype, np.integer)) or np.any(r < 0):
-        raise ValueError("cluster_max_repeats must be non-negative integers (0: max_repeats)")
-    if len(r) > n_clusters:
-        raise ValueError(f"cluster_max_repeats has {len(r)} entries but there are {n_clusters} clusters")
-    full = np.full(n_clusters, max_repeats, np.int64)
-    full[: len(r)] = np.where(r > 0, r, max_repeats)
-    return full
-
-
-def _doc_log_weights(scores, power, n_docs: int) -> np.ndarray:
-    """``log(score ** power)`` per document (``-inf`` for weight 0), without overflow."""
-    scores = np.asarray(scores, np.float64)
-    if scores.shape != (n_docs,):
-        raise ValueError(f"doc_scores has {scores.size} entries but labels has {n_docs}")
-    if np.any(~np.isfinite(scores)) or np.any(scores < 0):
-        raise ValueError("doc_scores must be finite and non-negative")
-    power = float(power)
-    if not np.isfinite(power) or power < 0:
-        raise ValueError(f"doc_power must be a finite number >= 0, got {power!r}")
-    if power == 0:
-        return np.zeros(n_docs)
-    with np.errstate(divide="ignore"):
-        return power * np.log(scores)
-
-
-def _as_keep(keep, n_docs: int):
-    if keep is None:
-        return None
-    keep = np.asarray(keep)
-    if keep.shape != (n_docs,) or keep.dtype != bool:
-        raise ValueError(f"keep must be a boolean array of {n_docs} entries")
-    return None if keep.all() else keep
+def _at(end: tuple[str, int]) -> str:
+    return f"sample {end[1]:,}" if end[0] == "samples" else f"{end[1]:,} tokens"
 
 
 # ----------------------------------------------------------------------------- budget handling
@@ -434,20 +426,6 @@ def _as_int_array(values, name: str) -> np.ndarray:
     if array.size and array.min() < 0:
         raise ValueError(f"{name} must be non-negative (found {array.min()})")
     return array
-
-
-def _as_count(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def epochs_to_samples(epochs, n_docs: int) -> int:
-    """``B = floor(E * N + 0.5)``: fractional epochs round half up to whole samples."""
-    epochs = float(epochs)
-    if not np.isfinite(epochs) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative number, got {epochs!r}")
-    return int(np.floor(epochs * n_docs + 0.5))
 
 
 def _check_reachable(tokens, lengths, n_samples, n_docs: int) -> None:
@@ -488,53 +466,9 @@ def _clip_budget(clip: str, possible, possible_tokens, n_samples, tokens, allow_
     )
 
 
-def _take_budget(blocks: Iterator[_Block], n_samples, tokens, lengths) -> _Block:
-    """Consume blocks until the budget is met and cut the last one exactly at it (neither: all)."""
-    if n_samples is not None:
-        return _take_samples(blocks, n_samples)
-    if tokens is None:
-        return _take_all(blocks)
-    return _take_tokens(blocks, tokens, lengths)
-
-
-def _take_all(blocks: Iterator[_Block]) -> _Block:
-    """Every block of a stream that ends by itself (per-cluster token budgets)."""
-    parts = list(blocks)
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
-    return tuple(np.concatenate(column) for column in zip(*parts))
-
-
-def _take_samples(blocks: Iterator[_Block], n_samples: int) -> _Block:
-    """Fill ``n_samples`` samples (the callers checked that the blocks reach that far)."""
-    out = (np.empty(n_samples, np.int64), np.empty(n_samples, np.int32), np.empty(n_samples, np.int32))
-    taken = 0
-    if n_samples:
-        for block in blocks:
-            take = min(len(block[0]), n_samples - taken)
-            for column, values in zip(out, block):
-                column[taken : taken + take] = values[:take]
-            taken += take
-            if taken == n_samples:
-                break
-    return out
-
-
-def _take_tokens(blocks: Iterator[_Block], tokens: int, lengths: np.ndarray) -> _Block:
-    """Take samples up to the first one at which the cumulative token count reaches ``tokens``
-    (that sample included), or all of them when the blocks end before."""
-    parts: list[_Block] = []
-    token_total = 0
-    for doc, cluster, repeat in blocks:
-        cumulative = np.cumsum(lengths[doc]) + token_total
-        take = int(np.searchsorted(cumulative, tokens, side="left")) + 1
-        parts.append((doc[:take], cluster[:take], repeat[:take]))
-        if take <= len(doc):
-            break
-        token_total = int(cumulative[-1]) if len(doc) else token_total
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
-    return tuple(np.concatenate(column) for column in zip(*parts))
+def _clip_text(law: SamplingLaw) -> str:
+    return f"--max-repeats {law.max_repeats}" + (" and the per-cluster clips" if law.cluster_max_repeats is not None
+                                                 else "")
 
 
 def _block_size(index: int) -> int:
@@ -544,11 +478,41 @@ def _block_size(index: int) -> int:
 # ----------------------------------------------------------------------------- random sampler
 
 
-def _random_blocks(rng: np.random.Generator, labels: np.ndarray, pool=None) -> Iterator[_Block]:
+def _plan_random(labels: np.ndarray, budget: Budget, lengths, rng: np.random.Generator, keep, prefix) -> Schedule:
+    n_docs = labels.shape[0]
+    pool = np.flatnonzero(keep) if keep is not None else None
+    n_samples = budget.total_samples(n_docs)
+    _check_reachable(budget.tokens, lengths if pool is None else lengths[pool] if lengths is not None else None,
+                     n_samples, n_docs if pool is None else len(pool))
+    order = _Order(n_samples, lengths)
+    spans: list[StageSpan] = []
+    if prefix is not None:
+        _start_after(order, prefix, budget, n_samples)
+        spans = list(prefix.spans)
+        blocks = _random_blocks_after(rng, labels, pool, prefix.doc_id)
+    else:
+        blocks = _random_blocks(rng, labels, pool)
+    start = order.n
+    order.take(blocks, n_samples, budget.tokens)
+    doc_id, cluster, repeat = order.result()
+    return Schedule(doc_id=doc_id, cluster=cluster, repeat=repeat, spans=tuple(spans) + (StageSpan(start, order.n),))
+
+
+def _start_after(order: _Order, prefix: Prefix, budget: Budget, n_samples: int | None) -> None:
+    """Put ``prefix`` first in ``order``; the budget must end after it."""
+    order.append((prefix.doc_id, prefix.cluster, prefix.repeat))
+    if order.reached(n_samples, budget.tokens):
+        end = f"sample {n_samples:,}" if n_samples is not None else f"{budget.tokens:,} tokens"
+        raise ValueError(f"the budget ends at {end}, within the {order.n:,} samples ({order.tokens:,} tokens) "
+                         "continued from; give a budget past them")
+
+
+def _random_blocks(rng: np.random.Generator, labels: np.ndarray, pool=None, base=None) -> Iterator[_Block]:
     """Yield fresh permutations of all documents (of ``pool``, when given), one epoch after another.
 
     Small corpora get many epochs per block (one ``Generator.permuted`` call over rows); the
     number of epochs per block depends only on N and the block index, never on the budget.
+    ``base``: the uses of every document before the first epoch (the ``repeat`` column counts them).
     """
     members = np.arange(labels.shape[0], dtype=np.int64) if pool is None else pool.astype(np.int64)
     n_docs = members.shape[0]
@@ -560,24 +524,1009 @@ def _random_blocks(rng: np.random.Generator, labels: np.ndarray, pool=None) -> I
         rows = np.broadcast_to(members, (n_epochs, n_docs))
         doc = rng.permuted(rows, axis=1).reshape(-1)
         repeat = np.repeat(np.arange(epoch, epoch + n_epochs, dtype=np.int32), n_docs)
+        if base is not None:
+            repeat += base[doc]
         yield doc, labels[doc].astype(np.int32), repeat
         epoch += n_epochs
+
+
+def _random_blocks_after(rng: np.random.Generator, labels: np.ndarray, pool, prefix_doc: np.ndarray):
+    """The random sampler after a prefix: first the documents of the pool the prefix used least (the rest of
+    its epoch), in a random order, then whole epochs."""
+    uses = np.bincount(prefix_doc, minlength=labels.shape[0]).astype(np.int32)
+    members = np.arange(labels.shape[0], dtype=np.int64) if pool is None else pool.astype(np.int64)
+    if len(members):
+        least = members[uses[members] == uses[members].min()]
+        if len(least) < len(members):
+            doc = rng.permutation(least)
+            yield doc, labels[doc].astype(np.int32), uses[doc]
+            uses[least] += 1
+    yield from _random_blocks(rng, labels, pool, base=uses)
 
 
 # ----------------------------------------------------------------------------- cluster samplers
 
 
-def _cluster_weights(sizes: np.ndarray, alpha: float) -> np.ndarray:
-    """Weight ``size ** alpha`` of every cluster; 0 for clusters without documents."""
-    alpha = float(alpha)
-    if not np.isfinite(alpha):
-        raise ValueError(f"alpha must be a finite number, got {alpha!r}")
-    nonempty = sizes > 0
-    weights = np.zeros(sizes.shape[0], np.float64)
-    weights[nonempty] = 1.0 if alpha == 0 else np.power(sizes[nonempty].astype(np.float64), alpha)
-    if not np.all(np.isfinite(weights)) or np.any(weights[nonempty] == 0):
-        raise ValueError(f"alpha={alpha} makes some cluster weights overflow or vanish")
-    return weights
+class _ClusterPlan:
+    """Plan a ``uniform``/``clusterclip`` order stage by stage over one :class:`_ClusterState`."""
+
+    def __init__(self, labels: np.ndarray, stages: list[Stage], budget: Budget, lengths, rng: np.random.Generator,
+                 keep, allow_partial: bool, gap: RepeatGap):
+        self.stages = stages
+        self.budget = budget
+        self.lengths = lengths
+        self.rng = rng
+        self.allow_partial = allow_partial
+        self.gap = gap
+        self.n_docs = labels.shape[0]
+        self.keep = keep
+        n_clusters = n_clusters_of(labels, [s.law for s in stages])
+        self.laws = [resolve_law(s.law, labels, lengths, n_clusters, budget_tokens=budget.budget_tokens, keep=keep)
+                     for s in stages]
+        first = self.laws[0]
+        self.state = _ClusterState(first.labels, first.sizes)
+        self.n_samples = budget.total_samples(self.n_docs)
+        self.ends = _stage_ends(stages, budget, self.n_samples, lengths)
+        tracks_tokens = budget.tokens is not None or any(e[0] == "tokens" for e in self.ends)
+        self.order = _Order(self.n_samples, lengths if tracks_tokens else None)
+        self.stalled = False
+
+    def run(self, prefix: Prefix | None) -> Schedule:
+        spans: list[StageSpan] = []
+        if prefix is not None:
+            _start_after(self.order, prefix, self.budget, self.n_samples)
+            drawn = np.logical_or.reduce([law.pool for law in self.laws])
+            self.state.continue_from(prefix.doc_id, self.rng, self.laws[0].doc_log_weight, drawn)
+            spans = list(prefix.spans)
+        if self.gap:
+            self.state.track_gap(self.gap, self.lengths, prefix.doc_id if prefix is not None else None)
+        last = len(self.stages) - 1
+        for i in range(len(self.stages)):
+            start = self.order.n
+            self._stage(i, last_stage=i == last)
+            spans.append(StageSpan(start, self.order.n))
+            if self.stalled:
+                break
+        spans += [StageSpan(self.order.n, self.order.n)] * (len(self.stages) - i - 1)  # after a stall
+        law = self.laws[-1]
+        exhausted = law.clip is not None and self.order.n > 0 and not self._capacity_left(law)
+        doc_id, cluster, repeat = self.order.result()
+        return Schedule(doc_id=doc_id, cluster=cluster, repeat=repeat, exhausted=bool(exhausted),
+                        cluster_budget=law.cluster_budget, spans=tuple(spans), stalled=self.stalled)
+
+    def _capacity_left(self, law: ResolvedLaw) -> int:
+        """Samples the clip still allows the clusters ``law`` draws."""
+        cap = self.state.sizes * law.clip
+        return int(np.maximum(cap - self.state.used, 0)[law.pool].sum())
+
+    def _stage(self, i: int, last_stage: bool) -> None:  # noqa: C901 - one branch per way a stage ends
+        law = self.laws[i]
+        unit, end = self.ends[i]
+        end_samples, end_tokens = self._ends_with_budget(unit, end)
+        self._check_can_start(i, unit, end)
+        stream = _ClusterStream(self.state, law, self.rng, lengths=self.lengths)
+        checked = self._check_clip(i, law, end_samples, end_tokens)
+        blocks = stream.gap_blocks(self.gap) if self.gap else stream.blocks()
+        rest, reached = self.order.take(blocks, *checked)
+        if rest is not None:  # drawn past the end: handed back (the next stage goes on from there)
+            self.state.rollback(*rest)
+        if not reached and stream.stalled:
+            self._stall(i)
+        elif not reached and law.clip is not None and unit != "all" and not self.allow_partial:
+            self._ran_out(i, law)
+        elif reached and unit != "all" and checked == (end_samples, end_tokens):  # not cut short by allow_partial
+            self._check_ended_at_its_end(i, unit, end, last_stage)
+
+    def _ends_with_budget(self, unit: str, end: int) -> tuple[int | None, int | None]:
+        """The stage's end and the budget's, as (samples, tokens): the stage stops at whichever comes first."""
+        if unit == "all":
+            return None, None
+        samples = end if unit == "samples" else None
+        tokens = end if unit == "tokens" else None
+        if self.n_samples is not None:
+            samples = self.n_samples if samples is None else min(samples, self.n_samples)
+        if self.budget.tokens is not None:
+            tokens = self.budget.tokens if tokens is None else min(tokens, self.budget.tokens)
+        return samples, tokens
+
+    def _check_can_start(self, i: int, unit: str, end: int) -> None:
+        if unit == "all":
+            return
+        now = self.order.n if unit == "samples" else self.order.tokens
+        if i and self._budget_reached():
+            raise ValueError(f"{_stage_name(self.stages, i)} is empty: the budget ends before it starts; end the "
+                             "stages before it earlier or raise the budget")
+        if end <= now and len(self.stages) > 1:  # (a single law may plan no sample: a budget of 0)
+            raise ValueError(f"{_stage_name(self.stages, i)} is empty: the order is already at "
+                             f"{_at((unit, now))} when it starts; give each stage a later end than the one before"
+                             + (" and than the samples continued from" if i == 0 and now else ""))
+        law = self.laws[i]
+        if law.clip is None and self.lengths is not None and unit == "tokens":
+            drawn_tokens = law.cluster_tokens if law.cluster_tokens is not None else np.bincount(
+                law.labels, weights=self.lengths, minlength=law.n_clusters)
+            if not np.any(np.asarray(drawn_tokens)[law.pool] > 0):
+                raise ValueError(f"{_stage_name(self.stages, i)}: the documents it draws hold no tokens, so it "
+                                 "cannot reach its end")
+
+    def _check_clip(self, i: int, law: ResolvedLaw, end_samples, end_tokens):
+        """What the clip allows against the stage's end, before drawing: the single law of a fresh order keeps
+        the messages (and the switch to the whole pool under ``allow_partial``) of the planner without stages;
+        a stage ending at a sample count is checked the same way; one ending at a token count, after it ran out."""
+        fresh = self.order.n == 0 and len(self.stages) == 1
+        if law.clip is None:
+            if fresh:
+                lengths = self.lengths if self.lengths is None or self.keep is None else self.lengths[self.keep]
+                _check_reachable(self.budget.tokens, lengths, self.n_samples, int(law.sizes[law.pool].sum()))
+            return end_samples, end_tokens
+        possible = self._capacity_left(law)
+        if fresh:
+            if self.budget.budget_tokens is not None:
+                return end_samples, end_tokens
+            possible_tokens = None
+            if self.lengths is not None and self.budget.tokens is not None:
+                tokens = law.cluster_tokens if law.cluster_tokens is not None else cluster_token_sums(
+                    law.labels, self.lengths, law.n_clusters)
+                possible_tokens = int((tokens * law.clip)[law.pool].sum())
+            return _clip_budget(_clip_text(law.law), possible, possible_tokens, self.n_samples, self.budget.tokens,
+                                self.allow_partial)
+        if end_samples is not None and end_samples - self.order.n > possible and end_tokens is None:
+            if self.allow_partial:
+                return self.order.n + possible, None
+            asked = end_samples - self.order.n
+            raise BudgetError(f"{_stage_name(self.stages, i)}: the clip ({_clip_text(law.law)}) allows at most "
+                              f"{possible:,} more samples after sample {self.order.n:,} but the stage asks for "
+                              f"{asked:,}; lower the budget, end the stage earlier or raise its clip",
+                              possible_samples=self.order.n + possible)
+        return end_samples, end_tokens
+
+    def _ran_out(self, i: int, law: ResolvedLaw) -> None:
+        raise BudgetError(f"{_stage_name(self.stages, i)}: the clip ({_clip_text(law.law)}) empties the pool after "
+                          f"{self.order.n:,} samples ({self.order.tokens:,} tokens), before the stage's end; lower "
+                          f"the budget, end the stage earlier or raise its clip", possible_samples=self.order.n)
+
+    def _stall(self, i: int) -> None:
+        self.stalled = True
+        if not self.allow_partial:
+            where = f" in {_stage_name(self.stages, i)}" if len(self.stages) > 1 else ""
+            raise BudgetError(f"--min-repeat-gap {self.gap.describe()}: after {self.order.n:,} samples{where} every "
+                              f"cluster still drawn would reuse a document of the last {self.gap.describe()}, so "
+                              f"nothing can come next; lower the budget to {self.order.n:,} samples or lower the gap",
+                              possible_samples=self.order.n)
+
+    def _check_ended_at_its_end(self, i: int, unit: str, end: int, last_stage: bool) -> None:
+        """A stage whose end is in the other unit than the budget may meet the budget's end first (or, the last
+        one, end before it)."""
+        at_end = self.order.n >= end if unit == "samples" else self.order.tokens >= end
+        if not last_stage and not at_end:
+            raise ValueError(f"{_stage_name(self.stages, i)} runs past the end of the budget (reached at sample "
+                             f"{self.order.n:,}); end it earlier or raise the budget")
+        if last_stage and not self._budget_reached():
+            raise ValueError(f"the last stage ({self.stages[i].describe()}) ends at sample {self.order.n:,}, before "
+                             "the end of the budget; let it run to the end (leave out its until)")
+
+    def _budget_reached(self) -> bool:
+        return ((self.n_samples is not None and self.order.n >= self.n_samples)
+                or (self.budget.tokens is not None and self.order.tokens >= self.budget.tokens))
+
+
+class _ClusterState:
+    """Where every cluster's passes stand, carried from block to block and from stage to stage.
+
+    ``used[k]`` (documents of cluster k emitted so far), ``cur_pass[k]`` (the pass whose permutation is
+    stored in ``cur_perm``; -1 before the first) and ``cur_perm`` (for each cluster, the permutation of its
+    documents for that pass, at the cluster's slice of the cluster-grouped document order). With a repeat
+    gap also ``gap`` (where each document's last use ended).
+
+    Passes hold *slots*, a document's index in the cluster-grouped order (``by_cluster[slot]`` is the
+    document): a pass then reads and writes only its cluster's contiguous slice of every per-document array
+    kept in that order (the gap's ``last_end``, the document scores), where document ids would be spread
+    over the whole corpus.
+    """
+
+    def __init__(self, labels: np.ndarray, sizes: np.ndarray):
+        self.sizes = sizes
+        self.offsets = np.cumsum(sizes) - sizes
+        self.size_rank = np.empty_like(sizes)
+        self.size_rank[np.argsort(sizes, kind="stable")] = np.arange(sizes.shape[0])
+        # documents grouped by cluster, ascending inside a cluster (one sort of packed keys);
+        # int32 while N allows, to halve the memory traffic of the gathers below
+        self.doc_dtype = np.int32 if labels.shape[0] < 2**31 else np.int64
+        self.by_cluster = (np.sort((labels << 32) | np.arange(labels.shape[0])) & _LOW32).astype(self.doc_dtype)
+        self.used = np.zeros(sizes.shape[0], np.int64)
+        self.cur_pass = np.full(sizes.shape[0], -1, np.int64)
+        self.cur_perm = np.empty(labels.shape[0], self.doc_dtype)  # slots
+        self._slot_of: np.ndarray | None = None
+        self.block_index = 0  # blocks drawn so far, over all stages (their sizes grow with it)
+        self.gap: _GapTrack | None = None
+        self.stamp: np.ndarray | None = None  # with a gap in tokens: scratch map from slots to a block's samples
+        self.stamp_token = 0
+        self.slot: np.ndarray | None = None
+
+    def slot_of(self, doc: np.ndarray) -> np.ndarray:
+        """The slots of documents (the inverse of ``by_cluster``, built when first needed)."""
+        if self._slot_of is None:
+            self._slot_of = np.empty_like(self.by_cluster)
+            self._slot_of[self.by_cluster] = np.arange(self.by_cluster.shape[0], dtype=self.doc_dtype)
+        return self._slot_of[doc]
+
+    def grouped(self, per_doc: np.ndarray | None) -> np.ndarray | None:
+        """A per-document array in the slots' order."""
+        return None if per_doc is None else per_doc[self.by_cluster]
+
+    def rollback(self, doc: np.ndarray, cluster: np.ndarray, repeat: np.ndarray, prev_end=None) -> None:
+        """Undo emissions (in time order) that were drawn but are not part of the order: for each cluster, its
+        last ones. The pass in progress keeps its drawn order: the undone emissions of the pass the cluster
+        falls back into are its rest, put back where they were; passes started after it are forgotten."""
+        if not len(doc):
+            return
+        slot = self.slot_of(doc)
+        if self.gap is not None and prev_end is not None:  # samples that were in the order
+            self.gap.rollback(doc, slot, prev_end)
+        counts = np.bincount(cluster, minlength=self.sizes.shape[0])
+        touched = np.flatnonzero(counts)
+        self.used[touched] -= counts[touched]
+        level = np.zeros(self.sizes.shape[0], np.int64)
+        level[touched] = self.used[touched] // self.sizes[touched]
+        pass_of_level = np.flatnonzero(repeat == level[cluster])
+        c = cluster[pass_of_level].astype(np.int64)
+        order = np.argsort(c, kind="stable")  # time order kept inside each cluster
+        c = c[order]
+        first = np.r_[True, c[1:] != c[:-1]] if len(c) else np.zeros(0, bool)
+        run_start = np.flatnonzero(first)
+        rank = np.arange(len(c)) - np.repeat(run_start, np.diff(np.r_[run_start, len(c)]))
+        at = self.offsets[c] + self.used[c] - level[c] * self.sizes[c] + rank
+        self.cur_perm[at] = slot[pass_of_level[order]]
+        self.cur_pass[touched] = np.minimum(self.cur_pass[touched], level[touched])
+
+    def continue_from(self, prefix_doc: np.ndarray, rng: np.random.Generator, doc_log_weight, drawn) -> None:
+        """The state after an older order's first samples: a cluster whose documents the prefix used ``r`` or
+        ``r + 1`` times goes on with the ones used ``r`` times, in a fresh random order (by the first stage's
+        document scores, when it has them), then whole passes."""
+        n_docs = self.cur_perm.shape[0]
+        sizes = self.sizes
+        k = sizes.shape[0]
+        uses = np.bincount(prefix_doc, minlength=n_docs)[self.by_cluster]  # grouped by cluster
+        nonempty = np.flatnonzero(sizes > 0)
+        low = np.zeros(k, np.int64)
+        high = np.zeros(k, np.int64)
+        if len(nonempty):
+            low[nonempty] = np.minimum.reduceat(uses, self.offsets[nonempty])
+            high[nonempty] = np.maximum.reduceat(uses, self.offsets[nonempty])
+        grouped_cluster = np.repeat(np.arange(k), sizes)
+        uneven = np.flatnonzero((high > low + 1) & drawn)
+        if len(uneven):
+            c = int(uneven[0])
+            raise ValueError(f"the first {len(prefix_doc):,} samples use the documents of cluster {c} unevenly (some "
+                             f"{high[c]} times, some {low[c]}), which no order planned from these documents does; "
+                             "continue an order planned from the same documents (the same --dedup-threshold)")
+        at_low = uses == low[grouped_cluster]
+        m = np.bincount(grouped_cluster[at_low], minlength=k)
+        self.used = low * sizes + (sizes - m)
+        partial = (m > 0) & (m < sizes)
+        self.cur_pass = np.where(partial, low, low - 1)
+        # each cluster's slice: its documents used r + 1 times, then those used r times
+        low_rank = np.cumsum(at_low) - at_low
+        high_rank = np.cumsum(~at_low) - ~at_low
+        start_low = np.repeat(np.cumsum(m) - m, sizes)
+        start_high = np.repeat(np.cumsum(sizes - m) - (sizes - m), sizes)
+        base = np.repeat(self.offsets, sizes)
+        slot = np.where(at_low, base + (sizes - m)[grouped_cluster] + low_rank - start_low,
+                        base + high_rank - start_high)
+        self.cur_perm[slot] = np.arange(n_docs, dtype=self.doc_dtype)
+        # the rest of each pass in progress in a fresh random order, rows of equal length together
+        rows = np.flatnonzero(partial)
+        rows = rows[np.argsort(m[rows], kind="stable")]
+        index = _segment_arange(self.offsets[rows] + sizes[rows] - m[rows], m[rows])
+        rest = self.cur_perm[index]
+        _shuffle_rows(rng, rest, m[rows], m[rows], self.grouped(doc_log_weight))
+        self.cur_perm[index] = rest
+
+    def track_gap(self, gap: RepeatGap, lengths, prefix_doc) -> None:
+        n_docs = self.cur_perm.shape[0]
+        self.gap = _GapTrack(gap, n_docs, lengths)
+        if prefix_doc is not None:
+            self.gap.after(prefix_doc, self.slot_of(prefix_doc))
+        if gap.unit == "tokens":
+            self.stamp = np.full(n_docs, -1, np.int64)
+            self.slot = np.empty(n_docs, np.int64)
+
+
+class _GapTrack:
+    """Where each document's last use ended (``last_end``, by slot), in samples or tokens from the start of the
+    order, and where the order is (``position``)."""
+
+    def __init__(self, gap: RepeatGap, n_docs: int, lengths):
+        self.count = gap.count
+        self.lengths = lengths if gap.unit == "tokens" else None
+        self.last_end = np.full(n_docs, _NEVER, np.int64)
+        self.position = 0
+
+    def after(self, doc: np.ndarray, slot: np.ndarray) -> None:
+        """The order starts with the samples ``doc`` (a continued order's prefix)."""
+        if len(doc):
+            end = np.cumsum(self.units(doc))
+            np.maximum.at(self.last_end, slot, end)
+            self.position = int(end[-1])
+
+    def units(self, doc: np.ndarray) -> np.ndarray:
+        return np.ones(len(doc), np.int64) if self.lengths is None else self.lengths[doc].astype(np.int64)
+
+    def note_last_uses(self, slot: np.ndarray, end: np.ndarray, prev_index: np.ndarray) -> None:
+        """Samples of documents ``slot`` (time order, ending at ``end``; ``prev_index``: the sample before them
+        here with the same document, or -1) are in the order: each document's last use is its last one here."""
+        followed = np.zeros(len(slot), bool)
+        followed[prev_index[prev_index >= 0]] = True
+        last = ~followed  # each document once
+        self.last_end[slot[last]] = end[last]
+
+    def restore(self, slot: np.ndarray, prev_end: np.ndarray, prev_index: np.ndarray, undone: np.ndarray) -> None:
+        """Samples ``undone`` of a block (time order) are not in the order: each of their documents' last use
+        goes back to where it was before the first of them (``prev_end``)."""
+        first = undone & ~((prev_index >= 0) & undone[np.maximum(prev_index, 0)])
+        self.last_end[slot[first]] = prev_end[first]
+
+    def rollback(self, doc: np.ndarray, slot: np.ndarray, prev_end: np.ndarray) -> None:
+        """Undo samples at the end of the order (time order): each document's last use goes back to before its
+        first one here."""
+        self.position -= int(self.units(doc).sum())
+        d, first = np.unique(slot, return_index=True)
+        self.last_end[d] = prev_end[first]
+
+
+class _Planned:
+    """A block planned as if every draw were kept, in time order, for the repeat gap: each sample's document,
+    cluster, repeat, draw (``time``), where its document's use before ended (``prev_end``), where the sample
+    ends and its units; computed when a rejection needs them, the sample before it with the same document
+    (``prev_index``, -1: none in the block) and its document's slot."""
+
+    def __init__(self, doc, cluster, repeat, time, prev_end, end, units, start: int, sample, grouped_slot):
+        self.doc, self.cluster, self.repeat, self.time = doc, cluster, repeat, time
+        self.prev_end, self.end, self.units = prev_end, end, units
+        self._start, self._sample, self._grouped_slot = start, sample, grouped_slot
+        self.prev_index: np.ndarray | None = None
+        self._slot: np.ndarray | None = None
+
+    def previous_index(self) -> np.ndarray:
+        if self.prev_index is None:  # samples: the sample ending at prev_end
+            inside = self.prev_end > self._start
+            self.prev_index = np.where(inside, self.prev_end - self._start - 1, -1)
+        return self.prev_index
+
+    @property
+    def slot(self) -> np.ndarray:
+        if self._slot is None:
+            self._slot = np.empty(len(self.doc), self._grouped_slot.dtype)
+            self._slot[self._sample] = self._grouped_slot
+        return self._slot
+
+
+class _ClusterStream:
+    """The ``uniform`` / ``clusterclip`` process of one law over a :class:`_ClusterState`, generated block by
+    block."""
+
+    def __init__(self, state: _ClusterState, law: ResolvedLaw, rng: np.random.Generator, *, lengths=None):
+        self.state = state
+        self.rng = rng
+        # per-cluster token budgets: a cluster leaves at the first sample that reaches its budget
+        self.budget = law.cluster_budget
+        self.lengths = lengths
+        self.tokens_used = None if self.budget is None else np.zeros(state.sizes.shape[0], np.int64)
+        self.done = None if self.budget is None else np.zeros(state.sizes.shape[0], bool)
+        self.doc_logw = state.grouped(law.doc_log_weight)  # passes hold slots
+        self.weights = law.weights
+        self.cap = None if law.clip is None else state.sizes * law.clip
+        live = self.weights > 0
+        if self.cap is not None:
+            live &= state.used < self.cap
+        self.active = np.flatnonzero(live)
+        self.stalled = False
+
+    def blocks(self) -> Iterator[_Block]:
+        chooser = None
+        while len(self.active):
+            if chooser is None:
+                chooser = _WeightedChooser(self.active, self.weights)
+            n_active = len(self.active)
+            size = _block_size(self.state.block_index)
+            self.state.block_index += 1
+            yield self._block(chooser.draw(self.rng, size))
+            self._drop_finished()
+            if len(self.active) != n_active:
+                chooser = None
+
+    def _drop_finished(self) -> None:
+        if self.cap is not None:
+            self.active = self.active[self.state.used[self.active] < self.cap[self.active]]
+        if self.done is not None:
+            self.active = self.active[~self.done[self.active]]
+
+    def _block(self, choice: np.ndarray, with_time: bool = False):
+        state = self.state
+        m = len(choice)
+        if m == 0:
+            empty = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+            if with_time:
+                self._runs = (np.zeros(0, np.int64),) * 4
+                nothing = np.zeros(0, np.int64)
+                return _Planned(*empty, nothing, nothing, nothing, nothing, self.state.gap.position, nothing,
+                                nothing)
+            return empty
+        # Sort the draws by (cluster, time): each cluster's draws become a run, in time order.
+        key = np.sort((choice << 32) | np.arange(m))
+        cluster = key >> 32
+        time = key & _LOW32
+        starts = np.flatnonzero(np.r_[True, cluster[1:] != cluster[:-1]])
+        group = cluster[starts]
+        n_kept = np.diff(np.r_[starts, m])
+        if with_time:  # the draws' runs, for the repeat gap
+            self._runs = (cluster, time, starts, group)
+        rejected = False
+        if self.cap is not None:
+            # rejection: a cluster's draws count only until it reaches its cap
+            capped = np.minimum(n_kept, np.maximum(self.cap[group] - state.used[group], 0))
+            rejected = bool(np.any(capped < n_kept))
+            if rejected:
+                kept = _segment_arange(starts, capped)
+                cluster, time, n_kept = cluster[kept], time[kept], capped
+        if with_time:
+            pass_before = state.cur_pass[group]  # (the level of an emission is its pass after this one)
+        slot, repeat = self._documents(group, n_kept)
+        doc = state.by_cluster[slot]
+        if self.budget is not None:
+            cut, n_kept = self._cut_at_budget(group, n_kept, doc)
+            if cut is not None:
+                doc, repeat, cluster, time = doc[cut], repeat[cut], cluster[cut], time[cut]
+                rejected = True
+        state.used[group] += n_kept
+
+        # back to time order, skipping rejected draws
+        out_doc = np.empty(m, np.int64)
+        out_cluster = np.empty(m, np.int32)
+        out_repeat = np.empty(m, np.int32)
+        out_doc[time] = doc
+        out_cluster[time] = cluster
+        out_repeat[time] = repeat
+        if with_time:
+            kept = np.zeros(m, bool)
+            kept[time] = True
+            index = np.flatnonzero(kept)
+            level = repeat - np.repeat(pass_before, n_kept)
+            return self._note_uses(out_doc[index], out_cluster[index], out_repeat[index], index,
+                                   (np.cumsum(kept) - 1)[time], slot, level)
+        if rejected:
+            kept = np.zeros(m, bool)
+            kept[time] = True
+            return out_doc[kept], out_cluster[kept], out_repeat[kept]
+        return out_doc, out_cluster, out_repeat
+
+    # ------------------------------------------------------------------------- the repeat gap
+
+    def _note_uses_sorted(self, grouped_slot, grouped_end, grouped_prev, sample, grouped_prev_index) -> None:
+        """:meth:`_note_uses` by one sort of the emissions by (document, sample) instead of level by level."""
+        track = self.state.gap
+        key = np.sort((grouped_slot.astype(np.int64) << 32) | sample)
+        d = key >> 32
+        at = np.empty(len(key), np.int64)
+        at[sample] = np.arange(len(sample))  # grouped index of each sample
+        at = at[key & _LOW32]
+        repeat_of_doc = np.r_[False, d[1:] == d[:-1]]
+        grouped_prev[at] = np.where(repeat_of_doc, np.r_[0, grouped_end[at][:-1]], track.last_end[d])
+        if grouped_prev_index is not None:
+            grouped_prev_index[at[repeat_of_doc]] = (key & _LOW32)[np.flatnonzero(repeat_of_doc) - 1]
+        last = np.r_[d[1:] != d[:-1], True]
+        track.last_end[d[last]] = grouped_end[at[last]]
+
+    def gap_blocks(self, gap: RepeatGap) -> Iterator[tuple]:
+        """Blocks of samples that keep the repeat gap (see the module docstring), each with the end of every
+        sample's previous use (what :meth:`_ClusterState.rollback` restores). A cluster that leaves the pool
+        stays in the chooser, its draws rejected, until the clusters gone weigh half of it."""
+        chooser = None
+        size = _block_size(self.state.block_index)
+        self.gone = np.zeros(self.weights.shape[0], bool)
+        gone_weight = chooser_weight = 0.0
+        self.n_live = len(self.active)
+        self.resting = np.zeros(self.weights.shape[0], bool)  # rejected since the last sample
+        while self.n_live:
+            if chooser is None:
+                self.active = self.active[~self.gone[self.active]]
+                chooser = _WeightedChooser(self.active, self.weights)
+                chooser_weight, gone_weight = float(self.weights[self.active].sum()), 0.0
+            self.state.block_index += 1
+            self.left_weight = 0.0
+            block, progress, stalled = self._gap_round(chooser.draw(self.rng, size))
+            if len(block[0]):
+                yield block
+            if stalled and not self._unstall():
+                self.stalled = True
+                return
+            if self.left_weight:
+                gone_weight += self.left_weight
+                if gone_weight > chooser_weight / 2 or size >= len(self.active):  # rebuilding costs O(K)
+                    chooser = None
+            size = min(_MAX_BLOCK, 2 * size) if progress is None else max(_MIN_GAP_BLOCK, min(_MAX_BLOCK, 2 * progress))
+
+    def _rest(self, committed: bool, rejected_time: np.ndarray, rejected_cluster: np.ndarray) -> int | None:
+        """Note the clusters that rest after a round (rejected by the gap since its last sample, in time order).
+        Returns the draw at which every live cluster rests (the planner stops drawing there), or None."""
+        if committed:
+            self.resting[:] = False
+        need = self.n_live - int(np.count_nonzero(self.resting & ~self.gone))
+        if need <= 0 < self.n_live:  # the last cluster that did not rest has just left the pool
+            return int(rejected_time[0]) if len(rejected_time) and not committed else -1
+        fresh = ~self.resting[rejected_cluster] & ~self.gone[rejected_cluster]
+        if not fresh.any():
+            return None
+        clusters, first = np.unique(rejected_cluster[fresh], return_index=True)
+        self.resting[clusters] = True
+        if len(clusters) < need:
+            return None
+        return int(np.sort(rejected_time[fresh][first])[need - 1])
+
+    def _unstall(self) -> bool:
+        """Every live cluster rests: each moves the documents still inside the gap at the head of its pass (up to
+        its first one outside) to the end of the pass, and the planner goes on. False when no live cluster has a
+        document outside the gap left in its pass: then nothing can come next."""
+        state, track = self.state, self.state.gap
+        self.resting[:] = False
+        live = self.active[~self.gone[self.active]]
+        size = state.sizes[live]
+        done = state.used[live] - state.cur_pass[live] * size  # of the stored pass (every live cluster drew it)
+        length = np.maximum(size - done, 0)
+        index = _segment_arange(state.offsets[live] + done, length)
+        ok = track.position - track.last_end[state.cur_perm[index]] >= track.count
+        start = np.cumsum(length) - length
+        position = np.arange(len(index)) - np.repeat(start, length)
+        first = np.full(len(live), -1, np.int64)
+        hit = np.flatnonzero(ok)
+        if not len(hit):
+            return False
+        owner = np.repeat(np.arange(len(live)), length)[hit]
+        runs, at = np.unique(owner, return_index=True)
+        first[runs] = position[hit[at]]
+        turn = np.repeat(np.where(first > 0, first, 0), length)
+        state.cur_perm[index] = state.cur_perm[index][np.repeat(start, length) + (position + turn) % np.repeat(length,
+                                                                                                             length)]
+        return True
+
+    def _left(self) -> np.ndarray:
+        """Clusters drawn in the last block that are at their clip."""
+        if self.cap is None:
+            return np.zeros(0, np.int64)
+        touched = self._runs[3]
+        return touched[self.state.used[touched] >= self.cap[touched]]
+
+    def _gap_round(self, choice: np.ndarray):
+        """Plan the draws ``choice`` under the repeat gap: ``(block, draws used or None when all were, whether
+        every live cluster rests after them)`` (see :class:`_GapRound`)."""
+        planned = self._block(choice, with_time=True)
+        block, used, rejected_time, rejected_cluster = _GapRound(self, len(choice), planned).run()
+        left = self._left()
+        left = left[~self.gone[left]]
+        if len(left):  # clusters at their clip leave the pool (their draws are rejected from now on)
+            self.gone[left] = True
+            self.n_live -= len(left)
+            self.left_weight = float(self.weights[left].sum())
+        stall = self._rest(len(block[0]) > 0, rejected_time, rejected_cluster)
+        if stall is not None:  # nothing was kept after it: the draws after this one are drawn again once unstalled
+            return block, stall + 1, True
+        return block, used, False
+
+    def _cut_at_budget(self, group: np.ndarray, n_kept: np.ndarray, doc: np.ndarray):
+        """Cut each cluster's run (``doc`` grouped by cluster) after its first document that brings the
+        cluster to its token budget; such a cluster is done. Returns ``(mask of the kept documents or
+        None, new n_kept)``. The passes already drawn for a done cluster are never used again."""
+        tok = self.lengths[doc]
+        run_start = np.cumsum(n_kept) - n_kept
+        total = np.cumsum(tok)
+        total += np.repeat(self.tokens_used[group] - (total[run_start] - tok[run_start]), n_kept)
+        hits = np.flatnonzero(total >= np.repeat(self.budget[group], n_kept))
+        cut = None
+        if len(hits):
+            run_of = np.repeat(np.arange(len(group)), n_kept)
+            runs, first = np.unique(run_of[hits], return_index=True)
+            n_kept = n_kept.copy()
+            n_kept[runs] = hits[first] - run_start[runs] + 1
+            self.done[group[runs]] = True
+            cut = (np.arange(len(doc)) - run_start[run_of]) < n_kept[run_of]
+            tok = np.where(cut, tok, 0)
+        self.tokens_used[group] += np.add.reduceat(tok, run_start) if len(tok) else 0
+        return cut, n_kept
+
+    def _documents(self, group: np.ndarray, n_kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Documents (as slots) and pass indices of the next ``n_kept[g]`` emissions of each cluster
+        ``group[g]``, grouped by cluster; draws the permutations of passes that start here.
+
+        Each cluster's emissions are one run: the rest of its stored pass (``stored`` of them),
+        then its fresh passes in order (the last one possibly cut short).
+        """
+        state = self.state
+        size = state.sizes[group]
+        used = state.used[group]
+        previous = state.cur_pass[group]
+        first = used // size
+        last = (used + n_kept - 1) // size
+        stored = np.where(first == previous, np.minimum(size * (first + 1) - used, n_kept), 0)
+        n_new = last - previous  # passes that start in this block (>= 0)
+        new = np.flatnonzero(n_new)
+        # Fresh passes: n_new[g] permutations of cluster g's documents, laid out by cluster size
+        # so that passes of equal length are consecutive rows of one 2-D block.
+        by_size = new[np.argsort(state.size_rank[group[new]])]
+        fresh_len = n_new * size
+        fresh_base = np.zeros(len(group), np.int64)
+        fresh_base[by_size] = np.cumsum(fresh_len[by_size]) - fresh_len[by_size]
+        fresh = _segment_arange(
+            np.repeat(state.offsets[group[by_size]], n_new[by_size]),
+            np.repeat(size[by_size], n_new[by_size]),
+        ).astype(state.doc_dtype)  # slots
+        _shuffle_rows(self.rng, fresh, size[by_size], fresh_len[by_size], self.doc_logw)
+
+        out_start = np.cumsum(n_kept) - n_kept
+        doc = np.empty(int(n_kept.sum()), state.doc_dtype)
+        doc[_segment_arange(out_start, stored)] = state.cur_perm[
+            _segment_arange(state.offsets[group] + used - first * size, stored)
+        ]
+        doc[_segment_arange(out_start + stored, n_kept - stored)] = fresh[
+            _segment_arange(fresh_base, n_kept - stored)
+        ]
+
+        # pass index: one piece for the stored pass, one per fresh pass (the last one cut short)
+        n_pieces = 1 + n_new
+        piece_group = np.repeat(np.arange(len(group)), n_pieces)
+        piece = _segment_arange(np.zeros(len(group), np.int64), n_pieces)
+        piece_len = np.where(piece == 0, stored[piece_group], size[piece_group])
+        last_piece = np.cumsum(n_pieces)[new] - 1
+        piece_len[last_piece] = n_kept[new] - stored[new] - (n_new[new] - 1) * size[new]
+        repeat = np.repeat((previous[piece_group] + piece).astype(np.int32), piece_len)
+
+        # keep the last fresh pass of every cluster for the next blocks
+        g_new = group[new]
+        state.cur_perm[_segment_arange(state.offsets[g_new], size[new])] = fresh[
+            _segment_arange(fresh_base[new] + fresh_len[new] - size[new], size[new])
+        ]
+        state.cur_pass[g_new] = last[new]
+        return doc, repeat
+
+    def _note_uses(self, doc, cluster, repeat, time, sample, grouped_slot, level) -> _Planned:
+        """A block planned with every draw kept (time order; ``sample``: the sample of each emission in the
+        cluster-grouped order of ``grouped_slot``; ``level``: its pass counted from the one its cluster had
+        stored before the block, 0 for the rest of that one), with each sample's end and the end of its
+        document's use before, which it writes in the gap's ``last_end`` as the block's last use of each
+        document (undone by :meth:`_GapTrack.restore` where a sample is not kept).
+
+        A document is used at most once per pass, and passes are permutations, so the emissions go level
+        by level: in one level every document comes once, and what it reads from ``last_end`` is its use in
+        the level before or before the block. One gather and one scatter per sample, in the slots' order
+        (a cluster's own slice), and a stable sort of the small level numbers (a radix sort)."""
+        track = self.state.gap
+        units = track.units(doc)
+        end = track.position + np.cumsum(units)
+        by_tokens = track.lengths is not None
+        grouped_end = end[sample] if by_tokens else track.position + 1 + sample
+        grouped_prev = np.empty(len(grouped_slot), np.int64)
+        if by_tokens:  # a sample's end does not name it (a sample of 0 tokens ends where the one before does)
+            grouped_prev_index = np.full(len(grouped_slot), -1, np.int64)
+            self.state.stamp_token += 1
+        n_levels = int(level.max(initial=-1)) + 1
+        if n_levels > _MAX_LEVELS:  # tiny clusters drawn often (no clip): many passes here, one sort instead
+            self._note_uses_sorted(grouped_slot, grouped_end, grouped_prev, sample,
+                                   grouped_prev_index if by_tokens else None)
+        else:
+            level = level.astype(np.int16)
+            by_level = np.argsort(level, kind="stable")
+            bounds = np.searchsorted(level[by_level], np.arange(n_levels + 1))
+            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+                at = by_level[lo:hi]
+                d = grouped_slot[at]
+                grouped_prev[at] = track.last_end[d]
+                track.last_end[d] = grouped_end[at]
+                if by_tokens:
+                    here = self.state.stamp[d] == self.state.stamp_token
+                    grouped_prev_index[at[here]] = self.state.slot[d[here]]
+                    self.state.stamp[d] = self.state.stamp_token
+                    self.state.slot[d] = sample[at]
+        prev_end = np.empty(len(doc), np.int64)
+        prev_end[sample] = grouped_prev
+        planned = _Planned(doc, cluster, repeat, time, prev_end, end, units, track.position, sample, grouped_slot)
+        if by_tokens:
+            planned.prev_index = np.empty(len(doc), np.int64)
+            planned.prev_index[sample] = grouped_prev_index
+        return planned
+
+
+
+class _GapRound:
+    """One block of draws planned under the repeat gap (what :meth:`_ClusterStream.gap_blocks` yields).
+
+    The block was planned as if every draw were kept (:meth:`_ClusterStream._block`). A sample whose document
+    was used within the gap is rejected instead; the document stays next in its cluster, so the rejection
+    changes what its cluster emits at its later draws, and it moves every later sample back, which may bring
+    another sample within the gap. The clusters with a rejection, and those with a sample close enough to
+    the gap to be moved into it by the rejections before it (the bound: every sample of those clusters in
+    between rejected), are "hot" and resolved exactly; every other sample is kept as planned, only moved.
+
+    The hot clusters' draws go through a fixpoint: each pass recomputes every draw's document (the next one
+    of its cluster after the draws accepted before it), position and previous use from the current
+    decisions, and flips every decision that disagrees with the rule. Decisions before the earliest
+    disagreement follow from decisions before them alone, so they are those of the one-step-at-a-time
+    process, and each pass settles at least that earliest one: the fixpoint is the sequential result. When
+    :data:`_GAP_PASSES` passes have not settled it (a few clusters drawn again and again within the gap,
+    each decision hanging on the one before), the draws from the earliest disagreement on are decided one at
+    a time (:meth:`_HotClusters._one_at_a_time`: only the hot draws, never the block).
+    """
+
+    def __init__(self, stream: _ClusterStream, n_draws: int, planned: _Planned):
+        self.stream = stream
+        self.track: _GapTrack = stream.state.gap
+        self.n_draws = n_draws
+        self.planned = planned
+        self.doc, self.cluster, self.repeat, self.time = planned.doc, planned.cluster, planned.repeat, planned.time
+        self.prev_end, self.end, self.units = planned.prev_end, planned.end, planned.units
+        self.start = self.end - self.units
+
+    def run(self):
+        short = self.start - self.prev_end < self.track.count
+        if not short.any():  # the block as planned (its last uses are noted already)
+            if len(self.end):
+                self.track.position = int(self.end[-1])
+            nothing = np.zeros(0, np.int64)
+            return (self.doc, self.cluster, self.repeat, self.prev_end), None, nothing, nothing
+        self.prev_index, self.slot = self.planned.previous_index(), self.planned.slot
+        hot = self._hot(short)
+        in_hot = hot[self.cluster]
+        self.track.restore(self.slot, self.prev_end, self.prev_index, in_hot)  # the hot clusters' uses are redone
+        decided = _HotClusters(self, hot).resolve()
+        return self._commit(in_hot, decided)
+
+    def _hot(self, short: np.ndarray) -> np.ndarray:
+        """Clusters with a rejection, closed under "a sample that the possible rejections before it could move
+        into the gap". A cluster's samples before its first such event are kept for certain (nothing before
+        them can move them into the gap, and their documents follow from its draws alone), so only its
+        samples from that event on count as possible rejections."""
+        first_event = np.full(self.stream.weights.shape[0], self.n_draws, np.int64)
+        np.minimum.at(first_event, self.cluster[short], self.time[short])
+        margin = self.start - self.prev_end - self.track.count
+        while True:
+            maybe_gone = self.time >= first_event[self.cluster]
+            gone_units = np.where(maybe_gone, self.units, 0)
+            through = np.cumsum(gone_units)
+            candidates = np.flatnonzero(~maybe_gone & (margin < through[-1]))
+            prev = self.prev_index[candidates]
+            between = (through[candidates] - gone_units[candidates]
+                       - np.where(prev >= 0, through[np.maximum(prev, 0)], 0))
+            near = candidates[margin[candidates] < between]
+            if not len(near):
+                return first_event < self.n_draws
+            np.minimum.at(first_event, self.cluster[near], self.time[near])
+
+    def _commit(self, in_hot: np.ndarray, decided: _HotDecisions):
+        """Keep the cold samples (moved) and the hot clusters' accepted draws; hand the rest back."""
+        cold = ~in_hot
+        # a hot cluster keeps as many of its planned samples (the first ones) as it has accepted draws
+        rank = _rank_in_cluster(self.cluster, in_hot)
+        undo = in_hot & (rank >= decided.accepted_per_cluster[self.cluster])
+        self.stream.state.rollback(self.doc[undo], self.cluster[undo], self.repeat[undo])
+        # merge the cold samples and the hot ones by draw time
+        cold_index = np.flatnonzero(cold)
+        cold_time = self.time[cold_index]
+        cold_at = np.arange(len(cold_index)) + np.searchsorted(decided.time, cold_time)
+        hot_at = np.arange(len(decided.time)) + np.searchsorted(cold_time, decided.time)
+        n = len(cold_index) + len(decided.time)
+        doc, cluster, repeat, slot = (np.empty(n, a.dtype) for a in (self.doc, self.cluster, self.repeat, self.slot))
+        for column, planned, hot_value in zip((doc, cluster, repeat, slot),
+                                              (self.doc, self.cluster, self.repeat, self.slot),
+                                              (decided.doc, decided.cluster, decided.repeat, decided.slot)):
+            column[cold_at] = planned[cold_index]
+            column[hot_at] = hot_value
+        # previous uses here: a cold sample's is a cold sample kept before it; a hot one's, among the hot ones
+        prev_index = np.full(n, -1, np.int64)
+        new_index = np.full(len(self.doc), -1, np.int64)
+        new_index[cold_index] = cold_at
+        cold_prev = self.prev_index[cold_index]
+        has = cold_prev >= 0
+        prev_index[cold_at[has]] = new_index[cold_prev[has]]
+        prev_index[hot_at] = _previous_same(decided.doc, hot_at)
+        times = np.sort(np.r_[cold_time, decided.time]) if n else np.zeros(0, np.int64)
+        units = self.track.units(doc)
+        end = self.track.position + np.cumsum(units)
+        prev_end = np.empty(len(doc), np.int64)
+        prev_end[cold_at] = self.prev_end[cold_index]  # a use before the block stays where it was
+        prev_end[hot_at] = self.track.last_end[slot[hot_at]]  # restored above
+        inside = prev_index >= 0
+        prev_end[inside] = end[prev_index[inside]]
+        self.track.note_last_uses(slot, end, prev_index)
+        if len(end):
+            self.track.position = int(end[-1])
+        after = decided.rejected_time > (times[-1] if len(times) else -1)  # rejected at the position it ends at
+        order = np.argsort(decided.rejected_time[after], kind="stable")
+        return ((doc, cluster, repeat, prev_end), None, decided.rejected_time[after][order],
+                decided.rejected_cluster[after][order].astype(np.int64))
+
+
+@dataclass
+class _HotDecisions:
+    """The hot clusters' accepted draws (time, document, cluster, repeat, slot), and the draws rejected by the
+    gap."""
+
+    time: np.ndarray
+    doc: np.ndarray
+    cluster: np.ndarray
+    repeat: np.ndarray
+    slot: np.ndarray
+    accepted_per_cluster: np.ndarray  # int64 [K]
+    rejected_time: np.ndarray  # draws rejected by the gap (not by the clip)
+    rejected_cluster: np.ndarray
+
+
+#: passes of the hot clusters' fixpoint before the draws it has not settled are decided one at a time
+_GAP_PASSES = 6
+#: at most this many hot draws are decided one at a time straight away
+_GAP_FEW = 512
+
+
+class _HotClusters:
+    """The exact decisions of the hot clusters' draws in a :class:`_GapRound` (see there)."""
+
+    def __init__(self, gap_round: _GapRound, hot: np.ndarray):
+        r = gap_round
+        self.round = r
+        cluster, time, starts, group = r.stream._runs  # every draw, by (cluster, time)
+        runs = np.flatnonzero(hot[group])
+        lengths = np.diff(np.r_[starts, len(cluster)])[runs]
+        pick = _segment_arange(starts[runs], lengths)
+        self.cluster = cluster[pick]
+        self.time = time[pick]
+        self.run_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        self.by_time = np.argsort(self.time, kind="stable")
+        self.time_rank = np.empty(len(self.time), np.int64)
+        self.time_rank[self.by_time] = np.arange(len(self.time))
+        # each hot cluster's planned samples in order: what its accepted draws emit, one after the other
+        in_hot = hot[r.cluster]
+        planned = np.flatnonzero(in_hot)
+        planned = planned[np.argsort(r.cluster[planned], kind="stable")]
+        self.seq_doc = r.doc[planned]
+        self.seq_slot = r.slot[planned]
+        self.seq_repeat = r.repeat[planned]
+        k = hot.shape[0]
+        self.n_planned = np.bincount(r.cluster[planned], minlength=k)
+        self.seq_start = np.cumsum(self.n_planned) - self.n_planned
+        # units of the cold samples before each draw
+        cold_time = r.time[~in_hot]
+        cold_through = np.r_[0, np.cumsum(r.units[~in_hot])]
+        self.base = r.track.position + cold_through[np.searchsorted(cold_time, self.time)]
+        self.k = k
+
+    def resolve(self) -> _HotDecisions:
+        accepted = (np.arange(len(self.time)) - self.run_start) < self.n_planned[self.cluster]  # as planned
+        if len(self.time) <= _GAP_FEW:  # a few draws: one at a time at once
+            nothing = np.zeros(len(self.time), np.int64)
+            accepted = self._one_at_a_time(accepted, -1, self.seq_doc[nothing], nothing, nothing)
+            ok, doc, seq, start, units = self._rule(accepted)
+            return self._decisions(accepted, doc, seq)
+        for _ in range(_GAP_PASSES):
+            ok, doc, seq, start, units = self._rule(accepted)
+            wrong = accepted != ok
+            if not wrong.any():
+                return self._decisions(accepted, doc, seq)
+            accepted = ok
+        # slow to settle: a few clusters drawn again and again within the gap, each decision hanging on the one
+        # before; settle the draws from the earliest undecided one on one at a time
+        ok, doc, seq, start, units = self._rule(accepted)
+        wrong = accepted != ok
+        if wrong.any():
+            accepted = self._one_at_a_time(accepted, int(self.time[wrong].min()), doc, start, units)
+            ok, doc, seq, start, units = self._rule(accepted)
+        return self._decisions(accepted, doc, seq)
+
+    def _one_at_a_time(self, accepted, settled_before: int, doc, start, units) -> np.ndarray:
+        """The decisions of the hot draws from time ``settled_before`` on, one draw after the other (the rule of
+        :meth:`_rule`), the ones before kept."""
+        track = self.round.track
+        accepted = accepted.copy()
+        settled = self.time < settled_before
+        kept = accepted & settled
+        rank = np.bincount(self.cluster[kept], minlength=self.k).tolist()
+        shift = int(units[kept].sum())  # units of the hot samples before
+        last_end = dict(zip(self.seq_slot_of(doc[kept]).tolist(), (start + units)[kept].tolist()))
+        slots, lengths = self.seq_slot.tolist(), track.units(self.seq_doc).tolist()
+        n_planned, seq_start = self.n_planned.tolist(), self.seq_start.tolist()
+        later = self.by_time[~settled[self.by_time]]
+        base, cluster = self.base[later].tolist(), self.cluster[later].tolist()
+        decisions = []
+        for b, c in zip(base, cluster):
+            r = rank[c]
+            if r >= n_planned[c]:  # the clip
+                decisions.append(False)
+                continue
+            slot = slots[seq_start[c] + r]
+            at = b + shift
+            previous = last_end.get(slot)
+            if previous is None:
+                previous = int(track.last_end[slot])
+            if at - previous < track.count:  # the gap
+                decisions.append(False)
+                continue
+            decisions.append(True)
+            rank[c] = r + 1
+            shift += lengths[seq_start[c] + r]
+            last_end[slot] = at + lengths[seq_start[c] + r]
+        accepted[later] = decisions
+        return accepted
+
+    def seq_slot_of(self, doc: np.ndarray) -> np.ndarray:
+        return self.round.stream.state.slot_of(doc)
+
+    def _rule(self, accepted: np.ndarray):
+        """For every hot draw under ``accepted``: whether the rule accepts it, its document, its index in its
+        cluster's planned samples, where it would start and its units."""
+        track = self.round.track
+        rank = _exclusive_run_cumsum(accepted, self.run_start)
+        n_planned = self.n_planned[self.cluster]
+        in_plan = rank < n_planned
+        seq = self.seq_start[self.cluster] + np.minimum(rank, n_planned - 1)
+        doc = self.seq_doc[seq]
+        slot = self.seq_slot[seq]
+        units = track.units(doc)
+        accepted_units = np.where(accepted, units, 0)[self.by_time]
+        before = np.empty(len(doc), np.int64)
+        before[self.by_time] = np.cumsum(accepted_units) - accepted_units
+        start = self.base + before
+        end = start + units
+        # the end of the previous accepted draw of the same document (this round), else its last use before
+        key = np.sort((slot.astype(np.int64) << 32) | self.time_rank)
+        where = self.by_time[key & _LOW32]
+        d = key >> 32
+        first_of_doc = np.r_[True, d[1:] != d[:-1]]
+        run_start = np.maximum.accumulate(np.where(first_of_doc, np.arange(len(d)), 0))
+        last_accepted = np.maximum.accumulate(np.where(accepted[where], np.arange(len(d)), -1))
+        previous = np.r_[-1, last_accepted[:-1]]
+        has = previous >= run_start
+        prev_end = np.where(has, end[where[np.maximum(previous, 0)]], track.last_end[d])
+        ok = np.empty(len(doc), bool)
+        ok[where] = in_plan[where] & (start[where] - prev_end >= track.count)
+        return ok, doc, seq, start, units
+
+    def _decisions(self, accepted, doc, seq) -> _HotDecisions:
+        keep = self.by_time[accepted[self.by_time]]  # in time order
+        per_cluster = np.bincount(self.cluster[keep], minlength=self.k)
+        gap_rejected = ~accepted & (_exclusive_run_cumsum(accepted, self.run_start) < self.n_planned[self.cluster])
+        return _HotDecisions(self.time[keep], doc[keep], self.cluster[keep], self.seq_repeat[seq[keep]],
+                             self.seq_slot[seq[keep]], per_cluster, self.time[gap_rejected],
+                             self.cluster[gap_rejected])
+
+
+def _previous_same(doc: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """For samples ``index`` (ascending) of documents ``doc``: the index of the sample before with the same
+    document among them, or -1."""
+    out = np.full(len(doc), -1, np.int64)
+    if len(doc) > 1:
+        order = np.lexsort((index, doc))
+        same = np.flatnonzero(doc[order][1:] == doc[order][:-1])
+        out[order[same + 1]] = index[order[same]]
+    return out
+
+
+def _exclusive_run_cumsum(flags: np.ndarray, run_start: np.ndarray) -> np.ndarray:
+    """For each element, how many ``flags`` are set before it in its run (runs given by each element's
+    ``run_start``, consecutive)."""
+    through = np.cumsum(flags)
+    before = through - flags
+    return before - before[run_start]
+
+
+def _rank_in_cluster(cluster: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """For each element with ``mask``: how many elements of its cluster with ``mask`` come before it."""
+    rank = np.zeros(len(cluster), np.int64)
+    index = np.flatnonzero(mask)
+    if len(index):
+        order = index[np.argsort(cluster[index], kind="stable")]
+        c = cluster[order]
+        first = np.r_[True, c[1:] != c[:-1]]
+        start = np.maximum.accumulate(np.where(first, np.arange(len(c)), 0))
+        rank[order] = np.arange(len(c)) - start
+    return rank
+
+
+# ----------------------------------------------------------------------------- the chooser
 
 
 def _segment_arange(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -636,170 +1585,6 @@ def _bucket(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
         count += x >= edge
     return count.astype(np.intp)
 
-
-class _ClusterStream:
-    """The ``uniform`` / ``clusterclip`` process, generated block by block.
-
-    State between blocks: ``used[k]`` (documents of cluster k emitted so far), ``cur_pass[k]``
-    (the pass whose permutation is stored in ``cur_perm``; -1 before the first) and ``cur_perm``
-    (for each cluster, the permutation of its documents for that pass, at the cluster's slice of
-    the cluster-grouped document order).
-    """
-
-    def __init__(self, labels, sizes, weights, max_repeats, rng, *, lengths=None, budget=None, doc_logw=None):
-        self.rng = rng
-        # per-cluster token budgets: a cluster leaves at the first sample that reaches its budget
-        self.budget = budget
-        self.lengths = lengths
-        self.tokens_used = None if budget is None else np.zeros(sizes.shape[0], np.int64)
-        self.done = None if budget is None else np.zeros(sizes.shape[0], bool)
-        self.doc_logw = doc_logw
-        self.sizes = sizes
-        self.weights = weights
-        self.offsets = np.cumsum(sizes) - sizes
-        self.size_rank = np.empty_like(sizes)
-        self.size_rank[np.argsort(sizes, kind="stable")] = np.arange(sizes.shape[0])
-        # documents grouped by cluster, ascending inside a cluster (one sort of packed keys);
-        # int32 while N allows, to halve the memory traffic of the gathers below
-        self.doc_dtype = np.int32 if labels.shape[0] < 2**31 else np.int64
-        self.by_cluster = (np.sort((labels << 32) | np.arange(labels.shape[0])) & _LOW32).astype(
-            self.doc_dtype
-        )
-        self.cap = None if max_repeats is None else sizes * max_repeats
-        self.used = np.zeros(sizes.shape[0], np.int64)
-        self.cur_pass = np.full(sizes.shape[0], -1, np.int64)
-        self.cur_perm = np.empty(labels.shape[0], self.doc_dtype)
-        self.active = np.flatnonzero(weights > 0)
-
-    def blocks(self) -> Iterator[_Block]:
-        chooser = None
-        for index in itertools.count():
-            if len(self.active) == 0:
-                return
-            if chooser is None:
-                chooser = _WeightedChooser(self.active, self.weights)
-            n_active = len(self.active)
-            yield self._block(chooser.draw(self.rng, _block_size(index)))
-            if self.cap is not None:
-                self.active = self.active[self.used[self.active] < self.cap[self.active]]
-            if self.done is not None:
-                self.active = self.active[~self.done[self.active]]
-            if len(self.active) != n_active:
-                chooser = None
-
-    def _block(self, choice: np.ndarray) -> _Block:
-        m = len(choice)
-        if m == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
-        # Sort the draws by (cluster, time): each cluster's draws become a run, in time order.
-        key = np.sort((choice << 32) | np.arange(m))
-        cluster = key >> 32
-        time = key & _LOW32
-        starts = np.flatnonzero(np.r_[True, cluster[1:] != cluster[:-1]])
-        group = cluster[starts]
-        n_kept = np.diff(np.r_[starts, m])
-        rejected = False
-        if self.cap is not None:
-            # rejection: a cluster's draws count only until it reaches its cap
-            capped = np.minimum(n_kept, self.cap[group] - self.used[group])
-            rejected = bool(np.any(capped < n_kept))
-            if rejected:
-                kept = _segment_arange(starts, capped)
-                cluster, time, n_kept = cluster[kept], time[kept], capped
-        doc, repeat = self._documents(group, n_kept)
-        if self.budget is not None:
-            cut, n_kept = self._cut_at_budget(group, n_kept, doc)
-            if cut is not None:
-                doc, repeat, cluster, time = doc[cut], repeat[cut], cluster[cut], time[cut]
-                rejected = True
-        self.used[group] += n_kept
-
-        # back to time order, skipping rejected draws
-        out_doc = np.empty(m, np.int64)
-        out_cluster = np.empty(m, np.int32)
-        out_repeat = np.empty(m, np.int32)
-        out_doc[time] = doc
-        out_cluster[time] = cluster
-        out_repeat[time] = repeat
-        if rejected:
-            kept = np.zeros(m, bool)
-            kept[time] = True
-            return out_doc[kept], out_cluster[kept], out_repeat[kept]
-        return out_doc, out_cluster, out_repeat
-
-    def _cut_at_budget(self, group: np.ndarray, n_kept: np.ndarray, doc: np.ndarray):
-        """Cut each cluster's run (``doc`` grouped by cluster) after its first document that brings the
-        cluster to its token budget; such a cluster is done. Returns ``(mask of the kept documents or
-        None, new n_kept)``. The passes already drawn for a done cluster are never used again."""
-        tok = self.lengths[doc]
-        run_start = np.cumsum(n_kept) - n_kept
-        total = np.cumsum(tok)
-        total += np.repeat(self.tokens_used[group] - (total[run_start] - tok[run_start]), n_kept)
-        hits = np.flatnonzero(total >= np.repeat(self.budget[group], n_kept))
-        cut = None
-        if len(hits):
-            run_of = np.repeat(np.arange(len(group)), n_kept)
-            runs, first = np.unique(run_of[hits], return_index=True)
-            n_kept = n_kept.copy()
-            n_kept[runs] = hits[first] - run_start[runs] + 1
-            self.done[group[runs]] = True
-            cut = (np.arange(len(doc)) - run_start[run_of]) < n_kept[run_of]
-            tok = np.where(cut, tok, 0)
-        self.tokens_used[group] += np.add.reduceat(tok, run_start) if len(tok) else 0
-        return cut, n_kept
-
-    def _documents(self, group: np.ndarray, n_kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Documents and pass indices of the next ``n_kept[g]`` emissions of each cluster
-        ``group[g]``, grouped by cluster; draws the permutations of passes that start here.
-
-        Each cluster's emissions are one run: the rest of its stored pass (``stored`` of them),
-        then its fresh passes in order (the last one possibly cut short).
-        """
-        size = self.sizes[group]
-        used = self.used[group]
-        previous = self.cur_pass[group]
-        first = used // size
-        last = (used + n_kept - 1) // size
-        stored = np.where(first == previous, np.minimum(size * (first + 1) - used, n_kept), 0)
-        n_new = last - previous  # passes that start in this block (>= 0)
-        new = np.flatnonzero(n_new)
-        # Fresh passes: n_new[g] permutations of cluster g's documents, laid out by cluster size
-        # so that passes of equal length are consecutive rows of one 2-D block.
-        by_size = new[np.argsort(self.size_rank[group[new]])]
-        fresh_len = n_new * size
-        fresh_base = np.zeros(len(group), np.int64)
-        fresh_base[by_size] = np.cumsum(fresh_len[by_size]) - fresh_len[by_size]
-        fresh = self.by_cluster[_segment_arange(
-            np.repeat(self.offsets[group[by_size]], n_new[by_size]),
-            np.repeat(size[by_size], n_new[by_size]),
-        )]
-        _shuffle_rows(self.rng, fresh, size[by_size], fresh_len[by_size], self.doc_logw)
-
-        out_start = np.cumsum(n_kept) - n_kept
-        doc = np.empty(int(n_kept.sum()), self.doc_dtype)
-        doc[_segment_arange(out_start, stored)] = self.cur_perm[
-            _segment_arange(self.offsets[group] + used - first * size, stored)
-        ]
-        doc[_segment_arange(out_start + stored, n_kept - stored)] = fresh[
-            _segment_arange(fresh_base, n_kept - stored)
-        ]
-
-        # pass index: one piece for the stored pass, one per fresh pass (the last one cut short)
-        n_pieces = 1 + n_new
-        piece_group = np.repeat(np.arange(len(group)), n_pieces)
-        piece = _segment_arange(np.zeros(len(group), np.int64), n_pieces)
-        piece_len = np.where(piece == 0, stored[piece_group], size[piece_group])
-        last_piece = np.cumsum(n_pieces)[new] - 1
-        piece_len[last_piece] = n_kept[new] - stored[new] - (n_new[new] - 1) * size[new]
-        repeat = np.repeat((previous[piece_group] + piece).astype(np.int32), piece_len)
-
-        # keep the last fresh pass of every cluster for the next blocks
-        g_new = group[new]
-        self.cur_perm[_segment_arange(self.offsets[g_new], size[new])] = fresh[
-            _segment_arange(fresh_base[new] + fresh_len[new] - size[new], size[new])
-        ]
-        self.cur_pass[g_new] = last[new]
-        return doc, repeat
 
 
 # ----------------------------------------------------------------------------- pass permutations

@@ -21,6 +21,7 @@ from ..errors import ClusterClipError, InputError
 from ..faults import checkpoint
 from ..steps import Outcome, Plan, Run, Step
 from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, write_order
+from .law import Budget, SamplingLaw
 from .sampling import BudgetError, Schedule, epochs_to_samples, plan_schedule
 from .settings import ScheduleSettings
 from .stats import format_statistics, schedule_statistics
@@ -319,11 +320,11 @@ def _mix_inputs(s: ScheduleSettings, emb: EmbedDir, cl: ClusterDir, labels: np.n
 def _plan(labels: np.ndarray, s: ScheduleSettings, lengths, mix: _Mix | None = None) -> Schedule:
     mix = mix or _Mix()
     try:
-        return plan_schedule(labels, sampler=s.sampler, max_repeats=s.max_repeats, alpha=s.alpha, samples=s.samples,
-                             tokens=s.tokens, epochs=s.epochs, lengths=lengths, seed=s.seed,
-                             allow_partial=s.allow_partial, balance=s.balance, cluster_weights=mix.weights,
-                             cluster_max_repeats=mix.repeats, budget_tokens=s.budget_tokens,
-                             doc_scores=mix.doc_scores, doc_power=s.doc_weight_power, keep=mix.drawable())
+        law = SamplingLaw(sampler=s.sampler, max_repeats=s.max_repeats, alpha=s.alpha, balance=s.balance,
+                          cluster_weights=mix.weights, cluster_max_repeats=mix.repeats, doc_scores=mix.doc_scores,
+                          doc_power=s.doc_weight_power, keep=mix.drawable())
+        budget = Budget(samples=s.samples, tokens=s.tokens, epochs=s.epochs, budget_tokens=s.budget_tokens)
+        return plan_schedule(labels, law, budget, lengths=lengths, seed=s.seed, allow_partial=s.allow_partial)
     except BudgetError as e:
         raise InputError(f"{e}; or pass --allow-partial to write what is possible") from None
     except ValueError as e:  # a budget the corpus cannot reach (no documents or no tokens), or weights that draw nothing
