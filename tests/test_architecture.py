@@ -24,7 +24,7 @@ ARTIFACT_NAMES = {
     "docs_file", "order_file", "heldout_loss.parquet", "loss_curve.parquet", "checkpoint.pt", "HELDOUT_LOSS",
     "LOSS_CURVE", "CHECKPOINT", "SIDECAR_SUFFIX", "heldout.parquet", "HELDOUT_FILE", "runs.parquet", "RUNS_FILE",
     "mixtures.parquet", "MIXTURES_FILE", "pool.parquet", "POOL_FILE", "fit.json", "FIT_FILE", "points.parquet",
-    "POINTS_FILE", "MODEL_FILE",
+    "POINTS_FILE", "MODEL_FILE", "law.parquet", "LAW_FILE",
 }
 OWNERS = {
     "artifacts/directory.py", "artifacts/manifest.py", "artifacts/output.py", "artifacts/journal.py",

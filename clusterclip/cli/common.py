@@ -60,7 +60,11 @@ def load_config(path: str | os.PathLike, section: str) -> dict:
     own = data.get(section) or {}
     if not isinstance(own, dict):
         raise ClusterClipError(f"{p}: [{section}] must be a table of option names to values")
-    values.update(_normalized(own, p, f"[{section}] "))
+    own = _normalized(own, p, f"[{section}] ")
+    if section == "schedule" and "stage" in own:  # [[schedule.stage]] tables: this file is also the --stages file
+        del own["stage"]
+        own.setdefault("stages", str(p))
+    values.update(own)
     return values
 
 

@@ -141,7 +141,8 @@ class ScheduleInfo:
 
 def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
     """Read a ``schedule`` directory's manifest and check that it was planned from ``clusters``."""
-    manifest = ScheduleDir(sched_dir).manifest
+    sched = ScheduleDir(sched_dir)
+    manifest = sched.manifest
     recorded = (manifest.get("inputs") or {}).get("cluster") or {}
     if recorded.get("manifest_sha256") != manifest_digest(clusters.directory):
         raise MismatchError(
@@ -155,7 +156,9 @@ def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
         cluster_tokens = stats.get("cluster_tokens")
         if cluster_tokens is not None and len(cluster_tokens) != clusters.k:
             raise ValueError(f"cluster_tokens has {len(cluster_tokens)} entries for k={clusters.k}")
-        multipliers, repeats, missing = _schedule_law(settings, clusters.k)
+        law = sched.law()
+        multipliers, repeats, missing = (_schedule_law(settings, clusters.k) if law is None
+                                         else _recorded_law(law, settings, clusters.k))
         return ScheduleInfo(
             directory=Path(sched_dir), sampler=sampler,
             max_repeats=int(settings["max_repeats"]) if sampler == "clusterclip" else None,
@@ -174,6 +177,20 @@ def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{Path(sched_dir) / 'manifest.json'}: lacks the schedule statistics ({e}); "
                          "rerun `clusterclip schedule --overwrite`") from None
+
+
+def _recorded_law(law: dict, settings: dict, k: int) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
+    """The multipliers and clips of ``law.parquet`` (what the schedule drew with, whatever became of its
+    ``--weights`` file); a schedule of several stages has one law per stage, not one to draw."""
+    stages = np.unique(law["stage"])
+    if len(stages) != 1:
+        return None, None, f"it changes law over {len(stages)} stages (law.parquet holds each stage's expected shares)"
+    multiplier = np.asarray(law["multiplier"], np.float64)[:k]
+    clip = np.asarray(law["clip"], np.int64)[:k]
+    multipliers = multiplier if np.any(multiplier != 1) else None
+    base = settings.get("max_repeats")
+    repeats = clip if base is not None and np.any(clip != int(base)) else None
+    return multipliers, repeats, None
 
 
 def _schedule_law(settings: dict, k: int) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:

@@ -3,6 +3,8 @@
 Layout (SPEC §2, §3)::
 
     order.parquet       position int64, doc_id int64, cluster int32, repeat int32: the training order
+                        (and stage int32 when the schedule has several stages, a continued one included)
+    law.parquet         the resolved sampling law, one row per stage and cluster (:data:`.law.LAW_COLUMNS`)
     shards.json         every shard of every format: files (bytes, sha256), tokens, samples, first position
     bin/ megatron/ ...  the shards, one sub-directory per format (see :mod:`clusterclip.shards`)
     manifest.json       settings, inputs, every output file with its sha256, statistics, accounting
@@ -22,20 +24,33 @@ from ..errors import InputError, IntegrityError
 from ..shards.index import INDEX_FILE, read_index
 
 ORDER_FILE = "order.parquet"
+LAW_FILE = "law.parquet"
 WORK_DIR = ".work"  # scratch space of a running schedule inside its build (token store)
 
 
 def write_order(path: Path, schedule) -> None:
-    """``order.parquet``: one row per sample (position, doc_id, cluster, repeat), atomically."""
+    """``order.parquet``: one row per sample (position, doc_id, cluster, repeat; stage when the schedule has
+    several), atomically."""
     import pyarrow as pa
 
-    table = pa.table({
+    columns = {
         "position": pa.array(np.arange(len(schedule), dtype=np.int64)),
         "doc_id": pa.array(schedule.doc_id.astype(np.int64, copy=False)),
         "cluster": pa.array(schedule.cluster.astype(np.int32, copy=False)),
         "repeat": pa.array(schedule.repeat.astype(np.int32, copy=False)),
-    })
-    write_parquet_atomic(path, table, row_group_size=1 << 20)
+    }
+    if schedule.staged:
+        columns["stage"] = pa.array(schedule.stage)
+    write_parquet_atomic(path, pa.table(columns), row_group_size=1 << 20)
+
+
+def write_law(path: Path, table: dict[str, np.ndarray]) -> None:
+    """``law.parquet``: the columns of :func:`.law.law_table`, atomically."""
+    import pyarrow as pa
+
+    from .law import LAW_COLUMNS
+
+    write_parquet_atomic(path, pa.table({name: pa.array(table[name]) for name in LAW_COLUMNS}))
 
 
 def iter_order_file(path: Path, batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -104,6 +119,32 @@ class ScheduleDir(ArtifactDir):
                              f"--dry-run to write shards")
         self.verify_file(INDEX_FILE)
         return read_index(self.path)
+
+    def law(self) -> dict[str, np.ndarray] | None:
+        """``law.parquet`` (digest checked) as columns; None for a schedule written before it existed."""
+        if not any(r["path"] == LAW_FILE for r in self.manifest["outputs"]):
+            return None
+        table = self.parquet(LAW_FILE).read()
+        return {name: table.column(name).to_numpy() for name in table.column_names}
+
+    def order_head(self, n: int) -> dict[str, np.ndarray]:
+        """The first ``n`` rows of ``order.parquet`` (digest checked): doc_id, cluster, repeat and stage (0
+        throughout when the order has no stage column)."""
+        pf = self.parquet(ORDER_FILE)
+        names = ["doc_id", "cluster", "repeat"] + (["stage"] if "stage" in pf.schema_arrow.names else [])
+        parts: dict[str, list] = {c: [] for c in names}
+        got = 0
+        for batch in pf.iter_batches(batch_size=1 << 20, columns=names):
+            if got >= n:
+                break
+            take = min(n - got, batch.num_rows)
+            for c in names:
+                parts[c].append(batch.column(c).to_numpy()[:take])
+            got += take
+        out = {c: np.concatenate(v) if v else np.zeros(0, np.int64) for c, v in parts.items()}
+        if "stage" not in out:
+            out["stage"] = np.zeros(len(out["doc_id"]), np.int32)
+        return out
 
     def order_rows(self) -> int:
         """Rows of ``order.parquet`` (its digest checked)."""

@@ -10,6 +10,7 @@ from ..errors import InputError
 from ..settings import REHASH_HELP, Settings, setting
 from ..tokens.build import WORKERS
 from ..tokens.tokenizer import check_convention
+from .law import GAP_UNITS
 from .sampling import BALANCES, SAMPLERS
 
 DEFAULT_SHARD_TOKENS = 100_000_000
@@ -20,7 +21,10 @@ MAX_TOKEN_BUDGET = 10**15
 #: settings added with token balancing: left out of the manifest at these values, so the record (and
 #: the job's identity) of a schedule that uses none of them is what it was before
 BALANCE_DEFAULTS = {"balance": "samples", "weights": None, "cluster_max_repeats": None, "budget_tokens": None,
-                    "doc_weight_column": None, "doc_weight_power": 1.0, "dedup_threshold": None}
+                    "doc_weight_column": None, "doc_weight_power": 1.0, "dedup_threshold": None,
+                    # changing course (stages, the repeat gap, continuing an order)
+                    "stages": None, "min_repeat_gap": 0, "repeat_gap_unit": "samples", "continue_from": None,
+                    "at_sample": None, "at_tokens": None}
 
 
 def _formats_help() -> str:
@@ -132,6 +136,32 @@ class ScheduleSettings(Settings):
                                   metavar="EVAL",
                                   help="A `clusterclip holdout` directory of this EMB and CL: its documents are "
                                        "never drawn (checked); its path and digest are recorded as an input.")
+    # changing course (README "Staged schedules and changing course"); left out of the record at their defaults
+    stages: str | None = setting(None, flag="--stages", kind=str, optional=True, group="sampling", metavar="FILE",
+                                 help="Stages (TOML, YAML or JSON: [[stage]] tables; or [[schedule.stage]] in "
+                                      "--config), each until a fraction of the budget (until = 0.25), a sample "
+                                      "(until_sample) or a token count (until_tokens), with its own sampler, alpha, "
+                                      "balance, max_repeats, weights, cluster_max_repeats and doc_weight_power (the "
+                                      "options given here are every stage's defaults). The clip counts over the "
+                                      "whole order.")
+    min_repeat_gap: int = setting(0, flag="--min-repeat-gap", kind=int, min=0, max=MAX_TOKEN_BUDGET,
+                                  group="sampling", metavar="G",
+                                  help="No document reappears within G samples (--repeat-gap-unit tokens: tokens) "
+                                       "of its last use; 0: no gap.")
+    repeat_gap_unit: str = setting("samples", flag="--repeat-gap-unit", kind=str, choices=GAP_UNITS,
+                                   group="sampling", help="What --min-repeat-gap counts (tokens needs --tokenizer).")
+    continue_from: str | None = setting(None, flag="--continue", kind=str, optional=True, group="sampling",
+                                        metavar="OLD",
+                                        help="Continue the schedule directory OLD: its first --at-sample N samples "
+                                             "(or up to --at-tokens T) exactly, shards byte-identical up to the "
+                                             "shard holding that point, then these settings; the clip counts what "
+                                             "the prefix used. Same EMB, CL, tokenizer and shard settings as OLD.")
+    at_sample: int | None = setting(None, flag="--at-sample", kind=int, min=0, max=2**62, optional=True, group="sampling",
+                                    metavar="N", help="With --continue: keep OLD's first N samples.")
+    at_tokens: int | None = setting(None, flag="--at-tokens", kind=int, min=1, max=MAX_TOKEN_BUDGET, optional=True,
+                                    group="sampling", metavar="T",
+                                    help="With --continue: keep OLD's samples up to the first that brings the "
+                                         "total to T tokens (delimiters included).")
     # how it runs, not what it computes (not part of the job's identity)
     token_cache: str | None = token_cache_setting()
     workers: int | None = setting(None, flag=WORKERS.flag, kind=int, min=WORKERS.min, max=WORKERS.max, optional=True,
@@ -177,11 +207,32 @@ class ScheduleSettings(Settings):
         if self.doc_weight_power != BALANCE_DEFAULTS["doc_weight_power"] and self.doc_weight_column is None:
             raise InputError(f"--doc-weight-power {self.doc_weight_power:g}: sharpens the scores of "
                              f"--doc-weight-column, which is not given; give --doc-weight-column or leave it out")
+        self._check_course()
         check_convention(self.convention, self.bos_token, self.eos_token)
         from ..shards import check_formats
 
         formats = check_formats(self.formats, align_tokens=self.align_tokens, pack=self.pack)
         object.__setattr__(self, "formats", formats)
+
+    def _check_course(self) -> None:
+        """--stages, --min-repeat-gap and --continue against the other options."""
+        course = [f for f, v in (("--stages", self.stages), ("--min-repeat-gap", self.min_repeat_gap),
+                                 ("--continue", self.continue_from)) if v]
+        if course and self.budget_tokens is not None:
+            raise InputError(f"--budget-tokens: per-cluster token budgets cannot be combined with {course[0]}; give "
+                             f"a token budget (--tokens) instead")
+        if self.min_repeat_gap and self.sampler == "random" and not self.stages:
+            raise InputError("--min-repeat-gap: the random sampler draws no clusters to rest; use --sampler "
+                             "clusterclip or uniform")
+        if self.min_repeat_gap and self.repeat_gap_unit == "tokens" and not self.tokenizer:
+            raise InputError("--repeat-gap-unit tokens: needs --tokenizer to count tokens, even with --dry-run")
+        at = [f for f, v in (("--at-sample", self.at_sample), ("--at-tokens", self.at_tokens)) if v is not None]
+        if self.continue_from is None and at:
+            raise InputError(f"{at[0]}: says where to continue an older schedule; give --continue OLD")
+        if self.continue_from is not None and len(at) != 1:
+            raise InputError("--continue: give where OLD is left, one of --at-sample N or --at-tokens T")
+        if self.at_tokens is not None and not self.tokenizer:
+            raise InputError("--at-tokens: needs --tokenizer to count OLD's tokens, even with --dry-run")
 
     def record(self) -> dict:
         r = super().record()

@@ -115,6 +115,28 @@ def schedule_statistics(
     return stats
 
 
+def stage_statistics(schedule: Schedule, n_clusters: int, lengths=None) -> list[dict]:
+    """Per stage of a staged schedule: where it lies (``start``, ``stop``), its ``samples`` and
+    ``cluster_samples``; with ``lengths`` its ``tokens`` and ``cluster_tokens`` (at most
+    :data:`MAX_LISTED_CLUSTERS` clusters listed; beyond, the clusters drawn)."""
+    out = []
+    sample_tokens = None if lengths is None else np.asarray(lengths, np.int64)[np.asarray(schedule.doc_id)]
+    for span in schedule.spans:
+        part = np.asarray(schedule.cluster[span.start:span.stop])
+        counts = np.bincount(part, minlength=n_clusters)
+        entry: dict = {"start": span.start, "stop": span.stop, "samples": span.samples,
+                       "clusters_drawn": int(np.count_nonzero(counts))}
+        if n_clusters <= MAX_LISTED_CLUSTERS:
+            entry["cluster_samples"] = counts.tolist()
+        if sample_tokens is not None:
+            tokens = np.bincount(part, weights=sample_tokens[span.start:span.stop], minlength=n_clusters)
+            entry["tokens"] = int(tokens.sum())
+            if n_clusters <= MAX_LISTED_CLUSTERS:
+                entry["cluster_tokens"] = [int(t) for t in tokens]
+        out.append(entry)
+    return out
+
+
 def _warnings(sizes: np.ndarray, n_docs: int) -> list[str]:
     nonempty = sizes[sizes > 0]
     if len(nonempty) and np.median(nonempty) < SMALL_MEDIAN_CLUSTER:
@@ -209,4 +231,10 @@ def format_statistics(stats: dict) -> str:
     if "balance_tokens" in stats:
         entropy += "; of the tokens: " + " ".join(f"{e:.2f}" for e in stats["balance_tokens"]["entropy"])
     lines.append(f"balance per part (normalised entropy, 1 = all clusters equal): {entropy}")
+    for i, stage in enumerate(stats.get("stages") or []):
+        tokens = f", {stage['tokens']:,} tokens" if "tokens" in stage else ""
+        lines.append(f"stage {i}: samples {stage['start']:,}..{stage['stop']:,} ({stage['samples']:,}{tokens}), "
+                     f"{stage['clusters_drawn']:,} clusters drawn")
+    if stats.get("stalled"):
+        lines.append("the repeat gap stopped the order short of its budget (--allow-partial)")
     return "\n".join(lines)  # stats["warnings"] are the caller's to print (on stderr)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,12 +21,16 @@ from ..embed.directory import EmbedDir
 from ..errors import ClusterClipError, InputError
 from ..faults import checkpoint
 from ..steps import Outcome, Plan, Run, Step
-from .directory import INDEX_FILE, ORDER_FILE, WORK_DIR, write_order
-from .law import Budget, SamplingLaw
-from .sampling import BudgetError, Schedule, epochs_to_samples, plan_schedule
+from .directory import INDEX_FILE, LAW_FILE, ORDER_FILE, WORK_DIR, write_law, write_order
+from .law import Budget, RepeatGap, SamplingLaw, Stage, StageSpan, law_table
+from .sampling import BudgetError, Prefix, Schedule, epochs_to_samples, plan_schedule
 from .settings import ScheduleSettings
-from .stats import format_statistics, schedule_statistics
+from .stats import format_statistics, schedule_statistics, stage_statistics
 from .tokenize import build_tokens
+
+if TYPE_CHECKING:
+    from .continuation import Continued
+    from .stages import StagedLaws
 
 #: bytes of memory per planned sample (doc_id int64, cluster int32, repeat int32, plus working copies)
 _BYTES_PER_SAMPLE = 40
@@ -59,6 +64,8 @@ class ScheduleStep(Step[ScheduleSettings]):
         ups: dict = {"embed": self.emb, "cluster": self.cl}
         if self.evaluation is not None:
             ups["exclude"] = self.evaluation
+        if self.mix.continued is not None:
+            ups["continue"] = self.mix.continued.old
         return ups
 
     # ------------------------------------------------------------------ plan
@@ -80,6 +87,7 @@ class ScheduleStep(Step[ScheduleSettings]):
             self.evaluation.check_made_from(emb, cl)
             self.mix.exclude = np.zeros(len(self.labels), bool)
             self.mix.exclude[self.evaluation.heldout()[0]] = True
+        _course_inputs(self.mix, s, emb, cl, record)
         record.update(self.mix.record)
         if tok is not None and (self.needs_lengths or not s.dry_run):
             from ..tokens.cache import TokenCache
@@ -94,7 +102,9 @@ class ScheduleStep(Step[ScheduleSettings]):
     def needs_lengths(self) -> bool:
         """A token budget, token balance or per-cluster token budgets need every document's length first."""
         s = self.settings
-        return s.tokens is not None or s.balance == "tokens" or s.budget_tokens is not None
+        return (s.tokens is not None or s.balance == "tokens" or s.budget_tokens is not None
+                or (s.min_repeat_gap > 0 and s.repeat_gap_unit == "tokens") or s.at_tokens is not None
+                or (self.mix.staged is not None and self.mix.staged.needs_lengths))
 
     def preflight(self) -> None:
         if not self.settings.dry_run:  # a dry run writes the order only: the engine has nothing to do
@@ -126,8 +136,9 @@ class ScheduleStep(Step[ScheduleSettings]):
             raise ClusterClipError("schedule: a held-out document of --exclude was drawn; this is a bug: please "
                                    "report it with the command")
         write_order(build / ORDER_FILE, schedule)
+        write_law(build / LAW_FILE, _law_of(self.labels, s, schedule, lengths, self.mix, self.cl.k))
         checkpoint("schedule.order")
-        names: list[str | dict] = [ORDER_FILE]
+        names: list[str | dict] = [ORDER_FILE, LAW_FILE]
         index = None
         if not s.dry_run:
             if store is None:
@@ -141,6 +152,12 @@ class ScheduleStep(Step[ScheduleSettings]):
                                     keep=self.mix.keep)
         if self.mix.exclude is not None:
             stats["excluded_docs"] = int(self.mix.exclude.sum())
+        if schedule.staged:
+            stats["stages"] = stage_statistics(schedule, self.cl.k, lengths)
+        if schedule.stalled:
+            stats["stalled"] = True
+        if self.mix.continued is not None:
+            stats["continued"] = self.mix.continued.record(self.mix.prefix)
         if index is not None:
             stats["shards"] = {fmt: len(v) for fmt, v in index["shards"].items()}
         if store is not None:
@@ -281,6 +298,9 @@ class _Mix:
         self.doc_scores = None
         self.keep = None  #: the documents SemDeDup keeps (None: all)
         self.exclude = None  #: the held-out documents of --exclude (None: none)
+        self.staged: StagedLaws | None = None  #: --stages
+        self.continued: Continued | None = None  #: --continue
+        self.prefix: Prefix | None = None  #: OLD's samples continued (known once the lengths are, for --at-tokens)
         self.record: dict = {}
 
     def drawable(self):
@@ -317,15 +337,52 @@ def _mix_inputs(s: ScheduleSettings, emb: EmbedDir, cl: ClusterDir, labels: np.n
     return mix
 
 
+def _course_inputs(mix: _Mix, s: ScheduleSettings, emb: EmbedDir, cl: ClusterDir, record: dict) -> None:
+    """Read --stages and open --continue's OLD (checked against these inputs and settings)."""
+    if s.stages is not None:
+        from .stages import read_stage_tables, stage_laws
+
+        defaults = {name: getattr(s, name) for name in ("sampler", "alpha", "balance", "max_repeats", "weights",
+                                                         "cluster_max_repeats", "doc_weight_power")}
+        mix.staged = stage_laws(read_stage_tables(s.stages), defaults, cl.k, doc_scores=mix.doc_scores,
+                                keep=mix.drawable(), has_tokenizer=bool(s.tokenizer))
+        mix.record["stage_laws"] = mix.staged.record
+    if s.continue_from is not None:
+        from .continuation import Continued
+
+        mix.continued = Continued(s.continue_from, s.at_sample, s.at_tokens)
+        mix.continued.check_matches(emb, cl, record)
+
+
+def _law(s: ScheduleSettings, mix: _Mix) -> SamplingLaw:
+    return SamplingLaw(sampler=s.sampler, max_repeats=s.max_repeats, alpha=s.alpha, balance=s.balance,
+                       cluster_weights=mix.weights, cluster_max_repeats=mix.repeats, doc_scores=mix.doc_scores,
+                       doc_power=s.doc_weight_power, keep=mix.drawable())
+
+
 def _plan(labels: np.ndarray, s: ScheduleSettings, lengths, mix: _Mix | None = None) -> Schedule:
     mix = mix or _Mix()
+    if mix.continued is not None and (s.at_sample or s.at_tokens):
+        mix.prefix = mix.continued.prefix(lengths, mix.exclude)
+    subject = f"--stages {s.stages}" if mix.staged is not None else "budget"
     try:
-        law = SamplingLaw(sampler=s.sampler, max_repeats=s.max_repeats, alpha=s.alpha, balance=s.balance,
-                          cluster_weights=mix.weights, cluster_max_repeats=mix.repeats, doc_scores=mix.doc_scores,
-                          doc_power=s.doc_weight_power, keep=mix.drawable())
+        law = mix.staged.stages if mix.staged is not None else _law(s, mix)
         budget = Budget(samples=s.samples, tokens=s.tokens, epochs=s.epochs, budget_tokens=s.budget_tokens)
-        return plan_schedule(labels, law, budget, lengths=lengths, seed=s.seed, allow_partial=s.allow_partial)
+        return plan_schedule(labels, law, budget, lengths=lengths, seed=s.seed, allow_partial=s.allow_partial,
+                             gap=RepeatGap(s.min_repeat_gap, s.repeat_gap_unit), prefix=mix.prefix)
     except BudgetError as e:
         raise InputError(f"{e}; or pass --allow-partial to write what is possible") from None
     except ValueError as e:  # a budget the corpus cannot reach (no documents or no tokens), or weights that draw nothing
-        raise InputError(f"budget: {e}; check the budget and balancing options") from None
+        raise InputError(f"{subject}: {e}; check the budget and balancing options") from None
+
+
+def _law_of(labels: np.ndarray, s: ScheduleSettings, schedule: Schedule, lengths, mix: _Mix, k: int) -> dict:
+    """The table of ``law.parquet``: the law of every stage planned here (a continued order's prefix keeps OLD's)."""
+    stages = mix.staged.stages if mix.staged is not None else [Stage(_law(s, mix))]
+    prefix = mix.prefix
+    first = len(prefix.spans) if prefix is not None else 0
+    used = np.bincount(prefix.cluster, minlength=k) if prefix is not None else None
+    return law_table(stages, labels, schedule.spans[first:] or (StageSpan(0, len(schedule)),),
+                     lengths=lengths,
+                     used=used, budget_tokens=s.budget_tokens, cluster_budget=schedule.cluster_budget, n_clusters=k,
+                     first_stage=first)
