@@ -10,6 +10,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clusterclip.schedule.law import LAW_COLUMNS
 
@@ -161,9 +163,8 @@ def test_continue_keeps_the_prefix_rows_and_shard_bytes(tmp_path, embedded, clus
     uses = np.bincount(b["doc_id"])
     assert uses.max() <= 4
     index = json.loads((old / "shards.json").read_text())
-    holding = next(i for i, s in enumerate(index["shards"]["bin"]) if s["stop"] > at)
     old_files, new_files = _shards(old), _shards(new)
-    kept = [f["path"] for s in index["shards"]["bin"][:holding] for f in s["files"]]
+    kept = [f["path"] for s in _kept_shards(index, "bin", at) for f in s["files"]]
     assert kept and all(old_files[p] == new_files[p] for p in kept)
     manifest = _manifest(new)
     assert manifest["statistics"]["continued"]["at_sample"] == at
@@ -222,3 +223,66 @@ def test_report_draws_the_law_of_law_parquet_after_the_weights_file_is_gone(tmp_
     order = list(json.loads((out / "report.json").read_text())["figures"]["sizes_and_shares"]["cluster_order"])
     expected = dict(zip(law["cluster"], law["expected_sample_share"]))
     assert [pytest.approx(expected[c]) for c in order] == shares["law"]
+
+
+def _kept_shards(index: dict, fmt: str, at: int) -> list[dict]:
+    """The shards closed before sample ``at``: every token of theirs (look-ahead token included) is of a
+    sample before it, and so is the sample that closed them (a shard cut by whole samples ends where the
+    next sample would not fit: the one that ends right at ``at`` depends on the first sample continued)."""
+    return [s for s in index["shards"][fmt] if s["stop"] < at]
+
+
+SHARD_LAYOUTS = {"bin": ["--format", "bin"], "bin aligned": ["--format", "bin", "--align-tokens", 64],
+                 "parquet packed": ["--format", "parquet", "--pack", 48], "megatron": ["--format", "megatron"]}
+
+
+@pytest.fixture(scope="module")
+def old_schedules(tmp_path_factory, embedded, clustered, demo_tokenizer):
+    root = tmp_path_factory.mktemp("old")
+    out = {}
+    for name, flags in SHARD_LAYOUTS.items():
+        out[name] = root / name.replace(" ", "-")
+        run_cli(["schedule", embedded, clustered, "--out", out[name], "--tokenizer", demo_tokenizer, "--epochs", 2,
+                 "--shard-tokens", 300, *flags])
+    return out
+
+
+@pytest.mark.slow
+@settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
+@given(layout=st.sampled_from(sorted(SHARD_LAYOUTS)), at=st.integers(0, 96), seed=st.integers(0, 3),
+       weights=st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=5, max_size=5),
+       new=st.sampled_from([[], ["--sampler", "uniform"], ["--min-repeat-gap", 5], ["--max-repeats", 3]]))
+def test_any_continue_point_keeps_the_prefix_byte_for_byte(tmp_path_factory, embedded, clustered, demo_tokenizer,
+                                                           old_schedules, layout, at, seed, weights, new):
+    """Any point, any new law: OLD's rows up to it, the shards wholly before it the same bytes, every sample
+    before it the same tokens; the clip never exceeded; every planned sample in the order and the shards."""
+    from clusterclip.schedule.directory import ScheduleDir
+
+    if not any(weights):
+        weights[0] = 1.0
+    old = old_schedules[layout]
+    tmp = tmp_path_factory.mktemp("new")
+    table = tmp / "w.csv"
+    table.write_text("cluster,weight\n" + "".join(f"{c},{w}\n" for c, w in enumerate(weights)))
+    fmt = SHARD_LAYOUTS[layout][1]
+    result = run_cli(["schedule", embedded, clustered, "--out", tmp / "new", "--tokenizer", demo_tokenizer,
+                      "--epochs", 3, "--shard-tokens", 300, *SHARD_LAYOUTS[layout], "--continue", old,
+                      "--at-sample", at, "--weights", table, "--seed", seed, "--allow-partial", *new],
+                     expect_ok=False)
+    if result.exit_code:  # a law the corpus cannot follow after this prefix: one line, nothing written
+        assert_one_line_error(result.exit_code, result.output, "")
+        assert not (tmp / "new").exists()
+        return
+    a, b = _order(old), _order(tmp / "new")
+    assert all(a[c][:at] == b[c][:at] for c in ("doc_id", "cluster", "repeat"))
+    if "uniform" not in new:  # the clip counts the prefix's uses
+        assert np.bincount(b["doc_id"]).max() <= (3 if "--max-repeats" in new else 4)
+    old_index = json.loads((old / "shards.json").read_text())
+    new_index = json.loads((tmp / "new" / "shards.json").read_text())
+    old_files, new_files = _shards(old, fmt), _shards(tmp / "new", fmt)
+    for shard in _kept_shards(old_index, fmt, at):
+        assert all(old_files[f["path"]] == new_files[f["path"]] for f in shard["files"])
+    assert new_index["n_samples"] == len(b["doc_id"])
+    olds, news = ScheduleDir(old), ScheduleDir(tmp / "new")
+    for position in range(0, at, 7):
+        assert np.array_equal(olds.read_sample(fmt, position), news.read_sample(fmt, position))
