@@ -114,6 +114,18 @@ _MIN_BLOCK = 1 << 12
 _MAX_BLOCK = 1 << 20
 #: with a repeat gap, the fewest draws a block starts from after the planner stopped a block short
 _MIN_GAP_BLOCK = 1 << 6
+
+
+def _max_gap_block(n_clusters: int) -> int:
+    """With a repeat gap, the most draws in one block: every cluster with a rejection in a block has its draws
+    from there on resolved exactly (the hot draws), which grows with the draws per cluster in a block, while
+    each block also costs O(K). ``2**14 * (K / 1000) ** 0.6`` as a power of two in [2**12, 2**20], fitted
+    with ``scripts/bench_sampler.py --course`` (docs/PERFORMANCE.md). Block sizes decide which draws are
+    made, so this is part of what a seed gives."""
+    target = 2.0**14 * (max(n_clusters, 1) / 1000) ** 0.6
+    return int(min(_MAX_BLOCK, max(1 << 12, 1 << int(round(np.log2(target))))))
+
+
 _LOW32 = np.int64(0xFFFFFFFF)
 #: with a repeat gap, the most pass levels in one block handled level by level (:meth:`_ClusterStream._note_uses`)
 _MAX_LEVELS = 64
@@ -1021,7 +1033,8 @@ class _ClusterStream:
         sample's previous use (what :meth:`_ClusterState.rollback` restores). A cluster that leaves the pool
         stays in the chooser, its draws rejected, until the clusters gone weigh half of it."""
         chooser = None
-        size = _block_size(self.state.block_index)
+        largest = _max_gap_block(len(self.active))
+        size = min(largest, _block_size(self.state.block_index))
         self.gone = np.zeros(self.weights.shape[0], bool)
         gone_weight = chooser_weight = 0.0
         self.n_live = len(self.active)
@@ -1043,7 +1056,7 @@ class _ClusterStream:
                 gone_weight += self.left_weight
                 if gone_weight > chooser_weight / 2 or size >= len(self.active):  # rebuilding costs O(K)
                     chooser = None
-            size = min(_MAX_BLOCK, 2 * size) if progress is None else max(_MIN_GAP_BLOCK, min(_MAX_BLOCK, 2 * progress))
+            size = min(largest, 2 * size) if progress is None else max(_MIN_GAP_BLOCK, min(largest, 2 * progress))
 
     def _rest(self, committed: bool, rejected_time: np.ndarray, rejected_cluster: np.ndarray) -> int | None:
         """Note the clusters that rest after a round (rejected by the gap since its last sample, in time order).
