@@ -1338,7 +1338,7 @@ class _GapRound:
         has = cold_prev >= 0
         prev_index[cold_at[has]] = new_index[cold_prev[has]]
         prev_index[hot_at] = _previous_same(decided.doc, hot_at)
-        times = np.sort(np.r_[cold_time, decided.time]) if n else np.zeros(0, np.int64)
+        last_time = max(int(cold_time[-1]) if len(cold_time) else -1, int(decided.time[-1]) if len(decided.time) else -1)
         units = self.track.units(doc)
         end = self.track.position + np.cumsum(units)
         prev_end = np.empty(len(doc), np.int64)
@@ -1349,7 +1349,7 @@ class _GapRound:
         self.track.note_last_uses(slot, end, prev_index)
         if len(end):
             self.track.position = int(end[-1])
-        after = decided.rejected_time > (times[-1] if len(times) else -1)  # rejected at the position it ends at
+        after = decided.rejected_time > last_time  # rejected at the position it ends at
         order = np.argsort(decided.rejected_time[after], kind="stable")
         return ((doc, cluster, repeat, prev_end), None, decided.rejected_time[after][order],
                 decided.rejected_cluster[after][order].astype(np.int64))
