@@ -46,7 +46,7 @@ SCHEDULE_FLAGS ?=
 OVERWRITE ?=
 # the demo's settings (configs/demo.toml holds the same as a config file)
 DEMO_VARS := CORPUS=demo/corpus.jsonl.gz WORK=demo K=64 TOKENIZER=demo/tokenizer.json FORMATS=bin,megatron,parquet \
-	EMBED_FLAGS="--max-length 128 --id-column id" \
+	EMBED_FLAGS="--max-length 128 --id-column id --dtype float32" \
 	SCHEDULE_FLAGS="--epochs 2 --max-repeats 4 --shard-tokens 200000"
 CORPUS_FILES := $(wildcard $(CORPUS))
 

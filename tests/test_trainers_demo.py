@@ -1,7 +1,7 @@
 """What each trainer's loader never yields on the demo, measured, and the README's table of it.
 
 The demo is ``make demo``'s: the standard-library docstrings corpus, the BPE trained on it, embed
-``--max-length 128``, cluster ``--k 64``, schedule ``--epochs 2 --max-repeats 4 --shard-tokens
+``--max-length 128 --dtype float32``, cluster ``--k 64``, schedule ``--epochs 2 --max-repeats 4 --shard-tokens
 200000``; each trainer adds the flags of its README section's ``clusterclip schedule`` command.
 Its loader (tests/trainer_loaders.py: the real package where it installs) reads the shards once
 and every stream token that lands in no batch is counted. The README's table must state these
@@ -78,7 +78,8 @@ def demo(tmp_path_factory):
         subprocess.run([sys.executable, REPO / "scripts" / f"{script}.py", *map(str, args)], check=True,
                        capture_output=True, timeout=600)
     # embed and cluster too: torch's state left by other tests (threads) moves bf16 sums, hence the order
-    run_process("embed", d / "corpus.jsonl.gz", "--out", d / "emb", "--max-length", 128, "--id-column", "id", "-q")
+    run_process("embed", d / "corpus.jsonl.gz", "--out", d / "emb", "--max-length", 128, "--id-column", "id",
+                "--dtype", "float32", "-q")
     run_process("cluster", d / "emb", "--out", d / "cl", "--k", 64, "-q")
     return d
 
@@ -122,8 +123,8 @@ def test_readme_table_states_what_each_loader_never_yields_on_the_demo(demo, tmp
         measured[name] = (stream.never_yielded(), stream.total)
     want = {name: _figure(*m) for name, m in measured.items()}
     table = "\n".join(f"| {name} | {ROWS[name][2]} | {want[name]} |" for name in ROWS)
-    # The demo's embeddings, hence its clusters and order, can move by a few documents on another CPU
-    # (bf16 kernels differ): zero must stay zero; the others (a partial batch's tail, which moves token
+    # The demo embeds in float32 on every CPU, but another CPU's float32 kernels sum in another order,
+    # which can move a few documents between clusters, hence the order: zero must stay zero; the others (a partial batch's tail, which moves token
     # for token with the stream's length) within 1 % of the stream.
     stated = _readme_rows()
     fix = f"README's trainers table should read:\n{TABLE_TITLE}\n|---|---|---|\n{table}"
