@@ -79,13 +79,36 @@ def ablation_block(f: dict) -> str:
         rows.append(f"| `{name}` | " + " | ".join(cell(c, k) for k, _ in COLUMNS) + " |")
     params = st["runs"][0]["parameters"]["total"]
     seeds = next(iter(st["schedules"].values()))["seeds"]
-    return "\n".join(rows) + (
+    rates = sorted(r["tokens_per_second"] for r in st["runs"])
+    threads = st["runs"][0]["runtime"]["threads"]
+    return "\n".join(rows) + "\n\n" + against_random(st["schedules"]) + (
         f"\n\nHeld-out loss (nats per token, mean ± standard deviation over {seeds} seeds; lower is better) of a "
         f"{params / 1e6:.1f} M-parameter Llama trained on {st['train_tokens']:,} tokens of each schedule of the demo; "
         f"rare half / common half: the cluster-balanced loss over the {st['clusters'] // 2} clusters with the fewest "
-        f"/ most documents. `make ablation` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
+        f"/ most documents. Each run trained at {rates[len(rates) // 2]:,.0f} tokens/s (median of {len(rates)}; "
+        f"{threads} thread{'s' if threads > 1 else ''} each, runs side by side). "
+        f"`make ablation` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
         f"{t['load_after']:.1f}; measured by `python scripts/proxy_figures.py{when['flags']}` on {when['machine']}, "
         f"{when['date']}).")
+
+
+def against_random(schedules: dict) -> str:
+    """Each schedule's difference to ``random`` (cluster-balanced and rare half), told against the spreads."""
+    base = schedules.get("random")
+    if base is None:
+        return ""
+    said = []
+    for name, c in schedules.items():
+        if name == "random":
+            continue
+        parts = []
+        for key, label in (("balanced", "cluster-balanced"), ("rare_half", "rare half")):
+            diff, spread = c[f"{key}_mean"] - base[f"{key}_mean"], max(c[f"{key}_spread"], base[f"{key}_spread"])
+            verdict = (f"{'lower' if diff < 0 else 'higher'} by more than the spread {spread:.3f}" if abs(diff) > spread
+                       else f"within the spread {spread:.3f}: no difference")
+            parts.append(f"{label} {diff:+.3f} ({verdict})")
+        said.append(f"`{name}` {', '.join(parts)}")
+    return "Against `random`: " + "; ".join(said) + "."
 
 
 def search_block(f: dict) -> str:
