@@ -26,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, NoReturn, Self
 
 from .errors import InputError
 
@@ -55,7 +55,7 @@ class Rule:
     multiple: bool = False  #: a tuple of ``kind`` values (a repeatable flag)
     # how the option is presented (not part of the check)
     aliases: tuple = dataclasses.field(default=(), compare=False)  #: other flags accepted (old names, short forms)
-    help: str = dataclasses.field(default="", compare=False)
+    help: str | Callable[[], str] = dataclasses.field(default="", compare=False)  #: text, or made when shown
     group: str = dataclasses.field(default="", compare=False)  #: the --help section
     metavar: str | None = dataclasses.field(default=None, compare=False)
     cli: bool = dataclasses.field(default=True, compare=False)  #: False: a library-only setting, no flag
@@ -76,18 +76,24 @@ class Rule:
             return tuple(self._one(v, subject, fix) for v in value)
         return self._one(value, subject, fix)
 
-    def _refuse(self, what: str, subject: str | None, fix: str, *shown) -> None:
+    def _refuse(self, what: str, subject: str | None, fix: str, *shown) -> NoReturn:
         head = subject if subject is not None else " ".join([self.flag, *map(repr, shown)])
         raise InputError(f"{head}: {what}{fix}")
 
     def _one(self, value: Any, subject: str | None, fix: str) -> Any:
-        def refuse(what: str, *shown):
+        def refuse(what: str, *shown) -> NoReturn:
             self._refuse(what, subject, fix, *shown)
 
         if self.kind is bool:
             if not isinstance(value, bool):
                 refuse("must be true or false", value)
             return value
+        value = self._as_kind(value, refuse)
+        self._check_bounds(value, refuse)
+        return value
+
+    def _as_kind(self, value: Any, refuse: Callable[..., NoReturn]) -> Any:
+        """``value`` as this rule's kind (int, float, str or tuple of names), else refused."""
         if self.kind is int:
             as_int = _as_int(value)
             if as_int is None:
@@ -111,6 +117,10 @@ class Rule:
                 value = tuple(value)
             else:
                 refuse("must be a list of names", value)
+        return value
+
+    def _check_bounds(self, value: Any, refuse: Callable[..., NoReturn]) -> None:
+        """``value`` is one of the choices and within ``min``/``max``, else refused."""
         if self.choices is not None:
             items = value if self.kind is tuple else (value,)
             bad = [v for v in items if v not in self.choices]
@@ -121,7 +131,6 @@ class Rule:
                    value)
         if self.max is not None and value > self.max:
             refuse(f"must be at most {_num(self.max)}{self._range_hint()}", value)
-        return value
 
     def parse(self, text: str) -> Any:
         """A command-line string as this rule's kind, then checked: ``"8"`` -> 8.
@@ -166,7 +175,7 @@ def _as_int(value) -> int | None:
 
 def setting(default: Any = _REQUIRED, *, flag: str, kind: type, min: float | None = None, max: float | None = None,
             min_open: bool = False, choices=None, optional: bool = False, multiple: bool = False, record: bool = True,
-            aliases: tuple = (), help: str = "", group: str = "", metavar: str | None = None, cli: bool = True):
+            aliases: tuple = (), help: str | Callable[[], str] = "", group: str = "", metavar: str | None = None, cli: bool = True):
     """A settings field with its validation rule; ``record=False`` keeps it out of the manifest.
 
     ``help`` and ``group`` (the ``--help`` section) describe its generated click option;
@@ -205,7 +214,7 @@ class Settings:
                 out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Self:
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -213,7 +222,7 @@ class Settings:
         return {f.name: f.metadata["rule"] for f in fields(cls) if "rule" in f.metadata}
 
     @classmethod
-    def build(cls, values: dict | None = None, **kwargs):
+    def build(cls, values: dict | None = None, **kwargs) -> Self:
         """Construct from a mapping and/or keyword arguments, refusing unknown names in one line."""
         merged = {**(values or {}), **kwargs}
         known = {f.name for f in fields(cls) if f.init}

@@ -34,9 +34,9 @@ def describe_files(paths: Sequence[Path], known: dict | None = None, *, rehash: 
     """
     known_digest = {}
     if known and not rehash:
-        records = {r["path"]: r for r in known.get("records") or []}
+        by_path = {r["path"]: r for r in known.get("records") or []}
         for st in known.get("stat_cache") or []:
-            rec = records.get(st.get("path"))
+            rec = by_path.get(st.get("path"))
             if rec is not None:
                 known_digest[_stat_tuple(st)] = rec["sha256"]
     stats = []

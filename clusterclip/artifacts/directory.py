@@ -23,6 +23,9 @@ class ArtifactDir:
         require_outputs(self.path, self.manifest, full=verify)
         self.settings: dict = self.manifest["settings"]
         self.statistics: dict = self.manifest["statistics"]
+        from .manifest import Manifest
+
+        self.info = Manifest.from_json(self.manifest)  #: the manifest as data (read this, not the dict)
         self._record: dict | None = None
 
     def record(self) -> dict:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeGuard
 
 from .. import __version__
 from ..errors import InputError, IntegrityError
@@ -19,6 +21,8 @@ from .files import dumps_json, sha256_bytes, sha256_file
 MANIFEST = "manifest.json"
 TOOL = "clusterclip"
 MANIFEST_VERSION = 2
+#: the layouts :class:`Manifest` reads (older ones are refused in one line by :func:`check_manifest`)
+READABLE_VERSIONS = (MANIFEST_VERSION,)
 
 
 def known_steps() -> set[str]:
@@ -28,25 +32,72 @@ def known_steps() -> set[str]:
     return set(STEPS)
 
 
+#: the top-level keys every manifest has (``Manifest``'s own fields); any other key is a step's ``extra``
+_FIELDS = ("tool", "manifest_version", "version", "step", "settings", "inputs", "outputs", "statistics",
+           "accounting", "checksum")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json`` as data: built by the step driver (:func:`build_manifest`), read by the owners
+    (:attr:`ArtifactDir.info <clusterclip.artifacts.directory.ArtifactDir>`) instead of ``.get()`` chains.
+
+    ``extra`` holds the top-level keys a step adds (``corpus_stat``, ``incremental``, ...).
+    :meth:`from_json` reads every manifest :func:`check_manifest` accepts (versions in
+    :data:`READABLE_VERSIONS`; a key a later version adds is optional here); :meth:`to_json` writes
+    the current layout, key for key as :func:`build_manifest` always has.
+    """
+
+    step: str
+    settings: dict
+    inputs: dict
+    outputs: list[dict]
+    statistics: dict
+    accounting: dict | None = None
+    extra: dict = field(default_factory=dict)
+    version: str = __version__  #: the clusterclip that wrote it
+    manifest_version: int = MANIFEST_VERSION
+
+    @classmethod
+    def from_json(cls, data: dict) -> Manifest:
+        """The manifest of a parsed, checked ``manifest.json`` (:func:`check_manifest`)."""
+        return cls(step=data["step"], settings=data["settings"], inputs=data["inputs"], outputs=data["outputs"],
+                   statistics=data["statistics"], accounting=data.get("accounting"),
+                   extra={k: v for k, v in data.items() if k not in _FIELDS},
+                   version=str(data.get("version", "?")), manifest_version=int(data["manifest_version"]))
+
+    def to_json(self) -> dict:
+        """The JSON object, ``checksum`` last (over the rest)."""
+        manifest: dict[str, Any] = {
+            "tool": TOOL,
+            "manifest_version": self.manifest_version,
+            "version": self.version,
+            "step": self.step,
+            "settings": self.settings,
+            "inputs": self.inputs,
+            "outputs": sorted(self.outputs, key=lambda r: r["path"]),
+            "statistics": self.statistics,
+        }
+        if self.accounting is not None:
+            manifest["accounting"] = self.accounting
+        manifest.update(self.extra)
+        manifest["checksum"] = _checksum(manifest)
+        return manifest
+
+    def upstream(self, key: str) -> dict:
+        """The record of input directory ``key`` (``{"path", "manifest_sha256"}``), ``{}`` when none was read."""
+        record = self.inputs.get(key)
+        return record if isinstance(record, dict) else {}
+
+    def counted(self, key: str, default: int = 0) -> int:
+        """``accounting[key]`` (``default`` when the step keeps no such tally)."""
+        return int((self.accounting or {}).get(key, default))
+
+
 def build_manifest(step: str, settings: dict, inputs: dict, outputs: list[dict], statistics: dict,
                    accounting: dict | None = None, extra: dict | None = None) -> dict:
     """A complete manifest with its ``checksum``. ``outputs``: ``file_record``s of every file."""
-    manifest = {
-        "tool": TOOL,
-        "manifest_version": MANIFEST_VERSION,
-        "version": __version__,
-        "step": step,
-        "settings": settings,
-        "inputs": inputs,
-        "outputs": sorted(outputs, key=lambda r: r["path"]),
-        "statistics": statistics,
-    }
-    if accounting is not None:
-        manifest["accounting"] = accounting
-    if extra:
-        manifest.update(extra)
-    manifest["checksum"] = _checksum(manifest)
-    return manifest
+    return Manifest(step, settings, inputs, outputs, statistics, accounting, dict(extra or {})).to_json()
 
 
 def _checksum(manifest: dict) -> str:
@@ -66,9 +117,9 @@ def load_json(path: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
-def is_ours(manifest: dict | None) -> bool:
+def is_ours(manifest: dict | None) -> TypeGuard[dict]:
     """Whether a parsed ``manifest.json`` was written by clusterclip (any step)."""
-    return bool(manifest) and manifest.get("tool") == TOOL and manifest.get("step") in known_steps()
+    return manifest is not None and bool(manifest) and manifest.get("tool") == TOOL and manifest.get("step") in known_steps()
 
 
 def read_manifest(directory: str | os.PathLike, step: str | None) -> dict:
@@ -101,9 +152,9 @@ def read_manifest(directory: str | os.PathLike, step: str | None) -> dict:
 REQUIRED = {"settings": dict, "inputs": dict, "outputs": list, "statistics": dict, "checksum": str}
 
 
-def check_manifest(manifest, mp: Path, step: str | None = None) -> None:
-    """Raise one line unless ``manifest`` (parsed from ``mp``) is a complete clusterclip manifest of
-    ``step`` (any step when None) in this layout, whose ``checksum`` matches its content."""
+def check_manifest(manifest: object, mp: Path, step: str | None = None) -> dict:
+    """``manifest`` (parsed from ``mp``) when it is a complete clusterclip manifest of ``step`` (any step when
+    None) in this layout, whose ``checksum`` matches its content; else raise one line saying why."""
     what = f"`clusterclip {step}`" if step else "clusterclip"
     if not isinstance(manifest, dict) or manifest.get("tool") != TOOL:
         raise InputError(f"{mp}: not a clusterclip manifest; give a {what} output directory")
@@ -114,7 +165,7 @@ def check_manifest(manifest, mp: Path, step: str | None = None) -> None:
     if step is not None and made_by != step:
         raise InputError(f"{mp.parent}: is {describe(manifest)}, not a `clusterclip {step}` directory; give a {step} "
                          f"output directory here")
-    if manifest.get("manifest_version") != MANIFEST_VERSION:
+    if manifest.get("manifest_version") not in READABLE_VERSIONS:
         version = manifest.get("version")
         by = f"clusterclip {version}" if isinstance(version, str) else "a clusterclip of unknown version"
         raise InputError(f"{mp}: written by {by} in another layout (manifest_version "
@@ -132,6 +183,7 @@ def check_manifest(manifest, mp: Path, step: str | None = None) -> None:
                 and isinstance(rec.get("sha256"), str)):
             raise IntegrityError(f"{mp}: an outputs entry is not a file record ({str(rec)[:60]}); "
                                  f"rerun `clusterclip {made_by}`")
+    return manifest
 
 
 def describe(manifest: dict) -> str:
@@ -143,7 +195,7 @@ def describe(manifest: dict) -> str:
         "cluster": f"{st.get('n_docs', '?')} documents in {st.get('k', '?')} clusters",
         "schedule": f"{st.get('samples', '?')} samples" + (", a dry run: order only, no shards"
                                                            if (manifest.get("settings") or {}).get("dry_run") else ""),
-    }.get(step, "")
+    }.get(str(step), "")
     return f"a `clusterclip {step}` directory ({what})"
 
 

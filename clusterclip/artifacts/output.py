@@ -80,7 +80,7 @@ class Job:
         return dumps_json(self.record())
 
     def same_as(self, record: dict | None) -> bool:
-        return bool(record) and dumps_json({k: record.get(k) for k in ("step", "settings", "inputs")}) == self.key()
+        return record is not None and bool(record) and dumps_json({k: record.get(k) for k in ("step", "settings", "inputs")}) == self.key()
 
 
 class OutputDir:
@@ -195,11 +195,11 @@ class OutputDir:
         if mp.is_symlink() or not mp.is_file():
             raise InputError(f"{mp}: is not a file (a link or a directory); clusterclip replaces only an output it "
                              f"made: choose another --out")
-        manifest = load_json(mp)
+        loaded = load_json(mp)
         try:
-            check_manifest(manifest, mp)
+            manifest = check_manifest(loaded, mp)
         except ClusterClipError as e:
-            if manifest is None or manifest.get("tool") != "clusterclip":
+            if loaded is None or loaded.get("tool") != "clusterclip":
                 raise MismatchError(f"{self.out}: holds a manifest.json that clusterclip did not write; choose "
                                     f"another --out (clusterclip never replaces a directory it did not make)") from None
             raise type(e)(f"{str(e).split('; ')[0]}; clusterclip replaces only an output it can prove it made: "

@@ -10,6 +10,7 @@ import os
 import tomllib
 import traceback
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -70,7 +71,8 @@ def load_config(path: str | os.PathLike, section: str) -> dict:
 
 def _normalized(table: dict, p: Path, where: str) -> dict:
     """``table`` with dashes in names made underscores, refusing a name given twice (``max-length`` and ``max_length``)."""
-    out, given = {}, {}
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}  # name -> the spelling given
     for k, v in table.items():
         name = str(k).replace("-", "_")
         if name in out:
@@ -89,7 +91,7 @@ def _unique_key_loader():
 
     class UniqueKeyLoader(yaml.SafeLoader):
         def construct_mapping(self, node, deep=False):
-            seen = {}
+            seen: dict[object, int] = {}  # key -> the line it was first given on
             for key_node, _ in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue  # `<<: *defaults` may be overridden: that is what it is for

@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from ..errors import ClusterClipError
 from ..settings import Rule, Settings, setting
+
+S = TypeVar("S", bound=Settings)
 
 #: ``--help`` sections, in the order printed: group key -> title
 GROUPS = {
@@ -106,7 +108,7 @@ def setting_options(*classes: type[Settings], help: dict[str, str] | None = None
             if rule is None or not rule.cli or f.name in skip:
                 continue
             has_default = f.default is not dataclasses.MISSING
-            default = f.default if has_default else None
+            default: Any = f.default if f.default is not dataclasses.MISSING else None
             kwargs: dict[str, Any] = {"rule": rule, "group": rule.group,
                                       "help": overrides.get(f.name, _help_text(rule))}
             if rule.kind is bool:
@@ -128,7 +130,7 @@ def setting_options(*classes: type[Settings], help: dict[str, str] | None = None
     return decorate
 
 
-def build(cls: type[Settings], options: dict) -> Settings:
+def build(cls: type[S], options: dict) -> S:
     """The ``cls`` settings object from the options a generated command received (other keys ignored).
 
     Unless ``--debug``, the engine keeps its own output off this process's terminal (Ray's native log
@@ -170,9 +172,9 @@ def config_values(ctx: click.Context, path: str, values: dict) -> dict:
     A key may be the field name or any flag without its dashes (``max-length``, ``num_shards``);
     an unknown key, or one naming a positional argument, is refused in one line.
     """
-    by_key: dict[str, click.Parameter] = {}
+    by_key: dict[str, SettingOption] = {}
     for p in ctx.command.params:
-        if getattr(p, "rule", None) is None:
+        if not isinstance(p, SettingOption):  # only options generated from a setting have a config key
             continue
         by_key.setdefault(p.name, p)
         for opt in p.opts:

@@ -53,6 +53,6 @@ def command(dirs, **options):
         else:
             assert manifest is not None
             n = len(manifest.get("outputs") or [])
-            echo_summary(f"verify: {d}: ok ({manifest['step']}, {n} files checked){ADOPTED.get(state, '')}")
+            echo_summary(f"verify: {d}: ok ({manifest['step']}, {n} files checked){ADOPTED.get(state or '', '')}")
     if bad:
         sys.exit(3)

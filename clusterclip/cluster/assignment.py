@@ -76,7 +76,7 @@ def check_embeddings(x: np.ndarray, start: int = 0, source=None, rows: np.ndarra
 
 def exact_similarity(x: np.ndarray, centroids: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per-row dot product with the assigned centroid, in float64 then rounded to float32."""
-    out = np.empty(len(x), dtype=np.float32)
+    out: np.ndarray = np.empty(len(x), dtype=np.float32)
     step = 1024
     for s in range(0, len(x), step):
         out[s : s + step] = np.einsum("ij,ij->i", x[s : s + step], centroids[labels[s : s + step]], dtype=np.float64)
@@ -101,8 +101,8 @@ def assign(source, centroids: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS, 
     chunk_rows = max(BLOCK_ROWS, -(-int(chunk_rows) // BLOCK_ROWS) * BLOCK_ROWS)
     index = flat_ip_index(d, gpu, gpu_device)
     index.add(centroids)
-    labels = np.empty(n, dtype=np.int32)
-    similarity = np.empty(n, dtype=np.float32)
+    labels: np.ndarray = np.empty(n, dtype=np.int32)
+    similarity: np.ndarray = np.empty(n, dtype=np.float32)
     with progress_bar(n, desc="assign", unit="doc", unit_scale=True, enabled=progress) as bar:
         for start in range(0, n, chunk_rows):
             stop = min(n, start + chunk_rows)

@@ -15,6 +15,7 @@ when at least :data:`MIN_SHARE_BELOW` of them (and :data:`MIN_DOCS_BELOW` docume
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def fit_record(new_similarity: np.ndarray, old_similarity: np.ndarray, new_docum
     old = describe(old_similarity)
     new_sim = new_similarity if new_documents is None else new_similarity[new_documents]
     new = describe(new_sim)
-    record = {"old": old, "new": new, "all": describe(new_similarity), "new_documents": how,
+    record: dict[str, Any] = {"old": old, "new": new, "all": describe(new_similarity), "new_documents": how,
               "reference_quantile": _key(REFERENCE_QUANTILE), "below_reference": None, "share_below_reference": None,
               "fits": True}
     if old is None or new is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 import numpy as np
 
@@ -96,7 +97,7 @@ def flat_ip_index(dim: int, gpu: bool, device: int = 0):
     res = faiss.StandardGpuResources()
     cfg = faiss.GpuIndexFlatConfig()
     cfg.device = int(device)
-    index = faiss.GpuIndexFlatIP(res, dim, cfg)
+    index: Any = faiss.GpuIndexFlatIP(res, dim, cfg)  # a SWIG object that takes new attributes:
     index._clusterclip_resources = res  # keep the resources alive as long as the index
     return index
 
@@ -136,14 +137,14 @@ def greedy_kmeanspp_rows(
         raise InputError(f"k={k} must be between 1 and the number of points ({n})")
     trials = int(n_local_trials) if n_local_trials is not None else 2 + int(math.log(k))
     rng = np.random.default_rng(seed)
-    chosen = np.empty(k, dtype=np.int64)
-    taken = np.zeros(n, dtype=bool)
+    chosen: np.ndarray = np.empty(k, dtype=np.int64)
+    taken: np.ndarray = np.zeros(n, dtype=bool)
     first = int(rng.integers(n))
     chosen[0], taken[first] = first, True
     # squared distance of every row to its nearest centre (float32; sums in float64)
     closest = np.maximum(2.0 - 2.0 * (x @ x[first]), 0.0).astype(np.float32)
     closest[first] = 0.0
-    cum = np.empty(n, dtype=np.float64)
+    cum: np.ndarray = np.empty(n, dtype=np.float64)
     for c in range(1, k):
         np.cumsum(closest, dtype=np.float64, out=cum)
         potential = float(cum[-1])
@@ -250,8 +251,9 @@ def train_spherical_kmeans_with_stats(
     if gpu:  # one GPU, exact inner product (faiss.Kmeans(gpu=True) would spread over every GPU)
         kmeans.index = flat_ip_index(d, True, gpu_device)
     kmeans.train(x, init_centroids=initial)
-    centroids = np.ascontiguousarray(kmeans.centroids.reshape(k, d), dtype=np.float32)
-    stats = kmeans.iteration_stats
+    trained, stats = kmeans.centroids, kmeans.iteration_stats
+    assert trained is not None and stats is not None  # set by train()
+    centroids = np.ascontiguousarray(trained.reshape(k, d), dtype=np.float32)
     return centroids, {
         "objective": [float(s["obj"]) for s in stats],
         "splits": int(sum(s["nsplit"] for s in stats)),

@@ -74,6 +74,8 @@ class ClusterSettings(Settings):
                                      f"used as they are, levels included); leave it out")
         if self.levels == 1 and self.k2 is not None:
             raise InputError("--k2: only used with --levels 2; add --levels 2 or drop --k2")
+        if self.k is None:  # --assign-only: the levels and k of CL_OLD
+            return
         if self.k2 is not None and self.k2 > self.k:
             raise InputError(f"--k2 {self.k2}: the second level needs between 1 and --k ({self.k}) clusters")
         if self.max_train_points is not None and self.max_train_points < self.k:

@@ -130,7 +130,7 @@ class ClusterStep(Step[ClusterSettings]):
     def run(self, run: Run) -> Outcome:
         s, emb = self.resolved, self.emb
         gpu, gpu_device = s.device == "cuda", gpu_index(self.settings.device)
-        if self.old is not None:
+        if self.old is not None and self.fixed is not None:
             self.log(f"cluster: --assign-only: assigning {emb.n_docs:,} documents to the {self.old.k} centroids of "
                      f"{self.old.path} ({self.fixed['source']['lineage']})")
         self._verify_parts()  # every embedding read is checked against what embed recorded
@@ -199,6 +199,7 @@ class ClusterStep(Step[ClusterSettings]):
             self.log(f"cluster: resuming with the centroids trained by the interrupted run ({run.build / CENTROIDS})")
             return trained.pop("centroids"), trained
         s, n, k, m = self.resolved, store.n, self.resolved.k, self.train_points
+        assert k is not None  # --k is required unless --assign-only (ClusterSettings.validate)
         t0 = time.perf_counter()
         rows, x = _training_sample(store, m, s.seed)
         check_embeddings(x, source=store, rows=rows)  # fail fast, before training
@@ -225,6 +226,7 @@ class ClusterStep(Step[ClusterSettings]):
         s = self.resolved
         if s.levels != 2:
             return None
+        assert s.k2 is not None  # resolved by plan() for --levels 2
         c2, info2 = train_spherical_kmeans_with_stats(centroids, s.k2, iters=s.iters, seed=s.seed, init=s.init)
         parent, parent_sim = assign(centroids, c2, check=False)
         return {"centroids": c2, "parent": parent, "similarity": parent_sim, "info": info2}

@@ -37,11 +37,11 @@ def pack_rows(lengths: np.ndarray, multiple: int = 1) -> tuple[int, list[list[in
     """Pack sequences into rows as long as the longest one (first-fit decreasing): ``(row_len, rows)``."""
     row_len = padded_length(int(lengths.max()), multiple)
     order = np.argsort(-lengths, kind="stable")
-    free = np.empty(len(order), dtype=np.int64)
+    free: np.ndarray = np.empty(len(order), dtype=np.int64)
     rows: list[list[int]] = []
     for j in order:
         need = int(lengths[j])
-        fits = np.flatnonzero(free[: len(rows)] >= need) if rows else ()
+        fits = np.flatnonzero(free[: len(rows)] >= need)  # empty while there is no row
         if len(fits):
             r = int(fits[0])
             rows[r].append(int(j))

@@ -134,7 +134,7 @@ class EmbedDir(ArtifactDir):
         start = 0
         for rg in range(pf.num_row_groups):
             stop = start + pf.metadata.row_group(rg).num_rows
-            lo, hi = np.searchsorted(wanted, [start, stop])
+            lo, hi = int(np.searchsorted(wanted, start)), int(np.searchsorted(wanted, stop))
             if hi > lo:  # doc_id is the row number of docs.parquet (dense 0..N-1)
                 table = pf.read_row_group(rg, columns=["doc_id", *columns])
                 for doc_id in wanted[lo:hi]:
@@ -200,7 +200,7 @@ class EmbedDir(ArtifactDir):
                 for doc_id in ids[k:hi]:
                     j = int(doc_id) - start
                     src = sources[j].as_py()
-                    if src != current_source:  # documents of one source are contiguous in doc order
+                    if cursor is None or src != current_source:  # a source's documents are contiguous in doc order
                         cursor = _RowCursor(reader_for(src), text_column)
                         current_source = src
                     yield int(doc_id), cursor.get(int(rows[j]))
@@ -216,8 +216,9 @@ class _RowCursor:
     def __init__(self, reader, text_column: str):
         self.reader, self.text_column = reader, text_column
         self._pending: list[int] = []
-        self._iter = None
-        self.last_row, self.last_text = -1, None
+        self._iter: Iterator[tuple[int, str]] | None = None
+        self._rows = _Feed()
+        self.last_row, self.last_text = -1, ""  # no row is -1: the text is never returned
 
     def get(self, row: int) -> str:
         if row == self.last_row:
@@ -225,7 +226,6 @@ class _RowCursor:
         if row < self.last_row:
             raise ValueError(f"rows must ascend (got {row} after {self.last_row})")
         if self._iter is None:
-            self._rows = _Feed()
             self._iter = self.reader.texts(self._rows, self.text_column)
         self._rows.next_row = row
         got_row, text = next(self._iter)

@@ -63,7 +63,8 @@ class Prepared:
         """The documents of ``parts`` as one window (``prepare`` treats each document on its own)."""
         if len(parts) == 1:
             return parts[0]
-        flags = None if any(p.truncated_flags is None for p in parts) else [f for p in parts for f in p.truncated_flags]
+        flag_lists = [p.truncated_flags for p in parts]
+        flags = None if any(f is None for f in flag_lists) else [f for fs in flag_lists if fs is not None for f in fs]
         return cls([x for p in parts for x in p.items], [t for p in parts for t in p.tokens],
                    sum(p.truncated for p in parts), flags)
 

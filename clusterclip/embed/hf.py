@@ -220,8 +220,8 @@ class HFEncoder:
         batches = plan_batches(lengths, self.batch_tokens, self.batch_size, self._multiple())
         for b, batch in enumerate(batches):
             longest = padded_length(int(lengths[batch[0]]), self._multiple())
-            ids = np.full((len(batch), longest), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), longest), dtype=np.int64)
+            ids: np.ndarray = np.full((len(batch), longest), self.pad_id, dtype=np.int64)
+            mask: np.ndarray = np.zeros((len(batch), longest), dtype=np.int64)
             for r, j in enumerate(batch):
                 s = seqs[j]
                 ids[r, : len(s)] = s
@@ -248,9 +248,9 @@ class HFEncoder:
         n_batches = -(-len(rows) // per_batch)
         for b, start in enumerate(range(0, len(rows), per_batch)):
             batch_rows = rows[start : start + per_batch]
-            ids = np.full((len(batch_rows), row_len), self.pad_id, dtype=np.int64)
-            pos = np.zeros((len(batch_rows), row_len), dtype=np.int64)
-            seg = np.full((len(batch_rows), row_len), -1, dtype=np.int64)  # padding attends to padding only
+            ids: np.ndarray = np.full((len(batch_rows), row_len), self.pad_id, dtype=np.int64)
+            pos: np.ndarray = np.zeros((len(batch_rows), row_len), dtype=np.int64)
+            seg: np.ndarray = np.full((len(batch_rows), row_len), -1, dtype=np.int64)  # padding attends to padding only
             for r, members in enumerate(batch_rows):
                 at = 0
                 for j in members:

@@ -81,7 +81,7 @@ def plan(previous: dict, records: list[dict]) -> Plan:
     if not old:
         p.embed = list(range(len(records)))
         return p
-    by_content: dict[tuple, tuple] = {}
+    by_content: dict[tuple, list[tuple[dict, int]]] = {}
     first = 0
     for entry in old:
         key = _content_key(entry["path"], entry["sha256"], entry["bytes"])
@@ -293,6 +293,7 @@ def _assemble(old: EmbedDir, delta: _Delta, p: Plan, records: list[dict], writer
                 expect_source, where = rec["path"], delta.dir / DOCS_FILE
             per_file.append({"path": rec["path"], "sha256": rec["sha256"], "bytes": rec["bytes"], **tally})
             for a in range(start, start + n, s.part_docs):
+                assert src_store is not None and src_docs is not None  # documents reused: OLD holds some
                 b = min(start + n, a + s.part_docs)
                 table = src_docs.read(a, b)
                 sources = set(table.column("source").to_pylist())

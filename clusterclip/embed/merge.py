@@ -79,7 +79,7 @@ class MergeStep(Step[MergeSettings]):
         writer.resume()  # merging is fast: a killed merge starts again (resume drops nothing valid)
         writer.journal.clear()
         part_docs = int(settings["part_docs"])
-        shard_of = np.searchsorted(docs.offsets, perm, side="right") - 1
+        shard_of = np.asarray(np.searchsorted(docs.offsets, perm, side="right")) - 1
         bar = progress_bar(len(perm), desc="merge", unit="doc", unit_scale=True, enabled=self.progress)
         try:
             for k, start in enumerate(range(0, len(perm), part_docs)):
@@ -97,9 +97,9 @@ class MergeStep(Step[MergeSettings]):
         accounting = {"input_rows": statistics["input_rows"], "documents": statistics["n_docs"],
                       "skipped": {"empty": statistics["skipped_empty"], "empty_rows": _empty_rows(ordered, file_index)},
                       "other_partitions": 0, "complete": True,
-                      "limit": None, "partitions": [p.manifest.get("accounting") for p in ordered]}
+                      "limit": None, "partitions": [p.info.accounting for p in ordered]}
         return Outcome(outputs, statistics, accounting=accounting,
-                       extra={"corpus_stat": self.parts[0].manifest.get("corpus_stat")}, processed=int(len(perm)))
+                       extra={"corpus_stat": self.parts[0].info.extra.get("corpus_stat")}, processed=int(len(perm)))
 
     def summary(self, result) -> str:
         st = result.statistics
@@ -202,7 +202,7 @@ class _Documents:
 
     def embeddings(self, sel: np.ndarray, shard_of: np.ndarray) -> np.ndarray:
         """The embeddings of documents ``sel`` (positions in partition order), each from its partition."""
-        block = np.empty((len(sel), self.dim), dtype=np.float32)
+        block: np.ndarray = np.empty((len(sel), self.dim), dtype=np.float32)
         for s in np.unique(shard_of):
             m = np.nonzero(shard_of == s)[0]
             block[m] = self.stores[s].take(sel[m] - self.offsets[s])
@@ -234,14 +234,14 @@ def _empty_rows(parts: list[EmbedDir], file_index: dict) -> list:
 
 def _check_accounting(parts: list[EmbedDir]) -> None:
     """Every input row belongs to exactly one partition: the partitions' documents and empty rows sum to it."""
-    accts = [p.manifest.get("accounting") or {} for p in parts]
-    rows = {a.get("input_rows") for a in accts}
+    infos = [p.info for p in parts]
+    rows = {m.counted("input_rows", -1) for m in infos}  # -1: not recorded (never equal to a count)
     if len(rows) != 1:
         raise MismatchError(f"{parts[0].path}: the partitions read different numbers of input rows ({sorted(rows)}); "
                             f"the corpus changed between them: rerun every partition")
     total = rows.pop()
-    owned = sum(a.get("documents", 0) + a.get("skipped", {}).get("empty", 0) for a in accts)
+    owned = sum(m.counted("documents") + int((m.accounting or {}).get("skipped", {}).get("empty", 0)) for m in infos)
     docs = sum(p.n_docs for p in parts)
-    if owned != total or docs != sum(a.get("documents", 0) for a in accts):
+    if owned != total or docs != sum(m.counted("documents") for m in infos):
         raise MismatchError(f"{parts[0].path}: the partitions account for {owned} of {total} input rows "
                             f"({docs} documents); a partition is incomplete or from another job: rerun it")

@@ -147,7 +147,7 @@ class StaticEncoder:
         """float32 ``[n, dim]``: the L2-normalised mean of each document's token vectors (NaN: no token)."""
         ids = [i[0] for i in prepared.items]
         n = len(ids)
-        sums = np.zeros((n, self.dim), dtype=np.float64)
+        sums: np.ndarray = np.zeros((n, self.dim), dtype=np.float64)
         counts = np.fromiter((len(i) for i in ids), dtype=np.float64, count=n)
         lo = 0
         while lo < n:  # documents in groups of about GATHER_TOKENS tokens: bounded memory
@@ -167,7 +167,7 @@ class StaticEncoder:
         if self.weights is not None:
             rows = rows * self.weights[flat][:, None]
         lengths = np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
-        out = np.zeros((len(ids), self.dim), dtype=np.float64)
+        out: np.ndarray = np.zeros((len(ids), self.dim), dtype=np.float64)
         nonempty = lengths > 0
         if nonempty.any():
             starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))[nonempty]

@@ -94,7 +94,7 @@ class _Producer(threading.Thread):
         return self._put(Window(pieces, self._seen()))
 
     def _seen(self) -> list:
-        return [FileSeen(c[0], min(r.bytes_done, size), i < self.current, c[1], c[2])
+        return [FileSeen(int(c[0]), min(r.bytes_done, size), i < self.current, c[1], c[2])
                 for i, ((r, size), c) in enumerate(zip(self.readers, self.counts))]
 
     def run(self):

@@ -124,11 +124,11 @@ class EmbedSettings(Settings):
         if self.id_column is not None and self.id_column in RESERVED_COLUMNS:
             raise InputError(f"--id-column {self.id_column!r}: docs.parquet has its own column of that name "
                              f"({', '.join(RESERVED_COLUMNS)}); rename the column in the corpus")
-        for flag, value, default, users in (("--long-docs", self.long_docs, "truncate", ("hf", "model2vec")),
+        for flag, given, default, users in (("--long-docs", self.long_docs, "truncate", ("hf", "model2vec")),
                                             ("--packing", self.packing, "auto", ("hf",)),
                                             ("--batch-tokens", self.batch_tokens, None, ("hf",)),
                                             ("--compile", self.compile, False, ("hf",))):
-            if value != default and self.backend not in users:
+            if given != default and self.backend not in users:
                 encoders = " and ".join(f"the {u} encoder" for u in users)
                 raise InputError(f"{flag}: only {encoders} use{'s' if len(users) == 1 else ''} it; leave it out "
                                  f"with --encoder {self.backend}")

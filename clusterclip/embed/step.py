@@ -47,6 +47,12 @@ class EmbedStep(Step[EmbedSettings]):
         self.stat_cache: list[dict] = []
         self.where = ""
 
+    def resolved_encoder(self) -> Encoder:
+        """The encoder :meth:`plan` resolved (the caller's own when one was given)."""
+        if self.encoder is None:
+            raise RuntimeError("embed: the encoder is resolved by plan(); run the step with run_step")
+        return self.encoder
+
     # ------------------------------------------------------------------ plan
     def plan(self, out: Path, overwrite: bool) -> Plan:
         s = self.settings
@@ -128,7 +134,7 @@ class EmbedStep(Step[EmbedSettings]):
 
     def _run_whole(self, run: Run) -> Outcome:
         """Every document of this partition, in parts of ``--part-docs`` (a resumed run keeps its finished parts)."""
-        s, encoder, where = self.settings, self.encoder, self.where
+        s, encoder, where = self.settings, self.resolved_encoder(), self.where
         writer = EmbedWriter(run.build, id_column=s.id_column, save_dtype=s.save_dtype)
         kept = writer.resume() if run.resume else []
         partition = Partitioning(s.num_partitions, s.partition_index, s.partition_block)
@@ -157,7 +163,7 @@ class EmbedStep(Step[EmbedSettings]):
                  per_file: list | None, incremental: dict | None, embedded: int) -> Outcome:
         statistics = {
             "n_docs": totals["n_docs"],
-            "dim": totals["dim"] if totals["n_docs"] else self.encoder.dim,
+            "dim": totals["dim"] if totals["n_docs"] else self.resolved_encoder().dim,
             "skipped_empty": skipped_empty,
             "tokens": totals["tokens"],
             "truncated_docs": totals["truncated"],

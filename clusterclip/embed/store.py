@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from io import FileIO
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class EmbeddingStore:
 
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows ``start:stop`` as a float32 array."""
-        out = np.empty((max(0, stop - start), self.dim), dtype=np.float32)
+        out: np.ndarray = np.empty((max(0, stop - start), self.dim), dtype=np.float32)
         first = int(np.searchsorted(self.offsets, start, side="right") - 1)
         for i in range(max(first, 0), len(self.files)):
             lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
@@ -71,14 +71,14 @@ class EmbeddingStore:
         gaps of up to :attr:`GAP_BYTES` and skip longer ones, so a sparse sample reads little more than its rows.
         """
         rows = np.asarray(rows, dtype=np.int64)
-        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        out: np.ndarray = np.empty((len(rows), self.dim), dtype=np.float32)
         if not len(rows):
             return out
         if rows.min() < 0 or rows.max() >= self.n:
             raise IndexError(f"rows outside 0..{self.n - 1}")
         order = np.argsort(rows, kind="stable")
         wanted = rows[order]
-        part = np.searchsorted(self.offsets, wanted, side="right") - 1
+        part = np.asarray(np.searchsorted(self.offsets, wanted, side="right")) - 1
         local = wanted - self.offsets[part]
         row_bytes = self.dim * 4
         gap, span = max(1, self.GAP_BYTES // row_bytes), max(1, self.SPAN_BYTES // row_bytes)
@@ -87,7 +87,7 @@ class EmbeddingStore:
         start_of_run = local[new_run][run]
         key = run * (self.n // span + 2) + (local - start_of_run) // span  # a long run cut into spans
         cuts = np.flatnonzero(np.r_[True, np.diff(key) != 0, True])
-        handle: tuple[int, BinaryIO] | None = None
+        handle: tuple[int, FileIO] | None = None
         try:
             for a, b in zip(cuts[:-1], cuts[1:]):
                 i = int(part[a])
@@ -96,7 +96,7 @@ class EmbeddingStore:
                         handle[1].close()
                     handle = (i, open(self.files[i], "rb", buffering=0))
                 lo, hi = int(local[a]), int(local[b - 1]) + 1
-                block = np.empty((hi - lo, self.dim), dtype=np.float32)
+                block: np.ndarray = np.empty((hi - lo, self.dim), dtype=np.float32)
                 self._read_rows(handle[1], i, lo, hi, block)
                 out[order[a:b]] = block[local[a:b] - lo]
         finally:
@@ -104,11 +104,11 @@ class EmbeddingStore:
                 handle[1].close()
         return out
 
-    def _read_rows(self, f: BinaryIO, i: int, a: int, b: int, out: np.ndarray) -> None:
+    def _read_rows(self, f: FileIO, i: int, a: int, b: int, out: np.ndarray) -> None:
         """Rows ``a:b`` of part ``i`` (open as ``f``) into ``out`` (float32, C-contiguous, ``b - a`` rows)."""
         lay = self.layouts[i]
         buf = out if lay.dtype == np.float32 else np.empty((b - a, self.dim), dtype=lay.dtype)
-        view = memoryview(buf).cast("B")
+        view = buf.data.cast("B")
         f.seek(lay.data_offset + a * self.dim * lay.dtype.itemsize)
         got = 0
         while got < len(view):

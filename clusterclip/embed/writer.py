@@ -64,7 +64,7 @@ class EmbedWriter:
         return None
 
     # ------------------------------------------------------------------ parts
-    def write_part(self, k: int, embeddings: np.ndarray, sources, rows, n_chars, n_tokens, user_ids,
+    def write_part(self, k: int, embeddings: np.ndarray | None, sources, rows, n_chars, n_tokens, user_ids,
                    truncated: int = 0, dim: int | None = None, truncated_flags=None) -> dict:
         """Write part ``k`` (embeddings + its docs rows) and journal it; returns the journal entry.
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ClusterClipError
-from .fit import MODELS, MixtureFit, fit_mixture
+from .fit import MODELS, LogLinear, MixtureFit, fit_mixture
 from .propose import Constraints, constraints_for, minimise_linear, search
 
 __all__ = ["MODELS", "Constraints", "MixtureFit", "Proposal", "constraints_for", "fit_mixture", "fit_runs", "propose",
@@ -59,7 +59,7 @@ class Proposal:
 
 def propose(fit: MixtureFit, constraints: Constraints, *, seed: int = 0, n: int = 4096) -> Proposal:
     """The feasible mixture with the lowest predicted loss (see :mod:`.propose`)."""
-    if fit.name == "loglinear":
+    if isinstance(fit.model, LogLinear):
         weights, method = minimise_linear(fit.model.t, constraints), "exact"
     else:
         weights, method = search(fit.predict, constraints, n=n, seed=seed), "search"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -60,6 +61,7 @@ class LogLinear:
                                 max_nfev=2000, x_scale="jac")
             if best is None or res.cost < best.cost:
                 best = res
+        assert best is not None  # three starting points were tried
         self.c = floor - float(np.exp(best.x[0]))
         self.t = np.asarray(best.x[1:], float)
         return self
@@ -79,7 +81,7 @@ class LightGBM:
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
-        self.booster = None
+        self.booster: Any = None  # a lightgbm.Booster once fitted (or read back from model.txt)
 
     @staticmethod
     def n_parameters(n_clusters: int) -> int:
@@ -105,7 +107,7 @@ class LightGBM:
         return {"rounds": self.ROUNDS, "params": self.params(0) | {"min_data_in_leaf": "max(2, runs // 10)"}}
 
 
-def make_model(name: str, seed: int = 0):
+def make_model(name: str, seed: int = 0) -> LogLinear | LightGBM:
     return LogLinear() if name == "loglinear" else LightGBM(seed)
 
 
@@ -139,7 +141,7 @@ def leave_one_out(name: str, x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.
 class MixtureFit:
     """The chosen ``model`` fitted on every run, and each candidate's leave-one-out figures."""
 
-    model: object
+    model: LogLinear | LightGBM
     name: str
     loo: dict[str, dict] = field(default_factory=dict)
     x: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
@@ -185,7 +187,7 @@ def fit_mixture(x, y, *, model: str = "auto", seed: int = 0, source: str = "RUNS
         names = supported or names
     for n in names:
         check_fit_size(n, len(y), x.shape[1], source, what)
-    loo = {}
+    loo: dict[str, dict[str, Any]] = {}
     for n in names:
         predicted = leave_one_out(n, x, y, seed)
         loo[n] = {"spearman": spearman(predicted, y), "r2": r_squared(y, predicted), "runs": len(y),

@@ -34,7 +34,7 @@ class FitStep(Step[FitSettings]):
         self.x = np.zeros((0, 0))
         self.y = np.zeros(0)
         self.spread = np.zeros(0)
-        self.seeds = np.zeros(0, np.int64)
+        self.seeds: np.ndarray = np.zeros(0, np.int64)
 
     @classmethod
     def open(cls, runs_dir, settings: FitSettings, **kwargs) -> FitStep:
@@ -52,7 +52,7 @@ class FitStep(Step[FitSettings]):
         if len(bad):
             raise InputError(f"{self.runs.path}: run {names[bad[0]]} has no finite {s.target} loss (diverged, or no "
                              f"such group); rerun `clusterclip proxy` with a lower --lr, or fit another --target")
-        mixtures = self.runs.mixtures(names).astype(float)
+        mixtures: np.ndarray = self.runs.mixtures(names).astype(float)
         shares = mixtures / np.maximum(mixtures.sum(axis=1, keepdims=True), 1)
         schedules = np.array([Path(p).name for p in runs["schedule"]])
         self.names = list(dict.fromkeys(schedules))

@@ -40,7 +40,7 @@ def write_fit(build: Path, fit: MixtureFit, record: dict, names: list[str], spre
     columns.update({f"share_{k}": fit.x[:, k] for k in range(fit.x.shape[1])})
     write_parquet_atomic(build / POINTS_FILE, pa.table(columns))
     names_out = [FIT_FILE, POINTS_FILE]
-    if fit.name == "lightgbm":
+    if isinstance(fit.model, LightGBM):
         write_bytes_atomic(build / MODEL_FILE, fit.model.booster.model_to_string().encode("utf-8"))
         names_out.append(MODEL_FILE)
     return names_out
@@ -59,16 +59,16 @@ class FitDir(ArtifactDir):
         table = self.parquet(POINTS_FILE).read()
         return {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
 
-    def model(self):
+    def model(self) -> LogLinear | LightGBM:
         """The fitted model, ready to ``predict`` mixtures ``[n, K]``."""
         rec = self.fit_record()
         if rec["model"] == "loglinear":
-            m = LogLinear()
-            m.c, m.t = float(rec["parameters"]["c"]), np.asarray(rec["parameters"]["t"], float)
-            return m
+            law = LogLinear()
+            law.c, law.t = float(rec["parameters"]["c"]), np.asarray(rec["parameters"]["t"], float)
+            return law
         import lightgbm
 
         self.verify_file(MODEL_FILE)
-        m = LightGBM()
-        m.booster = lightgbm.Booster(model_str=(self.path / MODEL_FILE).read_text("utf-8"))
-        return m
+        trees = LightGBM()
+        trees.booster = lightgbm.Booster(model_str=(self.path / MODEL_FILE).read_text("utf-8"))
+        return trees

@@ -179,7 +179,7 @@ def random_feasible(c: Constraints, n: int, seed: int) -> np.ndarray:
     concentration = 10.0 ** rng.uniform(-1, 2, n)
     draws = np.zeros((n, len(c.natural)))
     alpha = np.maximum(len(active) * c.natural[active], 1e-3)
-    gammas = rng.standard_gamma(np.maximum(concentration[:, None] * alpha[None, :], 1e-3))
+    gammas = np.asarray(rng.standard_gamma(np.maximum(concentration[:, None] * alpha[None, :], 1e-3)))
     draws[:, active] = gammas / np.maximum(gammas.sum(axis=1, keepdims=True), 1e-300)
     return pull_toward(closest_feasible(c), draws, c)
 

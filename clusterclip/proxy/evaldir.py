@@ -67,7 +67,7 @@ class EvalDir(ArtifactDir):
     def check_same_inputs(self, other: ArtifactDir, keys=("embed", "cluster")) -> None:
         """One line when ``other`` (a schedule, say) was built from another embed or cluster directory."""
         for key in keys:
-            mine, theirs = self.upstream(key), other.manifest["inputs"].get(key) or {}
+            mine, theirs = self.upstream(key), other.info.upstream(key)
             if mine.get("manifest_sha256") != theirs.get("manifest_sha256"):
                 raise MismatchError(f"{other.path}: built from another {key} directory than {self.path} "
                                     f"({theirs.get('path')} vs {mine.get('path')}); hold out from the corpus and "

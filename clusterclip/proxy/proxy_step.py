@@ -58,7 +58,7 @@ class ProxyStep(Step[ProxySettings]):
         self.names = run_names([s.path for s in schedules])
         self.seeds = [settings.seed + i for i in range(settings.seeds)]
         self.steps = 0
-        self.rare = np.zeros(0, bool)  #: the rarer half of the clusters (by documents in the pool)
+        self.rare: np.ndarray = np.zeros(0, bool)  #: the rarer half of the clusters (by documents in the pool)
         self.workers = 1
         self.runtime: Runtime | None = None
 
@@ -113,7 +113,9 @@ class ProxyStep(Step[ProxySettings]):
         journal = Journal(work / "runs.jsonl")
         finished = {e["run"]: e for e in journal.load() if files_intact(run.build, e["files"])}
         runs = self.run_list()
-        todo = [RunTask(item, run.build, self.settings, self.runtime, self.steps, self.cl.k, evaluation, self.rare,
+        runtime = self.runtime
+        assert runtime is not None  # resolved by plan()
+        todo = [RunTask(item, run.build, self.settings, runtime, self.steps, self.cl.k, evaluation, self.rare,
                         f"{i + 1}/{len(runs)} {item['run']}") for i, item in enumerate(runs)
                 if item["run"] not in finished]
 
@@ -125,7 +127,7 @@ class ProxyStep(Step[ProxySettings]):
         with progress_bar(len(runs) * run_tokens, desc="proxy", unit="tok", unit_scale=True,
                           initial=(len(runs) - len(todo)) * run_tokens, enabled=self.progress) as pbar:
             if self.workers > 1 and len(todo) > 1:
-                self.log(f"proxy: {len(todo)} runs, {self.workers} at once, {self.runtime.threads} thread(s) each")
+                self.log(f"proxy: {len(todo)} runs, {self.workers} at once, {runtime.threads} thread(s) each")
                 run_parallel(todo, self.workers, pbar, done)
             for task in todo:  # one worker: here, one after another
                 if task.item["run"] not in finished:
@@ -218,7 +220,7 @@ def rare_half(pool_docs: np.ndarray) -> np.ndarray:
     """The clusters of the rarer half (fewest documents in the training pool; ties: the lower id), as a mask."""
     docs = np.asarray(pool_docs)
     order = np.lexsort((np.arange(len(docs)), docs))
-    mask = np.zeros(len(docs), bool)
+    mask: np.ndarray = np.zeros(len(docs), bool)
     mask[order[: len(docs) // 2]] = True
     return mask
 
@@ -263,7 +265,7 @@ def statistics(records: list[dict], steps: int, s: ProxySettings, pool_tokens: n
         by_schedule.setdefault(Path(r["schedule"]).name, []).append(r)
     schedules = {}
     for name, rs in by_schedule.items():
-        fig = {"seeds": len(rs)}
+        fig: dict[str, float] = {"seeds": len(rs)}
         for key in ("balanced", "rare_half", "common_half", "overall"):
             values = np.array([r[key] for r in rs], float)
             fig[f"{key}_mean"] = float(values.mean())

@@ -70,7 +70,7 @@ def read_heldout_loss(run_dir: str | os.PathLike) -> Scores:
 def write_loss_curve(run_dir: str | os.PathLike, losses: list[float], lrs: list[float], step_tokens: int) -> Path:
     import pyarrow as pa
 
-    steps = np.arange(len(losses), dtype=np.int64)
+    steps: np.ndarray = np.arange(len(losses), dtype=np.int64)
     path = Path(run_dir) / LOSS_CURVE
     write_parquet_atomic(path, pa.table({"step": steps, "tokens": (steps + 1) * int(step_tokens),
                                          "loss": np.asarray(losses, dtype=np.float64),
@@ -183,7 +183,7 @@ class RunsDir(ArtifactDir):
         tokens = table.column("tokens").to_numpy()
         cluster = table.column("cluster").to_numpy()
         k = int(cluster.max()) + 1 if len(cluster) else 0
-        out = np.zeros((len(names), k), np.int64)
+        out: np.ndarray = np.zeros((len(names), k), np.int64)
         for i, name in enumerate(names):
             mine = run == name
             out[i, cluster[mine]] = tokens[mine]

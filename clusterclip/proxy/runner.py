@@ -68,7 +68,7 @@ def run_task(task: RunTask, pbar=None, progress: bool = False) -> dict:
 def half_losses(scores: Scores, rare: np.ndarray) -> tuple[float, float]:
     """The cluster-balanced held-out loss over the scored clusters of the rare half and of the common half."""
     clusters = (scores.groups >= 0) & (scores.groups < len(rare))
-    in_rare = np.zeros(len(scores.groups), bool)
+    in_rare: np.ndarray = np.zeros(len(scores.groups), bool)
     in_rare[clusters] = rare[scores.groups[clusters]]
     return (scores.select(clusters & in_rare).balanced, scores.select(clusters & ~in_rare).balanced)
 

@@ -50,7 +50,7 @@ def windows_of(lengths: np.ndarray, context: int) -> tuple[np.ndarray, np.ndarra
     lengths = np.asarray(lengths, dtype=np.int64)
     preds = np.maximum(lengths - 1, 0)
     per_doc = -(-preds // context)
-    doc = np.repeat(np.arange(len(lengths)), per_doc)
+    doc: np.ndarray = np.repeat(np.arange(len(lengths)), per_doc)
     first_window = np.cumsum(per_doc) - per_doc
     j = np.arange(len(doc)) - np.repeat(first_window, per_doc)
     start = j * context
@@ -66,15 +66,15 @@ def document_losses(model, docs: list[np.ndarray], context: int, *, device: str 
 
     lengths = np.array([len(d) for d in docs], dtype=np.int64)
     doc, start, n_pred = windows_of(lengths, context)
-    sums = np.zeros(len(docs), dtype=np.float64)
+    sums: np.ndarray = np.zeros(len(docs), dtype=np.float64)
     order = np.argsort(-n_pred, kind="stable")  # longest first: little padding per batch
     model.eval()
     with torch.no_grad():
         for a in range(0, len(order), batch):
             idx = order[a: a + batch]
             width = int(n_pred[idx].max())
-            x = np.zeros((len(idx), width), dtype=np.int64)
-            y = np.full((len(idx), width), -100, dtype=np.int64)
+            x: np.ndarray = np.zeros((len(idx), width), dtype=np.int64)
+            y: np.ndarray = np.full((len(idx), width), -100, dtype=np.int64)
             for r, w in enumerate(idx):
                 tokens = docs[doc[w]][start[w]: start[w] + n_pred[w] + 1]
                 x[r, : n_pred[w]] = tokens[:-1]

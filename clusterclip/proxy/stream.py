@@ -53,7 +53,7 @@ class SequentialLoader:
         passes, rest = divmod(int(steps), self.steps_per_pass) if self.steps_per_pass else (0, 0)
         out = []
         for k, f in enumerate(self.files):
-            cover = np.zeros(len(f), dtype=np.int64)
+            cover: np.ndarray = np.zeros(len(f), dtype=np.int64)
             n_full = int(self.windows[k]) * self.step_tokens
             cover[:n_full] += passes
             done = min(max(rest - int(self.first_step[k]), 0), int(self.windows[k]))
@@ -124,12 +124,12 @@ def trained_cluster_tokens(stream: ScheduleStream, steps: int, n_clusters: int) 
     """Input tokens of each cluster in the first ``steps`` steps (int64 ``[n_clusters]``): every position a
     window feeds as an input, counted once per pass, mapped to its sample's cluster. Look-ahead copies and
     padding (past a file's own tokens) belong to no sample and are not counted."""
-    per_position = np.zeros(stream.stream_tokens + 1, dtype=np.int64)
+    per_position: np.ndarray = np.zeros(stream.stream_tokens + 1, dtype=np.int64)
     for rec, cover in zip(stream.records, stream.loader.input_coverage(steps)):
         own = min(int(rec["tokens"]), len(cover))
         start = int(rec["start_token"])
         per_position[start: start + own] += cover[:own]
     running = np.concatenate([[0], np.cumsum(per_position[:-1])])
-    ends = np.append(stream.sample_starts[1:], stream.stream_tokens)
+    ends: np.ndarray = np.append(stream.sample_starts[1:], stream.stream_tokens)
     per_sample = running[ends] - running[stream.sample_starts]
     return np.bincount(stream.sample_clusters, weights=per_sample, minlength=n_clusters).astype(np.int64)

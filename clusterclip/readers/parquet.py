@@ -7,7 +7,7 @@ groups it owns no row of without reading them.
 from __future__ import annotations
 
 import bisect
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import InputError, first_line
 from .base import CorpusReader, Partitioning, ReadStats
@@ -141,8 +141,10 @@ class ParquetReader(CorpusReader):
     def texts(self, rows: Iterable[int], text_column: str) -> Iterator[tuple[int, str]]:
         offsets = self._group_offsets()
         n_groups = len(offsets) - 1
-        current_group, batches = -1, None
-        batch_first, batch_texts = 0, []
+        current_group = -1
+        batches: Iterator[tuple[int, Any]] = iter(())  # (first row, record batch) of the group being read
+        batch_first = 0
+        batch_texts: list = []
         for row in rows:
             while not (batch_texts and batch_first <= row < batch_first + len(batch_texts)):
                 rg = bisect.bisect_right(offsets, row) - 1

@@ -39,9 +39,9 @@ class SmallestPerCluster:
         self.limit = np.asarray(limit, dtype=np.int64)
         self.key_dtype = np.dtype(key_dtype)
         self.worst = np.full(len(self.limit), self._largest_key(), dtype=self.key_dtype)
-        self.cluster = np.zeros(0, np.int64)
+        self.cluster: np.ndarray = np.zeros(0, np.int64)
         self.key = np.zeros(0, self.key_dtype)
-        self.doc_id = np.zeros(0, np.int64)
+        self.doc_id: np.ndarray = np.zeros(0, np.int64)
 
     def _largest_key(self):
         return np.iinfo(self.key_dtype).max if self.key_dtype.kind == "u" else np.inf
@@ -104,7 +104,7 @@ def select_documents(
     sample = SmallestPerCluster(sample_limit, np.uint64)
     similarity: dict[int, float] = {}
     for doc_id, cluster, sim in batches:
-        sim64 = sim.astype(np.float64)
+        sim64: np.ndarray = sim.astype(np.float64)
         nearest.offer(cluster, -sim64, doc_id)
         edge.offer(cluster, sim64, doc_id)
         sample.offer(cluster, doc_hash(doc_id, seed), doc_id)

@@ -75,9 +75,9 @@ class KeywordCounter:
         self._doc_lengths: list[int] = []  # tokens of each buffered document
         self._doc_cluster: list[int] = []
         # running sums, keyed by cluster << 32 | term
-        self._keys = np.zeros(0, np.int64)
-        self._tf = np.zeros(0, np.float64)
-        self._df_in_cluster = np.zeros(0, np.int64)
+        self._keys: np.ndarray = np.zeros(0, np.int64)
+        self._tf: np.ndarray = np.zeros(0, np.float64)
+        self._df_in_cluster: np.ndarray = np.zeros(0, np.int64)
         self._docs_per_cluster: dict[int, int] = {}
 
     def add(self, cluster: int, text: str) -> None:
@@ -99,7 +99,7 @@ class KeywordCounter:
         if not self._doc_cluster:
             return
         terms = np.asarray(self._terms, np.int64)
-        docs = np.repeat(np.arange(len(self._doc_lengths), dtype=np.int64), self._doc_lengths)
+        docs: np.ndarray = np.repeat(np.arange(len(self._doc_lengths), dtype=np.int64), self._doc_lengths)
         doc_cluster = np.asarray(self._doc_cluster, np.int64)
         self._terms, self._doc_lengths, self._doc_cluster = [], [], []
         if not len(terms):
@@ -120,7 +120,7 @@ class KeywordCounter:
         if not len(self._keys):
             return {c: [] for c in self._docs_per_cluster}
         words = sorted(self.vocab)
-        alphabetical = np.empty(len(words), np.int64)  # term id -> rank of the word in A-Z order
+        alphabetical: np.ndarray = np.empty(len(words), np.int64)  # term id -> rank of the word in A-Z order
         alphabetical[[self.vocab[w] for w in words]] = np.arange(len(words))
         cluster = self._keys >> 32
         term = self._keys & 0xFFFFFFFF

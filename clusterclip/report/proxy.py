@@ -162,12 +162,12 @@ class ProxyInputs:
     def check(self, cl) -> None:
         """One line when RUNS was not trained on schedules of these clusters, or FIT not fitted on RUNS."""
         if self.runs is not None:
-            theirs = (self.runs.manifest["inputs"].get("cluster") or {}).get("manifest_sha256")
+            theirs = self.runs.info.upstream("cluster").get("manifest_sha256")
             if theirs != cl.record()["manifest_sha256"]:
                 raise MismatchError(f"--runs {self.runs.path}: its proxies were trained on schedules of another "
                                     f"clustering than {cl.path}; give the CL they were made from")
         if self.runs is not None and self.fit is not None:
-            theirs = (self.fit.manifest["inputs"].get("runs") or {}).get("manifest_sha256")
+            theirs = self.fit.info.upstream("runs").get("manifest_sha256")
             if theirs != self.runs.record()["manifest_sha256"]:
                 raise MismatchError(f"--fit {self.fit.path}: fitted on other runs than {self.runs.path}; give the "
                                     f"RUNS it was fitted on (or leave one out)")

@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ class ClusterTable:
     schedule_tokens: int | None = None  # None: that schedule counted no tokens (a dry run without a tokenizer)
 
     def to_json(self) -> dict:
-        out = {
+        out: dict[str, Any] = {
             "k": self.k,
             "n_docs": self.n_docs,
             "embed_dir": self.embed_dir,
@@ -107,7 +108,7 @@ def add_schedule(table: ClusterTable, sched: inputs.ScheduleInfo) -> ClusterTabl
     table.schedule_tokens = sched.tokens if sched.has_tokens else None
     for row in table.rows:
         row.samples = int(sched.cluster_samples[row.cluster])
-        if sched.has_tokens:
+        if sched.cluster_tokens is not None and sched.tokens is not None:  # sched.has_tokens
             row.tokens = int(sched.cluster_tokens[row.cluster])
             row.token_share = row.tokens / sched.tokens if sched.tokens else 0.0
             if sched.cluster_mean_tokens is not None and sched.cluster_mean_tokens[row.cluster] is not None:

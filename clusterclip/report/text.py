@@ -27,7 +27,7 @@ def format_table(table: ClusterTable) -> list[str]:
             line += f"  {r.samples:>9,}"
         if tokens:
             mean = "-" if r.mean_tokens is None else f"{r.mean_tokens:.1f}"
-            line += f"  {r.tokens:>12,}  {100 * r.token_share:>8.1f}%  {mean:>10}"
+            line += f"  {r.tokens:>12,}  {100 * (r.token_share or 0.0):>8.1f}%  {mean:>10}"
         if table.embed_dir:
             line += "  " + ", ".join(r.keywords[:TABLE_KEYWORDS])
         lines.append(line.rstrip())
@@ -51,7 +51,7 @@ def format_cluster(row: ClusterRow, n_docs: int, width: int = 100) -> list[str]:
     if row.samples is not None:
         lines.append(f"in the schedule: {row.samples:,} samples"
                      + (f", {row.tokens:,} tokens ({100 * row.token_share:.2f}% of its tokens)"
-                        if row.tokens is not None else "")
+                        if row.tokens is not None and row.token_share is not None else "")
                      + (f", {row.mean_tokens:.1f} tokens per sample" if row.mean_tokens is not None else ""))
     lines.append(f"keywords (TF-IDF over {row.keyword_docs} sampled documents): "
                  + (", ".join(row.keywords) if row.keywords else "-"))

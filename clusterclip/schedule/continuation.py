@@ -89,7 +89,7 @@ def _spans(stage: np.ndarray) -> tuple[StageSpan, ...]:
     n = len(stage)
     if n == 0:
         return ()
-    cuts = np.flatnonzero(np.diff(stage)) + 1
+    cuts: np.ndarray = np.flatnonzero(np.diff(stage)) + 1
     starts = np.r_[0, cuts]
     stops = np.r_[cuts, n]
     return tuple(StageSpan(int(a), int(b)) for a, b in zip(starts, stops))

@@ -313,7 +313,7 @@ def hamilton_apportionment(total: int, weights) -> np.ndarray:
                 share[k] -= 1
                 left += 1
     if left > 0:
-        extra = np.zeros(len(w), np.int64)
+        extra: np.ndarray = np.zeros(len(w), np.int64)
         full, rest = divmod(left, len(order))
         extra[order] = full
         extra[order[:rest]] += 1
@@ -330,7 +330,7 @@ def cluster_token_sums(labels: np.ndarray, lengths: np.ndarray, n_clusters: int)
         return np.bincount(labels, weights=lengths, minlength=n_clusters).astype(np.int64)
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=n_clusters)
-    sums = np.zeros(n_clusters, np.int64)
+    sums: np.ndarray = np.zeros(n_clusters, np.int64)
     nonempty = counts > 0
     starts = (np.cumsum(counts) - counts)[nonempty]
     if len(starts):
@@ -357,7 +357,7 @@ def _extended_weights(labels, sizes, alpha, balance, multipliers, lengths, budge
     or None)``; a cluster with draw weight 0 is not in the pool."""
     n_clusters = len(sizes)
     cluster_tokens = cluster_token_sums(labels, lengths, n_clusters) if lengths is not None else None
-    excluded = np.zeros(n_clusters, bool)
+    excluded: np.ndarray = np.zeros(n_clusters, bool)
     if keep is not None and not keep.all():
         excluded[-1] = True  # the extra cluster of the left-out documents
     base_sizes = cluster_tokens if balance == "tokens" else sizes
@@ -381,6 +381,8 @@ def _extended_weights(labels, sizes, alpha, balance, multipliers, lengths, budge
             raise ValueError("every cluster with documents has weight 0, so nothing can be drawn")
     cluster_budget = None
     if budget_tokens is not None:
+        if cluster_tokens is None:
+            raise ValueError("budget_tokens needs the tokens of each cluster (the documents' lengths)")
         cluster_budget = hamilton_apportionment(budget_tokens, weights)
         drawn = cluster_budget > 0
         silent = np.flatnonzero(drawn & (cluster_tokens == 0))
@@ -401,7 +403,7 @@ def _per_cluster_repeats(values, max_repeats: int, n_clusters: int) -> np.ndarra
         raise ValueError("cluster_max_repeats must be non-negative integers (0: max_repeats)")
     if len(r) > n_clusters:
         raise ValueError(f"cluster_max_repeats has {len(r)} entries but there are {n_clusters} clusters")
-    full = np.full(n_clusters, max_repeats, np.int64)
+    full: np.ndarray = np.full(n_clusters, max_repeats, np.int64)
     full[: len(r)] = np.where(r > 0, r, max_repeats)
     return full
 
@@ -570,12 +572,12 @@ def law_table(stages: Sequence[Stage], labels, spans: Sequence[StageSpan], *, le
         if law.cluster_weights is not None:
             m = np.asarray(law.cluster_weights, np.float64)[:k]
             multiplier[: len(m)] = m
-        clip = np.zeros(k, np.int64)
+        clip: np.ndarray = np.zeros(k, np.int64)
         if law.clipped:
             clip[:] = law.max_repeats
             if law.cluster_max_repeats is not None:
                 clip = _per_cluster_repeats(law.cluster_max_repeats, law.max_repeats, k)
-        budget = np.full(k, -1, np.int64)
+        budget: np.ndarray = np.full(k, -1, np.int64)
         if cluster_budget is not None:
             budget = np.asarray(cluster_budget, np.int64)[:k]
         counts = expected_counts(sizes, mean, sampler=law.sampler, samples=span.samples, max_repeats=clip,

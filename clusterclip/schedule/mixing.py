@@ -80,7 +80,7 @@ def _read_table(path: Path, flag: str) -> dict[str, list]:
 
 
 def _ids(values, path, flag, name, limit: int) -> np.ndarray:
-    out = np.empty(len(values), np.int64)
+    out: np.ndarray = np.empty(len(values), np.int64)
     for i, v in enumerate(values):
         if isinstance(v, str) and v.strip().lstrip("-").isdigit():
             v = int(v)
@@ -102,7 +102,7 @@ def _numbers(values, path, flag, name, *, integer=False, most: float | None = No
              rows=None) -> np.ndarray:
     """``values`` as float64, each a finite number >= 0 (whole with ``integer``, at most ``most``), else a
     one-line error naming its row (``rows``: the file's row of each value, when not all are given)."""
-    out = np.empty(len(values), np.float64)
+    out: np.ndarray = np.empty(len(values), np.float64)
     for i, v in enumerate(values):
         row = i if rows is None else rows[i]
         if isinstance(v, str):
@@ -149,7 +149,7 @@ def read_cluster_table(path, n_clusters: int) -> tuple[np.ndarray, np.ndarray]:
                          f"found {', '.join(table) or 'none'}")
     clusters = _ids(table["cluster"], path, flag, "cluster", n_clusters)
     weights = np.ones(n_clusters)
-    repeats = np.zeros(n_clusters, np.int64)
+    repeats: np.ndarray = np.zeros(n_clusters, np.int64)
     if "weight" in table:
         weights[clusters] = _numbers(table["weight"], path, flag, "weight", most=MAX_WEIGHT,
                                      hint="; weights are relative: divide them all by the same number")
@@ -179,10 +179,7 @@ def cluster_repeats_items(text: str) -> dict[int, int]:
         if not item:
             continue
         k_text, eq, r_text = item.partition("=")
-        try:
-            k, r = int(k_text), int(r_text)
-        except ValueError:
-            k = r = None
+        k, r = _int_or_none(k_text), _int_or_none(r_text)
         if not eq or k is None or r is None:
             raise InputError(f"--cluster-max-repeats {item!r}: write CLUSTER=REPEATS, e.g. 3=1,7=2")
         if k < 0:
@@ -196,6 +193,13 @@ def cluster_repeats_items(text: str) -> dict[int, int]:
     if not items:
         raise InputError(f"--cluster-max-repeats {text!r}: names no cluster; write CLUSTER=REPEATS, e.g. 3=1,7=2")
     return items
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 def parse_cluster_repeats(text: str, n_clusters: int, base=None) -> np.ndarray:
@@ -244,7 +248,7 @@ def _corpus_column(emb, column: str) -> np.ndarray:
     emb.check_corpus()
     scores = np.empty(emb.n_docs)
     start = 0
-    cache: tuple[str, object] | None = None
+    cache: tuple[str, dict] | None = None
     for batch in emb.iter_docs(["source", "row"]):
         sources = batch.column(0).to_pylist()
         rows = batch.column(1).to_numpy()
@@ -293,7 +297,7 @@ def semantic_duplicates(store, labels: np.ndarray, centroids: np.ndarray, thresh
     in chunks (memory ``O(chunk)``, time ``O(sum size_k ** 2 * D)``).
     """
     labels = np.asarray(labels)
-    keep = np.ones(len(labels), bool)
+    keep: np.ndarray = np.ones(len(labels), bool)
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels, minlength=len(centroids))
     starts = np.cumsum(counts) - counts

@@ -38,7 +38,7 @@ class MixturesStep(Step[MixturesSettings]):
         self.schedule_options = settings.schedule_options() if schedule_options is None else dict(schedule_options)
         self.overwrite = overwrite
         self.weights = np.zeros((0, 0))
-        self.present = np.zeros(0, np.int64)
+        self.present: np.ndarray = np.zeros(0, np.int64)
 
     @classmethod
     def open(cls, emb_dir, cl_dir, settings: MixturesSettings, **kwargs) -> MixturesStep:

@@ -331,7 +331,8 @@ class _Order:
         self.n = 0
         self.tokens = 0
         if capacity is not None:
-            self.columns = (np.empty(capacity, np.int64), np.empty(capacity, np.int32), np.empty(capacity, np.int32))
+            self.columns: _Block = (np.empty(capacity, np.int64), np.empty(capacity, np.int32),
+                                np.empty(capacity, np.int32))
         else:
             self.parts: list[_Block] = []
 
@@ -362,6 +363,7 @@ class _Order:
             if end_samples is not None:
                 take = min(take, end_samples - self.n)
             if end_tokens is not None and n:
+                assert self.lengths is not None  # an end in tokens comes with the documents' lengths
                 cumulative = np.cumsum(self.lengths[block[0]]) + self.tokens
                 take = min(take, int(np.searchsorted(cumulative, end_tokens, side="left")) + 1)
             self.append(tuple(column[:take] for column in block[:3]))
@@ -376,7 +378,8 @@ class _Order:
 
     def result(self) -> _Block:
         if self.capacity is not None:
-            return tuple(column[: self.n] for column in self.columns)
+            doc, cluster, repeat = self.columns
+            return doc[: self.n], cluster[: self.n], repeat[: self.n]
         if not self.parts:
             return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
         if len(self.parts) == 1:
@@ -394,28 +397,34 @@ def _stage_ends(stages: list[Stage], budget: Budget, n_samples: int | None, leng
     ends: list[tuple[str, int]] = []
     for i, stage in enumerate(stages):
         if stage.until is not None:
-            end = (unit, int(np.floor(stage.until * total + 0.5)))
+            end = (unit, int(np.floor(stage.until * _known(total, unit) + 0.5)))
         elif stage.until_samples is not None:
             end = ("samples", int(stage.until_samples))
         elif stage.until_tokens is not None:
             end = ("tokens", int(stage.until_tokens))
         else:
-            end = (unit, total)
+            end = (unit, _known(total, unit))
         what = _stage_name(stages, i)
-        if end[0] == unit and end[1] > total:
-            raise ValueError(f"{what} ends at {_at(end)}, past the end of the budget ({_at((unit, total))}); end it "
-                             "earlier or raise the budget")
+        if end[0] == unit and end[1] > _known(total, unit):
+            raise ValueError(f"{what} ends at {_at(end)}, past the end of the budget ({_at((unit, _known(total, unit)))}); "
+                             "end it earlier or raise the budget")
         earlier = [e for e in ends if e[0] == end[0]]
         if earlier and end[1] <= earlier[-1][1]:
             raise ValueError(f"{what} ends at {_at(end)}, not after the stage before it ({_at(earlier[-1])}): the "
                              "stages overlap or one is empty; give each stage a later end than the one before")
         ends.append(end)
     last = ends[-1]
-    if last[0] == unit and last[1] < total:
-        raise ValueError(f"the stages end at {_at(last)}, before the end of the budget ({_at((unit, total))}); let "
-                         "the last stage run to the end (leave out its until, or until = 1)")
+    if last[0] == unit and last[1] < _known(total, unit):
+        raise ValueError(f"the stages end at {_at(last)}, before the end of the budget ({_at((unit, _known(total, unit)))}); "
+                         "let the last stage run to the end (leave out its until, or until = 1)")
     return ends
 
+
+def _known(total: int | None, unit: str) -> int:
+    """The budget in ``unit`` where a stage's end needs it."""
+    if total is None:
+        raise ValueError(f"a stage ending at a share of the budget, or at its end, needs the budget in {unit}")
+    return total
 
 def _stage_name(stages: list[Stage], i: int) -> str:
     return f"stage {i + 1} of {len(stages)} ({stages[i].describe()})"
@@ -535,7 +544,7 @@ def _random_blocks(rng: np.random.Generator, labels: np.ndarray, pool=None, base
         n_epochs = max(1, _block_size(index) // n_docs)
         rows = np.broadcast_to(members, (n_epochs, n_docs))
         doc = rng.permuted(rows, axis=1).reshape(-1)
-        repeat = np.repeat(np.arange(epoch, epoch + n_epochs, dtype=np.int32), n_docs)
+        repeat: np.ndarray = np.repeat(np.arange(epoch, epoch + n_epochs, dtype=np.int32), n_docs)
         if base is not None:
             repeat += base[doc]
         yield doc, labels[doc].astype(np.int32), repeat
@@ -608,7 +617,7 @@ class _ClusterPlan:
 
     def _capacity_left(self, law: ResolvedLaw) -> int:
         """Samples the clip still allows the clusters ``law`` draws."""
-        cap = self.state.sizes * law.clip
+        cap: np.ndarray = self.state.sizes * law.clip
         return int(np.maximum(cap - self.state.used, 0)[law.pool].sum())
 
     def _stage(self, i: int, last_stage: bool) -> None:  # noqa: C901 - one branch per way a stage ends
@@ -754,6 +763,13 @@ class _ClusterState:
         self.stamp_token = 0
         self.slot: np.ndarray | None = None
 
+    @property
+    def gap_track(self) -> _GapTrack:
+        """The repeat gap's bookkeeping (:meth:`track_gap` made it)."""
+        if self.gap is None:
+            raise RuntimeError("no repeat gap is kept (track_gap first)")
+        return self.gap
+
     def slot_of(self, doc: np.ndarray) -> np.ndarray:
         """The slots of documents (the inverse of ``by_cluster``, built when first needed)."""
         if self._slot_of is None:
@@ -804,7 +820,7 @@ class _ClusterState:
         if len(nonempty):
             low[nonempty] = np.minimum.reduceat(uses, self.offsets[nonempty])
             high[nonempty] = np.maximum.reduceat(uses, self.offsets[nonempty])
-        grouped_cluster = np.repeat(np.arange(k), sizes)
+        grouped_cluster: np.ndarray = np.repeat(np.arange(k), sizes)
         uneven = np.flatnonzero((high > low + 1) & drawn)
         if len(uneven):
             c = int(uneven[0])
@@ -819,9 +835,9 @@ class _ClusterState:
         # each cluster's slice: its documents used r + 1 times, then those used r times
         low_rank = np.cumsum(at_low) - at_low
         high_rank = np.cumsum(~at_low) - ~at_low
-        start_low = np.repeat(np.cumsum(m) - m, sizes)
-        start_high = np.repeat(np.cumsum(sizes - m) - (sizes - m), sizes)
-        base = np.repeat(self.offsets, sizes)
+        start_low: np.ndarray = np.repeat(np.cumsum(m) - m, sizes)
+        start_high: np.ndarray = np.repeat(np.cumsum(sizes - m) - (sizes - m), sizes)
+        base: np.ndarray = np.repeat(self.offsets, sizes)
         slot = np.where(at_low, base + (sizes - m)[grouped_cluster] + low_rank - start_low,
                         base + high_rank - start_high)
         self.cur_perm[slot] = np.arange(n_docs, dtype=self.doc_dtype)
@@ -850,7 +866,7 @@ class _GapTrack:
     def __init__(self, gap: RepeatGap, n_docs: int, lengths):
         self.count = gap.count
         self.lengths = lengths if gap.unit == "tokens" else None
-        self.last_end = np.full(n_docs, _NEVER, np.int64)
+        self.last_end: np.ndarray = np.full(n_docs, _NEVER, np.int64)
         self.position = 0
 
     def after(self, doc: np.ndarray, slot: np.ndarray) -> None:
@@ -866,7 +882,7 @@ class _GapTrack:
     def note_last_uses(self, slot: np.ndarray, end: np.ndarray, prev_index: np.ndarray) -> None:
         """Samples of documents ``slot`` (time order, ending at ``end``; ``prev_index``: the sample before them
         here with the same document, or -1) are in the order: each document's last use is its last one here."""
-        followed = np.zeros(len(slot), bool)
+        followed: np.ndarray = np.zeros(len(slot), bool)
         followed[prev_index[prev_index >= 0]] = True
         last = ~followed  # each document once
         self.last_end[slot[last]] = end[last]
@@ -926,7 +942,7 @@ class _ClusterStream:
         self.done = None if self.budget is None else np.zeros(state.sizes.shape[0], bool)
         self.doc_logw = state.grouped(law.doc_log_weight)  # passes hold slots
         self.weights = law.weights
-        self.cap = None if law.clip is None else state.sizes * law.clip
+        self.cap: np.ndarray | None = None if law.clip is None else state.sizes * law.clip
         live = self.weights > 0
         if self.cap is not None:
             live &= state.used < self.cap
@@ -956,11 +972,11 @@ class _ClusterStream:
         state = self.state
         m = len(choice)
         if m == 0:
-            empty = np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32)
+            empty: _Block = (np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros(0, np.int32))
             if with_time:
-                self._runs = (np.zeros(0, np.int64),) * 4
-                nothing = np.zeros(0, np.int64)
-                return _Planned(*empty, nothing, nothing, nothing, nothing, self.state.gap.position, nothing,
+                self._runs: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 4
+                nothing: np.ndarray = np.zeros(0, np.int64)
+                return _Planned(*empty, nothing, nothing, nothing, nothing, self.state.gap_track.position, nothing,
                                 nothing)
             return empty
         # Sort the draws by (cluster, time): each cluster's draws become a run, in time order.
@@ -992,9 +1008,9 @@ class _ClusterStream:
         state.used[group] += n_kept
 
         # back to time order, skipping rejected draws
-        out_doc = np.empty(m, np.int64)
-        out_cluster = np.empty(m, np.int32)
-        out_repeat = np.empty(m, np.int32)
+        out_doc: np.ndarray = np.empty(m, np.int64)
+        out_cluster: np.ndarray = np.empty(m, np.int32)
+        out_repeat: np.ndarray = np.empty(m, np.int32)
         out_doc[time] = doc
         out_cluster[time] = cluster
         out_repeat[time] = repeat
@@ -1015,10 +1031,10 @@ class _ClusterStream:
 
     def _note_uses_sorted(self, grouped_slot, grouped_end, grouped_prev, sample, grouped_prev_index) -> None:
         """:meth:`_note_uses` by one sort of the emissions by (document, sample) instead of level by level."""
-        track = self.state.gap
+        track = self.state.gap_track
         key = np.sort((grouped_slot.astype(np.int64) << 32) | sample)
         d = key >> 32
-        at = np.empty(len(key), np.int64)
+        at: np.ndarray = np.empty(len(key), np.int64)
         at[sample] = np.arange(len(sample))  # grouped index of each sample
         at = at[key & _LOW32]
         repeat_of_doc = np.r_[False, d[1:] == d[:-1]]
@@ -1079,7 +1095,7 @@ class _ClusterStream:
         """Every live cluster rests: each moves the documents still inside the gap at the head of its pass (up to
         its first one outside) to the end of the pass, and the planner goes on. False when no live cluster has a
         document outside the gap left in its pass: then nothing can come next."""
-        state, track = self.state, self.state.gap
+        state, track = self.state, self.state.gap_track
         self.resting[:] = False
         live = self.active[~self.gone[self.active]]
         size = state.sizes[live]
@@ -1089,14 +1105,14 @@ class _ClusterStream:
         ok = track.position - track.last_end[state.cur_perm[index]] >= track.count
         start = np.cumsum(length) - length
         position = np.arange(len(index)) - np.repeat(start, length)
-        first = np.full(len(live), -1, np.int64)
+        first: np.ndarray = np.full(len(live), -1, np.int64)
         hit = np.flatnonzero(ok)
         if not len(hit):
             return False
         owner = np.repeat(np.arange(len(live)), length)[hit]
         runs, at = np.unique(owner, return_index=True)
         first[runs] = position[hit[at]]
-        turn = np.repeat(np.where(first > 0, first, 0), length)
+        turn: np.ndarray = np.repeat(np.where(first > 0, first, 0), length)
         state.cur_perm[index] = state.cur_perm[index][np.repeat(start, length) + (position + turn) % np.repeat(length,
                                                                                                              length)]
         return True
@@ -1128,21 +1144,23 @@ class _ClusterStream:
         """Cut each cluster's run (``doc`` grouped by cluster) after its first document that brings the
         cluster to its token budget; such a cluster is done. Returns ``(mask of the kept documents or
         None, new n_kept)``. The passes already drawn for a done cluster are never used again."""
-        tok = self.lengths[doc]
+        lengths, tokens_used, budget, done = self.lengths, self.tokens_used, self.budget, self.done
+        assert lengths is not None and tokens_used is not None and budget is not None and done is not None
+        tok = lengths[doc]
         run_start = np.cumsum(n_kept) - n_kept
         total = np.cumsum(tok)
-        total += np.repeat(self.tokens_used[group] - (total[run_start] - tok[run_start]), n_kept)
-        hits = np.flatnonzero(total >= np.repeat(self.budget[group], n_kept))
+        total += np.repeat(tokens_used[group] - (total[run_start] - tok[run_start]), n_kept)
+        hits = np.flatnonzero(total >= np.repeat(budget[group], n_kept))
         cut = None
         if len(hits):
-            run_of = np.repeat(np.arange(len(group)), n_kept)
+            run_of: np.ndarray = np.repeat(np.arange(len(group)), n_kept)
             runs, first = np.unique(run_of[hits], return_index=True)
             n_kept = n_kept.copy()
             n_kept[runs] = hits[first] - run_start[runs] + 1
-            self.done[group[runs]] = True
+            done[group[runs]] = True
             cut = (np.arange(len(doc)) - run_start[run_of]) < n_kept[run_of]
             tok = np.where(cut, tok, 0)
-        self.tokens_used[group] += np.add.reduceat(tok, run_start) if len(tok) else 0
+        tokens_used[group] += np.add.reduceat(tok, run_start) if len(tok) else 0
         return cut, n_kept
 
     def _documents(self, group: np.ndarray, n_kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1165,16 +1183,16 @@ class _ClusterStream:
         # so that passes of equal length are consecutive rows of one 2-D block.
         by_size = new[np.argsort(state.size_rank[group[new]])]
         fresh_len = n_new * size
-        fresh_base = np.zeros(len(group), np.int64)
+        fresh_base: np.ndarray = np.zeros(len(group), np.int64)
         fresh_base[by_size] = np.cumsum(fresh_len[by_size]) - fresh_len[by_size]
-        fresh = _segment_arange(
+        fresh: np.ndarray = _segment_arange(
             np.repeat(state.offsets[group[by_size]], n_new[by_size]),
             np.repeat(size[by_size], n_new[by_size]),
         ).astype(state.doc_dtype)  # slots
         _shuffle_rows(self.rng, fresh, size[by_size], fresh_len[by_size], self.doc_logw)
 
         out_start = np.cumsum(n_kept) - n_kept
-        doc = np.empty(int(n_kept.sum()), state.doc_dtype)
+        doc: np.ndarray = np.empty(int(n_kept.sum()), state.doc_dtype)
         doc[_segment_arange(out_start, stored)] = state.cur_perm[
             _segment_arange(state.offsets[group] + used - first * size, stored)
         ]
@@ -1184,12 +1202,12 @@ class _ClusterStream:
 
         # pass index: one piece for the stored pass, one per fresh pass (the last one cut short)
         n_pieces = 1 + n_new
-        piece_group = np.repeat(np.arange(len(group)), n_pieces)
+        piece_group: np.ndarray = np.repeat(np.arange(len(group)), n_pieces)
         piece = _segment_arange(np.zeros(len(group), np.int64), n_pieces)
         piece_len = np.where(piece == 0, stored[piece_group], size[piece_group])
         last_piece = np.cumsum(n_pieces)[new] - 1
         piece_len[last_piece] = n_kept[new] - stored[new] - (n_new[new] - 1) * size[new]
-        repeat = np.repeat((previous[piece_group] + piece).astype(np.int32), piece_len)
+        repeat: np.ndarray = np.repeat((previous[piece_group] + piece).astype(np.int32), piece_len)
 
         # keep the last fresh pass of every cluster for the next blocks
         g_new = group[new]
@@ -1210,14 +1228,14 @@ class _ClusterStream:
         by level: in one level every document comes once, and what it reads from ``last_end`` is its use in
         the level before or before the block. One gather and one scatter per sample, in the slots' order
         (a cluster's own slice), and a stable sort of the small level numbers (a radix sort)."""
-        track = self.state.gap
+        track = self.state.gap_track
         units = track.units(doc)
         end = track.position + np.cumsum(units)
         by_tokens = track.lengths is not None
         grouped_end = end[sample] if by_tokens else track.position + 1 + sample
-        grouped_prev = np.empty(len(grouped_slot), np.int64)
+        grouped_prev: np.ndarray = np.empty(len(grouped_slot), np.int64)
         if by_tokens:  # a sample's end does not name it (a sample of 0 tokens ends where the one before does)
-            grouped_prev_index = np.full(len(grouped_slot), -1, np.int64)
+            grouped_prev_index: np.ndarray = np.full(len(grouped_slot), -1, np.int64)
             self.state.stamp_token += 1
         n_levels = int(level.max(initial=-1)) + 1
         if n_levels > _MAX_LEVELS:  # tiny clusters drawn often (no clip): many passes here, one sort instead
@@ -1226,18 +1244,20 @@ class _ClusterStream:
         else:
             level = level.astype(np.int16)
             by_level = np.argsort(level, kind="stable")
-            bounds = np.searchsorted(level[by_level], np.arange(n_levels + 1))
+            bounds = np.asarray(np.searchsorted(level[by_level], np.arange(n_levels + 1)))
+            stamp, slot = self.state.stamp, self.state.slot
             for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
                 at = by_level[lo:hi]
                 d = grouped_slot[at]
                 grouped_prev[at] = track.last_end[d]
                 track.last_end[d] = grouped_end[at]
                 if by_tokens:
-                    here = self.state.stamp[d] == self.state.stamp_token
-                    grouped_prev_index[at[here]] = self.state.slot[d[here]]
-                    self.state.stamp[d] = self.state.stamp_token
-                    self.state.slot[d] = sample[at]
-        prev_end = np.empty(len(doc), np.int64)
+                    assert stamp is not None and slot is not None  # a gap in tokens keeps them (track_gap)
+                    here = stamp[d] == self.state.stamp_token
+                    grouped_prev_index[at[here]] = slot[d[here]]
+                    stamp[d] = self.state.stamp_token
+                    slot[d] = sample[at]
+        prev_end: np.ndarray = np.empty(len(doc), np.int64)
         prev_end[sample] = grouped_prev
         planned = _Planned(doc, cluster, repeat, time, prev_end, end, units, track.position, sample, grouped_slot)
         if by_tokens:
@@ -1269,7 +1289,7 @@ class _GapRound:
 
     def __init__(self, stream: _ClusterStream, n_draws: int, planned: _Planned):
         self.stream = stream
-        self.track: _GapTrack = stream.state.gap
+        self.track: _GapTrack = stream.state.gap_track
         self.n_draws = n_draws
         self.planned = planned
         self.doc, self.cluster, self.repeat, self.time = planned.doc, planned.cluster, planned.repeat, planned.time
@@ -1281,7 +1301,7 @@ class _GapRound:
         if not short.any():  # the block as planned (its last uses are noted already)
             if len(self.end):
                 self.track.position = int(self.end[-1])
-            nothing = np.zeros(0, np.int64)
+            nothing: np.ndarray = np.zeros(0, np.int64)
             return (self.doc, self.cluster, self.repeat, self.prev_end), None, nothing, nothing
         self.prev_index, self.slot = self.planned.previous_index(), self.planned.slot
         hot = self._hot(short)
@@ -1331,8 +1351,8 @@ class _GapRound:
             column[cold_at] = planned[cold_index]
             column[hot_at] = hot_value
         # previous uses here: a cold sample's is a cold sample kept before it; a hot one's, among the hot ones
-        prev_index = np.full(n, -1, np.int64)
-        new_index = np.full(len(self.doc), -1, np.int64)
+        prev_index: np.ndarray = np.full(n, -1, np.int64)
+        new_index: np.ndarray = np.full(len(self.doc), -1, np.int64)
         new_index[cold_index] = cold_at
         cold_prev = self.prev_index[cold_index]
         has = cold_prev >= 0
@@ -1341,7 +1361,7 @@ class _GapRound:
         last_time = max(int(cold_time[-1]) if len(cold_time) else -1, int(decided.time[-1]) if len(decided.time) else -1)
         units = self.track.units(doc)
         end = self.track.position + np.cumsum(units)
-        prev_end = np.empty(len(doc), np.int64)
+        prev_end: np.ndarray = np.empty(len(doc), np.int64)
         prev_end[cold_at] = self.prev_end[cold_index]  # a use before the block stays where it was
         prev_end[hot_at] = self.track.last_end[slot[hot_at]]  # restored above
         inside = prev_index >= 0
@@ -1388,9 +1408,9 @@ class _HotClusters:
         pick = _segment_arange(starts[runs], lengths)
         self.cluster = cluster[pick]
         self.time = time[pick]
-        self.run_start = np.repeat(np.cumsum(lengths) - lengths, lengths)
+        self.run_start: np.ndarray = np.repeat(np.cumsum(lengths) - lengths, lengths)
         self.by_time = np.argsort(self.time, kind="stable")
-        self.time_rank = np.empty(len(self.time), np.int64)
+        self.time_rank: np.ndarray = np.empty(len(self.time), np.int64)
         self.time_rank[self.by_time] = np.arange(len(self.time))
         # each hot cluster's planned samples in order: what its accepted draws emit, one after the other
         in_hot = hot[r.cluster]
@@ -1411,7 +1431,7 @@ class _HotClusters:
     def resolve(self) -> _HotDecisions:
         accepted = (np.arange(len(self.time)) - self.run_start) < self.n_planned[self.cluster]  # as planned
         if len(self.time) <= _GAP_FEW:  # a few draws: one at a time at once
-            nothing = np.zeros(len(self.time), np.int64)
+            nothing: np.ndarray = np.zeros(len(self.time), np.int64)
             accepted = self._one_at_a_time(accepted, -1, self.seq_doc[nothing], nothing, nothing)
             ok, doc, seq, start, units = self._rule(accepted)
             return self._decisions(accepted, doc, seq)
@@ -1480,7 +1500,7 @@ class _HotClusters:
         slot = self.seq_slot[seq]
         units = track.units(doc)
         accepted_units = np.where(accepted, units, 0)[self.by_time]
-        before = np.empty(len(doc), np.int64)
+        before: np.ndarray = np.empty(len(doc), np.int64)
         before[self.by_time] = np.cumsum(accepted_units) - accepted_units
         start = self.base + before
         end = start + units
@@ -1494,7 +1514,7 @@ class _HotClusters:
         previous = np.r_[-1, last_accepted[:-1]]
         has = previous >= run_start
         prev_end = np.where(has, end[where[np.maximum(previous, 0)]], track.last_end[d])
-        ok = np.empty(len(doc), bool)
+        ok: np.ndarray = np.empty(len(doc), bool)
         ok[where] = in_plan[where] & (start[where] - prev_end >= track.count)
         return ok, doc, seq, start, units
 
@@ -1510,7 +1530,7 @@ class _HotClusters:
 def _previous_same(doc: np.ndarray, index: np.ndarray) -> np.ndarray:
     """For samples ``index`` (ascending) of documents ``doc``: the index of the sample before with the same
     document among them, or -1."""
-    out = np.full(len(doc), -1, np.int64)
+    out: np.ndarray = np.full(len(doc), -1, np.int64)
     if len(doc) > 1:
         order = np.lexsort((index, doc))
         same = np.flatnonzero(doc[order][1:] == doc[order][:-1])
@@ -1528,7 +1548,7 @@ def _exclusive_run_cumsum(flags: np.ndarray, run_start: np.ndarray) -> np.ndarra
 
 def _rank_in_cluster(cluster: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """For each element with ``mask``: how many elements of its cluster with ``mask`` come before it."""
-    rank = np.zeros(len(cluster), np.int64)
+    rank: np.ndarray = np.zeros(len(cluster), np.int64)
     index = np.flatnonzero(mask)
     if len(index):
         order = index[np.argsort(cluster[index], kind="stable")]
@@ -1593,7 +1613,7 @@ def _bucket(edges: np.ndarray, x: np.ndarray) -> np.ndarray:
     search per element, with the same result."""
     if len(edges) > 16:
         return np.minimum(np.searchsorted(edges, x, side="right"), len(edges) - 1)
-    count = np.zeros(len(x), np.uint8)
+    count: np.ndarray = np.zeros(len(x), np.uint8)
     for edge in edges[:-1]:  # the last bucket takes every x at or past its lower edge
         count += x >= edge
     return count.astype(np.intp)

@@ -29,6 +29,8 @@ from .stats import format_statistics, schedule_statistics, stage_statistics
 from .tokenize import build_tokens
 
 if TYPE_CHECKING:
+    from ..tokens.cache import TokenCache
+    from ..tokens.tokenizer import Tokenizer
     from .continuation import Continued
     from .stages import StagedLaws
 
@@ -48,11 +50,11 @@ class ScheduleStep(Step[ScheduleSettings]):
         super().__init__(settings, **kwargs)
         self.emb, self.cl = emb, cl
         self.evaluation = _excluded(settings.exclude)
-        self.labels = np.zeros(0, np.int64)
-        self.tok = None
+        self.labels: np.ndarray = np.zeros(0, np.int64)
+        self.tok: Tokenizer | None = None
         self.mix = _Mix()
         self.schedule: Schedule | None = None  #: planned in plan() unless it needs the documents' lengths
-        self.cache = None  #: the token cache (``--token-cache``), or None
+        self.cache: TokenCache | None = None  #: the token cache (``--token-cache``), or None
         self.cached: list = []  #: the cached stores this run reads (released when it ends)
         self.cache_record: dict | None = None  #: the manifest's ``token_cache``
 
@@ -179,7 +181,7 @@ class ScheduleStep(Step[ScheduleSettings]):
         """``(store, known)``: a token store holding ``doc_ids`` (each tokenized once, where the engine runs it; from
         the token cache when it has them) and the mask of ``doc_ids`` (what this run counts tokens of: a cached store
         may hold more)."""
-        known = np.zeros(len(self.labels), dtype=bool)
+        known: np.ndarray = np.zeros(len(self.labels), dtype=bool)
         known[doc_ids] = True
 
         checked = self.settings.replace(rehash_inputs=False)  # obtain_tokens checks the corpus (once) first
@@ -208,7 +210,7 @@ class ScheduleStep(Step[ScheduleSettings]):
                             bos_id=tok.bos_id, vocab_size=tok.vocab_size, align_tokens=s.align_tokens,
                             pack=s.pack, journal_path=work / "shards-journal.jsonl", progress=self.progress,
                             resume=run.resume, run_shards=engine_runner(self.engine, s),
-                            min_shards=CONVENTION_MIN_SHARDS.get(s.convention, 1))
+                            min_shards=CONVENTION_MIN_SHARDS.get(s.convention or "", 1))
 
     # ------------------------------------------------------------------ summary
     def summary(self, result) -> str:

@@ -55,7 +55,7 @@ def build_tokens(engine, settings, emb, doc_ids: np.ndarray, n_docs: int, tok, p
     expected = tokenizer_identity(tok)
     task_settings = settings.replace(tokenizer=_portable_spec(settings.tokenizer))
     largest_first = sorted(range(len(ranges)), key=lambda i: -ranges[i].chars)  # a shorter tail
-    args = [(task_settings, expected, emb.text_column, r.source, r.rows, r.ids - r.start, r.stop - r.start,
+    args: list[tuple] = [(task_settings, expected, emb.text_column, r.source, r.rows, r.ids - r.start, r.stop - r.start,
              str(parts / r.name())) for r in (ranges[i] for i in largest_first)]
     n_tokens = [0] * len(ranges)
     with progress_bar(int(sum(len(r.ids) for r in ranges)), desc="tokenize", unit="doc", unit_scale=True,
@@ -133,14 +133,14 @@ def _by_source(emb, ids: np.ndarray) -> list[list]:
     base = 0
     for batch in emb.iter_docs(["source", "row", "n_chars"]):
         stop = base + batch.num_rows
-        lo, hi = np.searchsorted(ids, [base, stop], side="left")
+        lo, hi = int(np.searchsorted(ids, base)), int(np.searchsorted(ids, stop))
         if hi > lo:
-            sel = ids[lo:hi] - base
+            sel: np.ndarray = ids[lo:hi] - base
             enc = batch.column(0).take(sel).dictionary_encode()
             codes = enc.indices.to_numpy(zero_copy_only=False)
             names = enc.dictionary.to_pylist()
             rows, chars = batch.column(1).to_numpy()[sel], batch.column(2).to_numpy()[sel]
-            cuts = np.flatnonzero(np.diff(codes)) + 1
+            cuts: np.ndarray = np.flatnonzero(np.diff(codes)) + 1
             for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(sel)]):
                 source = names[codes[a]]
                 if not groups or groups[-1][0] != source:

@@ -271,6 +271,7 @@ class ShardFormat:
         self.vocab_size = layout.vocab_size
         self.dtype = self.token_dtype(layout.vocab_size)
         self.written = {"tokens": 0, "samples": 0}
+        self.last_rows: int | None = None  # rows of the shard last committed (formats whose rows are not samples)
 
     # -- naming
     def files(self, k: int) -> list[Path]:
@@ -317,7 +318,7 @@ class ShardFormat:
         shard is read whole; a format that can read less (one Parquet row group) overrides this."""
         content = cls.read_shard(out_dir, record, index)
         j = position - record["start"]
-        ends = np.append(content.starts[1:], len(content.tokens))
+        ends: np.ndarray = np.append(content.starts[1:], len(content.tokens))
         return np.asarray(content.tokens[content.starts[j]: ends[j]], dtype=np.int64)
 
     def describe(self) -> dict:
@@ -326,7 +327,8 @@ class ShardFormat:
 
 
 class SingleFileFormat(ShardFormat):
-    """A format whose shard is one file, streamed through a :class:`HashedFile`."""
+    """A format whose shard's data streams through one :class:`HashedFile` (its first file; a format with an
+    index file beside it writes that in its own ``commit``)."""
 
     _file: HashedFile | None = None
 
@@ -335,8 +337,15 @@ class SingleFileFormat(ShardFormat):
         self._file = HashedFile(self.files(plan.index)[0])
         return self._file
 
+    @property
+    def file(self) -> HashedFile:
+        """The shard's file being written (between ``begin`` and ``commit``)."""
+        if self._file is None:
+            raise RuntimeError(f"{type(self).__name__}: no shard is open (write before begin)")
+        return self._file
+
     def commit(self) -> list[dict]:
-        f, self._file = self._file, None
+        f, self._file = self.file, None
         size, digest = f.commit()
         return [file_record(self.out_dir, f.path, size, digest)]
 
@@ -361,7 +370,7 @@ def delimiter_starts(tokens: np.ndarray, index: dict, record: dict, where: str) 
         if record.get("first_offset", 0) or not len(starts) or starts[0] != 0:
             starts = np.concatenate([[0], starts]) if n else starts
     elif eos is not None:
-        ends = np.flatnonzero(np.asarray(tokens) == eos) + 1
+        ends: np.ndarray = np.flatnonzero(np.asarray(tokens) == eos) + 1
         starts = np.concatenate([[0], ends[ends < n]]) if n else np.zeros(0, np.int64)
     else:
         raise ValueError(f"{where}: a token stream without BOS or EOS has no sample boundaries; "

@@ -42,7 +42,7 @@ def max_bin_tokens(vocab_size: int) -> int:
 
 def header(n_tokens: int, vocab_size: int) -> bytes:
     magic, version = GPT2 if fits_uint16(vocab_size) else LLAMA3
-    h = np.zeros(HEADER_INTS, dtype="<i4")
+    h: np.ndarray = np.zeros(HEADER_INTS, dtype="<i4")
     h[0], h[1], h[2] = magic, version, n_tokens
     return h.tobytes()
 
@@ -75,7 +75,7 @@ class BinFormat(SingleFileFormat):
         self._open(plan).write(header(plan.file_tokens, self.vocab_size))
 
     def write(self, tokens, segments) -> None:
-        self._file.write(np.ascontiguousarray(tokens, dtype=self.dtype))
+        self.file.write(np.ascontiguousarray(tokens, dtype=self.dtype))
         self._account(len(tokens), segments)
 
     def describe(self) -> dict:

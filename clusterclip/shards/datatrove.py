@@ -21,14 +21,14 @@ import numpy as np
 from .base import (
     HashedFile,
     ShardContent,
-    ShardFormat,
     ShardPlan,
+    SingleFileFormat,
     file_record,
     uint16_or,
 )
 
 
-class DatatroveFormat(ShardFormat):
+class DatatroveFormat(SingleFileFormat):
     name = "datatrove"
     rank = 50
     pattern = "shard_*.ds*"
@@ -45,19 +45,18 @@ class DatatroveFormat(ShardFormat):
         return [ds, ds.with_name(ds.name + ".index")]
 
     def begin(self, plan: ShardPlan) -> None:
-        self._plan = plan
-        self._ds = HashedFile(self.files(plan.index)[0])
+        self._open(plan)
         self._ends: list[np.ndarray] = []
         self._pos = 0
 
     def write(self, tokens, segments) -> None:
-        self._ds.write(np.ascontiguousarray(tokens, dtype=self.dtype))
+        self.file.write(np.ascontiguousarray(tokens, dtype=self.dtype))
         self._ends.append(self._pos + np.cumsum(segments.sizes, dtype=np.int64))
         self._pos += int(segments.sizes.sum())
         self._account(len(tokens), segments)
 
     def commit(self) -> list[dict]:
-        ds, self._ds = self._ds, None
+        ds, self._file = self.file, None
         idx = HashedFile(self.files(self._plan.index)[1])
         try:
             ends = np.concatenate(self._ends) if self._ends else np.zeros(0, np.int64)
@@ -70,11 +69,6 @@ class DatatroveFormat(ShardFormat):
             idx.abort()
             raise
         return [file_record(self.out_dir, ds.path, dsize, ddigest), file_record(self.out_dir, idx.path, isize, idigest)]
-
-    def abort(self) -> None:
-        if getattr(self, "_ds", None) is not None:
-            self._ds.abort()
-            self._ds = None
 
     def describe(self) -> dict:
         return {"token_dtype": self.dtype.name, "token_size": self.dtype.itemsize}

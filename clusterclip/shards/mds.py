@@ -25,6 +25,7 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -98,7 +99,14 @@ class MDSFormat(ShardFormat):
         self.packed = bool(layout.pack)
         self.config = config(layout.vocab_size, self.packed)
         self.config_bytes = json.dumps(self.config, sort_keys=True).encode("utf-8")
-        self._spool = None
+        self._spool: IO[bytes] | None = None
+
+    @property
+    def spool(self) -> IO[bytes]:
+        """The open shard's samples, spooled to a temporary file (between ``begin`` and ``commit``)."""
+        if self._spool is None:
+            raise RuntimeError("mds: no shard is open (write before begin)")
+        return self._spool
 
     def files(self, k: int) -> list[Path]:
         return [self.dir / f"shard.{k:05d}.mds"]
@@ -113,7 +121,8 @@ class MDSFormat(ShardFormat):
         fd, self._spool_path = temp_file_beside(path.with_name(path.name + ".samples"))
         self._spool = os.fdopen(fd, "w+b", buffering=1 << 20)
         self._sample_sizes: list[np.ndarray] = []
-        self._packer = RowPacker(self.layout.pack, self.dtype) if self.packed else None
+        pack = self.layout.pack
+        self._packer = RowPacker(pack, self.dtype) if pack else None  # pack: as self.packed
 
     def write(self, tokens, segments) -> None:
         if self._packer is not None:
@@ -129,7 +138,7 @@ class MDSFormat(ShardFormat):
                 data = struct.pack("<4I", *(len(c) for c in cols)) + b"".join(cols)
                 parts.append(data)
                 sizes.append(len(data))
-            self._spool.write(b"".join(parts))
+            self.spool.write(b"".join(parts))
             self._sample_sizes.append(np.asarray(sizes, dtype=np.int64))
             self.written["tokens"] += int(rows.tokens.size)
             self.written["samples"] += rows.samples_begun
@@ -150,7 +159,7 @@ class MDSFormat(ShardFormat):
             parts.append(pack(_SHAPE_FMT[code], n))
             parts.append(raw[pos : pos + nbytes])
             pos += nbytes
-        self._spool.write(b"".join(parts))
+        self.spool.write(b"".join(parts))
         self._sample_sizes.append(4 + 4 + 8 + 1 + (1 << codes) + sizes * itemsize + 4)
         self._account(len(tokens), segments)
 
@@ -160,7 +169,7 @@ class MDSFormat(ShardFormat):
         sizes = np.concatenate(self._sample_sizes) if self._sample_sizes else np.zeros(0, np.int64)
         n = len(sizes)
         head = 4 + 4 * (n + 1) + len(self.config_bytes)
-        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets: np.ndarray = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(sizes, out=offsets[1:])
         offsets += head
         if offsets[-1] > MAX_SHARD_BYTES:
@@ -171,10 +180,10 @@ class MDSFormat(ShardFormat):
             f.write(struct.pack("<I", n))
             f.write(offsets.astype("<u4").tobytes())
             f.write(self.config_bytes)
-            self._spool.flush()
-            self._spool.seek(0)
+            self.spool.flush()
+            self.spool.seek(0)
             while True:
-                block = self._spool.read(1 << 22)
+                block = self.spool.read(1 << 22)
                 if not block:
                     break
                 f.write(block)
@@ -231,7 +240,7 @@ class MDSFormat(ShardFormat):
                                   [s["cu_seqlens"].astype(np.int64) for s in samples],
                                   [s["positions"] for s in samples])
         ids = [s[TOKENS].astype(np.int64) for s in samples]
-        starts = np.zeros(len(ids), dtype=np.int64)
+        starts: np.ndarray = np.zeros(len(ids), dtype=np.int64)
         if len(ids) > 1:
             np.cumsum([len(x) for x in ids[:-1]], out=starts[1:])
         return ShardContent(np.concatenate(ids) if ids else np.zeros(0, np.int64), starts)

@@ -19,8 +19,8 @@ import numpy as np
 from .base import (
     HashedFile,
     ShardContent,
-    ShardFormat,
     ShardPlan,
+    SingleFileFormat,
     file_record,
     uint16_or,
 )
@@ -33,7 +33,7 @@ CODE_DTYPES = {1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64, 6
 
 def index_bytes(sizes: np.ndarray, dtype: np.dtype) -> bytes:
     n = len(sizes)
-    pointers = np.zeros(n, dtype="<i8")
+    pointers: np.ndarray = np.zeros(n, dtype="<i8")
     if n > 1:
         np.cumsum(np.asarray(sizes[:-1], dtype=np.int64) * dtype.itemsize, out=pointers[1:])
     return b"".join(
@@ -50,7 +50,7 @@ def index_bytes(sizes: np.ndarray, dtype: np.dtype) -> bytes:
     )
 
 
-class MegatronFormat(ShardFormat):
+class MegatronFormat(SingleFileFormat):
     name = "megatron"
     rank = 30
     pattern = "shard_*.*"
@@ -67,9 +67,8 @@ class MegatronFormat(ShardFormat):
         return [stem.with_suffix(".bin"), stem.with_suffix(".idx")]
 
     def begin(self, plan: ShardPlan) -> None:
-        self._plan = plan
         self._sizes: list[np.ndarray] = []
-        self._bin = HashedFile(self.files(plan.index)[0])
+        self._open(plan)
 
     def write(self, tokens, segments) -> None:
         keep = segments.positions >= 0  # padding (the last --pack shard) is not a sequence
@@ -77,12 +76,12 @@ class MegatronFormat(ShardFormat):
         if len(sizes) and int(sizes.max()) >= 2**31:
             raise ValueError("a Megatron sequence holds fewer than 2**31 tokens (int32 lengths)")
         n = int(sizes.sum())
-        self._bin.write(np.ascontiguousarray(tokens[:n], dtype=self.dtype))
+        self.file.write(np.ascontiguousarray(tokens[:n], dtype=self.dtype))
         self._sizes.append(sizes)
         self._account(n, segments)
 
     def commit(self) -> list[dict]:
-        bin_file, self._bin = self._bin, None
+        bin_file, self._file = self.file, None
         idx_file = HashedFile(self.files(self._plan.index)[1])
         try:
             sizes = np.concatenate(self._sizes) if self._sizes else np.zeros(0, np.int64)
@@ -98,11 +97,6 @@ class MegatronFormat(ShardFormat):
             file_record(self.out_dir, bin_file.path, bsize, bdigest),
             file_record(self.out_dir, idx_file.path, isize, idigest),
         ]
-
-    def abort(self) -> None:
-        if getattr(self, "_bin", None) is not None:
-            self._bin.abort()
-            self._bin = None
 
     def stored_tokens(self, plan: ShardPlan) -> int:
         """Only the samples' tokens: padding is not a sequence (and no --align-tokens here)."""

@@ -49,7 +49,7 @@ class RowPacker:
         self.length = int(length)
         self.dtype = dtype
         self._tokens = np.zeros(0, dtype=dtype)
-        self._seg = np.zeros((0, 4), dtype=np.int64)  # size, position, doc_id, begins
+        self._seg: np.ndarray = np.zeros((0, 4), dtype=np.int64)  # size, position, doc_id, begins
 
     def add(self, tokens: np.ndarray, segments: Segments) -> Rows:
         L = self.length
@@ -59,14 +59,14 @@ class RowPacker:
         seg = np.concatenate([self._seg, new])
         n_rows = len(toks) // L
         used = n_rows * L
-        seg_starts = np.zeros(len(seg), dtype=np.int64)
+        seg_starts: np.ndarray = np.zeros(len(seg), dtype=np.int64)
         if len(seg) > 1:
             np.cumsum(seg[:-1, 0], out=seg_starts[1:])
         # sub-pieces: the pieces cut again at every row start
         cuts = np.union1d(seg_starts[seg_starts < used], np.arange(0, used, L, dtype=np.int64))
         which = np.searchsorted(seg_starts, cuts, side="right") - 1
         rows_of = cuts // L
-        piece_offsets = np.searchsorted(rows_of, np.arange(n_rows + 1), side="left").astype(np.int64)
+        piece_offsets: np.ndarray = np.searchsorted(rows_of, np.arange(n_rows + 1), side="left").astype(np.int64)
         begun = int(np.count_nonzero((cuts == seg_starts[which]) & (seg[which, 3] == 1)))
         out = Rows(toks[:used].reshape(n_rows, L), piece_offsets, (cuts - rows_of * L).astype(np.int32),
                    seg[which, 1].copy(), seg[which, 2].copy(), begun)
@@ -75,7 +75,7 @@ class RowPacker:
         if len(self._tokens):
             k = int(np.searchsorted(seg_starts, used, side="right") - 1)
             rest = seg[k:].copy()
-            cut = used - seg_starts[k]
+            cut = int(used - seg_starts[k])
             rest[0, 0] -= cut
             if cut:
                 rest[0, 3] = 0  # a continuation does not begin its sample

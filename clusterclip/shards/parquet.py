@@ -55,6 +55,13 @@ class ParquetFormat(ShardFormat):
     def files(self, k: int) -> list[Path]:
         return [self.dir / f"part-{k:06d}.parquet"]
 
+    @property
+    def writer(self):
+        """The open shard's ``pyarrow.parquet.ParquetWriter`` (between ``begin`` and ``commit``)."""
+        if self._writer is None:
+            raise RuntimeError("parquet: no shard is open (write before begin)")
+        return self._writer
+
     def begin(self, plan: ShardPlan) -> None:
         import pyarrow.parquet as pq
 
@@ -64,8 +71,9 @@ class ParquetFormat(ShardFormat):
         self._path, self._tmp = path, self._pending.tmp
         self._rows = 0
         self._blocks: list[tuple[np.ndarray, Segments]] = []
-        packed = bool(self.layout.pack)
-        self._packer = RowPacker(self.layout.pack, self.dtype) if packed else None
+        pack = self.layout.pack
+        packed = bool(pack)
+        self._packer = RowPacker(pack, self.dtype) if pack else None
         # no dictionary for the token column: 3-5x faster to write, and large vocabularies
         # overflow the dictionary page anyway; statistics only on the small columns
         stats = ["positions", "doc_ids"] if packed else ["doc_id", "cluster", "repeat"]
@@ -100,7 +108,7 @@ class ParquetFormat(ShardFormat):
                 pa.ListArray.from_arrays(offsets, pa.array(rows.positions)),
                 pa.ListArray.from_arrays(offsets, pa.array(rows.doc_ids)),
             ], schema=schema(True))
-            self._writer.write_table(table)
+            self.writer.write_table(table)
             self._rows += n
             self.written["tokens"] += int(rows.tokens.size)
             self.written["samples"] += rows.samples_begun
@@ -112,7 +120,7 @@ class ParquetFormat(ShardFormat):
             [ids, pa.array(segments.doc_ids), pa.array(segments.clusters), pa.array(segments.repeats)],
             schema=schema(False),
         )
-        self._writer.write_table(table)
+        self.writer.write_table(table)
         self._rows += len(segments.sizes)
         self._account(len(tokens), segments)
 
@@ -121,7 +129,7 @@ class ParquetFormat(ShardFormat):
             raise RuntimeError(f"{self._path}: the last block did not end a piece; this is a bug, please report it")
         if self._packer is not None and self._packer.pending():
             raise ValueError(f"{self._packer.pending()} tokens left over a whole --pack row")
-        self._writer.close()
+        self.writer.close()
         self._writer = None
         self.last_rows = self._rows
         self._pending.commit()
@@ -182,7 +190,7 @@ def _read_piece(path: Path, record: dict, position: int) -> np.ndarray:
         return ids.values.to_numpy(zero_copy_only=False).astype(np.int64)
     # --pack rows: the small positions column says which rows hold a piece of the sample
     positions = pf.read(columns=["positions"]).column(0).combine_chunks()
-    owner = np.repeat(np.arange(len(positions)), np.diff(positions.offsets.to_numpy()))
+    owner: np.ndarray = np.repeat(np.arange(len(positions)), np.diff(positions.offsets.to_numpy()))
     rows = np.unique(owner[positions.values.to_numpy(zero_copy_only=False) == position])
     pieces, groups = [], {}
     for row in rows.tolist():
@@ -204,7 +212,9 @@ def _with_row_length(cu: np.ndarray, piece_offsets: np.ndarray, length: int) -> 
 def packed_content(rows_tokens, rows_cu, rows_positions) -> ShardContent:
     """The stream of packed rows without padding, and where each sample piece begins in it
     (pieces of one sample cut at a row boundary are one piece again)."""
-    tokens, starts, positions = [], [], []
+    tokens: list[np.ndarray] = []
+    starts: list[int] = []
+    positions: list[int] = []
     pos = 0
     for toks, cu, posn in zip(rows_tokens, rows_cu, rows_positions):
         for a, b, p in zip(cu[:-1], cu[1:], posn):

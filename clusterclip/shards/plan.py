@@ -20,6 +20,7 @@ import os
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def plan_shards(order_doc_ids, lengths, shard_tokens: int, *, delimiters: int = 
     checked them (at least 1; not both of the last two).
     """
     if align_tokens or pack:
-        unit = int(align_tokens or pack)
+        unit = int(align_tokens or pack or 0)  # one of them is given here
         plans = _plan_by_tokens(order_doc_ids, lengths, shard_tokens, delimiters, unit,
                                 overlap=1 if align_tokens else 0)
         total = sum(p.tokens for p in plans)
@@ -183,10 +184,26 @@ def stream_token(store, layout: StreamLayout, doc_id: int, offset: int) -> int:
     n = int(store.lengths[doc_id])
     if offset < n:
         return int(store.tokens(doc_id)[offset])
+    if layout.eos_id is None:
+        raise IndexError(f"token {offset} of the sample of doc_id {doc_id}: past its end (no EOS)")
     return int(layout.eos_id)
 
 
-def shard_pieces(plan: ShardPlan, plans: list[ShardPlan], order_doc_ids, order_cluster, order_repeat, store,
+class PlanLookup(Protocol):
+    """The shard plans a writer looks up by index: all of them, or a task's own and the next (``shards.tasks``)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> ShardPlan: ...
+
+
+class OrderLookup(Protocol):
+    """An order column indexed by absolute order position: the whole array, or a task's window of it."""
+
+    def __getitem__(self, key: Any) -> Any: ...
+
+
+def shard_pieces(plan: ShardPlan, plans: PlanLookup, order_doc_ids, order_cluster, order_repeat, store,
                  layout: StreamLayout, block_tokens: int | None = None) -> Iterator[tuple[np.ndarray, Segments]]:
     """The tokens of shard ``plan`` in blocks of about ``block_tokens`` (default :data:`BLOCK_TOKENS`), with
     their segments.
@@ -255,7 +272,7 @@ def _block(plan: ShardPlan, order_doc_ids, order_cluster, order_repeat, store, l
     s, e = plan.start + a, plan.start + b
     docs = np.asarray(order_doc_ids[s:e], dtype=np.int64)
     tokens, piece_sizes = store.gather(docs, layout.eos_id, bos_id=layout.bos_id)
-    begins = np.ones(len(docs), dtype=bool)
+    begins: np.ndarray = np.ones(len(docs), dtype=bool)
     if a == 0 and plan.first_offset:
         tokens = tokens[plan.first_offset:]
         piece_sizes[0] -= plan.first_offset

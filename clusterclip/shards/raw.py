@@ -37,7 +37,7 @@ class RawFormat(SingleFileFormat):
         self._open(plan)
 
     def write(self, tokens, segments) -> None:
-        self._file.write(np.ascontiguousarray(tokens, dtype=self.dtype))
+        self.file.write(np.ascontiguousarray(tokens, dtype=self.dtype))
         self._account(len(tokens), segments)
 
     @classmethod

@@ -51,7 +51,9 @@ def read_sample(out_dir: str | os.PathLike, fmt: str, position: int, index: dict
 def read_stream(out_dir: str | os.PathLike, fmt: str, index: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The whole stream of ``fmt`` (no look-ahead copies, no padding) and where each sample begins in it."""
     index = index or read_index(out_dir)
-    tokens, starts, pos = [], [], 0
+    tokens: list[np.ndarray] = []
+    starts: list[np.ndarray] = []
+    pos = 0
     for rec in index["shards"][fmt]:
         c = read_shard(out_dir, fmt, rec, index)
         s = c.starts[1:] if rec.get("first_offset", 0) else c.starts

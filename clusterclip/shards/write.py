@@ -18,7 +18,7 @@ from . import DEFAULT_SHARD_TOKENS, FORMATS, AccountingError, check_formats
 from .base import ShardFormat, ShardPlan, StreamLayout
 from .index import INDEX_VERSION, write_index
 from .journal import JOURNAL_FILE, ShardJournal, shard_key
-from .plan import largest_sample, plan_shards, shard_pieces, total_tokens
+from .plan import OrderLookup, PlanLookup, largest_sample, plan_shards, shard_pieces, total_tokens
 
 
 def _check_layout(layout: StreamLayout) -> None:
@@ -108,25 +108,11 @@ def write_shards(
     layout_record = dict(layout.__dict__)
 
     bar = None
-    records: dict[str, dict[int, dict]] = {f: {} for f in formats}
-    written: dict[str, dict[int, dict]] = {f: {} for f in formats}
+    by_index: dict[str, dict[int, dict]] = {f: {} for f in formats}  # format -> shard index -> record
+    written_by_index: dict[str, dict[int, dict]] = {f: {} for f in formats}
     try:
-        pending: list[tuple[ShardPlan, list[tuple[str, str]]]] = []  # shards to write: plan, [(format, key)]
-        kept_tokens = 0
-        for plan in plans:
-            todo = []
-            for w in writers:
-                key = shard_key(w.name, {**layout_record, **w.describe()}, plan, order_doc_ids)
-                kept = journal.kept(out, w.name, plan.index, key) if resume else None
-                if kept is not None:
-                    records[w.name][plan.index] = _record(plan, kept["files"], kept.get("rows"))
-                    written[w.name][plan.index] = kept["written"]
-                else:
-                    todo.append((w.name, key))
-            if todo:
-                pending.append((plan, todo))
-            else:
-                kept_tokens += plan.tokens
+        pending, kept_tokens = _shards_to_write(plans, writers, journal if resume else None, out, layout_record,
+                                                order_doc_ids, by_index, written_by_index)
         if progress_enabled(progress):  # after the resume check: its kept shards are not this run's rate
             bar = progress_bar(sum(p.tokens for p in plans), unit="tok", unit_scale=True, initial=kept_tokens,
                                desc=f"shards ({','.join(formats)})", leave=False)
@@ -134,15 +120,15 @@ def write_shards(
         keys = {(plan.index, fmt): key for plan, todo in pending for fmt, key in todo}
         remaining = {plan.index: len(todo) for plan, todo in pending}
         for plan, fmt, got in (run_shards or write_here)(job, pending, writers, bar):
-            records[fmt][plan.index] = _record(plan, got["files"], got["rows"])  # journaled here, whatever the engine
-            written[fmt][plan.index] = got["written"]
+            by_index[fmt][plan.index] = _record(plan, got["files"], got["rows"])  # journaled here, whatever the engine
+            written_by_index[fmt][plan.index] = got["written"]
             journal.append({"format": fmt, "index": plan.index, "key": keys[plan.index, fmt], "files": got["files"],
                             "written": got["written"], "rows": got["rows"]})
             remaining[plan.index] -= 1
             if not remaining[plan.index]:
                 checkpoint("schedule.shard")
-        records = {f: [r[p.index] for p in plans if p.index in r] for f, r in records.items()}
-        written = {f: [r[p.index] for p in plans if p.index in r] for f, r in written.items()}
+        records = {f: [r[p.index] for p in plans if p.index in r] for f, r in by_index.items()}
+        written = {f: [r[p.index] for p in plans if p.index in r] for f, r in written_by_index.items()}
         extra = {}
         for w in writers:
             files = w.finish(records[w.name])
@@ -263,10 +249,10 @@ class ShardJob:
 
     out: Path
     layout: StreamLayout
-    plans: Sequence[ShardPlan]
-    order_doc_ids: np.ndarray
-    order_cluster: np.ndarray
-    order_repeat: np.ndarray
+    plans: PlanLookup
+    order_doc_ids: OrderLookup
+    order_cluster: OrderLookup
+    order_repeat: OrderLookup
     store: object
 
 
@@ -280,6 +266,31 @@ def write_here(job: ShardJob, pending, writers, bar):
         chosen = [by_name[fmt] for fmt, _ in todo]
         for w, got in zip(chosen, write_shard(chosen, plan, job, bar)):
             yield plan, w.name, got
+
+
+def _shards_to_write(plans: list[ShardPlan], writers: list[ShardFormat], journal: ShardJournal | None, out: Path,
+                     layout_record: dict, order_doc_ids, by_index: dict[str, dict[int, dict]],
+                     written_by_index: dict[str, dict[int, dict]]) -> tuple[list[tuple[ShardPlan, list[tuple[str, str]]]], int]:
+    """The shards left to write, ``[(plan, [(format, key)])]``, and the tokens of those kept: a shard of a format
+    is kept when ``journal`` (None: no resume) proves its files intact; its records go to ``by_index`` and
+    ``written_by_index``."""
+    pending: list[tuple[ShardPlan, list[tuple[str, str]]]] = []
+    kept_tokens = 0
+    for plan in plans:
+        todo = []
+        for w in writers:
+            key = shard_key(w.name, {**layout_record, **w.describe()}, plan, order_doc_ids)
+            kept = journal.kept(out, w.name, plan.index, key) if journal is not None else None
+            if kept is not None:
+                by_index[w.name][plan.index] = _record(plan, kept["files"], kept.get("rows"))
+                written_by_index[w.name][plan.index] = kept["written"]
+            else:
+                todo.append((w.name, key))
+        if todo:
+            pending.append((plan, todo))
+        else:
+            kept_tokens += plan.tokens
+    return pending, kept_tokens
 
 
 def write_shard(writers: Sequence[ShardFormat], plan: ShardPlan, job: ShardJob, bar=None):

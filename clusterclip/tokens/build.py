@@ -28,10 +28,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -166,6 +166,66 @@ class _Batch:
     future: Future | None = None
 
 
+@dataclass
+class _Tally:
+    """What is written so far: tokens and documents (the resumed ones included), the last doc_id."""
+
+    tokens: int
+    docs: int
+    last: int
+    fast_written: bool  #: tokens of the fast backend were written (a later mismatch means starting over)
+    new_tokens: int = 0  #: written by this run
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, docs: int, tokens: int, last: int) -> None:
+        self.tokens += tokens
+        self.docs += docs
+        self.new_tokens += tokens
+        self.last = last
+
+
+class _Flight:
+    """The batches being encoded, oldest first, on one pool of workers (remade when the backend changes)."""
+
+    def __init__(self, run: "_Run", batches: Iterator[list[tuple[int, str]]], use_processes: bool,
+                 input_error: BaseException | None):
+        self.run, self.batches, self.use_processes = run, batches, use_processes
+        self.input_error = input_error  #: raised once the batches read before it are written
+        self.exhausted = False
+        self.stream_pos = 0
+        self.pending: deque[_Batch] = deque()
+        self.pool, self.submit, self.window = run._executor(use_processes=use_processes)
+
+    def fill(self) -> None:
+        """Submit batches until ``window`` are in flight or the input ends (or fails)."""
+        while not self.exhausted and len(self.pending) < self.window:
+            try:
+                raw = next(self.batches, None)
+            except BaseException as e:  # noqa: BLE001 - the input failed or was interrupted:
+                self.input_error, self.exhausted = e, True  # write the batches already encoding, then raise it
+                return
+            if raw is None:
+                self.exhausted = True
+                return
+            ids = np.fromiter((d for d, _ in raw), dtype=np.int64, count=len(raw))
+            b = _Batch(ids, [t for _, t in raw], self.run._verify_list(ids, self.stream_pos))
+            self.stream_pos += len(raw)
+            b.future = self.submit(b)
+            self.pending.append(b)
+
+    def restart(self, keep_head: bool) -> None:
+        """A new pool for the tokenizer's new backend; every batch in flight (but the oldest when
+        ``keep_head``: its worker already re-encoded it) is submitted again, unverified."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool, self.submit, self.window = self.run._executor(use_processes=self.use_processes)
+        for b in list(self.pending)[1 if keep_head else 0:]:
+            b.verify = []
+            b.future = self.submit(b)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=not self.pending, cancel_futures=True)
+
+
 class _Run:
     """One build: the resume point, the encoding workers, the ordered writes."""
 
@@ -247,7 +307,7 @@ class _Run:
         """
         plan = self._plan()
         if plan is None:  # a tokenizer-like object: its own encode_batch, in this process
-            pool = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
+            pool: Executor = ThreadPoolExecutor(1, thread_name_prefix="tokenize")
             return pool, (lambda b: pool.submit(_encode_with, self.tokenizer.encode_batch, b.texts)), 2
         if plan.fast_json is None and use_processes:
             import multiprocessing
@@ -267,7 +327,7 @@ class _Run:
         threads = self.workers if plan.fast_json is not None else 1
         local = threading.local()
         shared = self.tokenizer.encoder()  # the first thread reuses this process's encoder
-        claimed = []
+        claimed: list[bool] = []  # the shared encoder is taken (by the first thread)
 
         def encode(b: _Batch) -> Encoded:
             encoder = getattr(local, "encoder", None)
@@ -300,119 +360,112 @@ class _Run:
             self._encode_and_write(texts, tok_f, doc_f)
 
     def _encode_and_write(self, texts, tok_f, doc_f) -> None:
-        fast_written = FAST_BACKEND in self.backends
-        n_tok, n_done, last = self.done_tokens, self.done_docs, self.last_doc
-        new_tokens, t0 = 0, time.perf_counter()
-        self.eta.begin(t0)
-        stream_pos = 0
+        tally = _Tally(self.done_tokens, self.done_docs, self.last_doc, fast_written=FAST_BACKEND in self.backends)
+        self.eta.begin(tally.t0)
+        flight = self._flight(texts)
+        try:
+            while True:
+                flight.fill()
+                if not flight.pending:
+                    break
+                head = flight.pending[0]
+                enc = self._result(head, tally)
+                if enc is None:  # not ready yet (the bar was refreshed)
+                    continue
+                backend: str | None = self._backend()
+                if enc.mismatch is not None or enc.error is not None:
+                    backend = self._fast_failed(enc, head, flight, tally.fast_written)
+                if backend is None:  # every batch in flight is encoding again
+                    continue
+                flight.pending.popleft()
+                self._write_batch(head, enc, backend, tok_f, doc_f, tally)
+        finally:
+            flight.close()
+        if flight.input_error is not None:
+            raise flight.input_error
+        self.n_tokens = tally.tokens
+
+    def _flight(self, texts) -> _Flight:
+        """The batches of ``texts`` after the resume point, on the workers the input is big enough for."""
         plan = self._plan()
         # Hugging Face's batches are smaller: a worker process encodes ~1-2 M characters a second, and the
         # last batches of a run are spread over the workers
         batch_chars = self.batch_chars if plan is None or plan.fast_json is not None \
             else min(self.batch_chars, HF_BATCH_CHARS)
         batches = _batches(texts, self.last_doc, int(self.identity["n_docs"]), self.batch_docs, batch_chars)
-        first, chars = [], 0
+        first: list[list[tuple[int, str]]] = []
+        chars = 0
         input_error: BaseException | None = None
         use_processes = self.workers > 1 and plan is not None
         if use_processes and plan.fast_json is None:  # is the input big enough for processes?
             try:
-                for raw in batches:
-                    first.append(raw)
-                    chars += sum(len(t) for _, t in raw)
+                for batch in batches:
+                    first.append(batch)
+                    chars += sum(len(t) for _, t in batch)
                     if len(first) > 1 and chars >= PROCESS_MIN_CHARS:
                         break
             except BaseException as e:  # noqa: BLE001 - write what was read, then raise it
                 input_error = e
             use_processes = len(first) > 1 and chars >= PROCESS_MIN_CHARS
-        batches = itertools.chain(first, batches if input_error is None else ())
-        pool, submit, window = self._executor(use_processes=use_processes)
-        pending: deque[_Batch] = deque()
-        exhausted = False
+        return _Flight(self, itertools.chain(first, batches if input_error is None else ()), use_processes,
+                       input_error)
+
+    def _result(self, head: _Batch, tally: _Tally) -> Encoded | None:
+        """The oldest batch's tokens, or None while they are not ready (after refreshing the bar)."""
+        assert head.future is not None  # every batch is submitted when it is queued
         try:
-            while True:
-                while not exhausted and len(pending) < window:
-                    try:
-                        raw = next(batches, None)
-                    except BaseException as e:  # noqa: BLE001 - the input failed or was interrupted:
-                        input_error, exhausted = e, True  # write the batches already encoding, then raise it
-                        break
-                    if raw is None:
-                        exhausted = True
-                        break
-                    ids = np.fromiter((d for d, _ in raw), dtype=np.int64, count=len(raw))
-                    b = _Batch(ids, [t for _, t in raw], self._verify_list(ids, stream_pos))
-                    stream_pos += len(raw)
-                    b.future = submit(b)
-                    pending.append(b)
-                if not pending:
-                    break
-                head = pending[0]
-                try:
-                    enc: Encoded = head.future.result(timeout=REFRESH_S)
-                except FutureTimeout:
-                    self._show(n_tok, new_tokens, t0)
-                    continue
-                except BrokenProcessPool:
-                    raise ClusterClipError(
-                        f"{self.p}: a tokenize worker process died (out of memory?); rerun to resume, "
-                        f"with fewer workers (--workers) if it happens again") from None
-                backend = self._backend()
-                if enc.mismatch is not None or enc.error is not None:
-                    doc_id = int(head.doc_ids[enc.mismatch]) if enc.mismatch is not None else None
-                    if doc_id is not None:
-                        why = f"it disagreed with tokenizers on doc_id {doc_id}"
-                    else:
-                        why = enc.error
-                    _note(f"fast tokenizer off: {why}; encoding with Hugging Face", self.bar)
-                    self.noted_backend = True
-                    self.tokenizer.disable_fast(why)
-                    if doc_id is not None and fast_written:
-                        raise _FastWasWrong(doc_id)
-                    # nothing the fast backend encoded was kept: encode what is in flight again
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    pool, submit, window = self._executor(use_processes=use_processes)
-                    if enc.mismatch is not None:
-                        for b in pending:
-                            b.verify = []
-                            b.future = submit(b)
-                        continue
-                    backend = FAST_BACKEND + "->hf"  # this batch: the worker re-encoded it with tokenizers
-                    for b in list(pending)[1:]:
-                        b.verify = []
-                        b.future = submit(b)
-                pending.popleft()
-                lens = np.asarray(enc.lengths, dtype=np.int64)
-                flat = np.asarray(enc.ids)
-                if len(lens) != len(head.doc_ids) or int(lens.sum()) != len(flat):
-                    raise RuntimeError(f"encoder returned {len(lens)} lengths / {len(flat)} ids for "
-                                       f"{len(head.doc_ids)} documents")
-                if len(flat) and int(flat.max()) >= self.vocab_size:
-                    raise InputError(f"{self.identity['tokenizer'].get('spec')}: produced token id "
-                                     f"{int(flat.max())} >= vocab_size {self.vocab_size}")
-                tok_f.write(np.ascontiguousarray(flat.astype(self.dtype, copy=False)).data)
-                doc_f.write(np.stack([head.doc_ids, lens], axis=1).data)
-                for f in (tok_f, doc_f):
-                    f.flush()
-                    os.fsync(f.fileno())
-                used = FAST_BACKEND if backend == FAST_BACKEND else "hf" if backend.endswith("hf") else backend
-                if used not in self.backends:
-                    self.backends.append(used)
-                fast_written = fast_written or used == FAST_BACKEND
-                n_tok += len(flat)
-                n_done += len(head.doc_ids)
-                new_tokens += len(flat)
-                last = int(head.doc_ids[-1])
-                self._save_progress(n_done, n_tok, last)
-                self.eta.advance(sum(len(t) for t in head.texts) if self.chars is not None else len(head.doc_ids),
-                                 time.perf_counter())
-                if self.bar is not None:
-                    self.bar.update(len(head.doc_ids))
-                    self._show(n_tok, new_tokens, t0)
-        finally:
-            pool.shutdown(wait=not pending, cancel_futures=True)
-        if input_error is not None:
-            raise input_error
-        self.n_tokens = n_tok
+            return head.future.result(timeout=REFRESH_S)
+        except FutureTimeout:
+            self._show(tally.tokens, tally.new_tokens, tally.t0)
+            return None
+        except BrokenProcessPool:
+            raise ClusterClipError(
+                f"{self.p}: a tokenize worker process died (out of memory?); rerun to resume, "
+                f"with fewer workers (--workers) if it happens again") from None
+
+    def _fast_failed(self, enc: Encoded, head: _Batch, flight: _Flight, fast_written: bool) -> str | None:
+        """The fast tokenizer disagreed with tokenizers or failed: turn it off and encode again what is in
+        flight. Returns the backend of ``head``'s tokens, or None when ``head`` is encoding again too."""
+        doc_id = int(head.doc_ids[enc.mismatch]) if enc.mismatch is not None else None
+        why = f"it disagreed with tokenizers on doc_id {doc_id}" if doc_id is not None else str(enc.error)
+        _note(f"fast tokenizer off: {why}; encoding with Hugging Face", self.bar)
+        self.noted_backend = True
+        self.tokenizer.disable_fast(why)
+        if doc_id is not None and fast_written:
+            raise _FastWasWrong(doc_id)
+        # nothing the fast backend encoded was kept: encode what is in flight again
+        if enc.mismatch is not None:
+            flight.restart(keep_head=False)
+            return None
+        flight.restart(keep_head=True)
+        return FAST_BACKEND + "->hf"  # this batch: the worker re-encoded it with tokenizers
+
+    def _write_batch(self, head: _Batch, enc: Encoded, backend: str, tok_f, doc_f, tally: _Tally) -> None:
+        """Append ``head``'s tokens and (doc_id, length) rows, synced, then save the resume point."""
+        lens = np.asarray(enc.lengths, dtype=np.int64)
+        flat = np.asarray(enc.ids)
+        if len(lens) != len(head.doc_ids) or int(lens.sum()) != len(flat):
+            raise RuntimeError(f"encoder returned {len(lens)} lengths / {len(flat)} ids for "
+                               f"{len(head.doc_ids)} documents")
+        if len(flat) and int(flat.max()) >= self.vocab_size:
+            raise InputError(f"{self.identity['tokenizer'].get('spec')}: produced token id "
+                             f"{int(flat.max())} >= vocab_size {self.vocab_size}")
+        tok_f.write(np.ascontiguousarray(flat.astype(self.dtype, copy=False)).data)
+        doc_f.write(np.stack([head.doc_ids, lens], axis=1).data)
+        for f in (tok_f, doc_f):
+            f.flush()
+            os.fsync(f.fileno())
+        used = FAST_BACKEND if backend == FAST_BACKEND else "hf" if backend.endswith("hf") else backend
+        if used not in self.backends:
+            self.backends.append(used)
+        tally.fast_written = tally.fast_written or used == FAST_BACKEND
+        tally.add(len(head.doc_ids), len(flat), int(head.doc_ids[-1]))
+        self._save_progress(tally.docs, tally.tokens, tally.last)
+        self.eta.advance(sum(len(t) for t in head.texts) if self.chars is not None else len(head.doc_ids),
+                         time.perf_counter())
+        if self.bar is not None:
+            self.bar.update(len(head.doc_ids))
+            self._show(tally.tokens, tally.new_tokens, tally.t0)
 
     def _show(self, n_tok: int, new_tokens: int, t0: float) -> None:
         if self.bar is None:
@@ -425,10 +478,10 @@ class _Run:
 def _finish(p: Path, identity: dict, run: _Run) -> TokenStore:
     recs = np.fromfile(p / DOCS_PARTIAL, dtype=np.int64).reshape(-1, 2)
     n_docs = int(identity["n_docs"])
-    lengths = np.full(n_docs, -1, dtype=np.int64)
-    offsets = np.zeros(n_docs, dtype=np.int64)
+    lengths: np.ndarray = np.full(n_docs, -1, dtype=np.int64)
+    offsets: np.ndarray = np.zeros(n_docs, dtype=np.int64)
     if len(recs):
-        starts = np.zeros(len(recs), dtype=np.int64)
+        starts: np.ndarray = np.zeros(len(recs), dtype=np.int64)
         np.cumsum(recs[:-1, 1], out=starts[1:])
         lengths[recs[:, 0]] = recs[:, 1]
         offsets[recs[:, 0]] = starts

@@ -452,7 +452,7 @@ def _describe(kdir: Path) -> dict:
 
 def _check_files(vdir: Path, records: list[dict] | None) -> str | None:
     """None when every recorded file of ``vdir`` has its size and sha256, else one line naming the first that differs."""
-    if not records or sorted(r.get("path") for r in records) != sorted(STORE_FILES):
+    if not records or sorted(str(r.get("path")) for r in records) != sorted(STORE_FILES):
         return f"{vdir}: not named with its files' digests by {vdir.parent / ENTRY}"
     for rec in records:
         p = vdir / rec["path"]

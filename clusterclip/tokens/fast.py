@@ -673,15 +673,16 @@ class TokenEncoder:
         mismatch = None
         if self._fast is not None and error is None and len(verify):
             mismatch = self._verify(pieces, owner, plens, ids, verify)
-        if self._fast is not None and _rss_bytes() - self._rss_mark > FAST_CACHE_BUDGET:
+        fast_json = self.plan.fast_json
+        if self._fast is not None and fast_json is not None and _rss_bytes() - self._rss_mark > FAST_CACHE_BUDGET:
             self._fast = None  # drop the pre-token cache before building a fresh one
-            self._fast = _load_fast(self.plan.fast_json)
+            self._fast = _load_fast(fast_json)
             self._rss_mark = _rss_bytes()
         return Encoded(lengths, ids, mismatch, error)
 
     def encode_lists(self, texts: Sequence[str], *, parallel: bool = True) -> list[list[int]]:
         enc = self.encode_arrays(texts, parallel=parallel)
-        bounds = np.zeros(len(enc.lengths) + 1, dtype=np.int64)
+        bounds: np.ndarray = np.zeros(len(enc.lengths) + 1, dtype=np.int64)
         np.cumsum(enc.lengths, out=bounds[1:])
         flat = enc.ids.tolist()
         return [flat[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
@@ -713,7 +714,7 @@ class TokenEncoder:
             return self._fast_encode(pieces, parallel)
         odd_set = set(odd)
         rest = [k for k in range(len(pieces)) if k not in odd_set]
-        lens = np.zeros(len(pieces), dtype=np.int64)
+        lens: np.ndarray = np.zeros(len(pieces), dtype=np.int64)
         parts: list[np.ndarray] = [np.zeros(0, dtype=np.uint32)] * len(pieces)
         for ks, (plens, ids) in ((rest, self._fast_encode([pieces[k] for k in rest], parallel)),
                                  (odd, self._hf_encode([pieces[k] for k in odd], parallel))):
@@ -732,6 +733,7 @@ class TokenEncoder:
             done = [encode_pretokens(self._fast, self._hf.model, pieces[lo:hi], self._own_pretokens, parallel)
                     for lo, hi in _groups(pieces, 1 << 20)]
             return np.concatenate([d[0] for d in done]), np.concatenate([d[1] for d in done])
+        assert self._fast is not None  # encode() calls this only while the fast path is loaded
         arr = self._fast.encode_batch(pieces, parallel=parallel)
         layout = arr.layout
         offsets = np.asarray(layout.offsets, dtype=np.int64)
@@ -742,7 +744,7 @@ class TokenEncoder:
         return self._hf.encode(text, add_special_tokens=False).ids
 
     def _hf_encode(self, pieces: list[str], parallel: bool) -> tuple[np.ndarray, np.ndarray]:
-        lens = np.zeros(len(pieces), dtype=np.int64)
+        lens: np.ndarray = np.zeros(len(pieces), dtype=np.int64)
         parts: list[np.ndarray] = []
         # encode_batch_fast skips the offsets (about a fifth of tokenizers' time); a worker process
         # (TOKENIZERS_PARALLELISM=false, set by worker_init) runs it on its own thread
@@ -755,9 +757,9 @@ class TokenEncoder:
                     parts.append(np.asarray(e.ids, dtype=np.uint32))
         else:
             for j, piece in enumerate(pieces):
-                ids = self._hf_one(piece)
-                lens[j] = len(ids)
-                parts.append(np.asarray(ids, dtype=np.uint32))
+                piece_ids = self._hf_one(piece)
+                lens[j] = len(piece_ids)
+                parts.append(np.asarray(piece_ids, dtype=np.uint32))
         ids = np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint32)
         return lens, ids
 
@@ -767,10 +769,10 @@ class TokenEncoder:
         A first piece longer than ``piece_chars`` (one that could not be cut) is not checked:
         Hugging Face would take ~200 bytes per character for it.
         """
-        starts = np.zeros(len(pieces) + 1, dtype=np.int64)
+        starts: np.ndarray = np.zeros(len(pieces) + 1, dtype=np.int64)
         np.cumsum(plens, out=starts[1:])
         first_piece = (np.arange(len(pieces)) if owner is None
-                       else np.searchsorted(owner, np.arange(int(owner[-1]) + 1 if len(owner) else 0)))
+                       else np.asarray(np.searchsorted(owner, np.arange(int(owner[-1]) + 1 if len(owner) else 0))))
         for i in verify:
             k = int(first_piece[i])
             if len(pieces[k]) > (self.plan.piece_chars or PIECE_CHARS):

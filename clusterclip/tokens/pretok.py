@@ -78,7 +78,7 @@ def _ranges(cls: str) -> list[tuple[int, int]]:
 @lru_cache(maxsize=1)
 def _tables() -> tuple[np.ndarray, tuple[tuple[int, tuple[tuple[int, int], ...]], ...]]:
     """(class bits of every BMP code point, (bit, astral ranges) per class)."""
-    bmp = np.zeros(0x10000, dtype=np.uint8)
+    bmp: np.ndarray = np.zeros(0x10000, dtype=np.uint8)
     astral = []
     for bit, cls in ((NEWLINE, "\r\n"), (SPACE, WHITE_SPACE), (LETTER, _LETTERS), (PUNCT, _PUNCT), (CJK, _CJK)):
         ranges = _ranges(cls)
@@ -123,7 +123,7 @@ def _runs(cut: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     starts = np.flatnonzero(member & ~(before & same_as_prev))
     after = np.zeros_like(member)
     after[:-1] = member[1:] & same_as_prev[1:]
-    ends = np.flatnonzero(member & ~after) + 1
+    ends: np.ndarray = np.flatnonzero(member & ~after) + 1
     return starts, ends
 
 
@@ -187,7 +187,7 @@ def whole_for_gigatoken(cp: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     k = _gpt2_classes(cp)
     starts, ends = bounds[:-1], bounds[1:]
     length = ends - starts
-    change = np.zeros(len(cp) + 1, dtype=np.int64)
+    change: np.ndarray = np.zeros(len(cp) + 1, dtype=np.int64)
     change[2:] = np.cumsum(k[1:] != k[:-1])  # change[i]: class changes among characters 0..i-1
     second = np.minimum(starts + 1, len(cp) - 1)
     one_class_after_first = change[ends] - change[np.minimum(starts + 2, ends)] == 0
@@ -225,8 +225,8 @@ def encode_pretokens(fast, model, texts: list[str], added: dict[str, int],
     if n == 0:
         return np.zeros(len(texts), dtype=np.int64), np.zeros(0, dtype=np.uint32)
     cp = np.frombuffer(whole.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    cut = np.zeros(n + 1, dtype=bool)
-    doc_starts = np.zeros(len(texts), dtype=np.int64)
+    cut: np.ndarray = np.zeros(n + 1, dtype=bool)
+    doc_starts: np.ndarray = np.zeros(len(texts), dtype=np.int64)
     np.cumsum(lengths[:-1], out=doc_starts[1:])
     cut[doc_starts] = True
     cut[n] = True
@@ -235,7 +235,7 @@ def encode_pretokens(fast, model, texts: list[str], added: dict[str, int],
     bounds = pretokenize(cp, cut)
     easy = whole_for_gigatoken(cp, bounds)
     width = 1 + (cp >= 0x80).astype(np.int64) + (cp >= 0x800) + (cp >= 0x10000)  # UTF-8 bytes per character
-    byte_at = np.zeros(n + 1, dtype=np.int64)
+    byte_at: np.ndarray = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(width, out=byte_at[1:])
     data = np.frombuffer(whole.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     easy_at = np.flatnonzero(easy)
@@ -250,17 +250,18 @@ def encode_pretokens(fast, model, texts: list[str], added: dict[str, int],
     got_off = np.asarray(out.offsets, dtype=np.int64)
     got_ids = np.asarray(out.content.data, dtype=np.uint32)[got_off[0]:got_off[-1]]
     got_off = got_off - got_off[0]
-    per_piece = np.zeros(len(bounds) - 1, dtype=np.int64)
+    per_piece: np.ndarray = np.zeros(len(bounds) - 1, dtype=np.int64)
     per_piece[easy_at] = np.diff(got_off)
     hard_ids = []
     for j in hard_at.tolist():
         piece = whole[bounds[j]:bounds[j + 1]]
-        ids = [t.id for t in model.tokenize("".join(_BYTE_CHARS[b] for b in piece.encode("utf-8", "surrogatepass")))]
-        per_piece[j] = len(ids)
-        hard_ids.append(np.asarray(ids, dtype=np.uint32))
-    at = np.zeros(len(per_piece) + 1, dtype=np.int64)
+        byte_chars = "".join(_BYTE_CHARS[b] for b in piece.encode("utf-8", "surrogatepass"))
+        piece_ids = [t.id for t in model.tokenize(byte_chars)]
+        per_piece[j] = len(piece_ids)
+        hard_ids.append(np.asarray(piece_ids, dtype=np.uint32))
+    at: np.ndarray = np.zeros(len(per_piece) + 1, dtype=np.int64)
     np.cumsum(per_piece, out=at[1:])
-    ids = np.empty(int(at[-1]), dtype=np.uint32)
+    ids: np.ndarray = np.empty(int(at[-1]), dtype=np.uint32)
     counts = per_piece[easy_at]
     ids[np.repeat(at[easy_at] - got_off[:-1], counts) + np.arange(len(got_ids))] = got_ids
     for j, part in zip(hard_at.tolist(), hard_ids):

@@ -120,9 +120,9 @@ class TokenStore:
         doc_starts = out_starts + head  # where each document's own tokens begin in the output
         if self.n_tokens and total:
             shift = _plain(self.offsets)[doc_ids].astype(np.int64, copy=False) - doc_starts
-            src = np.repeat(shift, sizes)
+            src: np.ndarray = np.repeat(shift, sizes)
             src += np.arange(total, dtype=np.int64)
-            out = np.take(_plain(self.data), src, mode="clip")
+            out: np.ndarray = np.take(_plain(self.data), src, mode="clip")
             if out.dtype != out_dtype:
                 out = out.astype(out_dtype)
         else:
@@ -168,8 +168,8 @@ def merge_token_stores(parts: list[tuple[Path, int, int]], n_docs: int, tokenize
     stores = [TokenStore.open(part) for part, _, _ in parts]
     dtype = stores[0].dtype
     n_tokens = [st.n_tokens for st in stores]
-    lengths = np.full(n_docs, -1, dtype=np.int64)
-    offsets = np.zeros(n_docs, dtype=np.int64)
+    lengths: np.ndarray = np.full(n_docs, -1, dtype=np.int64)
+    offsets: np.ndarray = np.zeros(n_docs, dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(n_tokens)]).astype(np.int64)
     for (_, start, stop), st, first in zip(parts, stores, starts):
         part_lengths = np.asarray(st.lengths)
@@ -233,8 +233,8 @@ def union_token_stores(stores: list[TokenStore], path: str | os.PathLike) -> Tok
     for st in stores[1:]:
         if (st.n_docs, st.dtype, st.vocab_size) != (first.n_docs, first.dtype, first.vocab_size):
             raise ValueError(f"{st.path}: another doc_id space or vocabulary than {first.path}")
-    lengths = np.full(first.n_docs, -1, dtype=np.int64)
-    source = np.full(first.n_docs, -1, dtype=np.int64)
+    lengths: np.ndarray = np.full(first.n_docs, -1, dtype=np.int64)
+    source: np.ndarray = np.full(first.n_docs, -1, dtype=np.int64)
     for i, st in enumerate(stores):
         have = np.asarray(st.lengths) >= 0
         if np.any(have & (source >= 0)):
@@ -243,10 +243,10 @@ def union_token_stores(stores: list[TokenStore], path: str | os.PathLike) -> Tok
         source[have] = i
     ids = np.flatnonzero(lengths >= 0)
     lens, src = lengths[ids], source[ids]
-    old = np.zeros(len(ids), dtype=np.int64)  # where each document starts in its own store
+    old: np.ndarray = np.zeros(len(ids), dtype=np.int64)  # where each document starts in its own store
     for i, st in enumerate(stores):
         old[src == i] = np.asarray(st.offsets)[ids[src == i]]
-    offsets = np.zeros(first.n_docs, dtype=np.int64)
+    offsets: np.ndarray = np.zeros(first.n_docs, dtype=np.int64)
     offsets[ids] = np.cumsum(lens) - lens
     p = Path(path)
     p.mkdir(parents=True, exist_ok=True)

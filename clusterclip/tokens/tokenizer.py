@@ -43,11 +43,17 @@ EOS_CANDIDATES = (
     "<|eos|>",
 )
 
+class _TokenizerEos:
+    """The type of :data:`TOKENIZER_EOS`."""
+
+
 #: stands for "the tokenizer's own EOS token" in :data:`CONVENTIONS`
-TOKENIZER_EOS = object()
+TOKENIZER_EOS = _TokenizerEos()
+#: a delimiter as a convention names it: a token, the tokenizer's EOS, or none
+Delimiter = str | _TokenizerEos | None
 
 #: ``--convention NAME`` -> (BOS, EOS) around every document; ``"none"``: no EOS
-CONVENTIONS: dict[str, tuple[object, object]] = {
+CONVENTIONS: dict[str, tuple[Delimiter, Delimiter]] = {
     # EOS after each document (the default): prepare.py of nanoGPT, Megatron --append-eod, OLMo-core,
     # datatrove/nanotron, Hugging Face and LLM Foundry's concat_tokens
     "eos-after": (None, TOKENIZER_EOS),
@@ -94,6 +100,8 @@ class Tokenizer:
         self.vocab_size = (max(vocab.values()) + 1) if vocab else 0
         self.bos_token: str | None = None
         self.bos_id: int | None = None
+        self.eos_token: str | None = None
+        self.eos_id: int | None = None
         try:
             self.eos_token, self.eos_id = self._resolve_eos(eos_token, vocab)
         except InputError:
@@ -188,7 +196,7 @@ class Tokenizer:
         )
 
     # ------------------------------------------------------------------ document delimiters
-    def set_delimiters(self, *, eos_token: str | None = None, bos_token: str | None = None,
+    def set_delimiters(self, *, eos_token: Delimiter = None, bos_token: Delimiter = None,
                        convention: str | None = None, allow_ordinary_delimiter: bool = False) -> None:
         """Choose the tokens put before (BOS) and after (EOS) every document in the shards.
 
@@ -207,10 +215,11 @@ class Tokenizer:
         if isinstance(eos_token, str) and eos_token.strip().lower() == "none":
             self.eos_token, self.eos_id = None, None
         else:
-            self.eos_token, self.eos_id = self._resolve_eos(None if eos_token is TOKENIZER_EOS else eos_token, vocab)
+            self.eos_token, self.eos_id = self._resolve_eos(None if isinstance(eos_token, _TokenizerEos) else eos_token,
+                                                            vocab)
         if bos_token is None:
             self.bos_token, self.bos_id = None, None
-        elif bos_token is TOKENIZER_EOS:
+        elif isinstance(bos_token, _TokenizerEos):
             self.bos_token, self.bos_id = self._resolve_eos(None, vocab)
         else:
             self.bos_token, self.bos_id = self._resolve_token(bos_token, vocab, "--bos-token")
@@ -433,7 +442,7 @@ def load_with_delimiters(settings) -> Tokenizer:
     return tok
 
 
-def check_convention(convention: str | None, bos_token: str | None, eos_token: str | None) -> None:
+def check_convention(convention: str | None, bos_token: Delimiter, eos_token: Delimiter) -> None:
     """``--convention``: a known name, and not together with ``--bos-token`` / ``--eos-token``."""
     if convention is None:
         return
