@@ -86,14 +86,16 @@ def planted_corpus(n_docs: int, n_topics: int, *, topic_words: int = 8, common_w
     return texts, topic_of, topics
 
 
-def write_embed_dir(out: Path, corpus: Path, texts: list[str], vectors: np.ndarray, ids: list[str]) -> Path:
-    """Write ``corpus`` (Parquet: id, text) and an ``embed`` directory for it holding ``vectors``.
+def write_embed_dir(out: Path, corpus: Path, texts: list[str], vectors: np.ndarray, ids: list[str],
+                    extra: dict | None = None) -> Path:
+    """Write ``corpus`` (Parquet: id, text and the ``extra`` columns) and an ``embed`` directory for it holding
+    ``vectors``.
 
     The directory follows docs/ARCHITECTURE.md (docs.parquet, embeddings-00000.npy, manifest.json with
     the corpus digest, text and id columns), so every later step and ``EmbedDir.texts`` accept it.
     """
     corpus.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.table({"id": ids, "text": texts}), corpus, row_group_size=65536)
+    pq.write_table(pa.table({"id": ids, "text": texts, **(extra or {})}), corpus, row_group_size=65536)
     out.mkdir(parents=True, exist_ok=True)
     n = len(texts)
     vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

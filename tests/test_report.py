@@ -20,7 +20,7 @@ from clusterclip.errors import MismatchError
 from clusterclip.report import build_report, cluster_table
 from clusterclip.report.examples import doc_hash, excerpt, select_documents
 from clusterclip.report.keywords import STOP_WORDS, top_keywords
-from clusterclip.report.mix import expected_counts, scan_order
+from clusterclip.report.mix import expected_counts
 from clusterclip.schedule.law import Budget, SamplingLaw
 from clusterclip.schedule.sampling import plan_schedule
 from clusterclip.schedule.stats import schedule_statistics
@@ -95,7 +95,7 @@ def test_report_page_matches_the_artifacts(report_dir, clustered, scheduled):
     stats = manifest["statistics"]
 
     # every image is an inline PNG, the same bytes as the PNG file beside the page
-    assert len(page.images) == 5
+    assert len(page.images) == len(list((report_dir / "figures").iterdir())) == 8
     for img in page.images:
         assert img["src"].startswith("data:image/png;base64,")
         png = base64.b64decode(img["src"].split(",", 1)[1])
@@ -138,26 +138,31 @@ def test_report_figures_plot_the_manifest_statistics(report_dir, clustered, sche
         assert shares["uniform"][c] == pytest.approx(1 / len(sizes))
     assert sum(shares["clusterclip"].values()) == pytest.approx(1.0)
 
+    # the figures over training count finer parts than the manifest's tenths: summed back, they are the tenths
     balance = figures["balance_over_time"]
-    assert balance["bin_edges"] == stats["balance"]["bin_edges"]
-    np.testing.assert_allclose(balance["shares"], stats["balance"]["shares"], atol=1e-6)
-    np.testing.assert_allclose(balance["entropy"], stats["balance"]["entropy"], atol=1e-6)
-    assert balance["active_clusters"] == stats["balance"]["active_clusters"]
+    counts = np.asarray(balance["counts"])
+    per_tenth = counts.reshape(10, -1, counts.shape[1]).sum(axis=1)
+    tenths = stats["balance"]["bin_edges"]
+    assert balance["edges"][:: len(counts) // 10] == tenths
+    np.testing.assert_allclose(per_tenth / np.diff(tenths)[:, None], stats["balance"]["shares"], atol=1e-6)
+    assert balance["totals"] == stats["cluster_samples"]
 
     uses = figures["repetition"]["docs_by_uses"]
     assert sum(uses) == stats["unique_docs_used"] + stats["docs_never_used"]
     assert uses[0] == stats["docs_never_used"]
     assert len(uses) - 1 == stats["max_repeat_count"]
     assert sum(u * n for u, n in enumerate(uses)) == stats["samples"]
+    assert figures["repetition"]["clips"] == {"2": int(np.count_nonzero(sizes))}
 
     exits = figures["pool_exits"]
-    assert len(exits["clusters"]) == stats["clusters_exhausted"]
-    assert exits["positions"] == sorted(exits["positions"])
-    assert all(0 <= p < stats["samples"] for p in exits["positions"])
+    assert len(exits["clip"]["clusters"]) == stats["clusters_exhausted"] and exits["budget"]["clusters"] == []
+    positions = exits["clip"]["positions"]
+    assert positions == sorted(positions)
+    assert all(0 <= p < stats["samples"] for p in positions)
 
 
 def test_report_pool_exit_is_the_last_use_of_the_cluster(report_dir, scheduled):
-    exits = json.loads((report_dir / "report.json").read_text())["figures"]["pool_exits"]
+    exits = json.loads((report_dir / "report.json").read_text())["figures"]["pool_exits"]["clip"]
     order = pq.read_table(scheduled / "order.parquet").to_pydict()
     for c, position in zip(exits["clusters"], exits["positions"]):
         used = [p for p, cl in zip(order["position"], order["cluster"]) if cl == c]
@@ -196,7 +201,7 @@ def test_report_in_a_real_browser(report_dir, tmp_path):
     probe.write_text(html.replace("</body>", script + "</body>"), "utf-8")
     dom = subprocess.run([*flags, "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
                          check=True, capture_output=True, text=True, timeout=120).stdout
-    assert 'data-images="5/5"' in dom
+    assert 'data-images="8/8"' in dom
 
 
 def test_report_is_reproducible_and_reruns_cleanly(embedded, clustered, scheduled, report_dir, tmp_path):
@@ -431,8 +436,9 @@ def test_expected_clusterclip_counts_match_the_sampler():
 @given(sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8).filter(lambda s: sum(s) > 0),
        sampler=st.sampled_from(["clusterclip", "uniform", "random"]), epochs=st.floats(0.2, 3.0),
        max_repeats=st.integers(1, 4), batch=st.integers(1, 50), seed=st.integers(0, 9))
-def test_order_scan_matches_schedule_statistics(tmp_path_factory, sizes, sampler, epochs, max_repeats, batch, seed):
-    from clusterclip.report import inputs
+def test_order_timeline_matches_schedule_statistics(tmp_path_factory, sizes, sampler, epochs, max_repeats, batch,
+                                                     seed):
+    from clusterclip.report.timeline import scan_timeline
     from clusterclip.schedule.directory import write_order
 
     labels = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(sizes)), sizes))
@@ -442,17 +448,20 @@ def test_order_scan_matches_schedule_statistics(tmp_path_factory, sizes, sampler
     stats = schedule_statistics(schedule, n_docs=len(labels), n_clusters=len(sizes), labels=labels, max_repeats=clip)
     d = tmp_path_factory.mktemp("order")
     write_order(d / "order.parquet", schedule)
-    scan = scan_order(inputs.iter_order_file(d / "order.parquet", batch_rows=batch), samples=len(schedule), sizes=np.array(sizes),
-                      n_docs=len(labels), max_repeats=clip)
-    assert scan.cluster_samples.tolist() == stats["cluster_samples"]
-    np.testing.assert_allclose(scan.bin_shares, stats["balance"]["shares"], atol=1e-6)
+    pf = pq.ParquetFile(d / "order.parquet")
+    batches = ({c: b.column(c).to_numpy().astype(np.int64) for c in ("position", "cluster", "repeat")}
+               for b in pf.iter_batches(batch_size=batch))
+    tl = scan_timeline(batches, samples=len(schedule), k=len(sizes))
+    assert tl.cluster_samples.tolist() == stats["cluster_samples"]
+    widths = np.maximum(np.diff(stats["balance"]["bin_edges"]), 1)[:, None]
+    np.testing.assert_allclose(tl.tenths(tl.part_samples) / widths, stats["balance"]["shares"], atol=1e-6)
     uses = np.bincount(np.bincount(schedule.doc_id, minlength=len(labels)))
-    assert scan.docs_by_uses.tolist() == uses.tolist()
-    left = scan.exit_position >= 0
+    assert tl.docs_by_uses(len(labels)).tolist() == uses.tolist()
     if clip is not None:
-        assert int(left.sum()) == stats["clusters_exhausted"]
-    for c in np.flatnonzero(left):
-        assert scan.exit_position[c] == np.flatnonzero(schedule.cluster == c).max()
+        at_clip = (np.asarray(sizes) > 0) & (tl.cluster_samples == clip * np.asarray(sizes))
+        assert int(at_clip.sum()) == stats["clusters_exhausted"]
+        for c in np.flatnonzero(at_clip):
+            assert tl.last_position[c] == np.flatnonzero(schedule.cluster == c).max()
 
 
 def test_centroid_map_uses_umap_when_installed(monkeypatch):

@@ -80,14 +80,15 @@ def test_report_token_shares_sum_to_one_and_match_the_order(token_report, token_
         weighted = np.asarray(tok["sample_shares"][name]) * np.asarray(tok["mean_tokens"])
         np.testing.assert_allclose(tok["token_shares"][name], weighted / weighted.sum(), rtol=1e-9)
 
-    # over training: the token share of each tenth, from the order
+    # over training, in tokens: the tokens of each cluster in each part of equal tokens (x: token positions)
     over = figs["token_balance_over_time"]
-    edges = over["bin_edges"]
-    assert edges == stats["balance_tokens"]["bin_edges"]
+    edges = over["edges"]
+    assert over["unit"] == "tokens" and edges[0] == 0 and edges[-1] == stats["tokens"]
+    starts = np.r_[0, np.cumsum(lengths[doc])[:-1]]
     for part, (start, stop) in enumerate(zip(edges[:-1], edges[1:])):
-        counts = np.bincount(cluster[start:stop], weights=lengths[doc[start:stop]], minlength=k)
-        np.testing.assert_allclose(over["shares"][part], counts / counts.sum(), atol=1e-6)
-        assert sum(over["shares"][part]) == pytest.approx(1.0, abs=1e-5)
+        here = (starts >= start) & ((starts < stop) | (part == len(edges) - 2))
+        counts = np.bincount(cluster[here], weights=lengths[doc[here]], minlength=k)
+        assert over["counts"][part] == counts.astype(int).tolist()
 
     # the table rows carry the same numbers
     rows = {r["cluster"]: r for r in data["table"]["clusters"]}
@@ -194,26 +195,23 @@ def test_law_matches_what_the_sampler_does():
     np.testing.assert_allclose(actual, expected, atol=0.03)
 
 
-def test_token_balance_figure_for_many_clusters():
-    """Past 100 clusters the manifest lists no per-cluster token shares per tenth: the figure draws the
-    largest and smallest share and the entropy, the manifest's numbers."""
-    from clusterclip.report import figures
-    from clusterclip.report.mix import scan_order
-    from clusterclip.schedule.stats import schedule_statistics
+def test_balance_figure_for_many_clusters_labels_every_row_it_shows():
+    """Past 100 clusters the heat map shows the 100 most drawn, each row labelled (the figure grows with them);
+    report.json keeps the totals, not the [parts, K] counts."""
+    from clusterclip.report import training
 
     rng = np.random.default_rng(2)
-    k = 150
-    labels = rng.integers(0, k, 3000)
-    lengths = rng.integers(1, 300, len(labels))
-    schedule = plan_schedule(labels, SamplingLaw(balance="tokens", max_repeats=4), Budget(samples=5000),
-                             lengths=lengths, seed=1)
-    stats = schedule_statistics(schedule, n_docs=len(labels), n_clusters=k, lengths=lengths, labels=labels)
-    assert "shares" not in stats["balance_tokens"]
-    batches = [(np.arange(len(schedule)), schedule.cluster.astype(np.int64), schedule.repeat.astype(np.int64))]
-    scan = scan_order(batches, samples=len(schedule), sizes=np.bincount(labels, minlength=k), n_docs=len(labels),
-                      max_repeats=4)
-    png, plotted = figures.token_balance_over_time(stats["balance_tokens"], scan)
-    assert png.startswith(b"\x89PNG") and "shares" not in plotted and plotted["heatmap_clusters"] == []
-    assert plotted["entropy"] == stats["balance_tokens"]["entropy"]
-    assert plotted["max_share"] == stats["balance_tokens"]["max_share"]
-    np.testing.assert_allclose(plotted["sample_entropy"], stats["balance"]["entropy"], atol=1e-6)
+    k, parts = 150, 20
+    counts = rng.integers(0, 30, (parts, k))
+    counts[:, 7] = 0  # never drawn: not a row
+    edges = np.arange(parts + 1) * 1000
+    png, plotted = training.balance_over_time(counts, edges, training.cluster_rows(k), unit="tokens", title="t")
+    assert png.startswith(b"\x89PNG") and "counts" not in plotted
+    assert len(plotted["rows"]) == 100 and 7 not in plotted["rows"]
+    totals = counts.sum(axis=0)
+    assert [totals[r] for r in plotted["rows"]] == sorted((totals[r] for r in plotted["rows"]), reverse=True)
+    assert plotted["totals"] == totals.tolist() and plotted["edges"] == edges.tolist()
+    assert plotted["active"] == np.count_nonzero(counts, axis=1).tolist()
+    shares = counts / counts.sum(axis=1, keepdims=True)
+    entropy = [-(p[p > 0] * np.log(p[p > 0])).sum() / np.log(k) for p in shares]
+    np.testing.assert_allclose(plotted["entropy"], entropy)

@@ -25,6 +25,8 @@ def command(cl, **options):
       clusterclip clusters work/cl --show 12       cluster 12: keywords and example documents
       clusterclip clusters work/cl --json          the table as JSON (with example documents)
       clusterclip clusters work/cl --schedule out  plus samples and tokens per cluster of that schedule
+      clusterclip clusters work/cl --schedule out --certificate [--json]
+                                                   its mixture certificate: planned vs got per cluster
 
     Keywords and examples need the texts, which are read back from the corpus through the
     embed directory: by default the one CL/manifest.json records (inputs.embed.path), used
@@ -37,8 +39,12 @@ def command(cl, **options):
     from ..report.text import format_cluster, format_table
 
     settings = build(ClustersSettings, options)
+    assert isinstance(settings, ClustersSettings)
     emb, show, as_json, sample_docs, seed = (settings.emb, settings.show, settings.json, settings.sample_docs,
                                              settings.seed)
+    if settings.certificate:
+        _certificate(cl, settings)
+        return
     info = inputs.read_clusters(cl)
     sched = inputs.read_schedule(settings.schedule, info) if settings.schedule is not None else None
     emb_dir = emb if emb is not None else inputs.recorded_embed_dir(info)
@@ -66,4 +72,21 @@ def command(cl, **options):
         return
     lines = format_cluster(table.rows[0], table.n_docs) if show is not None else format_table(table)
     for line in lines:
+        echo_summary(line)
+
+
+def _certificate(cl, settings: ClustersSettings) -> None:
+    """``--certificate``: the mixture certificate of ``--schedule`` (JSON with ``--json``, else a table)."""
+    from ..errors import InputError
+    from ..report.certificate import certificate_of, format_certificate
+
+    if settings.schedule is None:
+        raise InputError("--certificate: needs --schedule SCHED (the schedule to certify); add it")
+    if settings.show is not None:
+        raise InputError("--certificate: prints every cluster; leave out --show")
+    cert = certificate_of(cl, settings.schedule)
+    if settings.json:
+        click.echo(json.dumps(cert, indent=2))
+        return
+    for line in format_certificate(cert):
         echo_summary(line)

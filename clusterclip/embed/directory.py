@@ -23,7 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from ..artifacts.corpus import verify_files
-from ..artifacts.directory import ArtifactDir
+from ..artifacts.directory import ArtifactDir, open_parquet
 from ..errors import InputError, IntegrityError, MismatchError
 from .store import EmbeddingStore
 
@@ -125,6 +125,10 @@ class EmbedDir(ArtifactDir):
 
         self.verify({DOCS_FILE})
         return pq.read_table(self.docs_file(), columns=columns)
+
+    def docs_columns(self) -> list[str]:
+        """The column names of ``docs.parquet`` (its schema; the data is read, digest checked, by the readers above)."""
+        return list(open_parquet(self.docs_file(), "embed").schema_arrow.names)
 
     def docs_rows(self, doc_ids, columns: list[str]) -> dict[int, dict]:
         """``doc_id -> {column: value}`` for a few documents, reading only the row groups of ``docs.parquet`` that hold them."""

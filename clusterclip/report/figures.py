@@ -11,12 +11,10 @@ import io
 
 import numpy as np
 
-from .mix import OrderScan
-
 WIDTH, HEIGHT, DPI = 9.0, 4.2, 100
 SAMPLER_COLORS = {"random": "#7f7f7f", "uniform": "#1f77b4", "clusterclip": "#d62728", "law": "#9467bd",
                   "schedule": "#2ca02c"}
-MAX_HEATMAP_ROWS = 100  # the balance heat map shows at most this many clusters (the most drawn)
+MAX_HEATMAP_ROWS = 100  # a heat map over training shows at most this many rows (the most drawn)
 
 
 def _figure(height: float = HEIGHT, rows: int = 1, sharex: bool = False):
@@ -92,63 +90,6 @@ def _ranked_panels(sizes, values, value_label, value_title, shares, labels, shar
     return fig, order
 
 
-def _heatmap(fig, ax, edges, shares, rows, label) -> None:
-    """Each part's share (``shares[part, cluster]``) of the clusters ``rows``, one row each, first on top."""
-    image = ax.pcolormesh(edges, np.arange(len(rows) + 1), shares[:, rows].T, cmap="viridis", vmin=0, shading="flat")
-    fig.colorbar(image, ax=ax, label=label, pad=0.01)
-    ax.set_ylim(len(rows), 0)
-    if len(rows) <= 40:
-        ax.set_yticks(np.arange(len(rows)) + 0.5, [str(c) for c in rows], fontsize=6)
-
-
-def _part_entropy(scan: OrderScan) -> list[float]:
-    """Normalised entropy of the clusters' shares of the samples of each part (1 = all clusters equal)."""
-    k = scan.bin_counts.shape[1]
-    entropy = []
-    for row, counts in zip(scan.bin_shares, scan.bin_counts):
-        p = row[counts > 0]
-        entropy.append(float(-(p * np.log(p)).sum() / np.log(k)) if k > 1 and len(p) else float(len(p) > 0))
-    return entropy
-
-
-def balance_over_time(scan: OrderScan, order_label: str) -> tuple[bytes, dict]:
-    """Share of each cluster in each part of the schedule (a heat map), and the balance of the parts."""
-    shares = scan.bin_shares
-    k = shares.shape[1]
-    edges = np.asarray(scan.bin_edges, np.float64) / max(scan.samples, 1)
-    mid = (edges[:-1] + edges[1:]) / 2
-    totals = scan.cluster_samples
-    rows = np.lexsort((np.arange(k), -totals))
-    rows = rows[totals[rows] > 0][:MAX_HEATMAP_ROWS]  # the most drawn clusters, most drawn on top
-    fig, (ax, ax_h) = _figure(HEIGHT * 2.0, rows=2, sharex=True)
-    fig.get_layout_engine().set(h_pad=0.1)
-    if len(rows):
-        _heatmap(fig, ax, edges, shares, rows, "share of the part")
-    more = f", the {len(rows)} most drawn of {int(np.count_nonzero(totals))}" if len(rows) < np.count_nonzero(totals) else ""
-    ax.set_ylabel(f"cluster id{more}" if len(rows) <= 40 else f"clusters by samples drawn{more}")
-    ax.set_title(f"Share of each cluster in each tenth of the schedule ({order_label})")
-    drawn = scan.bin_counts > 0
-    entropy = _part_entropy(scan)
-    ax_h.plot(mid, entropy, marker="o", color="black", label="normalised entropy (1 = all clusters equal)")
-    ax_h.set_ylim(0, 1.05)
-    ax_h.set_xlim(0, 1)
-    ax_h.set_xlabel("position in the schedule (fraction of all samples)")
-    ax_h.set_ylabel("entropy")
-    ax_a = ax_h.twinx()
-    active = drawn.sum(axis=1)
-    ax_a.plot(mid, active, marker="s", color="#d62728", label="clusters drawn in the part")
-    ax_a.set_ylabel("clusters drawn", color="#d62728")
-    ax_a.set_ylim(0, max(int(active.max()) if len(active) else 1, 1) * 1.1)
-    ax_h.legend(fontsize=7, loc="lower left")
-    ax_a.legend(fontsize=7, loc="lower right")
-    ax_h.grid(True, alpha=0.3)
-    plotted = {"bin_edges": list(scan.bin_edges), "entropy": entropy, "active_clusters": active.tolist(),
-               "heatmap_clusters": [int(c) for c in rows]}
-    if k <= 100:
-        plotted["shares"] = shares.tolist()
-    return _png(fig), plotted
-
-
 def token_shares(sizes: np.ndarray, mean_tokens: np.ndarray, shares: dict[str, np.ndarray],
                  token_shares: dict[str, np.ndarray], labels: dict[str, str]) -> tuple[bytes, dict]:
     """Mean sample length per cluster and each sampler's share of the TOKENS per cluster, clusters in the
@@ -162,102 +103,6 @@ def token_shares(sizes: np.ndarray, mean_tokens: np.ndarray, shares: dict[str, n
                "token_shares": {name: share[order].tolist() for name, share in token_shares.items()},
                "sample_shares": {name: shares[name][order].tolist() for name in token_shares if name in shares}}
     return _png(fig), plotted
-
-
-def token_balance_over_time(balance_tokens: dict, scan: OrderScan) -> tuple[bytes, dict]:
-    """The schedule's share of the tokens of each tenth per cluster (a heat map, when the manifest lists
-    the shares: K <= 100), and the balance of the tenths in tokens beside that in samples.
-
-    ``balance_tokens``: the schedule manifest's ``statistics.balance_tokens`` (exact: counted from every
-    sample's length when the schedule was planned)."""
-    edges_pos = list(balance_tokens["bin_edges"])
-    edges = np.asarray(edges_pos, np.float64) / max(scan.samples, 1)
-    mid = (edges[:-1] + edges[1:]) / 2
-    shares = balance_tokens.get("shares")
-    entropy = [float(e) for e in balance_tokens["entropy"]]
-    rows = np.zeros(0, np.int64)
-    fig, (ax, ax_h) = _figure(HEIGHT * 2.0, rows=2, sharex=True)
-    fig.get_layout_engine().set(h_pad=0.1)
-    if shares is not None:
-        shares = np.asarray(shares, np.float64)
-        totals = shares.sum(axis=0)
-        rows = np.lexsort((np.arange(shares.shape[1]), -totals))
-        rows = rows[totals[rows] > 0][:MAX_HEATMAP_ROWS]
-    if len(rows):
-        _heatmap(fig, ax, edges, shares, rows, "share of the part's tokens")
-        ax.set_ylabel("cluster id" if len(rows) <= 40 else "clusters by tokens")
-    else:
-        ax.plot(mid, balance_tokens["max_share"], marker="o", color="#d62728", label="largest cluster's share")
-        ax.plot(mid, balance_tokens["min_share"], marker="s", color="#1f77b4", label="smallest drawn cluster's share")
-        ax.set_yscale("log")
-        _plain_log_ticks(ax, percent=True)
-        ax.set_ylabel("share of the part's tokens")
-        ax.legend(fontsize=7, loc="lower left")
-        ax.grid(True, which="both", alpha=0.3)
-    ax.set_title("Share of each cluster in the tokens of each tenth of the schedule")
-    sample_entropy = _part_entropy(scan)
-    ax_h.plot(mid, entropy, marker="o", color="black", label="of the tokens")
-    ax_h.plot(mid, sample_entropy, marker="s", color="#7f7f7f", linestyle="--", label="of the samples")
-    ax_h.set_ylim(0, 1.05)
-    ax_h.set_xlim(0, 1)
-    ax_h.set_xlabel("position in the schedule (fraction of all samples)")
-    ax_h.set_ylabel("normalised entropy")
-    ax_h.legend(fontsize=7, loc="lower left")
-    ax_h.grid(True, alpha=0.3)
-    plotted = {"bin_edges": edges_pos, "entropy": entropy, "sample_entropy": sample_entropy,
-               "max_share": [float(x) for x in balance_tokens["max_share"]],
-               "min_share": [float(x) for x in balance_tokens["min_share"]],
-               "active_clusters": [int(x) for x in balance_tokens["active_clusters"]],
-               "heatmap_clusters": [int(c) for c in rows]}
-    if shares is not None:
-        plotted["shares"] = shares.tolist()
-    return _png(fig), plotted
-
-
-def repetition_histogram(docs_by_uses: np.ndarray, max_repeats: int | None) -> tuple[bytes, dict]:
-    """How many documents the schedule uses 0, 1, 2, ... times."""
-    fig, (ax,) = _figure()
-    uses = np.arange(len(docs_by_uses))
-    ax.bar(uses, docs_by_uses, color=["#bbbbbb"] + ["#1f77b4"] * (len(uses) - 1), width=0.8)
-    for u, n in zip(uses, docs_by_uses):
-        ax.annotate(f"{int(n):,}", (u, n), ha="center", va="bottom", fontsize=8)
-    if max_repeats is not None:
-        ax.axvline(max_repeats + 0.5, color="#d62728", linestyle="--", linewidth=1)
-        ax.annotate(f"clip: max_repeats = {max_repeats} ", (max_repeats + 0.5, ax.get_ylim()[1] * 0.95),
-                    color="#d62728", fontsize=8, ha="right", va="top")
-    if len(uses) <= 30:
-        ax.set_xticks(uses)
-    ax.set_xlabel("times a document is used (0: never)")
-    ax.set_ylabel("documents")
-    ax.set_title("Repetition: documents by the number of times the schedule uses them")
-    return _png(fig), {"docs_by_uses": [int(x) for x in docs_by_uses]}
-
-
-def pool_exits(scan: OrderScan) -> tuple[bytes, dict]:
-    """Clusters that left the pool (clip reached for all their documents) against the position they left at."""
-    fig, (ax,) = _figure()
-    left = np.flatnonzero(scan.exit_position >= 0)
-    positions = scan.exit_position[left]
-    order = np.argsort(positions, kind="stable")
-    left, positions = left[order], positions[order]
-    total = max(scan.samples, 1)
-    if len(left):
-        x = np.r_[0, positions / total, 1.0]
-        y = np.r_[0, np.arange(1, len(left) + 1), len(left)]
-        ax.step(x, y, where="post", color="#d62728")
-        if len(left) <= 12:
-            for c, p, n in zip(left, positions, range(1, len(left) + 1)):
-                ax.annotate(f"{c}", (p / total, n), fontsize=7, xytext=(-3, 2), textcoords="offset points",
-                            ha="right")
-    else:
-        ax.text(0.5, 0.5, "no cluster left the pool", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("position in the schedule (fraction of all samples)")
-    ax.set_ylabel("clusters that left the pool")
-    ax.set_title(f"When clusters left the pool (all their documents used max_repeats times): "
-                 f"{len(left)} of {int(np.count_nonzero(scan.cluster_samples))} clusters")
-    ax.grid(True, alpha=0.3)
-    return _png(fig), {"clusters": left.tolist(), "positions": positions.tolist()}
 
 
 def centroid_map(centroids: np.ndarray, sizes: np.ndarray, labels: dict[int, str], *, method: str = "auto",

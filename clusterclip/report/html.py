@@ -63,6 +63,33 @@ class ScheduleColumns:
     total: int
     tokens: dict[int, int] | None = None  # tokens of the cluster's samples (when the schedule counted tokens)
     token_share: dict[int, float] | None = None
+    planned: dict[int, float] | None = None  # expected samples under the schedule's law (None: no plan)
+    why: dict[int, str] | None = None  # why the samples differ from what the weights ask (plan.explain)
+    second_use: dict[int, int] | None = None  # position of the cluster's first second use of a document, -1: none
+
+
+@dataclass
+class SimpleTable:
+    """A plain table of the page (e.g. the groups of ``--group-by``): ``columns`` are ``(css class, heading,
+    title)``; each row's cells are ``(text, value)`` in that order (``value``: the cell's ``data-value``)."""
+
+    anchor: str
+    heading: str
+    note: str
+    columns: list[tuple[str, str, str]]
+    rows: list[list[tuple[str, str]]]
+
+    def render(self) -> str:
+        out = [f'<section id="{escape(self.anchor)}"><h2>{escape(self.heading)}</h2>',
+               f'<p class="note">{escape(self.note)}</p>', '<div class="table-wrap"><table class="simple">',
+               "<thead><tr>" + "".join(f'<th title="{escape(t)}">{escape(h)}</th>' for _, h, t in self.columns)
+               + "</tr></thead>", "<tbody>"]
+        for row in self.rows:
+            cells = [f'<td class="{"" if i == 0 else "num "}{escape(css)}" data-value="{escape(value)}">{escape(text)}</td>'
+                     for i, ((css, _, _), (text, value)) in enumerate(zip(self.columns, row))]
+            out.append("<tr>" + "".join(cells) + "</tr>")
+        out += ["</tbody>", "</table></div>", "</section>"]
+        return "\n".join(out)
 
 
 def data_uri(png: bytes) -> str:
@@ -71,7 +98,7 @@ def data_uri(png: bytes) -> str:
 
 def render_page(*, title: str, summary: list[str], warnings: list[str], sections: list[Section],
                 rows: list[ClusterRow], table_note: str, schedule: ScheduleColumns | None,
-                footer: str) -> str:
+                footer: str, tables: list[SimpleTable] | None = None) -> str:
     out = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
            f"<title>{escape(title)}</title>", f"<style>{STYLE}</style>", "</head>", "<body>",
@@ -79,7 +106,9 @@ def render_page(*, title: str, summary: list[str], warnings: list[str], sections
     out += [f"<li>{escape(line)}</li>" for line in summary]
     out.append("</ul>")
     out += [f'<p class="warning">{escape(w)}</p>' for w in warnings]
-    links = [(s.anchor, s.heading) for s in sections] + [("clusters", "Clusters")]
+    tables = tables or []
+    links = [(s.anchor, s.heading) for s in sections] + [(t.anchor, t.heading) for t in tables] \
+        + [("clusters", "Clusters")]
     out.append("<nav>" + "".join(f'<a href="#{a}">{escape(h)}</a>' for a, h in links) + "</nav>")
     for s in sections:
         out.append(f'<section id="{escape(s.anchor)}"><h2>{escape(s.heading)}</h2>')
@@ -89,6 +118,7 @@ def render_page(*, title: str, summary: list[str], warnings: list[str], sections
                        f'data-file="figures/{escape(f.name)}.png">'
                        f"<figcaption>{escape(f.caption)}</figcaption></figure>")
         out.append("</section>")
+    out += [t.render() for t in tables]
     out.append('<section id="clusters"><h2>Clusters</h2>')
     out.append(f'<p class="note">{escape(table_note)}</p>')
     out.append(_table(rows, schedule))
@@ -103,8 +133,13 @@ def _table(rows: list[ClusterRow], schedule: ScheduleColumns | None) -> str:
             ("share", "share of all documents"), ("mean sim.", "mean cosine similarity to the centroid")]
     if schedule is not None:
         head += [("samples", "samples of the cluster in the schedule"),
-                 ("share of schedule", "share of the schedule's samples"),
-                 ("left pool at", "position of the cluster's last sample, if it left the pool")]
+                 ("share of schedule", "share of the schedule's samples")]
+        if schedule.planned is not None:
+            head += [("planned", "expected samples under the schedule's law (its weights, clips and budgets)"),
+                     ("why", "why the samples differ from what the weights ask: clip, token budget or chance")]
+        head += [("left pool at", "position of the cluster's last sample, if it left the pool (clip or budget)")]
+        if schedule.second_use is not None:
+            head += [("second uses from", "position of the cluster's first sample that reuses a document")]
         if schedule.tokens is not None:
             head += [("tokens", "tokens of the cluster's samples in the schedule"),
                      ("share of tokens", "share of the schedule's tokens")]
@@ -129,9 +164,16 @@ def _table(rows: list[ClusterRow], schedule: ScheduleColumns | None) -> str:
             pos = schedule.exit_position.get(r.cluster, -1)
             left = "–" if pos < 0 else f"{pos:,} ({100 * pos / max(schedule.total, 1):.0f}%)"
             cells += [f'<td class="num samples" data-value="{n}">{n:,}</td>',
-                      f'<td class="num schedule-share" data-value="{share!r}">{100 * share:.2f}%</td>',
-                      f'<td class="num left" data-value="{pos}">{left}</td>']
-            if schedule.tokens is not None:
+                      f'<td class="num schedule-share" data-value="{share!r}">{100 * share:.2f}%</td>']
+            if schedule.planned is not None and schedule.why is not None:
+                planned = schedule.planned.get(r.cluster, 0.0)
+                cells += [f'<td class="num planned" data-value="{planned!r}">{planned:,.1f}</td>',
+                          f'<td class="num why">{escape(schedule.why.get(r.cluster, ""))}</td>']
+            cells.append(f'<td class="num left" data-value="{pos}">{left}</td>')
+            if schedule.second_use is not None:
+                again = schedule.second_use.get(r.cluster, -1)
+                cells.append(f'<td class="num second-use" data-value="{again}">{"–" if again < 0 else f"{again:,}"}</td>')
+            if schedule.tokens is not None and schedule.token_share is not None:
                 t = schedule.tokens.get(r.cluster, 0)
                 t_share = schedule.token_share.get(r.cluster, 0.0)
                 cells += [f'<td class="num tokens" data-value="{t}">{t:,}</td>',

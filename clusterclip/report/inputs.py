@@ -126,6 +126,7 @@ class ScheduleInfo:
     multipliers: np.ndarray | None = None
     cluster_max_repeats: np.ndarray | None = None
     law_missing: str | None = None  # why the law could not be rebuilt (its --weights file moved or changed)
+    budget: dict | None = None  # what was asked and what was got (statistics.budget: schedule.target)
 
     @property
     def has_tokens(self) -> bool:
@@ -172,7 +173,7 @@ def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
             balance_tokens=stats.get("balance_tokens"),
             cluster_token_budget=stats.get("cluster_token_budget"),
             cluster_dedup_removed=stats.get("cluster_dedup_removed"),
-            multipliers=multipliers, cluster_max_repeats=repeats, law_missing=missing,
+            multipliers=multipliers, cluster_max_repeats=repeats, law_missing=missing, budget=stats.get("budget"),
         )
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{Path(sched_dir) / 'manifest.json'}: lacks the schedule statistics ({e}); "

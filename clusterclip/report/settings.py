@@ -47,6 +47,11 @@ class ReportSettings(Settings):
                               metavar="FIT",
                               help="A `clusterclip fit` directory: add each schedule's measured loss against the "
                                    "fit's leave-one-out prediction.")
+    group_by: str | None = setting(None, flag="--group-by", kind=str, optional=True, group="show", metavar="COLUMN",
+                                   help="Add up the documents by COLUMN (a column of EMB/docs.parquet such as "
+                                        "source, or of the corpus, such as a product or language field): a table "
+                                        "of the groups and, with SCHED, their share over training, tokens and "
+                                        "planned vs realised.")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,11 @@ class ClustersSettings(Settings):
     show: int | None = setting(None, flag="--show", kind=int, optional=True, group="show", metavar="K",
                                help="Print cluster K in full: keywords and the documents nearest its centroid and at "
                                     "its edge.")
+    certificate: bool = setting(False, flag="--certificate", kind=bool, group="show",
+                                help="With --schedule: print its mixture certificate instead of the table: planned "
+                                     "vs realised samples and tokens per cluster (whole run, per tenth, per "
+                                     "stage), effective epochs, uses per document, the largest gap between a "
+                                     "cluster's samples, and the sha256 of every file it was computed from.")
     json: bool = setting(False, flag="--json", kind=bool, group="show", help="Print JSON instead of text.")
     sample_docs: int = _sample_docs()
     seed: int = setting(0, flag="--seed", kind=int, min=0, max=2**31 - 1, group="show",

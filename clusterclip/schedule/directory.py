@@ -2,7 +2,9 @@
 
 Layout (SPEC §2, §3)::
 
-    order.parquet       position int64, doc_id int64, cluster int32, repeat int32: the training order
+    order.parquet       position int64, doc_id int64, cluster int32, repeat int32: the training order; when the
+                        schedule counted tokens also tokens (int32, int64 past 2**31): the sample's tokens,
+                        delimiters included (as in the shards), so positions in tokens are a cumulative sum
                         (and stage int32 when the schedule has several stages, a continued one included)
     law.parquet         the resolved sampling law, one row per stage and cluster (:data:`.law.LAW_COLUMNS`)
     shards.json         every shard of every format: files (bytes, sha256), tokens, samples, first position
@@ -28,9 +30,9 @@ LAW_FILE = "law.parquet"
 WORK_DIR = ".work"  # scratch space of a running schedule inside its build (token store)
 
 
-def write_order(path: Path, schedule) -> None:
-    """``order.parquet``: one row per sample (position, doc_id, cluster, repeat; stage when the schedule has
-    several), atomically."""
+def write_order(path: Path, schedule, sample_tokens: np.ndarray | None = None) -> None:
+    """``order.parquet``: one row per sample (position, doc_id, cluster, repeat, and with ``sample_tokens``, the
+    tokens of each sample: ``tokens``; stage when the schedule has several), atomically."""
     import pyarrow as pa
 
     columns = {
@@ -39,6 +41,11 @@ def write_order(path: Path, schedule) -> None:
         "cluster": pa.array(schedule.cluster.astype(np.int32, copy=False)),
         "repeat": pa.array(schedule.repeat.astype(np.int32, copy=False)),
     }
+    if sample_tokens is not None:
+        if len(sample_tokens) != len(schedule):
+            raise ValueError(f"{len(sample_tokens)} sample lengths for {len(schedule)} samples")
+        wide = len(sample_tokens) and int(sample_tokens.max()) >= 2**31
+        columns["tokens"] = pa.array(sample_tokens.astype(np.int64 if wide else np.int32, copy=False))
     if schedule.staged:
         columns["stage"] = pa.array(schedule.stage)
     write_parquet_atomic(path, pa.table(columns), row_group_size=1 << 20)
@@ -82,6 +89,21 @@ class ScheduleDir(ArtifactDir):
     def iter_order(self, batch_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """``order.parquet`` (digest checked) as ``(position, cluster, repeat)`` int64 batches."""
         return iter_order_file(self.order_file(), batch_rows)
+
+    def order_columns(self) -> list[str]:
+        """The columns ``order.parquet`` holds (``tokens`` when the schedule counted them, ``stage`` with stages):
+        its schema only (sized at opening; the data is read, digest checked, by :meth:`iter_order_columns`)."""
+        return list(open_parquet(self.path / ORDER_FILE, "schedule").schema_arrow.names)
+
+    def iter_order_columns(self, columns: list[str], batch_rows: int) -> Iterator[dict[str, np.ndarray]]:
+        """``order.parquet`` (digest checked) as batches of the named columns, each an int64 array."""
+        pf = open_parquet(self.order_file(), "schedule")
+        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise InputError(f"{self.path / ORDER_FILE}: has no column {missing[0]!r}; rerun `clusterclip schedule "
+                             f"--overwrite` with this version")
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            yield {c: batch.column(i).to_numpy().astype(np.int64, copy=False) for i, c in enumerate(columns)}
 
     def order_row(self, position: int) -> dict:
         """``doc_id``, ``cluster`` and ``repeat`` at ``position`` (one row group read)."""

@@ -241,27 +241,36 @@ def read_doc_scores(emb, spec: str) -> np.ndarray:
 
 def _corpus_column(emb, column: str) -> np.ndarray:
     """A numeric column of the corpus, per document, in doc order (Parquet and JSON-lines corpora)."""
+    flag = f"--doc-weight-column {column}"
+    scores = np.empty(emb.n_docs)
+    for start, values, sources, rows in iter_corpus_column(emb, column, flag):
+        for j, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise InputError(f"{flag}: {sources[j]}, row {rows[j]}: {value!r} is not a finite number >= 0; "
+                                 f"fix the corpus or give a file of doc_id -> score")
+        scores[start: start + len(values)] = values
+    return scores
+
+
+def iter_corpus_column(emb, column: str, flag: str):
+    """``column`` of the corpus read back from its files (their content checked first), in doc order: batches of
+    ``(first doc_id, values, source files, rows)`` (Parquet and JSON-lines corpora; any value type)."""
     from ..readers import reader_for
     from ..readers.parquet import ParquetReader
 
-    flag = f"--doc-weight-column {column}"
     emb.check_corpus()
-    scores = np.empty(emb.n_docs)
     start = 0
     cache: tuple[str, dict] | None = None
     for batch in emb.iter_docs(["source", "row"]):
         sources = batch.column(0).to_pylist()
-        rows = batch.column(1).to_numpy()
-        for j, (src, row) in enumerate(zip(sources, rows.tolist())):
+        rows = batch.column(1).to_numpy().tolist()
+        values = []
+        for src, row in zip(sources, rows):
             if cache is None or cache[0] != src:
                 cache = (src, _file_column(reader_for(src), src, column, flag, ParquetReader))
-            value = cache[1].get(row)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise InputError(f"{flag}: {src}, row {row}: {value!r} is not a finite number >= 0; "
-                                 f"fix the corpus or give a file of doc_id -> score")
-            scores[start + j] = value
+            values.append(cache[1].get(row))
+        yield start, values, sources, rows
         start += len(sources)
-    return scores
 
 
 def _file_column(reader, src: str, column: str, flag: str, parquet_reader) -> dict:

@@ -26,6 +26,7 @@ from .law import Budget, RepeatGap, SamplingLaw, Stage, StageSpan, law_table
 from .sampling import BudgetError, Prefix, Schedule, epochs_to_samples, plan_schedule
 from .settings import ScheduleSettings
 from .stats import format_statistics, schedule_statistics, stage_statistics
+from .target import budget_record, format_budget
 from .tokenize import build_tokens
 
 if TYPE_CHECKING:
@@ -137,21 +138,27 @@ class ScheduleStep(Step[ScheduleSettings]):
         if self.mix.exclude is not None and np.any(self.mix.exclude[schedule.doc_id]):
             raise ClusterClipError("schedule: a held-out document of --exclude was drawn; this is a bug: please "
                                    "report it with the command")
-        write_order(build / ORDER_FILE, schedule)
-        write_law(build / LAW_FILE, _law_of(self.labels, s, schedule, lengths, self.mix, self.cl.k))
+        plan_lengths = lengths  # what the sampler planned with (None: no token budget or balance needed them)
+        if not s.dry_run and store is None:  # the used documents, tokenized once
+            store, known = self._token_store(np.unique(schedule.doc_id), work)
+            lengths = sample_lengths(store, self.delimiters, known)
+        # every sample's tokens beside it, when they were counted (positions in tokens for the report and trainers)
+        sample_tokens = None if lengths is None else lengths[schedule.doc_id]
+        write_order(build / ORDER_FILE, schedule, sample_tokens)
+        write_law(build / LAW_FILE, _law_of(self.labels, s, schedule, plan_lengths, self.mix, self.cl.k))
         checkpoint("schedule.order")
         names: list[str | dict] = [ORDER_FILE, LAW_FILE]
         index = None
         if not s.dry_run:
-            if store is None:
-                store, known = self._token_store(np.unique(schedule.doc_id), work)
-            lengths = sample_lengths(store, self.delimiters, known)
+            assert store is not None
             index = self._write_shards(run, schedule, store, work)
             names += [INDEX_FILE, *_shard_file_records(index)]
         stats = schedule_statistics(schedule, n_docs=n_docs, n_clusters=self.cl.k, lengths=lengths, labels=self.labels,
                                     max_repeats=self.mix.max_repeats(s) if s.sampler == "clusterclip" else None,
                                     lengths_known=known if store is not None else None,
                                     keep=self.mix.keep)
+        stats["budget"] = budget_record(s, stats, n_docs=n_docs, sample_tokens=sample_tokens, lengths=lengths,
+                                        lengths_known=known if store is not None else None)
         if self.mix.exclude is not None:
             stats["excluded_docs"] = int(self.mix.exclude.sum())
         if schedule.staged:
@@ -216,7 +223,8 @@ class ScheduleStep(Step[ScheduleSettings]):
     def summary(self, result) -> str:
         stats = result.statistics
         what = "order only (dry run)" if self.settings.dry_run else f"shards: {', '.join(self.settings.formats)}"
-        return (f"{format_statistics(stats)}\nschedule: {stats['samples']:,} samples from "
+        budget = "\n".join(format_budget(stats["budget"])) + "\n" if "budget" in stats else ""
+        return (f"{format_statistics(stats)}\n{budget}schedule: {stats['samples']:,} samples from "
                 f"{stats['unique_docs_used']:,} documents, {what} -> {result.out} in {result.seconds:.1f}s")
 
     def warnings(self, result) -> list[str]:

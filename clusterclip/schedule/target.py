@@ -1,0 +1,127 @@
+"""What a schedule was asked for and what it got: its budget, and why the two differ (issue 26 item 6).
+
+:func:`budget_record` is the manifest's ``statistics.budget``::
+
+    {"asked": {"kind": "tokens", "tokens": 300000},             # or samples / epochs (+ samples) / budget_tokens
+     "got": {"samples": 1234, "tokens": 305487},
+     "difference": {"tokens": 5487, "relative": 0.01829},      # got - asked, in the budget's unit
+     "notes": ["... why they differ ..."]}
+
+The reasons it names are the sampler's rules, never guesses: a token budget ends at the first whole sample
+that reaches it (the last sample passes it by less than its own length); per-cluster token budgets
+(``--budget-tokens``) end each cluster at the first sample that reaches its share, so each cluster passes
+its share by less than one sample, unless its clip ends it first (then it falls short); the clip can empty the
+pool before the budget (``--allow-partial``); a budget in samples fixes the samples, not the tokens, so
+``--balance tokens`` (which draws clusters of short documents more often) gives fewer tokens than the same
+samples at the corpus's mean length. :func:`format_budget` is the summary's lines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .settings import ScheduleSettings
+
+
+def budget_record(s: ScheduleSettings, stats: dict, *, n_docs: int, sample_tokens: np.ndarray | None,
+                  lengths: np.ndarray | None = None, lengths_known: np.ndarray | None = None) -> dict:
+    """``statistics.budget`` of a schedule planned with settings ``s`` (see the module docstring).
+
+    ``stats``: its :func:`.stats.schedule_statistics`; ``sample_tokens``: the tokens of each sample in order
+    (None when the schedule counted none); ``lengths``/``lengths_known``: every document's sample length and
+    whether it was tokenized (for the corpus's mean sample length)."""
+    asked = _asked(s, n_docs)
+    got = {"samples": int(stats["samples"]), "tokens": stats.get("tokens")}
+    unit = "tokens" if asked["kind"] in ("tokens", "budget_tokens") else "samples"
+    target = int(asked[asked["kind"]] if unit == "tokens" else asked["samples"])
+    record: dict = {"asked": asked, "got": got, "notes": []}
+    have = got[unit]
+    if have is not None:
+        diff = int(have) - target
+        record["difference"] = {unit: diff, "relative": round(diff / target, 6) if target else None}
+    notes = record["notes"]
+    if stats.get("exhausted"):
+        notes.append(f"the clip emptied the pool after {got['samples']:,} samples (every document used its "
+                     f"max_repeats times), short of the budget (--allow-partial)")
+    if asked["kind"] == "tokens" and sample_tokens is not None and len(sample_tokens) and not stats.get("exhausted"):
+        notes.append(_token_budget_note(target, sample_tokens))
+    elif asked["kind"] == "budget_tokens" and stats.get("cluster_tokens") is not None:
+        notes += _cluster_budget_notes(stats)
+    if unit == "samples" and s.balance == "tokens" and got["tokens"] is not None and lengths is not None:
+        notes.append(_balance_note(got, lengths, lengths_known))
+    if asked["kind"] == "epochs" and asked["epochs"] * n_docs != asked["samples"]:
+        notes.append(f"{asked['epochs']:g} epochs of {n_docs:,} documents is {asked['epochs'] * n_docs:,.2f} "
+                     f"samples, rounded to {asked['samples']:,}")
+    return record
+
+
+def _asked(s: ScheduleSettings, n_docs: int) -> dict:
+    from .sampling import epochs_to_samples
+
+    if s.budget_tokens is not None:
+        return {"kind": "budget_tokens", "budget_tokens": int(s.budget_tokens)}
+    if s.tokens is not None:
+        return {"kind": "tokens", "tokens": int(s.tokens)}
+    if s.samples is not None:
+        return {"kind": "samples", "samples": int(s.samples)}
+    epochs = 1.0 if s.epochs is None else float(s.epochs)
+    return {"kind": "epochs", "epochs": epochs, "samples": epochs_to_samples(epochs, n_docs),
+            "default": s.epochs is None}
+
+
+def _token_budget_note(target: int, sample_tokens: np.ndarray) -> str:
+    last = int(sample_tokens[-1])
+    total = int(sample_tokens.sum())
+    return (f"a token budget ends at the first sample that reaches it and samples are whole: the last one "
+            f"({last:,} tokens) passed {target:,} by {total - target:,}")
+
+
+def _cluster_budget_notes(stats: dict) -> list[str]:
+    """Per-cluster token budgets: each passes its share by less than one sample, or its clip ends it short."""
+    budget = np.asarray(stats["cluster_token_budget"], np.int64)
+    got = np.asarray(stats["cluster_tokens"], np.int64)[: len(budget)]
+    drawn = budget > 0
+    over = np.where(drawn, np.maximum(got - budget, 0), 0)
+    short = np.where(drawn, np.maximum(budget - got, 0), 0)
+    notes = []
+    if over.any():
+        top = int(np.argmax(over))
+        notes.append(f"--budget-tokens is split over the clusters by weight and each cluster ends at the first sample "
+                     f"that reaches its share, so each passes it by less than one sample: +{int(over.sum()):,} tokens "
+                     f"over {int(np.count_nonzero(over)):,} clusters (most: cluster {top}, +{int(over[top]):,})")
+    if short.any():
+        notes.append(f"{int(np.count_nonzero(short)):,} clusters reached their clip (every document used max_repeats "
+                     f"times) before their share: -{int(short.sum()):,} tokens")
+    return notes
+
+
+def _balance_note(got: dict, lengths: np.ndarray, known: np.ndarray | None) -> str:
+    lengths = lengths if known is None else lengths[known]
+    mean = float(lengths.mean()) if len(lengths) else 0.0
+    even = got["samples"] * mean
+    ratio = got["tokens"] / even if even else float("nan")
+    return (f"the budget counts samples, not tokens: --balance tokens draws clusters of short documents more often, "
+            f"so these {got['samples']:,} samples hold {got['tokens']:,} tokens, {ratio:.0%} of the {even:,.0f} "
+            f"they would at the corpus's mean sample length ({mean:,.1f}); give --tokens T to fix the tokens")
+
+
+def format_budget(record: dict) -> list[str]:
+    """The summary's lines: asked, got, the difference, and why."""
+    asked, got = record["asked"], record["got"]
+    kind = asked["kind"]
+    if kind == "budget_tokens":
+        wanted = f"{asked['budget_tokens']:,} tokens (--budget-tokens)"
+    elif kind == "tokens":
+        wanted = f"{asked['tokens']:,} tokens (--tokens)"
+    elif kind == "samples":
+        wanted = f"{asked['samples']:,} samples (--samples)"
+    else:
+        wanted = (f"{asked['samples']:,} samples ("
+                  + ("one epoch, the default" if asked.get("default") else f"--epochs {asked['epochs']:g}") + ")")
+    have = f"{got['samples']:,} samples" + (f", {got['tokens']:,} tokens" if got.get("tokens") is not None else "")
+    diff = record.get("difference") or {}
+    unit = "tokens" if "tokens" in diff else "samples"
+    delta = ""
+    if diff.get(unit):
+        delta = f" ({diff[unit]:+,} {unit}" + (f", {diff['relative']:+.2%}" if diff.get("relative") else "") + ")"
+    return [f"budget: asked {wanted}, got {have}{delta}"] + [f"  {note}" for note in record["notes"]]
