@@ -234,6 +234,7 @@ def test_group_by_a_column_that_is_not_there_is_refused(embedded, clustered, tmp
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_group_by_source_and_a_parquet_column_on_a_planted_corpus(tmp_path):
     """A corpus whose 'product' column mostly follows the topic: the group table adds up the documents and the
     samples of each product, and each product's main cluster is its topic's."""
