@@ -8,9 +8,16 @@ Public API:
   similarity and, with the embed directory, keywords and the documents nearest the centroid and
   at the edge of each cluster (what ``clusterclip clusters`` prints).
 
+- :func:`~.certificate.certificate_of` ``(cl_dir, sched_dir) -> dict``: the schedule's mixture certificate
+  (what ``clusterclip clusters CL --schedule SCHED --certificate`` prints).
+
 Modules: :mod:`.inputs` (all reading of artifacts), :mod:`.examples` (one streaming pass over the
-assignments), :mod:`.keywords` (TF-IDF), :mod:`.mix` (sampler shares, order statistics),
-:mod:`.figures` (matplotlib), :mod:`.html` (the page), :mod:`.build` (the output directory).
+assignments), :mod:`.keywords` (TF-IDF), :mod:`.mix` (sampler shares), :mod:`.timeline` (one streaming
+pass over ``order.parquet``: parts, uses, gaps, stages, groups), :mod:`.plan` (the schedule's law per
+cluster and why the realised mix differs), :mod:`.certificate` (the certificate), :mod:`.groups`
+(``--group-by``), :mod:`.figures` and :mod:`.training` (matplotlib: the mix, the schedule over training),
+:mod:`.proxy` (``--runs``/``--fit`` panels), :mod:`.page` (the page's sections), :mod:`.html` (the HTML),
+:mod:`.build` (the step and the output directory).
 """
 
 from .build import build_report
