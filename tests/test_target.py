@@ -19,7 +19,7 @@ from clusterclip.schedule.law import Budget, SamplingLaw
 from clusterclip.schedule.sampling import plan_schedule
 from clusterclip.schedule.settings import ScheduleSettings
 from clusterclip.schedule.stats import schedule_statistics
-from clusterclip.schedule.target import budget_record, format_budget
+from clusterclip.schedule.target import budget_record, format_budget, mixture_record
 
 from helpers import run_cli
 
@@ -136,3 +136,50 @@ def test_no_note_when_nothing_differs(embedded, clustered, tmp_path, flag):
     budget = json.loads((out / "manifest.json").read_text())["statistics"]["budget"]
     assert budget == {"asked": {"kind": "samples", "samples": 10}, "got": {"samples": 10, "tokens": None},
                       "difference": {"samples": 0, "relative": 0.0}, "notes": []}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(0, 10), min_size=1, max_size=8), st.lists(st.integers(0, 50), min_size=1, max_size=8))
+def test_a_mixture_record_measures_what_went_elsewhere(weights, got):
+    """The total variation is the share that went to other clusters than the weights ask: 0 exactly when the
+    realised shares are the weights', at most 1, and the largest difference is where they differ most."""
+    w = np.asarray(weights)
+    record = mixture_record(w, {"cluster_samples": got, "clusters_exhausted": 1}, unit="samples")
+    tv = record["total_variation"]
+    assert 0 <= tv <= 1 + 1e-9
+    n = max(len(w), len(got))
+    asked = np.pad(w / w.sum(), (0, n - len(w))) if w.sum() > 0 else np.zeros(n)
+    real = np.pad(np.asarray(got, float) / max(sum(got), 1), (0, n - len(got)))
+    assert tv == pytest.approx(0.5 * np.abs(real - asked).sum(), abs=1e-5)
+    big = record["largest"]
+    assert abs(big["got"] - big["asked"]) == pytest.approx(np.abs(real - asked).max(), abs=1e-5)
+    if w.sum() > 0 and sum(got) > 0:
+        same = mixture_record(w, {"cluster_samples": w * 1000}, unit="samples")
+        assert same["total_variation"] == pytest.approx(0, abs=1e-6)
+
+
+def test_mixtures_say_how_far_the_realised_mix_is_from_the_drawn_weights(tmp_path, embedded, clustered):
+    """Dirichlet(0.2) weights over a small clip: some clusters reach it, the summary says how many and how much of
+    the samples went elsewhere, recounted from each mixture's order and weights."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "mix"
+    result = run_cli(["mixtures", embedded, clustered, "--out", out, "--dirichlet", 0.2, "--n", 3, "--samples", 80,
+                      "--max-repeats", 2])
+    line = next(x for x in result.output.splitlines() if x.startswith("realised vs drawn weights:"))
+    weights = pq.read_table(out / "weights.parquet").to_pydict()
+    tvs, clipped = [], []
+    for i in range(3):
+        order = pq.read_table(out / f"mixture-{i:03d}" / "order.parquet").to_pydict()
+        k = max(max(order["cluster"]), max(weights["cluster"])) + 1
+        got = np.bincount(order["cluster"], minlength=k) / len(order["cluster"])
+        asked = np.zeros(k)
+        for m, c, w in zip(weights["mixture"], weights["cluster"], weights["weight"]):
+            if m == i:
+                asked[c] = w
+        asked /= asked.sum()
+        tvs.append(0.5 * np.abs(got - asked).sum())
+        stats = json.loads((out / f"mixture-{i:03d}" / "manifest.json").read_text())["statistics"]
+        clipped.append(stats["clusters_exhausted"])
+    assert max(clipped) > 0 and f"{min(clipped)}" in line and "reached their clip per mixture" in line
+    assert f"{min(tvs):.1%}" in line and f"{max(tvs):.1%}" in line

@@ -21,6 +21,7 @@ from ..steps import Outcome, Plan, Run, Step, run_step
 from .mixing import dirichlet_weights
 from .settings import MixturesSettings, ScheduleSettings
 from .step import ScheduleStep
+from .target import format_mixtures, mixture_record
 
 
 class MixturesStep(Step[MixturesSettings]):
@@ -82,8 +83,16 @@ class MixturesStep(Step[MixturesSettings]):
 
     def summary(self, result) -> str:
         samples = sum(r.statistics["samples"] for r in result.children if r.statistics)
+        realised = format_mixtures(self.realised(result.children))
         return (f"mixtures: {len(result.children)} schedules ({samples:,} samples in all), weights in "
-                f"{result.out}/weights.parquet")
+                f"{result.out}/weights.parquet" + (f"\n{realised}" if realised else ""))
+
+    def realised(self, children) -> list[dict]:
+        """Each mixture's drawn weights against what its schedule got (:func:`.target.mixture_record`)."""
+        opts = self.schedule_options
+        unit = "tokens" if opts.get("balance") == "tokens" or opts.get("budget_tokens") is not None else "samples"
+        return [mixture_record(self.weights[i], child.statistics, unit=unit)
+                for i, child in enumerate(children) if child.statistics]
 
     def done_line(self, result) -> str:
         return self.summary(result)

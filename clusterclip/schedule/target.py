@@ -125,3 +125,47 @@ def format_budget(record: dict) -> list[str]:
     if diff.get(unit):
         delta = f" ({diff[unit]:+,} {unit}" + (f", {diff['relative']:+.2%}" if diff.get("relative") else "") + ")"
     return [f"budget: asked {wanted}, got {have}{delta}"] + [f"  {note}" for note in record["notes"]]
+
+
+def mixture_record(weights: np.ndarray, stats: dict, *, unit: str) -> dict:
+    """A drawn mixture against what its schedule got (``clusterclip mixtures``' ``statistics.realised``).
+
+    ``weights``: the mixture's weight of every cluster (``[K]``, 0 for the clusters it does not draw); ``stats``:
+    its schedule's statistics; ``unit``: ``"tokens"`` when the weights share out tokens (``--balance tokens``,
+    ``--budget-tokens``), else ``"samples"``. The weights ask each cluster for its weight over their sum (no alpha in
+    a mixture); a cluster that reached its clip gets less and the others share what it left, so the realised
+    mixture is not the drawn one. Returns the clusters at their clip, the total variation distance between the
+    asked and realised shares (half the sum of their differences: the share of the ``unit`` that went to other
+    clusters than asked) and the cluster where they differ most."""
+    asked = _shares(np.asarray(weights, np.float64))
+    got = _shares(np.asarray(stats["cluster_tokens" if unit == "tokens" else "cluster_samples"], np.float64))
+    n = max(len(asked), len(got))
+    asked, got = np.pad(asked, (0, n - len(asked))), np.pad(got, (0, n - len(got)))
+    diff = got - asked
+    worst = int(np.argmax(np.abs(diff))) if n else 0
+    return {"unit": unit, "clusters_at_clip": stats.get("clusters_exhausted"),
+            "clusters_drawn": int(np.count_nonzero(asked)),
+            "total_variation": round(float(0.5 * np.abs(diff).sum()), 6),
+            "largest": {"cluster": worst, "asked": round(float(asked[worst]), 6) if n else 0.0,
+                        "got": round(float(got[worst]), 6) if n else 0.0}}
+
+
+def _shares(values: np.ndarray) -> np.ndarray:
+    total = values.sum()
+    return values / total if total > 0 else np.zeros_like(values)
+
+
+def format_mixtures(records: list[dict]) -> str:
+    """The ``mixtures`` summary's line: clusters at the clip and the distance from the drawn weights, over mixtures."""
+    if not records:
+        return ""
+    tv = np.asarray([r["total_variation"] for r in records])
+    clip = [r["clusters_at_clip"] for r in records if r["clusters_at_clip"] is not None]
+    drawn = max(r["clusters_drawn"] for r in records)
+    at_clip = ""
+    if clip:
+        at_clip = (f"{min(clip):,}" + (f"-{max(clip):,}" if max(clip) != min(clip) else "")
+                   + f" of {drawn:,} clusters reached their clip per mixture; ")
+    spread = f"{tv.min():.1%}" + (f"-{tv.max():.1%} (median {np.median(tv):.1%})" if len(tv) > 1 else "")
+    return (f"realised vs drawn weights: {at_clip}{spread} of the {records[0]['unit']} went to other clusters than "
+            f"the weights asked (statistics.realised per mixture)")
