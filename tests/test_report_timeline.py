@@ -313,3 +313,88 @@ def test_certificate_is_recounted_from_the_order_and_the_shards(weighted, cluste
         assert f"{digest}  {name}" in text
     refused = run_cli(["clusters", clustered, "--certificate"], expect_ok=False)
     assert refused.exit_code == 2 and "needs --schedule" in refused.output
+
+
+STAGES = """
+[[stage]]
+until = 0.25
+sampler = "uniform"
+alpha = 1.0
+
+[[stage]]
+until_sample = 75
+max_repeats = 2
+
+[[stage]]
+max_repeats = 3
+"""
+
+
+@pytest.mark.slow
+def test_a_staged_certificate_follows_law_parquet_stage_by_stage(embedded, clustered, demo_tokenizer, tmp_path):
+    """Three stages (uniform by size, then clusterclip with two clips): the certificate and the report plan each
+    stage by its rows of law.parquet, and count each stage's samples and tokens as the order's stage column and
+    the Parquet shards hold them."""
+    (tmp_path / "stages.toml").write_text(STAGES)
+    sched = tmp_path / "sched"
+    run_cli(["schedule", embedded, clustered, "--out", sched, "--tokenizer", demo_tokenizer, "--format", "parquet",
+             "--samples", 100, "--stages", tmp_path / "stages.toml"])
+    cert = json.loads(run_cli(["clusters", clustered, "--schedule", sched, "--certificate", "--json"]).output)
+    order = _order(sched)
+    index = json.loads((sched / "shards.json").read_text())
+    tables = [pq.read_table(sched / f["path"]) for rec in index["shards"]["parquet"] for f in rec["files"]
+              if f["path"].endswith(".parquet")]
+    lengths = np.concatenate([np.asarray([len(x) for x in t.column("input_ids").to_pylist()]) for t in tables])
+    law = pq.read_table(sched / "law.parquet").to_pydict()
+    k = len(cert["clusters"])
+    spans = [(s["start"], s["stop"]) for s in json.loads((sched / "manifest.json").read_text())["statistics"]["stages"]]
+    assert cert["law"] == "the schedule's law.parquet" and cert["law_missing"] is None
+    assert [(s["start"], s["stop"]) for s in cert["stages"]] == spans == [(0, 25), (25, 75), (75, 100)]
+    for s, stage in enumerate(cert["stages"]):
+        mine = order["stage"] == s
+        assert stage["samples"] == np.bincount(order["cluster"][mine], minlength=k).tolist()
+        assert stage["tokens"] == np.bincount(order["cluster"][mine], weights=lengths[mine], minlength=k).astype(
+            int).tolist()
+        rows = [i for i, x in enumerate(law["stage"]) if x == s]
+        expected = np.zeros(k)
+        expected[[law["cluster"][i] for i in rows]] = [law["expected_samples"][i] for i in rows]
+        np.testing.assert_allclose(stage["planned_samples"], np.round(expected, 3))
+        assert sum(stage["planned_samples"]) == pytest.approx(spans[s][1] - spans[s][0], abs=1e-3 * k)
+    planned = np.asarray([row["planned_samples"] for row in cert["clusters"]])
+    np.testing.assert_allclose(planned, np.round(np.sum([s["planned_samples"] for s in cert["stages"]], axis=0), 3),
+                               atol=1e-3 * 3)
+    clip = {c: x for c, x, st in zip(law["cluster"], law["clip"], law["stage"]) if st == 2}
+    for c, row in enumerate(cert["clusters"]):  # the clip of the last stage; the clip is global over the stages
+        assert row.get("clip") == clip[c]
+        assert np.bincount(order["doc_id"][order["cluster"] == c]).max(initial=0) <= clip[c]
+    digests = cert["computed_from"]
+    assert digests[f"{sched}/law.parquet"] == hashlib.sha256((sched / "law.parquet").read_bytes()).hexdigest()
+
+    report = tmp_path / "report"
+    run_cli(["report", embedded, clustered, sched, "--out", report])
+    data = json.loads((report / "report.json").read_text())
+    assert data["certificate"]["stages"] == cert["stages"]
+    assert "the plan could not be rebuilt" not in (report / "index.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_continued_schedule_plans_its_prefix_as_it_was_drawn(embedded, clustered, tmp_path):
+    """--continue OLD --at-sample 30 with new weights: the prefix (stage 0, OLD's law) is planned as the samples it
+    holds, the suffix by its row of law.parquet; the certificate's plan fills each stage."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    run_cli(["schedule", embedded, clustered, "--out", old, "--dry-run", "--samples", 80])
+    (tmp_path / "w.csv").write_text("cluster,weight\n0,4\n1,0.25\n")
+    run_cli(["schedule", embedded, clustered, "--out", new, "--dry-run", "--samples", 80, "--continue", old,
+             "--at-sample", 30, "--weights", tmp_path / "w.csv"])
+    cert = json.loads(run_cli(["clusters", clustered, "--schedule", new, "--certificate", "--json"]).output)
+    order = _order(new)
+    k = len(cert["clusters"])
+    assert cert["law"] == "the schedule's law.parquet"
+    assert [(s["start"], s["stop"]) for s in cert["stages"]] == [(0, 30), (30, 80)]
+    prefix = np.bincount(order["cluster"][:30], minlength=k)
+    assert cert["stages"][0]["planned_samples"] == prefix.astype(float).tolist() == cert["stages"][0]["samples"]
+    assert sum(cert["stages"][1]["planned_samples"]) == pytest.approx(50, abs=1e-3 * k)
+    law = pq.read_table(new / "law.parquet").to_pydict()
+    assert set(law["stage"]) == {1}
+    expected = dict(zip(law["cluster"], law["expected_samples"]))
+    assert cert["stages"][1]["planned_samples"] == [round(expected[c], 3) for c in range(k)]

@@ -9,9 +9,10 @@ of a document of the cluster), the documents used and the most any one was used,
 successive samples of the cluster (other samples, and their tokens, in between), and why the realised count
 differs from the plan (:func:`.plan.explain`). Per document: how many are used 0, 1, 2, ... times.
 
-Everything is counted from ``order.parquet`` (every sample's cluster, use and tokens; read through its owner,
-sha256 checked) against the law rebuilt from the schedule's manifest (:func:`.plan.plan_of`); ``computed_from``
-lists the sha256 of each file and manifest involved (the shards are pinned by ``shards.json``, whose record
+Everything is counted from ``order.parquet`` (every sample's cluster, use, tokens and stage; read through its
+owner, sha256 checked) against the law the schedule recorded in ``law.parquet``, stage by stage
+(:func:`.plan.plan_from_law`; rebuilt from the manifest for schedules written before it: :func:`.plan.plan_of`);
+``computed_from`` lists the sha256 of each file and manifest involved (the shards are pinned by ``shards.json``, whose record
 holds every shard file's sha256).
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 from ..artifacts import manifest_digest
 from ..schedule.directory import ORDER_FILE, ScheduleDir
 from . import inputs
-from .plan import Explained, PlannedMix, explain, plan_of
+from .plan import Explained, PlannedMix, explain, plan_from_law, plan_of
 from .timeline import Timeline, order_columns, scan_timeline
 
 CERTIFICATE_VERSION = 1
@@ -70,8 +71,14 @@ def count_schedule(sched: inputs.ScheduleInfo, clusters: inputs.ClusterInfo, *, 
     if sched.cluster_dedup_removed is not None:
         sizes = sizes - np.asarray(sched.cluster_dedup_removed[: len(sizes)], np.int64)
     mean_tokens = mean_sample_tokens(sched)
-    plan, missing = plan_of(sched, clusters.size, mean_tokens)
-    at_clip, left_budget = _exits(sched, sizes, timeline)
+    law = owner.law()
+    if law is not None:  # the law the sampler resolved, stage by stage
+        spans = timeline.stage_spans if timeline.stage_samples is not None else [(0, timeline.samples)]
+        plan, missing = plan_from_law(law, spans, clusters.k, balance=sched.balance, mean_tokens=mean_tokens,
+                                      realised=timeline.stage_samples), None
+    else:  # a schedule written before law.parquet: the law rebuilt from its manifest
+        plan, missing = plan_of(sched, clusters.size, mean_tokens)
+    at_clip, left_budget = _exits(sched, sizes, timeline, plan)
     left_clip = at_clip & ~left_budget
     explained = explain(plan, timeline.cluster_samples, left_clip=left_clip, left_budget=left_budget) \
         if plan is not None else None
@@ -87,19 +94,25 @@ def mean_sample_tokens(sched: inputs.ScheduleInfo) -> np.ndarray | None:
     return np.asarray([fallback if m is None else float(m) for m in sched.cluster_mean_tokens], np.float64)
 
 
-def _exits(sched: inputs.ScheduleInfo, sizes: np.ndarray, tl: Timeline) -> tuple[np.ndarray, np.ndarray]:
+def _exits(sched: inputs.ScheduleInfo, sizes: np.ndarray, tl: Timeline, plan: PlannedMix | None
+           ) -> tuple[np.ndarray, np.ndarray]:
     """Clusters whose every document was used ``clip`` times (``samples == clip × size``, since no document passes
-    its clip), and clusters that left the pool at their token budget (their tokens reached it)."""
+    its clip: the clip is global over the stages), and clusters that left the pool at their token budget (their
+    tokens reached it). The clips and budgets are the plan's (the last stage's), else the manifest's."""
     samples = tl.cluster_samples
     left_clip: np.ndarray = np.zeros(len(sizes), bool)
-    if sched.sampler == "clusterclip" and sched.max_repeats is not None:
+    clip = plan.clip if plan is not None else None
+    if plan is None and sched.sampler == "clusterclip" and sched.max_repeats is not None:
         clip = np.asarray(sched.cluster_max_repeats, np.int64) if sched.cluster_max_repeats is not None \
             else np.full(len(sizes), sched.max_repeats, np.int64)
-        left_clip = (sizes > 0) & (samples == clip * sizes)
+    if clip is not None:
+        left_clip = (sizes > 0) & (clip > 0) & (samples == clip * sizes)
     left_budget: np.ndarray = np.zeros(len(sizes), bool)
     tokens = tl.cluster_tokens
-    if sched.cluster_token_budget is not None and tokens is not None:
+    budget = plan.token_budget if plan is not None else None
+    if plan is None and sched.cluster_token_budget is not None:
         budget = np.r_[np.asarray(sched.cluster_token_budget, np.int64), np.zeros(len(sizes), np.int64)][: len(sizes)]
+    if budget is not None and tokens is not None:
         left_budget = (budget > 0) & (tokens >= budget)
     return left_clip, left_budget
 
@@ -218,6 +231,8 @@ def _stages(counted: Counted) -> list[dict]:
         plan = counted.plan
         if plan is not None and len(plan.stages) == len(tl.stage_spans):
             stage["planned_samples"] = np.round(plan.stages[s].expected, 3).tolist()
+            if plan.mean_tokens is not None:
+                stage["planned_tokens"] = np.round(plan.stages[s].expected * plan.mean_tokens, 1).tolist()
         stages.append(stage)
     return stages
 

@@ -156,7 +156,8 @@ class Page:
         what = [f"--balance {sched.balance}"] + (["--weights"] if sched.multipliers is not None else []) \
             + (["per-cluster clips"] if sched.cluster_max_repeats is not None else []) \
             + (["--budget-tokens"] if sched.cluster_token_budget is not None else []) \
-            + (["dedup"] if sched.cluster_dedup_removed is not None else [])
+            + (["dedup"] if sched.cluster_dedup_removed is not None else []) \
+            + ([f"{len(counted.plan.stages)} stages"] if len(counted.plan.stages) > 1 else [])
         self.labels["law"] = f"{sched.sampler} under this schedule's law, expected ({', '.join(what)})"
         return ("The expected shares under this schedule's law use its weights (size, or tokens with --balance "
                 "tokens, to the power alpha, times its --weights), its per-cluster clips and token budgets: each "
@@ -286,8 +287,13 @@ class Page:
         self.sections.append(Section("schedule", "The schedule over training", text, figs))
 
     def _clips(self) -> dict[int, int]:
-        """clip -> non-empty clusters with it (none without a clip)."""
-        sched = self.sched
+        """clip -> non-empty clusters with it (none without a clip); the plan's (law.parquet's last stage) when read."""
+        sched, plan = self.sched, self.counted.plan if self.counted is not None else None
+        if plan is not None and plan.source.endswith("law.parquet"):
+            if plan.clip is None:
+                return {}
+            values, counts = np.unique(plan.clip[(self.sizes > 0) & (plan.clip > 0)], return_counts=True)
+            return {int(v): int(n) for v, n in zip(values, counts)}
         if sched is None or sched.sampler != "clusterclip" or sched.max_repeats is None:
             return {}
         if sched.cluster_max_repeats is None:

@@ -6,8 +6,10 @@ the expected samples (the water-filling of :func:`.mix.water_fill`: clusters gro
 weight until their cap). :meth:`PlannedMix.expected_at` is the expected samples of every cluster up to any
 position, so planned and realised can be set side by side per tenth (or per part) as well as for the run.
 
-It is rebuilt from the schedule's manifest (its settings, its per-cluster clips and token budgets, its
-``--weights`` while that file is unchanged) by the law's one computation, :func:`.mix.law_counts`.
+It is read from the schedule's ``law.parquet`` (:func:`plan_from_law`: the law the sampler resolved, per stage)
+and, for schedules written before that file existed, rebuilt from the schedule's manifest (its settings, its
+per-cluster clips and token budgets, its ``--weights`` while that file is unchanged) by the law's one
+computation, :func:`.mix.law_counts` (:func:`plan_of`).
 
 :func:`explain` says, cluster by cluster, why the realised mix differs from the draw weights: the clip (the
 cluster used every document ``max_repeats`` times and left the pool, so it got less than its weight asked and
@@ -117,6 +119,55 @@ def plan_of(sched: inputs.ScheduleInfo, sizes: np.ndarray, mean_tokens: np.ndarr
     expected = cap.copy() if budget is not None else water_fill(weight, cap, sched.samples)
     stage = PlanStage(0, sched.samples, weight, cap, expected)
     return PlannedMix([stage], mean_tokens, clip, budget, sched.balance, "the schedule's manifest"), None
+
+
+def plan_from_law(law: dict[str, np.ndarray], spans: list[tuple[int, int]], k: int, *, balance: str,
+                  mean_tokens: np.ndarray | None, realised: np.ndarray | None = None) -> PlannedMix:
+    """The law a schedule recorded in its ``law.parquet`` (one row per stage and cluster, see
+    :func:`clusterclip.schedule.law.law_table`), stage by stage over ``spans`` (``[start, stop)`` of every stage of
+    the order, by stage number).
+
+    Each stage's draw probability, clip and token budget are the recorded ones and its expected samples the
+    recorded ``expected_samples``; the most it can take from a cluster (what :meth:`PlannedMix.expected_at` fills up
+    to inside the stage) is its clip × size less what earlier stages are expected to have used, or its token budget
+    over its mean sample length. Stages before the first recorded one (the prefix a ``--continue`` kept from an
+    older order, drawn under that order's law) are planned as what they hold: ``realised`` (``[S, K]`` samples per
+    stage, counted from the order)."""
+    stage_of = np.asarray(law["stage"], np.int64)
+    numbers = sorted(set(stage_of.tolist()))
+    stages: list[PlanStage] = []
+    used = np.zeros(k)
+    for s in range(numbers[0] if numbers else 0):  # a continued order's prefix: what it holds
+        held = np.zeros(k) if realised is None or s >= len(realised) else np.asarray(realised[s], np.float64)[:k]
+        start, stop = spans[s] if s < len(spans) else (0, 0)
+        stages.append(PlanStage(start, stop, shares_of(held), held.copy(), held))
+        used += held
+    clip = budget = None
+    for s in numbers:
+        rows = _rows(law, stage_of == s, k)
+        clip, budget = rows["clip"], rows["token_budget"]
+        cap = np.where(clip > 0, clip * rows["size"] - used, np.inf)
+        if np.any(budget >= 0) and mean_tokens is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                cap = np.where(budget >= 0, np.where(mean_tokens > 0, budget / mean_tokens, 0.0), cap)
+        start, stop = spans[s] if s < len(spans) else (0, int(round(float(rows["expected_samples"].sum()))))
+        stages.append(PlanStage(start, stop, rows["weight"], np.maximum(cap, 0.0), rows["expected_samples"]))
+        used += rows["expected_samples"]
+    clips = None if clip is None or not np.any(clip > 0) else clip.astype(np.int64)
+    budgets = None if budget is None or not np.any(budget >= 0) else np.maximum(budget, 0).astype(np.int64)
+    return PlannedMix(stages, mean_tokens, clips, budgets, balance, "the schedule's law.parquet")
+
+
+def _rows(law: dict[str, np.ndarray], mine: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """One stage's columns of ``law`` as ``[K]`` arrays by cluster id (clusters the table leaves out: weight 0)."""
+    cluster = np.asarray(law["cluster"], np.int64)[mine]
+    fill = {"size": 0, "weight": 0.0, "clip": 0, "token_budget": -1, "expected_samples": 0.0}
+    out = {}
+    for name, default in fill.items():
+        column = np.full(k, default, np.float64)
+        column[cluster] = np.asarray(law[name], np.float64)[mine]
+        out[name] = column
+    return out
 
 
 @dataclass(frozen=True)
