@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .artifacts import Job, OutputDir, check_outputs, read_manifest
 from .errors import ClusterClipError
+from .remote import refuse_remote
 from .settings import REHASH_HELP, Settings, setting
 
 
@@ -35,6 +36,7 @@ def verify_directory(path: str | os.PathLike, *, corpus: bool = True, rehash: bo
     """``(manifest or None, problems)`` of the output directory ``path``."""
     d = Path(path)
     try:
+        refuse_remote(path, "input")
         manifest = read_manifest(d, None)
     except ClusterClipError as e:
         return None, [str(e)]

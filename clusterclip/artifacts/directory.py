@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from ..errors import IntegrityError
+from ..remote import refuse_remote
 from .manifest import MANIFEST, read_manifest, require_outputs, upstream_record
 
 
@@ -18,6 +19,7 @@ class ArtifactDir:
     step: ClassVar[str] = "?"
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
+        refuse_remote(path, "input")
         self.path = Path(path)
         self.manifest = read_manifest(self.path, self.step)
         require_outputs(self.path, self.manifest, full=verify)

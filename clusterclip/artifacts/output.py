@@ -53,6 +53,7 @@ from typing import Callable
 
 from ..errors import BusyError, ClusterClipError, InputError, IntegrityError, MismatchError
 from ..faults import checkpoint
+from ..remote import refuse_remote
 from ..settings import differences
 from .files import check_inside, dumps_json, file_record, fsync_dir, write_bytes_atomic, write_json_atomic
 from .manifest import MANIFEST, check_manifest, check_outputs, content_digest, is_ours, load_json, manifest_bytes
@@ -94,6 +95,7 @@ class OutputDir:
 
     def __init__(self, out: str | os.PathLike, job: Job, *, overwrite: bool = False,
                  inputs: tuple = (), log: Callable[[str], None] | None = None, resumable: bool = True):
+        refuse_remote(out, "output")
         self.out = Path(os.path.abspath(out))
         self.job = job
         self.overwrite = overwrite

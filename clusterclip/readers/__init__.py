@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import glob as _glob
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ..errors import InputError
 from ..registry import Registry
+from ..remote import refuse_remote
 from .base import RESERVED_COLUMNS, CorpusReader, Partitioning, ReadStats
 from .compression import split_compression
 
@@ -30,7 +30,6 @@ READERS: Registry = Registry("input format", "READER", {
     "jsonl": "clusterclip.readers.jsonl",
 })
 SUPPORTED_TEXT = "Parquet (.parquet) or JSON lines (.jsonl/.json/.ndjson), optionally .gz or .zst"
-_REMOTE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 
 __all__ = ["READERS", "RESERVED_COLUMNS", "CorpusReader", "Inputs", "Partitioning", "ReadStats", "expand_inputs",
            "iter_documents", "iter_numbered_documents", "reader_for"]
@@ -92,10 +91,7 @@ def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> In
 
     for item in inputs:
         text = os.fspath(item)
-        if _REMOTE.match(text):
-            scheme = text.split("://", 1)[0]
-            raise InputError(f"{text}: remote inputs ({scheme}://) are not read directly; copy the files to a local "
-                             f"or mounted path first (e.g. `aws s3 sync`, `huggingface-cli download`) and give that path")
+        refuse_remote(text, "input")
         p = Path(text).expanduser()
         if p.is_dir():
             found, other = [], []

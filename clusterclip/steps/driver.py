@@ -20,12 +20,14 @@ import time
 from pathlib import Path
 
 from ..artifacts import Job, OutputDir, StepResult, build_manifest, file_record
+from ..remote import refuse_remote
 from .base import Outcome, Plan, Run, Step
 
 
 def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> StepResult:
     """Run ``step`` into ``out`` (see the module docstring); a rerun of a finished job does nothing."""
     t0 = time.perf_counter()
+    refuse_remote(out, "output")  # before Path() makes s3://b s3:/b
     out = Path(out)
     plan = step.plan(out, overwrite)
     step.preflight()
@@ -58,6 +60,7 @@ def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> 
 def preview(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> Plan:
     """``step.plan(out)`` with :attr:`Plan.state` filled in: what a :func:`run_step` now would find in ``out``
     (``"done"``: nothing to do; ``"resume"``; ``"fresh"``), or its one-line refusal. Nothing is written."""
+    refuse_remote(out, "output")
     out = Path(out)
     plan = step.plan(out, overwrite)
     if not step.transactional:
