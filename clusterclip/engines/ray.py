@@ -46,13 +46,14 @@ class RayEngine(Engine):
         return TASKS_PER_CPU * cluster_cpus()
 
     def map(self, settings, fn, args, *, shared=(), sizes=None, bar=None, resources=None):
-        from .ray_session import connect, run_tasks
+        from .ray_session import TASK_NODES, connect, run_tasks
 
         ray = connect(settings.ray_address)
         refs = tuple(ray.put(x) for x in shared)  # top-level arguments: Ray hands each task the object
         remote = ray.remote(_run_task)
         calls = ((fn, *refs, *a) for a in args)
-        for i, result in run_tasks(remote, calls, resources=resources or {"num_cpus": 1}):
+        for i, (node, result) in run_tasks(remote, calls, resources=resources or {"num_cpus": 1}):
+            TASK_NODES[node] += 1
             if bar is not None and sizes is not None:
                 bar.update(sizes[i])
             yield i, result
@@ -66,10 +67,11 @@ class RayEngine(Engine):
 
 
 def _run_task(fn, *values):
-    from .ray_session import task_environment
+    """A task on a worker: ``(the node it ran on, fn's result)``."""
+    from .ray_session import node_id, task_environment
 
     task_environment()
-    return fn(*values, progress=None)
+    return node_id(), fn(*values, progress=None)
 
 
 ENGINE = RayEngine()

@@ -40,7 +40,7 @@ from ..errors import InputError
 from ..progress import bar as progress_bar
 from ..readers import ReadStats, reader_for
 from ..readers.base import EMPTY_ROWS_LISTED
-from .ray_session import cluster_gpus, connect, reraise, task_environment
+from .ray_session import TASK_NODES, cluster_gpus, connect, node_id, reraise, task_environment
 
 DOC, ACCOUNT = 0, 1
 #: documents per block a read task hands to Ray
@@ -187,6 +187,7 @@ def _resume_point(writer, sources: list[str]) -> tuple[int, int] | None:
 def _read_files(batch: dict, *, text_column: str, id_column: str | None, resume_after):
     """Every document of each file in ``batch`` (a block of up to READ_BLOCK_DOCS at a time), then its accounting row."""
     task_environment()
+    node = node_id()
     for unit, path in zip(batch["unit"], batch["path"]):
         unit = int(unit)
         stats = ReadStats()
@@ -201,11 +202,11 @@ def _read_files(batch: dict, *, text_column: str, id_column: str | None, resume_
             texts.append(text)
             ids.append(pickle.dumps(user_id) if id_column is not None else b"")
             if len(rows) >= READ_BLOCK_DOCS:
-                yield _block(unit, rows, texts, ids)
+                yield _block(unit, rows, texts, ids, node=node)
                 rows, texts, ids = [], [], []
         account = {"rows": stats.rows, "docs": stats.documents, "empty": stats.skipped_empty, "kept": kept,
                    "empty_rows": stats.empty_rows}
-        yield _block(unit, rows, texts, ids, account)
+        yield _block(unit, rows, texts, ids, account, node=node)
 
 
 def _kept_through(unit: int, resume_after) -> int | None:
@@ -215,7 +216,7 @@ def _kept_through(unit: int, resume_after) -> int | None:
     return resume_after[1] if resume_after[0] == unit else None
 
 
-def _block(unit: int, rows: list, texts: list, ids: list, account: dict | None = None) -> dict:
+def _block(unit: int, rows: list, texts: list, ids: list, account: dict | None = None, *, node: str = "") -> dict:
     n = len(rows) + (account is not None)
     kind = np.full(n, DOC, dtype=np.int8)
     counts = np.zeros((n, 4), dtype=np.int64)
@@ -229,7 +230,7 @@ def _block(unit: int, rows: list, texts: list, ids: list, account: dict | None =
     uid[:] = ids
     return {"kind": kind, "unit": np.full(n, unit, dtype=np.int64), "row": np.asarray(rows, dtype=np.int64),
             "text": text, "uid": uid, "n_chars": np.fromiter((len(t) for t in texts), dtype=np.int64, count=n),
-            "account": counts}
+            "account": counts, "read_on": np.full(n, node, dtype=object)}
 
 
 # --------------------------------------------------------------------------- encoder actors
@@ -245,6 +246,7 @@ class _EncodeDocuments:
             torch.set_num_threads(threads)
         self.encoder = make(settings)
         self.max_length = int(self.encoder.settings.get("max_length") or 0)
+        self.node = node_id()
 
     def __call__(self, batch: dict) -> dict:
         docs = np.flatnonzero(batch["kind"] == DOC)
@@ -259,7 +261,7 @@ class _EncodeDocuments:
             emb[docs] = self.encoder.embed(prepared)
             n_tokens[docs] = prepared.tokens
             truncated[docs] = self._truncated(texts, prepared)
-        out.update(embedding=emb, n_tokens=n_tokens, truncated=truncated)
+        out.update(embedding=emb, n_tokens=n_tokens, truncated=truncated, encoded_on=np.full(n, self.node, dtype=object))
         return out
 
     def _truncated(self, texts: list[str], prepared) -> np.ndarray:
@@ -303,6 +305,8 @@ class _Assembler:
         self.buf = _empty()
 
     def add(self, batch: dict) -> int:
+        if len(batch["kind"]):  # where this block was read and encoded (the engine's record of its nodes)
+            TASK_NODES.update({str(n) for n in batch["read_on"]} | {str(n) for n in batch["encoded_on"]})
         kind = batch["kind"]
         accounts = np.flatnonzero(kind == ACCOUNT)
         added, lo = 0, 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import ClusterClipError, InputError, first_line
@@ -26,6 +27,9 @@ from ..faults import ENV as FAULT_ENV
 
 #: tasks in flight per CPU of the cluster (keeps every core busy without holding every result)
 IN_FLIGHT_PER_CPU = 2
+
+#: the Ray nodes this process's work ran on: node id -> tasks (embed: blocks read and blocks encoded there)
+TASK_NODES: Counter[str] = Counter()
 
 
 def require_ray():
@@ -158,6 +162,13 @@ def task_environment() -> None:
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
         os.environ["RAYON_NUM_THREADS"] = str(max(1, int(cpus)))
+
+
+def node_id() -> str:
+    """The id of the Ray node this task or actor runs on (recorded by the driver in :data:`TASK_NODES`)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
 
 
 def user_error(error: BaseException) -> BaseException:
