@@ -111,6 +111,17 @@ def against_random(schedules: dict) -> str:
     return "Against `random`: " + "; ".join(said) + "."
 
 
+def proposal_verdict(natural: dict, proposed: dict) -> str:
+    """The measured cluster-balanced loss of the proposal against the natural mixture's, told against the spread."""
+    diff = proposed["balanced_mean"] - natural["balanced_mean"]
+    spread = max(proposed["balanced_spread"], natural["balanced_spread"])
+    if abs(diff) <= spread:
+        return f"{diff:+.3f}, within the spread {spread:.3f}: no measured difference"
+    if diff < 0:
+        return f"{diff:+.3f}: the proposal trains a better proxy, by more than the spread {spread:.3f}"
+    return f"{diff:+.3f}: the proposal trains a worse proxy, by more than the spread {spread:.3f}: the fit did not hold up"
+
+
 def search_block(f: dict) -> str:
     loo, p, check, t = f["fit"]["leave_one_out"], f["proposal"], f["check"]["schedules"], f["times"]["search"]
     when = f["when"]["search"]
@@ -120,8 +131,8 @@ def search_block(f: dict) -> str:
 
     fits = "; ".join(f"{m} Spearman {num(d['spearman'])}, R² {num(d['r2'])}" for m, d in loo.items())
     nat, prop = check.get("natural"), check.get("proposed")
-    measured = (f"measured with 3 seeds: natural {cell(nat, 'balanced')}, proposed {cell(prop, 'balanced')}"
-                if nat and prop else "")
+    measured = (f"measured with 3 seeds: natural {cell(nat, 'balanced')}, proposed {cell(prop, 'balanced')} "
+                f"({proposal_verdict(nat, prop)})" if nat and prop else "")
     return (f"On the demo (8 clusters, {f['search_runs']} Dirichlet mixtures, {f['search_tokens']:,} tokens each), "
             f"leave-one-out: {fits}; chosen: {f['fit']['model']}. Proposed (KL {p['kl_to_natural']:.2f} to the "
             f"natural mixture, limit {p['constraints']['max_kl']:g}): predicted {f['fit']['target']} loss "
