@@ -110,16 +110,22 @@ def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> In
             add(p)
             named.append(p.resolve())
         elif _glob.has_magic(text):
-            files = [m for m in sorted(Path(m) for m in _glob.glob(os.path.expanduser(text), recursive=True))
-                     if m.is_file()]
-            if not files:
-                raise InputError(f"{text}: the pattern matches no files; check the pattern (quote it in the shell)")
-            for m in files:
-                reader_for(m)
+            for m in _glob_files(text):
                 add(m)
         else:
             raise InputError(f"{p}: no such file or directory; check the path")
     return Inputs(out, unsupported, named)
+
+
+def _glob_files(pattern: str) -> list[Path]:
+    """The files a glob pattern matches (sorted), each of a supported format; none is one line."""
+    files = [m for m in sorted(Path(m) for m in _glob.glob(os.path.expanduser(pattern), recursive=True))
+             if m.is_file()]
+    if not files:
+        raise InputError(f"{pattern}: the pattern matches no files; check the pattern (quote it in the shell)")
+    for m in files:
+        reader_for(m)
+    return files
 
 
 def _is_hidden(path: Path, root: Path) -> bool:
