@@ -72,6 +72,7 @@ def count_schedule(sched: inputs.ScheduleInfo, clusters: inputs.ClusterInfo, *, 
         sizes = sizes - np.asarray(sched.cluster_dedup_removed[: len(sizes)], np.int64)
     mean_tokens = mean_sample_tokens(sched)
     law = owner.law()
+    plan: PlannedMix | None
     if law is not None:  # the law the sampler resolved, stage by stage
         spans = timeline.stage_spans if timeline.stage_samples is not None else [(0, timeline.samples)]
         plan, missing = plan_from_law(law, spans, clusters.k, balance=sched.balance, mean_tokens=mean_tokens,

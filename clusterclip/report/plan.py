@@ -153,7 +153,7 @@ def plan_from_law(law: dict[str, np.ndarray], spans: list[tuple[int, int]], k: i
         start, stop = spans[s] if s < len(spans) else (0, int(round(float(rows["expected_samples"].sum()))))
         stages.append(PlanStage(start, stop, rows["weight"], np.maximum(cap, 0.0), rows["expected_samples"]))
         used += rows["expected_samples"]
-    clips = None if clip is None or not np.any(clip > 0) else clip.astype(np.int64)
+    clips: np.ndarray | None = None if clip is None or not np.any(clip > 0) else clip.astype(np.int64)
     budgets = None if budget is None or not np.any(budget >= 0) else np.maximum(budget, 0).astype(np.int64)
     return PlannedMix(stages, mean_tokens, clips, budgets, balance, "the schedule's law.parquet")
 
@@ -164,7 +164,7 @@ def _rows(law: dict[str, np.ndarray], mine: np.ndarray, k: int) -> dict[str, np.
     fill = {"size": 0, "weight": 0.0, "clip": 0, "token_budget": -1, "expected_samples": 0.0}
     out = {}
     for name, default in fill.items():
-        column = np.full(k, default, np.float64)
+        column: np.ndarray = np.full(k, default, np.float64)
         column[cluster] = np.asarray(law[name], np.float64)[mine]
         out[name] = column
     return out
