@@ -218,15 +218,15 @@ def _kept_through(unit: int, resume_after) -> int | None:
 
 def _block(unit: int, rows: list, texts: list, ids: list, account: dict | None = None, *, node: str = "") -> dict:
     n = len(rows) + (account is not None)
-    kind = np.full(n, DOC, dtype=np.int8)
-    counts = np.zeros((n, 4), dtype=np.int64)
+    kind: np.ndarray = np.full(n, DOC, dtype=np.int8)
+    counts: np.ndarray = np.zeros((n, 4), dtype=np.int64)
     if account is not None:
         kind[-1] = ACCOUNT
         counts[-1] = [account["rows"], account["docs"], account["empty"], account["kept"]]
         rows, texts, ids = rows + [-1], texts + [""], ids + [pickle.dumps(account["empty_rows"])]
-    text = np.empty(n, dtype=object)
+    text: np.ndarray = np.empty(n, dtype=object)
     text[:] = texts
-    uid = np.empty(n, dtype=object)
+    uid: np.ndarray = np.empty(n, dtype=object)
     uid[:] = ids
     return {"kind": kind, "unit": np.full(n, unit, dtype=np.int64), "row": np.asarray(rows, dtype=np.int64),
             "text": text, "uid": uid, "n_chars": np.fromiter((len(t) for t in texts), dtype=np.int64, count=n),
@@ -253,8 +253,8 @@ class _EncodeDocuments:
         n = len(batch["kind"])
         out = {k: v for k, v in batch.items() if k != "text"}
         emb = np.zeros((n, self.encoder.dim), dtype=self.save_dtype)
-        n_tokens = np.zeros(n, dtype=np.int64)
-        truncated = np.zeros(n, dtype=bool)
+        n_tokens: np.ndarray = np.zeros(n, dtype=np.int64)
+        truncated: np.ndarray = np.zeros(n, dtype=bool)
         if len(docs):
             texts = [str(batch["text"][i]) for i in docs]
             prepared = self.encoder.prepare(texts)
@@ -270,7 +270,7 @@ class _EncodeDocuments:
         A truncated document fills ``max_length`` tokens, so only those are candidates; when the
         count does not settle it, each candidate is prepared alone (the same tokenization).
         """
-        flags = np.zeros(len(texts), dtype=bool)
+        flags: np.ndarray = np.zeros(len(texts), dtype=bool)
         if not prepared.truncated:
             return flags
         tokens = np.asarray(prepared.tokens)
@@ -310,7 +310,7 @@ class _Assembler:
         kind = batch["kind"]
         accounts = np.flatnonzero(kind == ACCOUNT)
         added, lo = 0, 0
-        for hi in list(accounts) + [len(kind)]:
+        for hi in accounts.tolist() + [len(kind)]:
             if hi > lo:
                 added += self._documents(batch, lo, hi)
             if hi < len(kind):

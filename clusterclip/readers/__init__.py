@@ -94,7 +94,8 @@ def expand_inputs(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> In
         refuse_remote(text, "input")
         p = Path(text).expanduser()
         if p.is_dir():
-            found, other = [], []
+            found: list[Path] = []  # files of a supported format, and the others
+            other: list[Path] = []
             for q in sorted(p.rglob("*")):
                 if not q.is_file() or _is_hidden(q, p):
                     continue
