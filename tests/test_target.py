@@ -134,6 +134,7 @@ def test_no_note_when_nothing_differs(embedded, clustered, tmp_path, flag):
     out = tmp_path / "s"
     run_cli(["schedule", embedded, clustered, "--out", out, "--dry-run", *flag])
     budget = json.loads((out / "manifest.json").read_text())["statistics"]["budget"]
+    assert budget.pop("mix")["clusters_at_clip"] == 0  # differences by chance only: no `mix:` line
     assert budget == {"asked": {"kind": "samples", "samples": 10}, "got": {"samples": 10, "tokens": None},
                       "difference": {"samples": 0, "relative": 0.0}, "notes": []}
 
@@ -183,3 +184,33 @@ def test_mixtures_say_how_far_the_realised_mix_is_from_the_drawn_weights(tmp_pat
         clipped.append(stats["clusters_exhausted"])
     assert max(clipped) > 0 and f"{min(clipped)}" in line and "reached their clip per mixture" in line
     assert f"{min(tvs):.1%}" in line and f"{max(tvs):.1%}" in line
+
+
+@pytest.mark.parametrize("how", ["weights", "stages"])
+def test_the_schedule_says_how_far_its_mix_is_from_what_its_weights_ask(tmp_path, embedded, clustered, how):
+    """statistics.budget.mix and the summary's `mix:` line, recounted from law.parquet (each stage's draw weights
+    times its samples) and order.parquet."""
+    import pyarrow.parquet as pq
+
+    (tmp_path / "w.csv").write_text("cluster,weight\n0,6\n1,0.2\n")
+    (tmp_path / "stages.toml").write_text('[[stage]]\nuntil = 0.5\nsampler = "uniform"\nalpha = 1.0\n\n[[stage]]\n')
+    extra = ["--weights", tmp_path / "w.csv"] if how == "weights" else ["--stages", tmp_path / "stages.toml"]
+    out = tmp_path / "sched"
+    result = run_cli(["schedule", embedded, clustered, "--out", out, "--dry-run", "--samples", 80,
+                      "--max-repeats", 2, *extra])
+    mix = json.loads((out / "manifest.json").read_text())["statistics"]["budget"]["mix"]
+    law = pq.read_table(out / "law.parquet").to_pydict()
+    order = pq.read_table(out / "order.parquet").to_pydict()
+    k = max(law["cluster"]) + 1
+    stage = np.asarray(order.get("stage", [0] * len(order["cluster"])))
+    asked = np.zeros(k)
+    for s, c, w in zip(law["stage"], law["cluster"], law["weight"]):
+        asked[c] += w * np.count_nonzero(stage == s)
+    asked /= asked.sum()
+    got = np.bincount(order["cluster"], minlength=k) / len(order["cluster"])
+    assert mix["unit"] == "samples"
+    assert mix["total_variation"] == pytest.approx(0.5 * np.abs(got - asked).sum(), abs=1e-5)
+    worst = int(np.argmax(np.abs(got - asked)))
+    assert mix["largest"]["cluster"] == worst
+    assert mix["clusters_at_clip"] > 0
+    assert f"so {mix['total_variation']:.1%} of the samples went to other clusters" in result.output

@@ -26,7 +26,7 @@ from .law import Budget, RepeatGap, SamplingLaw, Stage, StageSpan, law_table
 from .sampling import BudgetError, Prefix, Schedule, epochs_to_samples, plan_schedule
 from .settings import ScheduleSettings
 from .stats import format_statistics, schedule_statistics, stage_statistics
-from .target import budget_record, format_budget
+from .target import budget_record, format_budget, mix_record
 from .tokenize import build_tokens
 
 if TYPE_CHECKING:
@@ -145,7 +145,8 @@ class ScheduleStep(Step[ScheduleSettings]):
         # every sample's tokens beside it, when they were counted (positions in tokens for the report and trainers)
         sample_tokens = None if lengths is None else lengths[schedule.doc_id]
         write_order(build / ORDER_FILE, schedule, sample_tokens)
-        write_law(build / LAW_FILE, _law_of(self.labels, s, schedule, plan_lengths, self.mix, self.cl.k))
+        law = _law_of(self.labels, s, schedule, plan_lengths, self.mix, self.cl.k)
+        write_law(build / LAW_FILE, law)
         checkpoint("schedule.order")
         names: list[str | dict] = [ORDER_FILE, LAW_FILE]
         index = None
@@ -167,6 +168,8 @@ class ScheduleStep(Step[ScheduleSettings]):
             stats["stalled"] = True
         if self.mix.continued is not None:
             stats["continued"] = self.mix.continued.record(self.mix.prefix)
+        if self.mix.prefix is None:  # asked (the law's draw weights over each stage) vs got, per cluster
+            stats["budget"]["mix"] = mix_record(law, stats, balance=s.balance)
         if index is not None:
             stats["shards"] = {fmt: len(v) for fmt, v in index["shards"].items()}
         if store is not None:

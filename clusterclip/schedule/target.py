@@ -124,7 +124,36 @@ def format_budget(record: dict) -> list[str]:
     delta = ""
     if diff.get(unit):
         delta = f" ({diff[unit]:+,} {unit}" + (f", {diff['relative']:+.2%}" if diff.get("relative") else "") + ")"
-    return [f"budget: asked {wanted}, got {have}{delta}"] + [f"  {note}" for note in record["notes"]]
+    lines = [f"budget: asked {wanted}, got {have}{delta}"] + [f"  {note}" for note in record["notes"]]
+    mix = record.get("mix")
+    if mix is not None and mix["clusters_drawn"] > 1 and mix["clusters_at_clip"]:  # else the difference is chance
+        big = mix["largest"]
+        lines.append(f"mix: {mix['clusters_at_clip']:,} clusters reached their clip, so {mix['total_variation']:.1%} "
+                     f"of the {mix['unit']} went to other clusters than the weights ask (most: cluster "
+                     f"{big['cluster']}, asked {big['asked']:.1%}, got {big['got']:.1%})")
+    return lines
+
+
+def mix_record(law: dict[str, np.ndarray], stats: dict, *, balance: str) -> dict:
+    """``statistics.budget.mix``: what the law's draw weights ask of each cluster against what the schedule got.
+
+    ``law``: the columns of ``law.parquet`` (one row per stage and cluster); each stage asks each cluster for its
+    draw probability (``weight``) times the stage's samples; with ``--balance tokens`` (and tokens counted) the
+    weights ask for shares of the tokens: the asked samples times the cluster's mean sample length. The clip (and
+    a token budget) make the realised mix differ: :func:`mixture_record`."""
+    k = len(stats["cluster_samples"])
+    asked = np.zeros(k)
+    stage, cluster = np.asarray(law["stage"], np.int64), np.asarray(law["cluster"], np.int64)
+    spans = stats.get("stages") or [{"samples": stats["samples"]}]
+    first = int(stage.min()) if len(stage) else 0
+    for s, span in enumerate(spans):
+        mine = stage == first + s
+        np.add.at(asked, cluster[mine], np.asarray(law["weight"], np.float64)[mine] * span["samples"])
+    mean = stats.get("cluster_mean_tokens")
+    if balance == "tokens" and mean is not None and stats.get("cluster_tokens") is not None:
+        asked = asked * np.asarray([0.0 if m is None else m for m in mean], np.float64)
+        return mixture_record(asked, stats, unit="tokens")
+    return mixture_record(asked, stats, unit="samples")
 
 
 def mixture_record(weights: np.ndarray, stats: dict, *, unit: str) -> dict:
