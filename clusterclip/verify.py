@@ -1,4 +1,4 @@
-"""``clusterclip verify DIR``: check every file of an embed, cluster or schedule directory in full.
+"""``clusterclip verify DIR``: check every file of an embed, cluster, schedule or mixtures directory in full.
 
 Every file the manifest lists is checked for its size and sha256, the manifest for its own
 checksum, and the directory for what its owner knows about it (part shapes, document counts,
@@ -51,6 +51,8 @@ def verify_directory(path: str | os.PathLike, *, corpus: bool = True, rehash: bo
             _verify_cluster(d)
         elif step == "schedule":
             problems.extend(_verify_schedule(d))
+        elif step == "mixtures":
+            problems.extend(_verify_mixtures(d))
     except ClusterClipError as e:
         problems.append(str(e))
     return manifest, problems
@@ -117,4 +119,16 @@ def _verify_schedule(d: Path) -> list[str]:
         problems.append(f"{d / 'order.parquet'}: {sd.order_rows()} rows but shards.json holds "
                         f"{sd.shards_index()['n_samples']} samples; rerun `clusterclip schedule` into a new --out "
                         f"(or with --overwrite)")
+    return problems
+
+
+def _verify_mixtures(d: Path) -> list[str]:
+    """Every file's digest is checked by then; the weights table and every mixture's schedule, as a schedule."""
+    from .schedule.mixtures_dir import MixturesDir
+
+    mix = MixturesDir(d)
+    problems = mix.check()
+    for i in range(mix.n):
+        if not problems:
+            problems.extend(_verify_schedule(mix.schedule_dir(i)))
     return problems

@@ -24,13 +24,14 @@ ARTIFACT_NAMES = {
     "docs_file", "order_file", "heldout_loss.parquet", "loss_curve.parquet", "checkpoint.pt", "HELDOUT_LOSS",
     "LOSS_CURVE", "CHECKPOINT", "SIDECAR_SUFFIX", "heldout.parquet", "HELDOUT_FILE", "runs.parquet", "RUNS_FILE",
     "mixtures.parquet", "MIXTURES_FILE", "pool.parquet", "POOL_FILE", "fit.json", "FIT_FILE", "points.parquet",
-    "POINTS_FILE", "MODEL_FILE", "law.parquet", "LAW_FILE",
+    "POINTS_FILE", "MODEL_FILE", "law.parquet", "LAW_FILE", "weights.parquet", "WEIGHTS_FILE",
 }
 OWNERS = {
     "artifacts/directory.py", "artifacts/manifest.py", "artifacts/output.py", "artifacts/journal.py",
     "artifacts/files.py", "artifacts/corpus.py",
     "embed/directory.py", "embed/store.py", "embed/writer.py", "cluster/directory.py", "schedule/directory.py", "shards/index.py", "tokens/store.py", "tokens/build.py",
     "proxy/runfiles.py", "proxy/evaldir.py", "mixsearch/weights.py", "mixsearch/fitdir.py",
+    "schedule/mixtures_dir.py",
 }
 #: the calls that open or read a file
 READERS = {"open", "load", "loads", "read_table", "ParquetFile", "read_metadata", "read_schema", "memmap", "fromfile",

@@ -211,6 +211,7 @@ class OutputDir:
         if owner.get("manifest_sha256") == digest or (plan or {}).get("manifest_sha256") == digest:
             return manifest
         if not owner and not os.path.lexists(self.private / OWNER_FILE):  # an earlier clusterclip wrote none
+            self._check_not_a_part()
             if not self.overwrite:
                 raise MismatchError(
                     f"{mp}: has no {PRIVATE_DIR}/{OWNER_FILE} (written by an earlier clusterclip, or copied from "
@@ -389,6 +390,7 @@ class OutputDir:
         if not self.out.is_dir():
             raise InputError(f"{self.out}: no such directory; give a clusterclip output directory")
         self._check_private()
+        self._check_not_a_part()  # before the lock file is made in it
         self._lock()
         try:
             self._check_private()
@@ -534,7 +536,7 @@ class StepResult:
     """What every step returns (:func:`clusterclip.steps.run_step`): its manifest, where, and how this call
     went (nothing of it is stored)."""
 
-    manifest: dict  #: empty for a step that writes no manifest of its own (``mixtures``)
+    manifest: dict
     out: Path
     state: str  #: "done" (nothing to do), "resume" or "fresh"
     seconds: float = 0.0

@@ -24,7 +24,8 @@ def command(emb, cl, out, overwrite, **options):
     OUT/weights.parquet holds every mixture's weights (mixture, cluster, weight); OUT/mixture-III
     is a `schedule --dry-run --weights OUT/weights/mixture-III.csv` output. Train a small proxy
     model on each and pick the best mixture (RegMix / CLIMB style); then write its shards with
-    `clusterclip schedule ... --weights OUT/weights/mixture-III.csv`.
+    `clusterclip schedule ... --weights OUT/weights/mixture-III.csv`. OUT is one output (one manifest,
+    `clusterclip verify OUT` checks every file); a rerun with another --n and --overwrite replaces it.
     """
     from ..schedule.mixtures import MixturesStep
 

@@ -19,7 +19,7 @@ ADOPTED = {"adopted": "; adopted: reruns and --overwrite now treat it as cluster
 @setting_options(VerifySettings)
 @step_command
 def command(dirs, **options):
-    """Check each DIR (any clusterclip output: embed, merge, cluster, schedule, report) against its manifest.
+    """Check each DIR (any clusterclip output: embed, merge, cluster, schedule, mixtures, report) against its manifest.
 
     \b
     Examples:

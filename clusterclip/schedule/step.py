@@ -47,9 +47,13 @@ class ScheduleStep(Step[ScheduleSettings]):
     name = "schedule"
     settings_class = ScheduleSettings
 
-    def __init__(self, emb: EmbedDir, cl: ClusterDir, settings: ScheduleSettings, **kwargs):
+    def __init__(self, emb: EmbedDir, cl: ClusterDir, settings: ScheduleSettings, *,
+                 weights_from: str | os.PathLike | None = None, **kwargs):
         super().__init__(settings, **kwargs)
         self.emb, self.cl = emb, cl
+        #: where the --weights file is read now, when it is still being built (``mixtures``: in its build
+        #: directory); the manifest records ``settings.weights``, the path it will have, and the same digest
+        self.weights_from = weights_from
         self.evaluation = _excluded(settings.exclude)
         self.labels: np.ndarray = np.zeros(0, np.int64)
         self.tok: Tokenizer | None = None
@@ -85,7 +89,7 @@ class ScheduleStep(Step[ScheduleSettings]):
         # the tokenizer's identity, not which backend runs it (a fallback to tokenizers changes no token)
         record = {**s.record(), "tokenizer_digest": tok.describe(with_backend=False) if tok else None,
                   "eos_id": tok.eos_id if tok else None, "bos_id": tok.bos_id if tok else None}
-        self.mix = _mix_inputs(s, emb, cl, self.labels, self.log)
+        self.mix = _mix_inputs(s, emb, cl, self.labels, self.log, self.weights_from)
         if self.evaluation is not None:  # --exclude EVAL: its held-out documents are never drawn
             self.evaluation.check_made_from(emb, cl)
             self.mix.exclude = np.zeros(len(self.labels), bool)
@@ -328,15 +332,18 @@ class _Mix:
         return np.where(self.repeats > 0, self.repeats, s.max_repeats)
 
 
-def _mix_inputs(s: ScheduleSettings, emb: EmbedDir, cl: ClusterDir, labels: np.ndarray, say) -> _Mix:
-    """Read --weights, --cluster-max-repeats, --doc-weight-column and run --dedup-threshold."""
+def _mix_inputs(s: ScheduleSettings, emb: EmbedDir, cl: ClusterDir, labels: np.ndarray, say,
+                weights_from: str | os.PathLike | None = None) -> _Mix:
+    """Read --weights (from ``weights_from`` when given), --cluster-max-repeats, --doc-weight-column and run
+    --dedup-threshold."""
     from .mixing import file_digest, parse_cluster_repeats, read_cluster_table, read_doc_scores, semantic_duplicates
 
     mix = _Mix()
     if s.weights is not None:
-        mix.weights, repeats = read_cluster_table(s.weights, cl.k)
+        weights = s.weights if weights_from is None else str(weights_from)
+        mix.weights, repeats = read_cluster_table(weights, cl.k)
         mix.repeats = repeats if np.any(repeats) else None
-        mix.record["weights_digest"] = file_digest(s.weights)
+        mix.record["weights_digest"] = file_digest(weights)
     if s.cluster_max_repeats is not None:
         mix.repeats = parse_cluster_repeats(s.cluster_max_repeats, cl.k, mix.repeats)
     if s.doc_weight_column is not None:

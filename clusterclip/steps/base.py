@@ -85,8 +85,6 @@ class Step(Generic[S]):
     settings_class: ClassVar[type[Settings]] = Settings
     #: False: a failed or killed run removes its build and starts again (a step faster to redo than to check)
     resumable: ClassVar[bool] = True
-    #: False: the step writes no manifest of its own (``mixtures``: a folder of the outputs of other steps)
-    transactional: ClassVar[bool] = True
 
     def __init__(self, settings: S, *, progress: bool = True, log: Callable[[str], None] | None = None):
         if not isinstance(settings, self.settings_class):

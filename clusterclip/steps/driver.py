@@ -31,12 +31,6 @@ def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> 
     out = Path(out)
     plan = step.plan(out, overwrite)
     step.preflight()
-    if not step.transactional:
-        outcome = step.run(Run(out, out, "fresh", None, plan))
-        result = StepResult({}, out, _state_of(outcome), time.perf_counter() - t0, outcome.processed,
-                            children=outcome.children)
-        result.summary = step.done_line(result) if result.already_done else step.summary(result)
-        return result
     job = Job(step.artifact_name, plan.settings, plan.inputs)
     reads = plan.reads + tuple(d.path for d in step.upstream().values())
     with OutputDir(out, job, overwrite=overwrite or plan.replaces, inputs=reads, log=step.log,
@@ -63,9 +57,6 @@ def preview(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> P
     refuse_remote(out, "output")
     out = Path(out)
     plan = step.plan(out, overwrite)
-    if not step.transactional:
-        plan.state = "fresh"
-        return plan
     job = Job(step.artifact_name, plan.settings, plan.inputs)
     reads = plan.reads + tuple(d.path for d in step.upstream().values())
     plan.state = OutputDir(out, job, overwrite=overwrite or plan.replaces, inputs=reads).peek()
@@ -76,8 +67,3 @@ def _records(build: Path, outcome: Outcome) -> list[dict]:
     """The manifest's ``outputs``: each file's record (size, sha256), taken now unless the step gave it."""
     return [f if isinstance(f, dict) else file_record(build, f) for f in outcome.files]
 
-
-def _state_of(outcome: Outcome) -> str:
-    """A step without its own manifest is "done" when every step it ran was."""
-    children = outcome.children
-    return "done" if children and all(c.state == "done" for c in children) else "fresh"
