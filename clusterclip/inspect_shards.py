@@ -158,16 +158,13 @@ def sample_report(
 
 def document_of(sd: ScheduleDir, doc_id: int) -> dict | None:
     """Where a sample's document comes from (source file, row, the user's id), when the embed directory
-    that the schedule recorded is still there; None otherwise."""
+    that the schedule recorded is still there as it was (or kept as the generation an ``embed --incremental``
+    replaced); None otherwise (rebuilt since: its rows may be other documents)."""
+    from .artifacts.manifest import unchanged_upstream
     from .embed.directory import EmbedDir
 
-    path = (sd.manifest.get("inputs") or {}).get("embed", {}).get("path")
-    if not path or not Path(path).is_dir():
-        return None
-    emb = EmbedDir(path)
-    if emb.record()["manifest_sha256"] != sd.manifest["inputs"]["embed"]["manifest_sha256"]:
-        return None  # the embed directory was rebuilt since: its rows may be other documents
-    return emb.document(doc_id)
+    path = unchanged_upstream((sd.manifest.get("inputs") or {}).get("embed") or {})
+    return EmbedDir(path).document(doc_id) if path is not None else None
 
 
 def _ids(ids: list[int], limit: int) -> str:

@@ -226,15 +226,20 @@ def changed_upstream(recorded: dict, path: str | os.PathLike, what: str) -> str:
 
 def unchanged_upstream(recorded: dict) -> Path | None:
     """The directory an upstream record names (``{"path", "manifest_sha256"}``), if it still holds that very
-    manifest; else None (moved, rebuilt or gone)."""
-    path = recorded.get("path")
-    if not path or not (Path(path) / MANIFEST).is_file():
+    manifest, or the generation of it that a later run kept readable there (``embed --incremental``); else None
+    (moved, rebuilt or gone)."""
+    from .output import generation_dir
+
+    path, digest = recorded.get("path"), recorded.get("manifest_sha256")
+    if not path or not isinstance(digest, str):
         return None
-    try:
-        same = manifest_digest(path) == recorded.get("manifest_sha256")
-    except OSError:
-        return None
-    return Path(path) if same else None
+    for candidate in (Path(path), generation_dir(path, digest)):
+        try:
+            if (candidate / MANIFEST).is_file() and manifest_digest(candidate) == digest:
+                return candidate
+        except OSError:
+            continue
+    return None
 
 
 def upstream_record(directory: str | os.PathLike, step: str) -> dict:

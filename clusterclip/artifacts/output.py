@@ -8,6 +8,8 @@ Layout of an output directory::
                                     plus job.json (the step, settings and inputs it is building)
     OUT/.clusterclip/commit.json    only while a finished build replaces the old output
     OUT/.clusterclip/committed.json the digest of the manifest the last commit put in place
+    OUT/.clusterclip/generations/ID an earlier output a commit kept readable (``keep_previous``: the outputs made
+                                    from it still name it): its manifest and hard links of its files
 
 Rules this module enforces for every step:
 
@@ -64,6 +66,12 @@ BUILD_DIR = "build"
 JOB_FILE = "job.json"
 COMMIT_FILE = "commit.json"
 OWNER_FILE = "committed.json"
+GENERATIONS_DIR = "generations"
+
+
+def generation_dir(out: str | os.PathLike, manifest_sha256: str) -> Path:
+    """Where a commit with ``keep_previous`` keeps the output of this manifest digest readable."""
+    return Path(out) / PRIVATE_DIR / GENERATIONS_DIR / manifest_sha256[:16]
 
 
 @dataclass(frozen=True)
@@ -179,7 +187,8 @@ class OutputDir:
             return
         if self.private.is_symlink() or not self.private.is_dir():
             raise InputError(f"{self.private}: is not clusterclip's own directory (a link or a file); remove it")
-        for name, want_dir in ((BUILD_DIR, True), (LOCK_FILE, False), (COMMIT_FILE, False), (OWNER_FILE, False)):
+        for name, want_dir in ((BUILD_DIR, True), (LOCK_FILE, False), (COMMIT_FILE, False), (OWNER_FILE, False),
+                               (GENERATIONS_DIR, True)):
             path = self.private / name
             try:
                 st = os.lstat(path)
@@ -424,8 +433,9 @@ class OutputDir:
         """``file_record``s (size, sha256) of files of the build, by relative path."""
         return [file_record(self.build, n) for n in names]
 
-    def commit(self, manifest: dict) -> None:
-        """Replace the old output by the build: see the module docstring. ``manifest`` is written last."""
+    def commit(self, manifest: dict, *, keep_previous: bool = False) -> None:
+        """Replace the old output by the build: see the module docstring. ``manifest`` is written last.
+        ``keep_previous``: the output being replaced stays readable as a generation (:func:`generation_dir`)."""
         new = [r["path"] for r in manifest["outputs"]]
         old = [r["path"] for r in (self.previous or {}).get("outputs") or []]
         old_only = sorted(set(old) - set(new))
@@ -434,11 +444,41 @@ class OutputDir:
             if src.is_symlink() or not src.is_file():
                 raise InputError(f"{src}: missing from the build or not a file (internal error)")
         self._check_paths(new + old_only, replacing=frozenset(new))
+        if keep_previous and self.previous is not None and content_digest(self.previous) != content_digest(manifest):
+            self._keep_generation(self.previous)
         write_bytes_atomic(self.build / MANIFEST, manifest_bytes(manifest))
         write_json_atomic(self.private / COMMIT_FILE, {"new": new, "old_only": old_only,
                                                        "manifest_sha256": content_digest(manifest)})
         self._roll_forward()
         self.manifest = manifest
+
+    def _keep_generation(self, previous: dict) -> None:
+        """``previous`` (the output in place) kept readable under :func:`generation_dir`: its manifest and a hard
+        link of each of its files (a copy where links fail), so it costs no space while the files are shared and
+        the outputs that name its digest still open it. Made beside and renamed into place: it is complete or
+        absent."""
+        digest = content_digest(previous)
+        gen = generation_dir(self.out, digest)
+        if (gen / MANIFEST).is_file() and content_digest(load_json(gen / MANIFEST) or {}) == digest:
+            return
+        problems = check_outputs(self.out, previous["outputs"], full=False)
+        if problems:
+            self.log(f"{problems[0]}: the output being replaced is damaged; it is not kept as a generation")
+            return
+        tmp = gen.with_name(f".{gen.name}.tmp")
+        for stale in (tmp, gen):
+            if os.path.lexists(stale):
+                if stale.is_symlink() or not stale.is_dir():
+                    raise InputError(f"{stale}: is not clusterclip's own directory; remove it")
+                shutil.rmtree(stale)
+        for rec in previous["outputs"]:
+            dest = check_inside(tmp, rec["path"])
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            _link_or_copy(check_inside(self.out, rec["path"]), dest)
+        write_bytes_atomic(tmp / MANIFEST, manifest_bytes(previous))
+        fsync_dir(tmp)
+        os.replace(tmp, gen)
+        fsync_dir(gen.parent)
 
     def _roll_forward(self) -> None:
         plan = self._commit_plan()
@@ -497,6 +537,14 @@ def input_changes(old: dict, new: dict) -> list[str]:
         else:
             out.append(f"its {key} input differs")
     return out or ["the inputs differ"]
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """``dest`` as a hard link of ``src`` (the same bytes, no space), or a copy where the file system has none."""
+    try:
+        os.link(src, dest, follow_symlinks=False)
+    except OSError:
+        shutil.copyfile(src, dest, follow_symlinks=False)
 
 
 def _unlink(path: Path) -> None:

@@ -24,6 +24,7 @@ from ..artifacts import file_record, save_npy_atomic, write_parquet_atomic
 from ..artifacts.directory import ArtifactDir
 from ..artifacts.journal import Journal, files_intact
 from ..artifacts.manifest import changed_upstream
+from ..embed.directory import after_incremental
 from ..errors import IntegrityError, MismatchError
 
 TRAIN_STATE = "train-state.jsonl"
@@ -50,6 +51,10 @@ class ClusterDir(ArtifactDir):
     def check_belongs_to(self, emb) -> None:
         """Refuse an embed directory these clusters were not computed from."""
         recorded = self.embed_record
+        if recorded.get("manifest_sha256") != emb.record()["manifest_sha256"] and emb.grew_from(
+                recorded.get("manifest_sha256")):
+            raise MismatchError(f"{self.path}: clusters the {self.n_docs:,} documents {emb.path} held before "
+                                f"`embed --incremental` ({emb.n_docs:,} now); {after_incremental(emb.path, self.path)}")
         if recorded.get("manifest_sha256") != emb.record()["manifest_sha256"]:
             raise MismatchError(
                 f"{self.path}: {changed_upstream(recorded, emb.path, 'clustered')}; "

@@ -81,6 +81,8 @@ class ClusterStep(Step[ClusterSettings]):
         emb.verify_file(DOCS_FILE)  # recorded as an input of the clusters: checked like the embeddings
         if self.old is not None:
             return self._plan_assign_only()
+        if not overwrite:
+            _refuse_clusters_of_before(out, emb)
         n = emb.n_docs
         assert s.k is not None  # ClusterSettings.validate
         if s.k > n:
@@ -265,6 +267,21 @@ def _level2_of(old: ClusterDir, dim: int) -> dict | None:
         raise IntegrityError(f"{old.path / 'clusters.parquet'}: the parent column does not match "
                              f"{CENTROIDS_L2}; rerun `clusterclip cluster` there")
     return {"centroids": c2, "parent": parent, "similarity": table.column("parent_similarity").to_numpy(), "info": {}}
+
+
+def _refuse_clusters_of_before(out: Path, emb: EmbedDir) -> None:
+    """``cluster EMB --out CL`` again after ``embed --incremental`` grew EMB: say what to run instead of the
+    generic "other inputs" refusal (CL stays as it is)."""
+    try:
+        before = ClusterDir(out)
+    except ClusterClipError:
+        return  # not a finished cluster output: the output transaction says what it is
+    recorded = before.embed_record
+    if Path(str(recorded.get("path"))).resolve() == emb.path.resolve() and emb.grew_from(recorded.get("manifest_sha256")):
+        raise MismatchError(f"{out}: holds the clusters of the {before.n_docs:,} documents {emb.path} held before "
+                            f"`embed --incremental` ({emb.n_docs:,} now); keep them and put the new documents in them "
+                            f"with `clusterclip cluster {emb.path} --assign-only {out} --out NEW_CL`, or cluster "
+                            f"everything anew with --overwrite (or another --out)")
 
 
 def _lineage(old: ClusterDir, emb: EmbedDir) -> str:

@@ -52,6 +52,13 @@ def is_part_name(name: str) -> bool:
     return name.startswith(PART_PREFIX) and name.endswith(PART_SUFFIX)
 
 
+def after_incremental(emb: str | os.PathLike, cl: str | os.PathLike = "CL") -> str:
+    """What to run after ``embed --incremental`` grew ``emb`` (the end of its summary and of the refusals of
+    clusters made before it)."""
+    return (f"`clusterclip cluster {emb} --assign-only {cl} --out NEW_CL` puts the new documents in those clusters, "
+            f"or `clusterclip cluster {emb} --out NEW_CL` clusters everything anew; then schedule with NEW_CL")
+
+
 # --------------------------------------------------------------------------- reading a finished directory
 class EmbedDir(ArtifactDir):
     """A finished ``embed`` directory, checked on opening (manifest, file sizes, document count)."""
@@ -93,6 +100,22 @@ class EmbedDir(ArtifactDir):
     @property
     def corpus_files(self) -> list[dict]:
         return self.manifest["inputs"]["files"]
+
+    def as_recorded(self, recorded: dict) -> "EmbedDir":
+        """This directory as a downstream record names it (``{"path", "manifest_sha256"}``): itself, or, when
+        ``embed --incremental`` grew it since, the generation of it that the run kept (when it is there)."""
+        from ..artifacts.manifest import unchanged_upstream
+
+        digest = recorded.get("manifest_sha256")
+        if digest == self.record()["manifest_sha256"] or not self.grew_from(digest):
+            return self
+        kept = unchanged_upstream({"path": str(self.path), "manifest_sha256": digest})
+        return EmbedDir(kept) if kept is not None else self
+
+    def grew_from(self, manifest_sha256: str | None) -> bool:
+        """Whether ``embed --incremental`` built this output from the one of that manifest digest (directly or
+        through earlier incremental runs)."""
+        return manifest_sha256 in ((self.manifest.get("incremental") or {}).get("lineage") or [])
 
     # ------------------------------------------------------------------ embeddings
     def store(self) -> EmbeddingStore:

@@ -15,13 +15,14 @@ names what was reused, what was embedded and what was dropped.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import manifest_digest
+from ..artifacts import manifest_digest, sha256_file
 from ..errors import IntegrityError
 from ..readers import Partitioning, reader_class
 from ..readers.base import EMPTY_ROWS_LISTED
@@ -195,6 +196,7 @@ def run_incremental(out: Path, build: Path, previous: dict, p: Plan, records: li
     if not writer.journal:
         writer.write_part(0, None, [], [], [], [], [], 0, dim=dim)
     outputs, totals = writer.finish()
+    share_unchanged(out, build, previous, outputs)
     totals["tokens"] = sum(f["tokens"] for f in per_file)
     totals["truncated"] = sum(f["truncated_docs"] or 0 for f in per_file)
     shutil.rmtree(delta.dir, ignore_errors=True)
@@ -212,6 +214,29 @@ def run_incremental(out: Path, build: Path, previous: dict, p: Plan, records: li
         log(f"embed: note: {out} records no per-file tallies (written by an older clusterclip or by merge); "
             f"every file was embedded again")
     return {"outputs": outputs, "totals": totals, "per_file": per_file, "embedded": delta.embedded, "record": record}
+
+
+def share_unchanged(out: Path, build: Path, previous: dict, outputs: list[dict]) -> int:
+    """Each new file whose bytes the file of the same name in ``out`` still has (size and sha256 recorded alike
+    in both manifests, and the old file re-hashed now) becomes a hard link of it, so the output being replaced,
+    which the commit keeps readable as a generation, costs no space for the parts both share. Returns how many."""
+    old = {r["path"]: (r["bytes"], r["sha256"]) for r in previous.get("outputs") or []}
+    shared = 0
+    for rec in outputs:
+        if old.get(rec["path"]) != (rec["bytes"], rec["sha256"]):
+            continue
+        src, dest = out / rec["path"], build / rec["path"]
+        if src.is_symlink() or not src.is_file() or sha256_file(src) != rec["sha256"]:
+            continue
+        tmp = dest.with_name(f".{dest.name}.link.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp, follow_symlinks=False)
+        except OSError:
+            return shared  # no hard links here: the files stay copies
+        os.replace(tmp, dest)
+        shared += 1
+    return shared
 
 
 def _previous_output(out: Path, previous: dict, p: Plan) -> EmbedDir:

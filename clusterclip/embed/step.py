@@ -20,6 +20,7 @@ from ..errors import InputError, MismatchError
 from ..readers import Partitioning, expand_inputs, reader_for
 from ..steps import Outcome, Plan, Run, Step
 from . import incremental as incremental_mod
+from .directory import after_incremental
 from .encoder import Encoder, make_encoder
 from .pipeline import IN_PROCESS
 from .settings import EmbedSettings
@@ -177,7 +178,9 @@ class EmbedStep(Step[EmbedSettings]):
             extra["per_file"] = per_file
         if incremental is not None:
             extra["incremental"] = incremental
-        return Outcome(outputs, statistics, accounting=accounting, extra=extra, processed=embedded)
+        # --incremental: the output replaced stays readable for what was made from it (clusters, schedules)
+        return Outcome(outputs, statistics, accounting=accounting, extra=extra, processed=embedded,
+                       keep_previous=incremental is not None)
 
     # ------------------------------------------------------------------ summary
     def summary(self, result) -> str:
@@ -191,10 +194,14 @@ class EmbedStep(Step[EmbedSettings]):
             resumed += (f" (incremental: {len(inc['embedded'])} files embedded, {len(inc['reused'])} reused "
                         f"= {inc['reused_docs']:,} docs, {len(inc['dropped'])} old files dropped)")
         encoder = "" if s.get("backend", "hf") == "hf" else f"{s['backend']} "
-        return (f"embed: {st['n_docs']:,} docs{part}{limit}, dim {st['dim']}, {st['skipped_empty']:,} empty skipped, "
+        line = (f"embed: {st['n_docs']:,} docs{part}{limit}, dim {st['dim']}, {st['skipped_empty']:,} empty skipped, "
                 f"{st.get('truncated_docs', 0):,} truncated at --max-length {s['max_length']}{truncation_hint(st, s)}, "
                 f"{st['tokens']:,} tokens, {encoder}{s['device']} {s['dtype']}, in {result.seconds:.1f} s "
                 f"({rate:,.1f} docs/s){resumed} -> {result.out}")
+        if inc and not result.already_done:
+            line += (f"\nembed: what was made from {result.out} before (clusters, schedules, reports) still reads it "
+                     f"as it was, kept in {result.out}/.clusterclip/generations/; next: {after_incremental(result.out)}")
+        return line
 
 
 STEP = EmbedStep

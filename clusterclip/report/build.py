@@ -49,9 +49,11 @@ class ReportStep(Step[ReportSettings]):
     @classmethod
     def open(cls, emb_dir, cl_dir, sched_dir, settings: ReportSettings, **kwargs) -> ReportStep:
         cl = ClusterDir(cl_dir)
-        emb = EmbedDir(emb_dir)
+        given = EmbedDir(emb_dir)
+        emb = given.as_recorded(cl.embed_record)  # as CL knew it, when `embed --incremental` grew it since
         sched = ScheduleDir(sched_dir) if sched_dir is not None else None
-        return cls(emb, cl, sched, settings, shown_as=(emb_dir, cl_dir, sched_dir), **kwargs)
+        return cls(emb, cl, sched, settings, shown_as=(emb_dir if emb is given else emb.path, cl_dir, sched_dir),
+                   **kwargs)
 
     def upstream(self) -> dict:
         found = {"embed": self.emb, "cluster": self.cl}

@@ -72,6 +72,9 @@ class Outcome:
     extra: dict | None = None
     processed: int = 0
     children: list = field(default_factory=list)  #: results of steps this one ran (``mixtures``)
+    #: the output this run replaces stays readable as a generation that the outputs made from it still open
+    #: (``embed --incremental``; :func:`~clusterclip.artifacts.output.generation_dir`)
+    keep_previous: bool = False
 
 
 class Step(Generic[S]):

@@ -44,7 +44,7 @@ def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> 
                 outcome = step.run(Run(out, output.build, output.state, output.previous, plan))
             manifest = build_manifest(job.step, plan.settings, plan.inputs, _records(output.build, outcome),
                                       outcome.statistics, accounting=outcome.accounting, extra=outcome.extra)
-            output.commit(manifest)
+            output.commit(manifest, keep_previous=outcome.keep_previous)
             result = StepResult(manifest, out, output.state, time.perf_counter() - t0, outcome.processed,
                                 children=outcome.children)
     result.summary = step.done_line(result) if result.already_done else step.summary(result)
