@@ -364,14 +364,9 @@ def _model_why_not(model: dict) -> str | None:
 def _byte_alphabet() -> frozenset[str]:
     """The characters byte-level BPE spells bytes with (GPT-2's ``bytes_to_unicode``), for the bytes UTF-8 text
     holds (not 0xC0, 0xC1, 0xF5-0xFF, which DeepSeek-LLM's vocabulary leaves out)."""
-    bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
-    cs = list(bs)
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + len(cs) - 188)
-    spelled = dict(zip(bs, cs))
-    return frozenset(chr(spelled[b]) for b in range(256) if b not in (0xC0, 0xC1) and b < 0xF5)
+    from .pretok import byte_chars
+
+    return frozenset(c for b, c in enumerate(byte_chars()) if b not in (0xC0, 0xC1) and b < 0xF5)
 
 
 _BYTE_ALPHABET = _byte_alphabet()

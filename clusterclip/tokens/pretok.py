@@ -197,7 +197,8 @@ def whole_for_gigatoken(cp: np.ndarray, bounds: np.ndarray) -> np.ndarray:
     return (length <= 1) | all_space | (one_class_after_first & lead_ok & (k[second] != _GPT2_SPACE))
 
 
-def _byte_chars() -> list[str]:
+def byte_chars() -> list[str]:
+    """The character byte-level BPE spells each byte with, by byte (GPT-2's ``bytes_to_unicode``)."""
     bs = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     cs = list(bs)
     for b in range(256):
@@ -208,7 +209,7 @@ def _byte_chars() -> list[str]:
     return [chr(spelled[b]) for b in range(256)]
 
 
-_BYTE_CHARS = _byte_chars()
+_BYTE_CHARS = byte_chars()
 
 
 def encode_pretokens(fast, model, texts: list[str], added: dict[str, int],
