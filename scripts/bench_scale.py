@@ -47,6 +47,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import add_session_cpu  # noqa: E402
+
 EOS = "<|endoftext|>"
 FALLBACKS = ("metaspace", "bert", "nfkc")
 
@@ -165,21 +168,6 @@ def schedule_command(emb: Path, cl: Path, tok: Path, out: Path, eos: str, worker
 LAST_CPU = [0.0]
 
 
-def _session_cpu(sid: int, seen: dict[int, float]) -> None:
-    """Record the CPU seconds of every process of session ``sid`` (from /proc) in ``seen``."""
-    tick = os.sysconf("SC_CLK_TCK")
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid:  # fields after the name: state ppid pgrp session ... utime(11) stime(12)
-            seen[int(d)] = max(seen.get(int(d), 0.0), (int(fields[11]) + int(fields[12])) / tick)
-
-
 def run_process(cmd: list[str]) -> float:
     """Run ``cmd`` to its end in a session of its own; its wall-clock seconds. The CPU seconds of all its
     processes (sampled from /proc every 0.1 s: workers that are never waited for count too) go to LAST_CPU."""
@@ -192,7 +180,7 @@ def run_process(cmd: list[str]) -> float:
         reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
         reader.start()
         while proc.poll() is None:
-            _session_cpu(proc.pid, seen)
+            add_session_cpu(proc.pid, seen)
             time.sleep(0.1)
         reader.join()
     dt = time.perf_counter() - t0

@@ -55,6 +55,9 @@ REPO = Path(__file__).resolve().parents[1]
 STEPS = ("embed", "cluster", "schedule", "report", "verify")
 TIME = "/usr/bin/time"
 
+sys.path.insert(0, str(REPO / "scripts"))
+from benchlib import add_session_cpu  # noqa: E402
+
 
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
@@ -150,26 +153,6 @@ class Measured:
     load_after: float
 
 
-def _session(sid: int) -> tuple[dict[int, float], float]:
-    """(CPU seconds by pid, summed anonymous RSS in MiB) of the processes of session ``sid``, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    cpu, anon = {}, 0.0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[3]) != sid:  # after the name: state ppid pgrp session ... utime(11) stime(12)
-                continue
-            cpu[int(d)] = (int(fields[11]) + int(fields[12])) / tick
-            with open(f"/proc/{d}/status", "rb") as f:
-                anon += next((int(line.split()[1]) for line in f if line.startswith(b"RssAnon:")), 0) / 1024
-        except (OSError, ValueError, IndexError):
-            continue
-    return cpu, anon
-
-
 def measure(cmd: list[str], env: dict) -> Measured:
     """Run ``cmd`` to its end under /usr/bin/time, in a session of its own (sampled every 0.1 s); its figures."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as tf:
@@ -183,10 +166,7 @@ def measure(cmd: list[str], env: dict) -> Measured:
             reader = threading.Thread(target=lambda: err.append(proc.stderr.read() if proc.stderr else ""), daemon=True)
             reader.start()
             while proc.poll() is None:
-                cpu, anon = _session(proc.pid)
-                for pid, c in cpu.items():
-                    seen[pid] = max(seen.get(pid, 0.0), c)
-                peak_anon = max(peak_anon, anon)
+                peak_anon = max(peak_anon, add_session_cpu(proc.pid, seen))
                 time.sleep(0.1)
             reader.join()
         seconds = time.perf_counter() - t0

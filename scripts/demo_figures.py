@@ -27,6 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchlib import cpu_model  # noqa: E402
 README = ROOT / "README.md"
 #: keyword lines shown in the README: the clusters with the highest mean similarity (the most coherent)
 N_CLUSTERS, N_KEYWORDS = 4, 5
@@ -93,15 +95,7 @@ def read_block(text: str, name: str) -> str:
 
 
 def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores ({cpu}), load {os.getloadavg()[0]:.1f} at the start"
+    return f"{os.cpu_count()} cores ({cpu_model()}), load {os.getloadavg()[0]:.1f} at the start"
 
 
 def measure(fresh_clone: bool, keep: Path | None = None) -> dict:

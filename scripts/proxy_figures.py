@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchlib import cpu_model  # noqa: E402
 README = ROOT / "README.md"
 TARGETS = {"ablation": "ablation", "search": "mixture-search"}  #: the figures' names -> the Makefile's targets
 COLUMNS = (("balanced", "cluster-balanced"), ("rare_half", "rare half"), ("common_half", "common half"),
@@ -152,15 +154,7 @@ def replace_blocks(text: str, new: dict[str, str]) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {len(os.sched_getaffinity(0))} cores"
+    return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores"
 
 
 def measure(targets: list[str], fresh_clone: bool, keep: Path | None) -> dict:
