@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from benchlib import cpu_model  # noqa: E402
+
 README = ROOT / "README.md"
 #: keyword lines shown in the README: the clusters with the highest mean similarity (the most coherent)
 N_CLUSTERS, N_KEYWORDS = 4, 5

@@ -21,7 +21,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 from benchlib import cpu_model  # noqa: E402
+
 README = ROOT / "README.md"
 TARGETS = {"ablation": "ablation", "search": "mixture-search"}  #: the figures' names -> the Makefile's targets
 COLUMNS = (("balanced", "cluster-balanced"), ("rare_half", "rare half"), ("common_half", "common half"),
