@@ -58,7 +58,16 @@ from ..faults import checkpoint
 from ..remote import refuse_remote
 from ..settings import differences
 from .files import check_inside, dumps_json, file_record, fsync_dir, write_bytes_atomic, write_json_atomic
-from .manifest import MANIFEST, check_manifest, check_outputs, content_digest, is_ours, load_json, manifest_bytes
+from .manifest import (
+    MANIFEST,
+    build_manifest,
+    check_manifest,
+    check_outputs,
+    content_digest,
+    is_ours,
+    load_json,
+    manifest_bytes,
+)
 
 PRIVATE_DIR = ".clusterclip"
 LOCK_FILE = "lock"
@@ -432,6 +441,11 @@ class OutputDir:
     def records(self, names) -> list[dict]:
         """``file_record``s (size, sha256) of files of the build, by relative path."""
         return [file_record(self.build, n) for n in names]
+
+    def manifest_for(self, job: Job, outputs: list[dict], statistics: dict, accounting: dict | None,
+                     extra: dict | None) -> dict:
+        """``manifest.json`` of a finished build: the job, every file's record, the step's statistics."""
+        return build_manifest(job.step, job.settings, job.inputs, outputs, statistics, accounting, extra)
 
     def commit(self, manifest: dict, *, keep_previous: bool = False) -> None:
         """Replace the old output by the build: see the module docstring. ``manifest`` is written last.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from ..mixsearch.settings import ProposeSettings
-from .common import echo_summary, step_command
+from .common import run_and_report, step_command
 from .options import OutputOptions, SettingsCommand, build, setting_options
 
 
@@ -31,7 +31,6 @@ def command(fit, out, overwrite, **options):
     NAME.manifest.json records the fit, its leave-one-out figures, the constraints and the
     predicted loss beside the natural mixture's.
     """
-    from ..mixsearch.propose_file import propose_weights, summary
+    from ..mixsearch.propose_file import ProposeStep
 
-    result = propose_weights(fit, out, build(ProposeSettings, options), overwrite=overwrite)
-    echo_summary(summary(result))
+    run_and_report(ProposeStep.open(fit, build(ProposeSettings, options)), out, overwrite)

@@ -1,108 +1,90 @@
 """``clusterclip propose FIT --out weights.csv``: the proposed mixture as a ``schedule --weights`` file.
 
-Its output is one file and its sidecar manifest (:mod:`.weights`), not a directory, so it follows
-the output rules itself: everything is checked before anything is written; an existing file is
-replaced only when its sidecar proves ``propose`` wrote it (and then only with ``--overwrite`` if
-the job differs: the same FIT and settings again is "done"); never through a symbolic link; the
-weights file first, then the sidecar that names its sha256, each atomically.
+A step like the others (run by :func:`~clusterclip.steps.run_step`), but its output is one file and
+its sidecar manifest, not a directory: :class:`~.weights.WeightsOutput` is its transaction (every
+check before anything is written; only a file ``propose`` wrote is replaced; never through a link;
+the weights file first, then the sidecar that names its sha256).
 """
 
 from __future__ import annotations
 
-import os
-import stat
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
-from ..errors import InputError, IntegrityError, MismatchError
-from ..settings import differences
+from ..artifacts import Job, StepResult
+from ..steps import Outcome, Plan, Run, Step, run_step, settings_from
 from . import Proposal, propose
 from .fit import MixtureFit
 from .fitdir import FitDir
 from .propose import Constraints, constraints_for, kl_divergence
 from .settings import ProposeSettings
-from .weights import read_provenance, sidecar_path, write_weights
+from .weights import WeightsOutput, read_provenance, write_weights_csv
 
-
-@dataclass
-class ProposeResult:
-    """What ``propose`` wrote (or found done): the file, its sidecar, the proposal and the constraints."""
-
-    path: Path
-    sidecar: dict
-    state: str
-    seconds: float
-
-    @property
-    def already_done(self) -> bool:
-        return self.state == "done"
+__all__ = ["ProposeStep", "propose_weights"]
 
 
 def propose_weights(fit_dir, out, settings: ProposeSettings | None = None, *, overwrite: bool = False,
-                    **kwargs) -> ProposeResult:
+                    **kwargs) -> StepResult:
     """Propose the mixture of ``fit_dir`` within the sampler's constraints; write it to ``out`` (+ sidecar)."""
-    from ..steps import settings_from
-
-    t0 = time.perf_counter()
     s = settings_from(settings, kwargs, ProposeSettings)
-    fit_owner = FitDir(fit_dir)
-    rec = fit_owner.fit_record()
-    out = Path(out)
-    job = {"step": "propose", "settings": s.record(), "inputs": {"fit": fit_owner.record()}}
-    state = _check_out(out, job, overwrite)
-    if state == "done":
-        return ProposeResult(out, read_provenance(out), "done", time.perf_counter() - t0)
-    budget = s.budget_tokens or int(rec["train_tokens"])
-    repeats = s.max_repeats or int(rec["max_repeats"])
-    constraints = constraints_for(rec["pool_tokens"], repeats, budget, s.max_kl, source="--budget-tokens")
-    fit = MixtureFit(fit_owner.model(), rec["model"])
-    proposal = propose(fit, constraints, seed=s.seed, n=s.candidates)
-    side = sidecar(job, rec, proposal, constraints, budget, repeats, out)
-    write_weights(out, proposal.weights, side)
-    return ProposeResult(out, read_provenance(out), "fresh", time.perf_counter() - t0)
+    return run_step(ProposeStep.open(fit_dir, s), out, overwrite=overwrite)
 
 
-def _check_out(out: Path, job: dict, overwrite: bool) -> str:
-    """"fresh" (nothing there, or our own file replaced), "done" (the same job), or a one-line refusal."""
-    for p in (out, sidecar_path(out)):
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
-            raise InputError(f"--out {p}: exists and is not a plain file (a link or a directory); choose another "
-                             f"--out")
-    if not out.parent.is_dir():
-        raise InputError(f"--out {out}: its directory {out.parent} does not exist; create it first")
-    if not out.exists():
-        if sidecar_path(out).exists():
-            raise InputError(f"--out {out}: {sidecar_path(out).name} is there without its weights file; remove it or "
-                             f"choose another --out")
-        return "fresh"
-    try:
-        previous = read_provenance(out)
-    except IntegrityError:
-        raise InputError(f"--out {out}: exists and was not written by `clusterclip propose` (or was edited since); "
-                         f"choose another --out or remove it") from None
-    old = {k: previous.get(k) for k in job}
-    if old == job:
-        return "done"
-    if not overwrite:
-        what = differences(old.get("settings") or {}, job["settings"]) or ["the fit (another FIT directory or run)"]
-        raise MismatchError(f"--out {out}: holds the proposal of another job ({'; '.join(what)}); pass --overwrite to "
-                            f"replace it, or choose another --out")
-    return "fresh"
+class ProposeStep(Step[ProposeSettings]):
+    name = "propose"
+    settings_class = ProposeSettings
+    resumable = False  # seconds of work: redone rather than checked
+
+    def __init__(self, fit: FitDir, settings: ProposeSettings, **kwargs):
+        super().__init__(settings, **kwargs)
+        self.fit = fit
+        self.fit_record: dict = {}
+        self.budget = self.repeats = 0
+        self._constraints: Constraints | None = None
+
+    @classmethod
+    def open(cls, fit_dir, settings: ProposeSettings, **kwargs) -> ProposeStep:
+        return cls(FitDir(fit_dir), settings, **kwargs)
+
+    def upstream(self) -> dict:
+        return {"fit": self.fit}
+
+    def output(self, out: Path, job: Job, *, overwrite: bool, inputs: tuple[Path, ...]) -> WeightsOutput:
+        return WeightsOutput(out, job, overwrite=overwrite)
+
+    def plan(self, out: Path, overwrite: bool) -> Plan:
+        s, rec = self.settings, self.fit.fit_record()
+        self.fit_record = rec
+        self.budget = s.budget_tokens or int(rec["train_tokens"])
+        self.repeats = s.max_repeats or int(rec["max_repeats"])
+        self._constraints = constraints_for(rec["pool_tokens"], self.repeats, self.budget, s.max_kl,
+                                            source="--budget-tokens")
+        return Plan(s.record(), self.upstream_records())
+
+    @property
+    def constraints(self) -> Constraints:
+        """The sampler's constraints on the proposal (set by :meth:`plan`)."""
+        if self._constraints is None:
+            raise RuntimeError("ProposeStep.constraints: plan() has not run")
+        return self._constraints
+
+    def run(self, run: Run) -> Outcome:
+        s, rec, constraints = self.settings, self.fit_record, self.constraints
+        proposal = propose(MixtureFit(self.fit.model(), rec["model"]), constraints, seed=s.seed, n=s.candidates)
+        write_weights_csv(run.build / run.out.name, proposal.weights)
+        side = sidecar(rec, proposal, constraints, self.budget, self.repeats, run.out)
+        return Outcome([run.out.name], {}, extra={**side, "clusters": int(len(proposal.weights))},
+                       processed=len(proposal.weights))
+
+    def summary(self, result: StepResult) -> str:
+        return summary(result)
 
 
-def sidecar(job: dict, rec: dict, proposal: Proposal, c: Constraints, budget: int, repeats: int, out: Path) -> dict:
-    """The provenance of a proposal: the job, the fit, the constraints, the predictions, how to use it."""
+def sidecar(rec: dict, proposal: Proposal, c: Constraints, budget: int, repeats: int, out: Path) -> dict:
+    """The provenance of a proposal (besides the job): the fit, the constraints, the predictions, how to use it."""
     weights = proposal.weights
     return {
-        **job, "tool": "clusterclip", "version": __version__,
         "fit": {"model": rec["model"], "target": rec["target"], "leave_one_out": rec["leave_one_out"],
                 "schedules": rec["schedules"], "runs": rec["runs"]},
         "constraints": {"budget_tokens": budget, "max_repeats": repeats, "max_kl": c.max_kl,
@@ -114,19 +96,17 @@ def sidecar(job: dict, rec: dict, proposal: Proposal, c: Constraints, budget: in
     }
 
 
-def summary(result: ProposeResult, top: int = 5) -> str:
+def summary(result: StepResult, top: int = 5) -> str:
     """What the CLI prints: the prediction, the constraint use and the largest changes from the natural mixture."""
-    side = result.sidecar
-    if result.already_done:
-        return f"propose: {result.path} is already done with these inputs and settings (nothing to do)"
+    side = result.manifest
     p, c = side["proposal"], side["constraints"]
-    weights = np.asarray(read_weights_column(result.path))
+    weights = np.asarray(read_weights_column(result.out))
     natural = np.asarray(p["natural"])
     order = np.argsort(-np.abs(weights - natural), kind="stable")[:top]
     changes = ", ".join(f"{k}: {natural[k]:.3f}->{weights[k]:.3f}" for k in order)
     return (f"propose: {side['fit']['model']} fit ({p['method']}): predicted {side['fit']['target']} loss "
             f"{p['predicted_loss']:.4f} vs {p['natural_predicted_loss']:.4f} for the natural mixture; KL to it "
-            f"{p['kl_to_natural']:.3f} (limit {c['max_kl']:g}); largest changes {changes} -> {result.path}\n"
+            f"{p['kl_to_natural']:.3f} (limit {c['max_kl']:g}); largest changes {changes} -> {result.out}\n"
             f"use it: {side['use']}")
 
 
@@ -136,3 +116,6 @@ def read_weights_column(path: Path) -> list[float]:
     side = read_provenance(path)
     weights, _ = read_cluster_table(path, int(side["clusters"]))
     return [float(v) for v in weights]
+
+
+STEP = ProposeStep

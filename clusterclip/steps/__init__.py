@@ -34,6 +34,7 @@ STEPS: Registry = Registry("step", "STEP", {
     "holdout": "clusterclip.proxy.holdout_step",
     "proxy": "clusterclip.proxy.proxy_step",
     "fit": "clusterclip.mixsearch.fit_step",
+    "propose": "clusterclip.mixsearch.propose_file",
 })
 
 __all__ = ["STEPS", "Outcome", "Plan", "Run", "Step", "preview", "run_step", "settings_from"]

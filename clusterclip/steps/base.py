@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Generic, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from ..errors import InputError
 from ..settings import Settings
 
 if TYPE_CHECKING:
-    from ..artifacts import StepResult
+    from ..artifacts import Job, StepResult
     from ..artifacts.directory import ArtifactDir
     from ..engines import Engine
 
@@ -77,6 +77,33 @@ class Outcome:
     keep_previous: bool = False
 
 
+class Output(Protocol):
+    """The transaction on ``--out`` that the driver runs a step in: :class:`~clusterclip.artifacts.OutputDir` (a
+    directory and its ``manifest.json``, every step but one) or a step's own (``propose``: one file and its sidecar
+    manifest). Entering decides :attr:`state`: "done" (:attr:`manifest` holds the finished output's manifest),
+    "resume" or "fresh" (write under :attr:`build`); :meth:`commit` puts the manifest in place last."""
+
+    state: str | None
+    manifest: dict | None
+    previous: dict | None  #: the manifest of the finished output a run replaces
+    build: Path
+
+    def __enter__(self) -> Output: ...
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None: ...
+
+    def peek(self) -> str:
+        """What entering would decide, read-only: "done", "resume" or "fresh" (or the one-line refusal)."""
+        ...
+
+    def manifest_for(self, job: Job, outputs: list[dict], statistics: dict, accounting: dict | None,
+                     extra: dict | None) -> dict:
+        """The manifest of a finished run: ``outputs`` are the files' records (path, bytes, sha256)."""
+        ...
+
+    def commit(self, manifest: dict, *, keep_previous: bool = False) -> None: ...
+
+
 class Step(Generic[S]):
     """One step of the pipeline (see the package docstring). Subclasses set the class attributes, take
     their typed inputs in ``__init__`` and define :meth:`run` (and usually :meth:`plan`, :meth:`summary`)."""
@@ -112,6 +139,13 @@ class Step(Generic[S]):
         address nobody answers). The default asks the step's engine, when its settings name one."""
         if hasattr(self.settings, "engine"):
             self.engine.preflight(self.settings)
+
+    def output(self, out: Path, job: Job, *, overwrite: bool, inputs: tuple[Path, ...]) -> Output:
+        """The transaction on ``out`` (default: an output directory, :class:`~clusterclip.artifacts.OutputDir`);
+        ``inputs``: the paths this step reads (never the ``out``)."""
+        from ..artifacts import OutputDir
+
+        return OutputDir(out, job, overwrite=overwrite, inputs=inputs, log=self.log, resumable=self.resumable)
 
     def environment(self) -> ContextManager[Any]:
         """Held while :meth:`run` runs (e.g. faiss's thread count); nothing by default."""

@@ -3,10 +3,12 @@
 1. ``step.plan(out)``: the settings and inputs records (the output's identity), every refusal of
    bad settings or inputs, before ``--out`` is touched;
 2. ``step.preflight()``: the engine can run here;
-3. :class:`~clusterclip.artifacts.OutputDir`: lock ``--out``, roll forward an interrupted commit,
-   decide "done" / "resume" / "fresh" (or refuse another job unless ``overwrite``);
+3. ``step.output(...)`` (an :class:`~clusterclip.artifacts.OutputDir` but for a single-file output):
+   lock ``--out``, roll forward an interrupted commit, decide "done" / "resume" / "fresh" (or refuse
+   another job unless ``overwrite``);
 4. ``step.run(run)`` writes into the build directory (inside ``step.environment()``);
-5. the manifest (every file recorded with size and sha256) is built here and committed last;
+5. the manifest (every file recorded with size and sha256, in the output's layout) is built here and
+   committed last;
 6. the :class:`~clusterclip.artifacts.StepResult`, with the step's summary line.
 
 :func:`preview` answers, without writing anything, what a run would do now ("done", "resume",
@@ -19,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-from ..artifacts import Job, OutputDir, StepResult, build_manifest, file_record
+from ..artifacts import Job, StepResult, file_record
 from ..remote import refuse_remote
 from .base import Outcome, Plan, Run, Step
 
@@ -33,8 +35,7 @@ def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> 
     step.preflight()
     job = Job(step.artifact_name, plan.settings, plan.inputs)
     reads = plan.reads + tuple(d.path for d in step.upstream().values())
-    with OutputDir(out, job, overwrite=overwrite or plan.replaces, inputs=reads, log=step.log,
-                   resumable=step.resumable) as output:
+    with step.output(out, job, overwrite=overwrite or plan.replaces, inputs=reads) as output:
         if output.state == "done":
             assert output.manifest is not None
             result = StepResult(output.manifest, out, "done", time.perf_counter() - t0)
@@ -42,8 +43,8 @@ def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> 
             assert output.state is not None
             with step.environment():
                 outcome = step.run(Run(out, output.build, output.state, output.previous, plan))
-            manifest = build_manifest(job.step, plan.settings, plan.inputs, _records(output.build, outcome),
-                                      outcome.statistics, accounting=outcome.accounting, extra=outcome.extra)
+            manifest = output.manifest_for(job, _records(output.build, outcome), outcome.statistics,
+                                           outcome.accounting, outcome.extra)
             output.commit(manifest, keep_previous=outcome.keep_previous)
             result = StepResult(manifest, out, output.state, time.perf_counter() - t0, outcome.processed,
                                 children=outcome.children)
@@ -59,7 +60,7 @@ def preview(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> P
     plan = step.plan(out, overwrite)
     job = Job(step.artifact_name, plan.settings, plan.inputs)
     reads = plan.reads + tuple(d.path for d in step.upstream().values())
-    plan.state = OutputDir(out, job, overwrite=overwrite or plan.replaces, inputs=reads).peek()
+    plan.state = step.output(out, job, overwrite=overwrite or plan.replaces, inputs=reads).peek()
     return plan
 
 
