@@ -430,3 +430,18 @@ def test_one_huge_document_without_spaces_costs_bounded_memory(tmp_path, family_
         assert added_mib < (2 * n + 25 * n_tokens) / 2**20 + 64, added_mib
     else:
         assert added_mib < 40 * n / 2**20 + 64, added_mib
+
+
+def test_the_plans_process_loads_the_fast_tokenizer_once(family_paths, monkeypatch, texts):
+    """plan_encoder loads gigatoken's tokenizer to check it; the first encoder of that plan in this process
+    takes it instead of loading the file again, and encodes exactly as one that loaded its own."""
+    import clusterclip.tokens.fast as fast
+
+    loads = []
+    real = fast._load_fast
+    monkeypatch.setattr(fast, "_load_fast", lambda j: loads.append(j) or real(j))
+    plan = plan_encoder(Path(family_paths["qwen2"]).read_text())
+    first, second = TokenEncoder(plan), TokenEncoder(plan)
+    assert len(loads) == 2 and first.backend == second.backend == "gigatoken"
+    batch = texts[:20]
+    assert first.encode_arrays(batch).ids.tolist() == second.encode_arrays(batch).ids.tolist()

@@ -162,7 +162,7 @@ class Tokenizer:
         if self._plan is None:
             raise TypeError(f"{self.spec}: a slow transformers tokenizer has no TokenEncoder; use encode_batch")
         if self._encoder_cache is None:
-            self._encoder_cache = TokenEncoder(self._plan)
+            self._encoder_cache = TokenEncoder(self._plan, hf=self._tok)
         return self._encoder_cache
 
     # ------------------------------------------------------------------ vocabulary
