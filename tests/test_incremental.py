@@ -204,6 +204,23 @@ def test_incremental_refusals_name_the_fix(tmp_path):
     assert embed_corpus([corpus], out, encoder=enc, progress=False, incremental=True).state == "done"
 
 
+
+def test_a_moved_corpus_is_named_as_moved_and_incremental_embeds_nothing(tmp_path):
+    """The same files at other paths (a copied or moved project): the refusal says so, with a path, and
+    --incremental records the new paths without encoding a document."""
+    old, new, out = tmp_path / "old", tmp_path / "new", tmp_path / "emb"
+    write_file(old / "a.jsonl", ["one", "two"])
+    embed_corpus([old], out, encoder=CountingEncoder(), progress=False)
+    old.rename(new)
+    with pytest.raises(MismatchError, match=r"same files at other paths \(.*new/a\.jsonl was .*old/a\.jsonl\); "
+                                            r"pass --incremental to record the new paths"):
+        embed_corpus([new], out, encoder=CountingEncoder(), progress=False)
+    enc = CountingEncoder()
+    r = embed_corpus([new], out, encoder=enc, progress=False, incremental=True)
+    assert enc.texts == [] and r.manifest["per_file"][0]["path"].endswith("new/a.jsonl")
+    assert [t for _, t in EmbedDir(out).texts([0, 1])] == ["one", "two"]
+
+
 # --------------------------------------------------------------------------- cluster --assign-only
 def _old_and_new(tmp_path):
     corpus, emb = tmp_path / "corpus", tmp_path / "emb"

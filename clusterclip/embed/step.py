@@ -240,10 +240,22 @@ def _check_previous(out: Path, previous: dict | None, settings: dict, inputs: di
                             f"cannot be reused; pass --overwrite to embed everything again, or choose another --out")
     if same:
         p = incremental_mod.plan(previous, inputs["files"])
+        if not p.embed and not p.removed:
+            raise MismatchError(f"{out}: holds an embed run of the same settings over the same files at other "
+                                f"paths{_moved_example(p, inputs['files'])}; pass --incremental to record the new "
+                                f"paths (nothing is embedded again), or --overwrite to embed everything again")
         raise MismatchError(f"{out}: holds an embed run of the same settings over another corpus ({len(p.embed)} "
                             f"new or changed files, {len(p.removed)} old ones changed or gone); pass --incremental to "
                             f"embed only those files, or --overwrite to embed everything again")
     return False
+
+
+def _moved_example(p: incremental_mod.Plan, records: list[dict]) -> str:
+    """`` (NEW was OLD)`` for the first file whose recorded path differs, else nothing."""
+    for i, (entry, _) in sorted(p.reuse.items()):
+        if entry["path"] != records[i]["path"]:
+            return f" ({records[i]['path']} was {entry['path']})"
+    return ""
 
 
 def _check_encoder(encoder, s: EmbedSettings) -> None:
