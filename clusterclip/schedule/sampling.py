@@ -119,10 +119,10 @@ _MIN_GAP_BLOCK = 1 << 6
 def _max_gap_block(n_clusters: int) -> int:
     """With a repeat gap, the most draws in one block: every cluster with a rejection in a block has its draws
     from there on resolved exactly (the hot draws), which grows with the draws per cluster in a block, while
-    each block also costs O(K). ``2**14 * (K / 1000) ** 0.6`` as a power of two in [2**12, 2**20], fitted
+    each block also costs O(K). ``2**15 * (K / 1000) ** 0.6`` as a power of two in [2**12, 2**20], fitted
     with ``scripts/bench_sampler.py --course`` (docs/PERFORMANCE.md). Block sizes decide which draws are
     made, so this is part of what a seed gives."""
-    target = 2.0**14 * (max(n_clusters, 1) / 1000) ** 0.6
+    target = 2.0**15 * (max(n_clusters, 1) / 1000) ** 0.6
     return int(min(_MAX_BLOCK, max(1 << 12, 1 << int(round(np.log2(target))))))
 
 
@@ -330,6 +330,7 @@ class _Order:
         self.lengths = lengths
         self.n = 0
         self.tokens = 0
+        self.last_start = 0  # where the last block appended starts
         if capacity is not None:
             self.columns: _Block = (np.empty(capacity, np.int64), np.empty(capacity, np.int32),
                                 np.empty(capacity, np.int32))
@@ -345,6 +346,7 @@ class _Order:
                 column[self.n: self.n + n] = values
         else:
             self.parts.append(block)
+        self.last_start = self.n
         self.n += n
         if self.lengths is not None:
             self.tokens += int(self.lengths[block[0]].sum())
@@ -371,6 +373,18 @@ class _Order:
                 rest = tuple(column[take:] for column in block) if take < n else None
                 return rest, True
         return None, False
+
+    def last(self, n: int) -> np.ndarray:
+        """The documents of the last ``n`` samples, in order."""
+        if self.capacity is not None:
+            return self.columns[0][self.n - n: self.n]
+        docs: list[np.ndarray] = []
+        for part in reversed(self.parts):
+            if n <= 0:
+                break
+            docs.append(part[0][max(len(part[0]) - n, 0):])
+            n -= len(docs[-1])
+        return np.concatenate(docs[::-1]) if docs else np.zeros(0, np.int64)
 
     def reached(self, end_samples: int | None, end_tokens: int | None) -> bool:
         return (end_samples is not None and self.n >= end_samples) or (end_tokens is not None
@@ -631,12 +645,31 @@ class _ClusterPlan:
         rest, reached = self.order.take(blocks, *checked)
         if rest is not None:  # drawn past the end: handed back (the next stage goes on from there)
             self.state.rollback(*rest)
+            if self.gap:
+                self._rewind_gap(rest[0])
         if not reached and stream.stalled:
             self._stall(i)
         elif not reached and law.clip is not None and unit != "all" and not self.allow_partial:
             self._ran_out(i, law)
         elif reached and unit != "all" and checked == (end_samples, end_tokens):  # not cut short by allow_partial
             self._check_ended_at_its_end(i, unit, end, last_stage)
+
+    def _rewind_gap(self, undone_doc: np.ndarray) -> None:
+        """The repeat gap's bookkeeping after the samples ``undone_doc`` at the end of the last block were handed
+        back: where the order now ends, and each document's last use from the order itself (see
+        :meth:`_GapTrack.rewind`)."""
+        track = self.state.gap_track
+        track.position -= int(track.units(undone_doc).sum())
+        block_doc = np.concatenate([self.order.last(self.order.n - self.order.last_start), undone_doc])
+        n = min(self.order.n, track.count)
+        window = self.order.last(n)
+        while track.lengths is not None and n < self.order.n and _window_length(track.lengths[window],
+                                                                                track.count) == n:
+            n = min(self.order.n, 2 * n)  # the samples ending less than ``count`` tokens before the end
+            window = self.order.last(n)
+        if track.lengths is not None:
+            window = window[len(window) - _window_length(track.lengths[window], track.count):]
+        track.rewind(self.state.slot_of(block_doc), window, self.state.slot_of)
 
     def _ends_with_budget(self, unit: str, end: int) -> tuple[int | None, int | None]:
         """The stage's end and the budget's, as (samples, tokens): the stage stops at whichever comes first."""
@@ -781,15 +814,13 @@ class _ClusterState:
         """A per-document array in the slots' order."""
         return None if per_doc is None else per_doc[self.by_cluster]
 
-    def rollback(self, doc: np.ndarray, cluster: np.ndarray, repeat: np.ndarray, prev_end=None) -> None:
+    def rollback(self, doc: np.ndarray, cluster: np.ndarray, repeat: np.ndarray) -> None:
         """Undo emissions (in time order) that were drawn but are not part of the order: for each cluster, its
         last ones. The pass in progress keeps its drawn order: the undone emissions of the pass the cluster
         falls back into are its rest, put back where they were; passes started after it are forgotten."""
         if not len(doc):
             return
         slot = self.slot_of(doc)
-        if self.gap is not None and prev_end is not None:  # samples that were in the order
-            self.gap.rollback(doc, slot, prev_end)
         counts = np.bincount(cluster, minlength=self.sizes.shape[0])
         touched = np.flatnonzero(counts)
         self.used[touched] -= counts[touched]
@@ -879,53 +910,48 @@ class _GapTrack:
     def units(self, doc: np.ndarray) -> np.ndarray:
         return np.ones(len(doc), np.int64) if self.lengths is None else self.lengths[doc].astype(np.int64)
 
-    def note_last_uses(self, slot: np.ndarray, end: np.ndarray, prev_index: np.ndarray) -> None:
-        """Samples of documents ``slot`` (time order, ending at ``end``; ``prev_index``: the sample before them
-        here with the same document, or -1) are in the order: each document's last use is its last one here."""
-        followed: np.ndarray = np.zeros(len(slot), bool)
-        followed[prev_index[prev_index >= 0]] = True
-        last = ~followed  # each document once
-        self.last_end[slot[last]] = end[last]
+    def rewind(self, block_slot: np.ndarray, window: np.ndarray, slot_of) -> None:
+        """After samples at the end of the order were handed back (``position`` already moved back): every
+        document of the last block (``block_slot``: the slots of its samples, kept or not) gets its last use
+        from the order's samples that end within ``count`` units of its end (``window``, time order), or none.
 
-    def restore(self, slot: np.ndarray, prev_end: np.ndarray, prev_index: np.ndarray, undone: np.ndarray) -> None:
-        """Samples ``undone`` of a block (time order) are not in the order: each of their documents' last use
-        goes back to where it was before the first of them (``prev_end``)."""
-        first = undone & ~((prev_index >= 0) & undone[np.maximum(prev_index, 0)])
-        self.last_end[slot[first]] = prev_end[first]
-
-    def rollback(self, doc: np.ndarray, slot: np.ndarray, prev_end: np.ndarray) -> None:
-        """Undo samples at the end of the order (time order): each document's last use goes back to before its
-        first one here."""
-        self.position -= int(self.units(doc).sum())
-        d, first = np.unique(slot, return_index=True)
-        self.last_end[d] = prev_end[first]
+        A use that ends ``count`` units or more before the end counts as none: every later sample starts at or
+        after the end, so the gap holds for it either way."""
+        self.last_end[block_slot] = _NEVER
+        if not len(window):
+            return
+        end = self.position - np.r_[np.cumsum(self.units(window)[::-1])[::-1][1:], 0]
+        slot = slot_of(window)
+        last = np.unique(slot[::-1], return_index=True)[1]  # each document's last sample here
+        self.last_end[slot[::-1][last]] = end[::-1][last]
 
 
 class _Planned:
     """A block planned as if every draw were kept, in time order, for the repeat gap: each sample's document,
     cluster, repeat, draw (``time``), where its document's use before ended (``prev_end``), where the sample
-    ends and its units; computed when a rejection needs them, the sample before it with the same document
-    (``prev_index``, -1: none in the block) and its document's slot."""
+    ends and its units; and the samples grouped by cluster (``sample``: runs of ``n_kept[g]`` samples of cluster
+    ``group[g]``, each in time order). With a gap in tokens also ``prev_index``: the sample before with the same
+    document (-1: none in the block)."""
 
-    def __init__(self, doc, cluster, repeat, time, prev_end, end, units, start: int, sample, grouped_slot):
+    def __init__(self, doc, cluster, repeat, time, prev_end, end, units, start: int, sample, group, n_kept):
         self.doc, self.cluster, self.repeat, self.time = doc, cluster, repeat, time
         self.prev_end, self.end, self.units = prev_end, end, units
-        self._start, self._sample, self._grouped_slot = start, sample, grouped_slot
+        self.start_position, self.sample, self.group, self.n_kept = start, sample, group, n_kept
         self.prev_index: np.ndarray | None = None
-        self._slot: np.ndarray | None = None
 
-    def previous_index(self) -> np.ndarray:
-        if self.prev_index is None:  # samples: the sample ending at prev_end
-            inside = self.prev_end > self._start
-            self.prev_index = np.where(inside, self.prev_end - self._start - 1, -1)
-        return self.prev_index
+    def samples_of(self, clusters: np.ndarray) -> np.ndarray:
+        """The samples of the clusters where ``clusters`` (bool ``[K]``) is set, grouped by cluster (ascending),
+        in time order inside a cluster."""
+        runs = np.flatnonzero(clusters[self.group])
+        run_start = np.cumsum(self.n_kept) - self.n_kept
+        return self.sample[_segment_arange(run_start[runs], self.n_kept[runs])]
 
-    @property
-    def slot(self) -> np.ndarray:
-        if self._slot is None:
-            self._slot = np.empty(len(self.doc), self._grouped_slot.dtype)
-            self._slot[self._sample] = self._grouped_slot
-        return self._slot
+    def previous_index(self, index: np.ndarray) -> np.ndarray:
+        """For samples ``index``: the sample before it with the same document in the block, or -1."""
+        if self.prev_index is not None:
+            return self.prev_index[index]
+        prev_end = self.prev_end[index]  # samples: the sample ending at prev_end
+        return np.where(prev_end > self.start_position, prev_end - self.start_position - 1, -1)
 
 
 class _ClusterStream:
@@ -977,7 +1003,7 @@ class _ClusterStream:
                 self._runs: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 4
                 nothing: np.ndarray = np.zeros(0, np.int64)
                 return _Planned(*empty, nothing, nothing, nothing, nothing, self.state.gap_track.position, nothing,
-                                nothing)
+                                nothing, nothing)
             return empty
         # Sort the draws by (cluster, time): each cluster's draws become a run, in time order.
         key = np.sort((choice << 32) | np.arange(m))
@@ -1015,12 +1041,15 @@ class _ClusterStream:
         out_cluster[time] = cluster
         out_repeat[time] = repeat
         if with_time:
+            level = repeat - np.repeat(pass_before, n_kept)
+            runs = (group, n_kept)
+            if not rejected:  # every draw is a sample: sample i is draw i
+                return self._note_uses(out_doc, out_cluster, out_repeat, np.arange(m), time, slot, level, runs)
             kept = np.zeros(m, bool)
             kept[time] = True
             index = np.flatnonzero(kept)
-            level = repeat - np.repeat(pass_before, n_kept)
             return self._note_uses(out_doc[index], out_cluster[index], out_repeat[index], index,
-                                   (np.cumsum(kept) - 1)[time], slot, level)
+                                   (np.cumsum(kept) - 1)[time], slot, level, runs)
         if rejected:
             kept = np.zeros(m, bool)
             kept[time] = True
@@ -1045,8 +1074,7 @@ class _ClusterStream:
         track.last_end[d[last]] = grouped_end[at[last]]
 
     def gap_blocks(self, gap: RepeatGap) -> Iterator[tuple]:
-        """Blocks of samples that keep the repeat gap (see the module docstring), each with the end of every
-        sample's previous use (what :meth:`_ClusterState.rollback` restores). A cluster that leaves the pool
+        """Blocks of samples that keep the repeat gap (see the module docstring). A cluster that leaves the pool
         stays in the chooser, its draws rejected, until the clusters gone weigh half of it."""
         chooser = None
         largest = _max_gap_block(len(self.active))
@@ -1217,7 +1245,7 @@ class _ClusterStream:
         state.cur_pass[g_new] = last[new]
         return doc, repeat
 
-    def _note_uses(self, doc, cluster, repeat, time, sample, grouped_slot, level) -> _Planned:
+    def _note_uses(self, doc, cluster, repeat, time, sample, grouped_slot, level, runs) -> _Planned:
         """A block planned with every draw kept (time order; ``sample``: the sample of each emission in the
         cluster-grouped order of ``grouped_slot``; ``level``: its pass counted from the one its cluster had
         stored before the block, 0 for the rest of that one), with each sample's end and the end of its
@@ -1230,8 +1258,8 @@ class _ClusterStream:
         (a cluster's own slice), and a stable sort of the small level numbers (a radix sort)."""
         track = self.state.gap_track
         units = track.units(doc)
-        end = track.position + np.cumsum(units)
         by_tokens = track.lengths is not None
+        end: np.ndarray = track.position + (np.cumsum(units) if by_tokens else np.arange(1, len(doc) + 1))
         grouped_end = end[sample] if by_tokens else track.position + 1 + sample
         grouped_prev: np.ndarray = np.empty(len(grouped_slot), np.int64)
         if by_tokens:  # a sample's end does not name it (a sample of 0 tokens ends where the one before does)
@@ -1259,7 +1287,7 @@ class _ClusterStream:
                     slot[d] = sample[at]
         prev_end: np.ndarray = np.empty(len(doc), np.int64)
         prev_end[sample] = grouped_prev
-        planned = _Planned(doc, cluster, repeat, time, prev_end, end, units, track.position, sample, grouped_slot)
+        planned = _Planned(doc, cluster, repeat, time, prev_end, end, units, track.position, sample, *runs)
         if by_tokens:
             planned.prev_index = np.empty(len(doc), np.int64)
             planned.prev_index[sample] = grouped_prev_index
@@ -1294,85 +1322,139 @@ class _GapRound:
         self.planned = planned
         self.doc, self.cluster, self.repeat, self.time = planned.doc, planned.cluster, planned.repeat, planned.time
         self.prev_end, self.end, self.units = planned.prev_end, planned.end, planned.units
-        self.start = self.end - self.units
 
     def run(self):
-        short = self.start - self.prev_end < self.track.count
-        if not short.any():  # the block as planned (its last uses are noted already)
+        # how far each sample is outside the gap (its start less its document's use before, less the gap)
+        margin = self.end - self.units if self.track.lengths is not None else self.end - 1
+        margin -= self.prev_end
+        margin -= self.track.count
+        close = np.flatnonzero(margin < _CLOSE)
+        short = close[margin[close] < 0]
+        if not len(short):  # the block as planned (its last uses are noted already)
             if len(self.end):
                 self.track.position = int(self.end[-1])
             nothing: np.ndarray = np.zeros(0, np.int64)
-            return (self.doc, self.cluster, self.repeat, self.prev_end), None, nothing, nothing
-        self.prev_index, self.slot = self.planned.previous_index(), self.planned.slot
-        hot = self._hot(short)
-        in_hot = hot[self.cluster]
-        self.track.restore(self.slot, self.prev_end, self.prev_index, in_hot)  # the hot clusters' uses are redone
-        decided = _HotClusters(self, hot).resolve()
-        return self._commit(in_hot, decided)
+            return (self.doc, self.cluster, self.repeat), None, nothing, nothing
+        hot = self._hot(short, margin, close)
+        hot_samples = self.planned.samples_of(hot)
+        self._restore(hot_samples)  # the hot clusters' uses are redone
+        decided = _HotClusters(self, hot, hot_samples).resolve()
+        return self._commit(hot_samples, decided)
 
-    def _hot(self, short: np.ndarray) -> np.ndarray:
+    def _hot(self, short: np.ndarray, margin: np.ndarray, close: np.ndarray) -> np.ndarray:
         """Clusters with a rejection, closed under "a sample that the possible rejections before it could move
         into the gap". A cluster's samples before its first such event are kept for certain (nothing before
         them can move them into the gap, and their documents follow from its draws alone), so only its
         samples from that event on count as possible rejections."""
         first_event = np.full(self.stream.weights.shape[0], self.n_draws, np.int64)
         np.minimum.at(first_event, self.cluster[short], self.time[short])
-        margin = self.start - self.prev_end - self.track.count
+        bound = _CLOSE
         while True:
-            maybe_gone = self.time >= first_event[self.cluster]
-            gone_units = np.where(maybe_gone, self.units, 0)
-            through = np.cumsum(gone_units)
-            candidates = np.flatnonzero(~maybe_gone & (margin < through[-1]))
-            prev = self.prev_index[candidates]
-            between = (through[candidates] - gone_units[candidates]
-                       - np.where(prev >= 0, through[np.maximum(prev, 0)], 0))
+            hot = first_event < self.n_draws
+            gone = self.planned.samples_of(hot)  # the samples that may be rejected, in time order
+            gone = np.sort(gone[self.time[gone] >= first_event[self.cluster[gone]]])
+            gone_through = np.r_[0, np.cumsum(self.units[gone])]
+            total = int(gone_through[-1])
+            if total > bound:  # ``close``: the samples less than ``bound`` outside the gap (a superset of those
+                bound = 2 * total  # less than ``total``), rarely recomputed
+                close = np.flatnonzero(margin < bound)
+            candidates = close[margin[close] < total]
+            candidates = candidates[self.time[candidates] < first_event[self.cluster[candidates]]]
+            prev = self.planned.previous_index(candidates)
+            # the units that may go between the use before and the sample
+            between = (gone_through[np.searchsorted(gone, candidates, side="right")]
+                       - gone_through[np.searchsorted(gone, prev, side="right")])
             near = candidates[margin[candidates] < between]
             if not len(near):
-                return first_event < self.n_draws
+                return hot
             np.minimum.at(first_event, self.cluster[near], self.time[near])
 
-    def _commit(self, in_hot: np.ndarray, decided: _HotDecisions):
-        """Keep the cold samples (moved) and the hot clusters' accepted draws; hand the rest back."""
-        cold = ~in_hot
+    def _restore(self, hot_samples: np.ndarray) -> None:
+        """The hot clusters' documents' last uses go back to where they were before the block."""
+        first = hot_samples[self.planned.previous_index(hot_samples) < 0]  # each document's first use here
+        self.track.last_end[self.slot_of(self.doc[first])] = self.prev_end[first]
+
+    def slot_of(self, doc: np.ndarray) -> np.ndarray:
+        return self.stream.state.slot_of(doc)
+
+    def _commit(self, hot_samples: np.ndarray, decided: _HotDecisions):
+        """Keep the cold samples (moved) and the hot clusters' accepted draws; hand the rest back.
+
+        The cold samples' last uses in ``last_end`` stay as planned except near the end of the block: a use
+        that ends ``count`` units or more before the block's end, as planned and as kept, lets every later
+        sample through either way (where the order is cut inside the block, :meth:`_ClusterPlan._rewind_gap`
+        redoes them)."""
+        track = self.track
         # a hot cluster keeps as many of its planned samples (the first ones) as it has accepted draws
-        rank = _rank_in_cluster(self.cluster, in_hot)
-        undo = in_hot & (rank >= decided.accepted_per_cluster[self.cluster])
+        hot_cluster = self.cluster[hot_samples]
+        first = np.r_[True, hot_cluster[1:] != hot_cluster[:-1]] if len(hot_cluster) else np.zeros(0, bool)
+        rank = np.arange(len(hot_cluster)) - np.maximum.accumulate(np.where(first, np.arange(len(first)), 0))
+        undo = np.sort(hot_samples[rank >= decided.accepted_per_cluster[hot_cluster]])
         self.stream.state.rollback(self.doc[undo], self.cluster[undo], self.repeat[undo])
-        # merge the cold samples and the hot ones by draw time
-        cold_index = np.flatnonzero(cold)
-        cold_time = self.time[cold_index]
-        cold_at = np.arange(len(cold_index)) + np.searchsorted(decided.time, cold_time)
-        hot_at = np.arange(len(decided.time)) + np.searchsorted(cold_time, decided.time)
-        n = len(cold_index) + len(decided.time)
-        doc, cluster, repeat, slot = (np.empty(n, a.dtype) for a in (self.doc, self.cluster, self.repeat, self.slot))
-        for column, planned, hot_value in zip((doc, cluster, repeat, slot),
-                                              (self.doc, self.cluster, self.repeat, self.slot),
-                                              (decided.doc, decided.cluster, decided.repeat, decided.slot)):
-            column[cold_at] = planned[cold_index]
-            column[hot_at] = hot_value
-        # previous uses here: a cold sample's is a cold sample kept before it; a hot one's, among the hot ones
-        prev_index: np.ndarray = np.full(n, -1, np.int64)
-        new_index: np.ndarray = np.full(len(self.doc), -1, np.int64)
-        new_index[cold_index] = cold_at
-        cold_prev = self.prev_index[cold_index]
-        has = cold_prev >= 0
-        prev_index[cold_at[has]] = new_index[cold_prev[has]]
-        prev_index[hot_at] = _previous_same(decided.doc, hot_at)
-        last_time = max(int(cold_time[-1]) if len(cold_time) else -1, int(decided.time[-1]) if len(decided.time) else -1)
-        units = self.track.units(doc)
-        end = self.track.position + np.cumsum(units)
-        prev_end: np.ndarray = np.empty(len(doc), np.int64)
-        prev_end[cold_at] = self.prev_end[cold_index]  # a use before the block stays where it was
-        prev_end[hot_at] = self.track.last_end[slot[hot_at]]  # restored above
-        inside = prev_index >= 0
-        prev_end[inside] = end[prev_index[inside]]
-        self.track.note_last_uses(slot, end, prev_index)
-        if len(end):
-            self.track.position = int(end[-1])
+        hot_sorted = np.sort(hot_samples)
+        # the final order: the cold samples and the accepted draws, by draw time
+        m = len(self.doc)
+        at: np.ndarray = np.asarray(np.searchsorted(self.time, decided.time))  # planned samples drawn before them
+        cold_before = at - np.searchsorted(hot_sorted, at)
+        index = cold_before + np.arange(len(at))  # of each accepted draw in the final order
+        at_sample = np.minimum(at, m - 1)
+        present = (at < m) & (self.time[at_sample] == decided.time)  # a draw the plan had a sample for
+        keep: np.ndarray = np.ones(m, bool)
+        keep[hot_samples] = False
+        keep[at[present]] = True
+        columns = []
+        for planned, value in ((self.doc, decided.doc), (self.cluster, decided.cluster),
+                               (self.repeat, decided.repeat)):
+            planned[at[present]] = value[present]  # (the plan's columns are not used after this)
+            column = planned[keep]
+            if not present.all():  # accepted draws the clip had rejected as planned
+                column = np.insert(column, index[~present] - np.arange(int((~present).sum())), value[~present])
+            columns.append(column)
+        doc = columns[0]
+        n = len(doc)
+        decided_units = track.units(decided.doc)
+        hot_units = self.units[hot_sorted]
+        planned_units = int(self.end[-1]) - track.position if m else 0
+        end_position = track.position + planned_units - int(hot_units.sum()) + int(decided_units.sum())
+        # the accepted draws' last uses, then every last use near the end of the block, where they end as kept
+        cold_units_before = (np.where(at > 0, self.end[np.maximum(at - 1, 0)], track.position) - track.position
+                             - np.r_[0, np.cumsum(hot_units)][np.searchsorted(hot_sorted, at)])
+        decided_end = track.position + cold_units_before + np.cumsum(decided_units)
+        last = np.unique(decided.slot[::-1], return_index=True)[1]
+        track.last_end[decided.slot[::-1][last]] = decided_end[::-1][last]
+        tail = n - self._window(doc, end_position)
+        planned_tail = int(np.searchsorted(self.end, end_position - track.count, side="right"))
+        self._note_last_uses(doc[max(0, min(tail, planned_tail - len(hot_samples))):], end_position)
+        track.position = end_position
+        last_time = -1
+        if n:
+            kept_planned = np.flatnonzero(keep[max(0, m - len(hot_samples) - 1):])
+            last_time = max(int(self.time[max(0, m - len(hot_samples) - 1) + kept_planned[-1]])
+                            if len(kept_planned) else -1, int(decided.time[-1]) if len(decided.time) else -1)
         after = decided.rejected_time > last_time  # rejected at the position it ends at
         order = np.argsort(decided.rejected_time[after], kind="stable")
-        return ((doc, cluster, repeat, prev_end), None, decided.rejected_time[after][order],
+        return ((doc, columns[1], columns[2]), None, decided.rejected_time[after][order],
                 decided.rejected_cluster[after][order].astype(np.int64))
+
+    def _window(self, doc: np.ndarray, end_position: int) -> int:
+        """How many of the last samples ``doc`` end less than ``count`` units before ``end_position``."""
+        track = self.track
+        if track.lengths is None:
+            return min(len(doc), track.count)
+        n = min(len(doc), track.count)
+        while n < len(doc) and _window_length(track.lengths[doc[len(doc) - n:]], track.count) == n:
+            n = min(len(doc), 2 * n)
+        return _window_length(track.lengths[doc[len(doc) - n:]], track.count)
+
+    def _note_last_uses(self, doc: np.ndarray, end_position: int) -> None:
+        """The last samples of the order (``doc``, ending at ``end_position``): each document's last use here."""
+        if not len(doc):
+            return
+        units = self.track.units(doc)
+        end = end_position - np.r_[np.cumsum(units[::-1])[::-1][1:], 0]
+        slot = self.slot_of(doc)
+        last = np.unique(slot[::-1], return_index=True)[1]
+        self.track.last_end[slot[::-1][last]] = end[::-1][last]
 
 
 @dataclass
@@ -1392,6 +1474,8 @@ class _HotDecisions:
 
 #: passes of the hot clusters' fixpoint before the draws it has not settled are decided one at a time
 _GAP_PASSES = 6
+#: a sample this close to the gap (in its units) or closer is looked at when the samples before it may move
+_CLOSE = 1 << 12
 #: at most this many hot draws are decided one at a time straight away
 _GAP_FEW = 512
 
@@ -1399,7 +1483,7 @@ _GAP_FEW = 512
 class _HotClusters:
     """The exact decisions of the hot clusters' draws in a :class:`_GapRound` (see there)."""
 
-    def __init__(self, gap_round: _GapRound, hot: np.ndarray):
+    def __init__(self, gap_round: _GapRound, hot: np.ndarray, planned: np.ndarray):
         r = gap_round
         self.round = r
         cluster, time, starts, group = r.stream._runs  # every draw, by (cluster, time)
@@ -1412,20 +1496,19 @@ class _HotClusters:
         self.by_time = np.argsort(self.time, kind="stable")
         self.time_rank: np.ndarray = np.empty(len(self.time), np.int64)
         self.time_rank[self.by_time] = np.arange(len(self.time))
-        # each hot cluster's planned samples in order: what its accepted draws emit, one after the other
-        in_hot = hot[r.cluster]
-        planned = np.flatnonzero(in_hot)
-        planned = planned[np.argsort(r.cluster[planned], kind="stable")]
+        # each hot cluster's planned samples in order (``planned``): what its accepted draws emit, one after the other
         self.seq_doc = r.doc[planned]
-        self.seq_slot = r.slot[planned]
+        self.seq_slot = r.slot_of(self.seq_doc)
         self.seq_repeat = r.repeat[planned]
         k = hot.shape[0]
         self.n_planned = np.bincount(r.cluster[planned], minlength=k)
         self.seq_start = np.cumsum(self.n_planned) - self.n_planned
-        # units of the cold samples before each draw
-        cold_time = r.time[~in_hot]
-        cold_through = np.r_[0, np.cumsum(r.units[~in_hot])]
-        self.base = r.track.position + cold_through[np.searchsorted(cold_time, self.time)]
+        # units of the cold samples before each draw: of all planned samples drawn before it, less the hot ones'
+        at = np.searchsorted(r.time, self.time)
+        hot_sorted = np.sort(planned)
+        hot_through = np.r_[0, np.cumsum(r.units[hot_sorted])]
+        self.base = np.where(at > 0, r.end[np.maximum(at - 1, 0)], r.track.position) - hot_through[
+            np.searchsorted(hot_sorted, at)]
         self.k = k
 
     def resolve(self) -> _HotDecisions:
@@ -1527,15 +1610,11 @@ class _HotClusters:
                              self.cluster[gap_rejected])
 
 
-def _previous_same(doc: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """For samples ``index`` (ascending) of documents ``doc``: the index of the sample before with the same
-    document among them, or -1."""
-    out: np.ndarray = np.full(len(doc), -1, np.int64)
-    if len(doc) > 1:
-        order = np.lexsort((index, doc))
-        same = np.flatnonzero(doc[order][1:] == doc[order][:-1])
-        out[order[same + 1]] = index[order[same]]
-    return out
+def _window_length(units: np.ndarray, count: int) -> int:
+    """How many of the last samples (``units``, time order) end less than ``count`` units before the end of the
+    last one."""
+    ends_before = np.r_[0, np.cumsum(units[::-1])[:-1]]
+    return int(np.searchsorted(ends_before, count, side="left"))
 
 
 def _exclusive_run_cumsum(flags: np.ndarray, run_start: np.ndarray) -> np.ndarray:
