@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -38,17 +39,41 @@ COLUMNS = (("balanced", "cluster-balanced"), ("rare_half", "rare half"), ("commo
            ("overall", "overall"))
 
 
-def run_target(folder: Path, makefile: Path, target: str) -> dict:
-    """``make -f MAKEFILE TARGET`` in ``folder``: wall seconds, load before and after."""
-    env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1"}
-    before = os.getloadavg()[0]
+def run_target(folder: Path, makefile: Path, target: str, env: dict[str, str]) -> dict:
+    """``make -f MAKEFILE TARGET`` in ``folder``: wall seconds, load before and after, and the CPU seconds of all
+    its processes (on a busy machine, ``cpu_seconds / cores`` is what it takes with the cores to itself)."""
+    before, cpu = os.getloadavg()[0], cpu_seconds()
     started = time.perf_counter()
     r = subprocess.run(["make", "-f", str(makefile), "--no-print-directory", target], cwd=folder, env=env,
                        capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - started
     if r.returncode != 0:
         sys.exit(f"make {target} failed in {folder}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-    return {"seconds": seconds, "load_before": before, "load_after": os.getloadavg()[0], "output": r.stdout}
+    return {"seconds": seconds, "load_before": before, "load_after": os.getloadavg()[0],
+            "cpu_seconds": cpu_seconds() - cpu, "cores": len(os.sched_getaffinity(0))}
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of the finished child processes (and theirs) of this process."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def fresh_clone(source: Path, folder: Path, env: dict[str, str]) -> tuple[Path, dict]:
+    """Clone ``source`` at its HEAD into ``folder/clusterclip``, then, as a new user would, ``make demo`` (which
+    creates the clone's ``.venv``, timed apart) from ``folder``: (the clone's Makefile, the setup's times)."""
+    checkout = folder / "clusterclip"
+    commit = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    if not (checkout / ".git").exists():  # (--keep DIR: a rerun reuses its clone, at the commit asked for)
+        subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(source), str(checkout)], check=True)
+    subprocess.run(["git", "-C", str(checkout), "fetch", "--quiet", str(source), commit], check=True)
+    subprocess.run(["git", "-C", str(checkout), "checkout", "--quiet", commit], check=True)
+    makefile = checkout / "Makefile"
+    setup = {"commit": commit[:12],
+             "venv": run_target(folder, makefile, str(checkout / ".venv" / ".installed"), env),
+             "demo": run_target(folder, makefile, "demo", env)}
+    return makefile, setup
 
 
 def read_figures(folder: Path, target: str) -> dict:
@@ -67,6 +92,25 @@ def read_figures(folder: Path, target: str) -> dict:
     return {"search_runs": len(search.statistics["runs"]), "search_tokens": search.statistics["train_tokens"],
             "fit": {k: fit[k] for k in ("model", "target", "leave_one_out")},
             "proposal": side["proposal"] | {"constraints": side["constraints"]}, "check": check.statistics}
+
+
+def setup_note(when: dict) -> str:
+    """Where a target ran: in a fresh clone after its ``make demo`` (the times of both), else nothing."""
+    setup = when.get("fresh_clone")
+    if not setup:
+        return ""
+    demo, venv = setup["demo"], setup["venv"]
+    return (f" in a fresh clone of {setup['commit']}, after its `make demo` ({demo['seconds']:.0f} s, load "
+            f"{demo['load_before']:.1f} -> {demo['load_after']:.1f}) and the creation of its `.venv` "
+            f"({venv['seconds']:.0f} s)")
+
+
+def cpu_note(t: dict) -> str:
+    """The CPU time of a target and what it makes on free cores (when measured)."""
+    if "cpu_seconds" not in t:
+        return ""
+    return (f", {t['cpu_seconds'] / 60:.1f} CPU-minutes: {t['cpu_seconds'] / t['cores'] / 60:.1f} min on "
+            f"{t['cores']} free cores")
 
 
 def cell(c: dict, key: str) -> str:
@@ -89,8 +133,8 @@ def ablation_block(f: dict) -> str:
         f"rare half / common half: the cluster-balanced loss over the {st['clusters'] // 2} clusters with the fewest "
         f"/ most documents. Each run trained at {rates[len(rates) // 2]:,.0f} tokens/s (median of {len(rates)}; "
         f"{threads} thread{'s' if threads > 1 else ''} each, runs side by side). "
-        f"`make ablation` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
-        f"{t['load_after']:.1f}; measured by `python scripts/proxy_figures.py{when['flags']}` on {when['machine']}, "
+        f"`make ablation` took {t['seconds'] / 60:.1f} min{setup_note(when)} (load {t['load_before']:.1f} -> "
+        f"{t['load_after']:.1f}{cpu_note(t)}; measured by `python scripts/proxy_figures.py{when['flags']}` on {when['machine']}, "
         f"{when['date']}).")
 
 
@@ -139,8 +183,8 @@ def search_block(f: dict) -> str:
             f"leave-one-out: {fits}; chosen: {f['fit']['model']}. Proposed (KL {p['kl_to_natural']:.2f} to the "
             f"natural mixture, limit {p['constraints']['max_kl']:g}): predicted {f['fit']['target']} loss "
             f"{p['predicted_loss']:.3f} against {p['natural_predicted_loss']:.3f} for the natural mixture; {measured}. "
-            f"`make mixture-search` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
-            f"{t['load_after']:.1f}; `python scripts/proxy_figures.py{when['flags']}`, {when['machine']}, "
+            f"`make mixture-search` took {t['seconds'] / 60:.1f} min{setup_note(when)} (load {t['load_before']:.1f} -> "
+            f"{t['load_after']:.1f}{cpu_note(t)}; `python scripts/proxy_figures.py{when['flags']}`, {when['machine']}, "
             f"{when['date']}).")
 
 
@@ -157,23 +201,25 @@ def machine() -> str:
     return f"{cpu_model()}, {len(os.sched_getaffinity(0))} cores"
 
 
-def measure(targets: list[str], fresh_clone: bool, keep: Path | None) -> dict:
-    """Run the targets (in order) and read their figures; each with its wall time, load, machine and date."""
-    flags = (" --fresh-clone" if fresh_clone else "") + ("" if targets == list(TARGETS) else
-                                                         f" --targets {','.join(targets)}")
+def measure(targets: list[str], clone_from: Path | None, keep: Path | None) -> dict:
+    """Run the targets (in order) and read their figures; each with its wall time, load, machine and date.
+    ``clone_from``: run them in a fresh clone of that checkout's HEAD, after its ``make demo``."""
+    flags = (f" --fresh-clone{'' if clone_from == ROOT else f' --clone-from {clone_from}'}" if clone_from else "") + (
+        "" if targets == list(TARGETS) else f" --targets {','.join(targets)}")
     out: dict = {"times": {}, "when": {}}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(prefix="clusterclip-proxy-") as tmp:
         folder = keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        makefile = ROOT / "Makefile"
-        if fresh_clone:
-            subprocess.run(["git", "clone", "--quiet", str(ROOT), str(folder / "clusterclip")], check=True)
-            makefile = folder / "clusterclip" / "Makefile"
+        # a new user's token cache (an earlier run's would serve its tokens) and no progress bars in the logs
+        env = {**os.environ, "CLUSTERCLIP_NO_PROGRESS": "1", "CLUSTERCLIP_CACHE": str(folder / ".clusterclip-cache")}
+        env.pop("PYTHONPATH", None)  # the clone's own package, installed in its .venv
+        makefile, setup = ROOT / "Makefile", None
+        if clone_from:
+            makefile, setup = fresh_clone(clone_from, folder, env)
         for target in targets:
-            times = run_target(folder, makefile, TARGETS[target])
-            times.pop("output")
-            out["times"][target] = times
-            out["when"][target] = {"machine": machine(), "date": datetime.date.today().isoformat(), "flags": flags}
+            out["times"][target] = run_target(folder, makefile, TARGETS[target], env)
+            out["when"][target] = {"machine": machine(), "date": datetime.date.today().isoformat(), "flags": flags,
+                                   "fresh_clone": setup}
             out.update(read_figures(folder, target))
     return out
 
@@ -192,7 +238,9 @@ def blocks_of(figures: dict) -> dict[str, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--fresh-clone", action="store_true", help="clone HEAD and run the targets there")
+    ap.add_argument("--fresh-clone", action="store_true",
+                    help="clone HEAD, run make demo there (its .venv included), then the targets")
+    ap.add_argument("--clone-from", type=Path, default=ROOT, help="the checkout --fresh-clone clones [default: this one]")
     ap.add_argument("--keep", type=Path, help="run in this folder and keep it")
     ap.add_argument("--targets", default=",".join(TARGETS), help="which figures to measure: ablation,search")
     ap.add_argument("--write-readme", action="store_true")
@@ -202,8 +250,8 @@ def main() -> None:
     targets = [t for t in args.targets.split(",") if t]
     if unknown := set(targets) - set(TARGETS):
         sys.exit(f"--targets: {', '.join(sorted(unknown))} unknown; choose among {', '.join(TARGETS)}")
-    figures = json.loads(args.from_json.read_text()) if args.from_json else measure(targets, args.fresh_clone,
-                                                                                     args.keep)
+    figures = json.loads(args.from_json.read_text()) if args.from_json else measure(
+        targets, args.clone_from.resolve() if args.fresh_clone else None, args.keep)
     if args.json:
         figures = merge(json.loads(args.json.read_text()) if args.json.exists() else {}, figures)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
