@@ -163,7 +163,7 @@ def document_of(sd: ScheduleDir, doc_id: int) -> dict | None:
     from .artifacts.manifest import unchanged_upstream
     from .embed.directory import EmbedDir
 
-    path = unchanged_upstream((sd.manifest.get("inputs") or {}).get("embed") or {})
+    path = unchanged_upstream(sd.info.upstream("embed"))
     return EmbedDir(path).document(doc_id) if path is not None else None
 
 

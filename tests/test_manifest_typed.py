@@ -4,6 +4,11 @@ Properties: every manifest the driver can build is the JSON of a :class:`Manifes
 ``check_manifest`` and reads back to the same object and the same bytes, whatever its settings,
 statistics, accounting and step-specific keys; real outputs (embed, cluster) read back byte for
 byte; a manifest of a layout this version does not read is refused in one line.
+
+Each step's statistics are data too (``EmbedStats``, ``ClusterStats``, ``ScheduleStats``, ``ProxyStats``):
+whatever keys a manifest holds, the dataclass reads them and writes back the very same dict (so the
+manifest bytes do not change), and a manifest in the shape an earlier clusterclip wrote (0.2.0) reads
+with the keys added since as None.
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ from hypothesis import strategies as st
 
 from clusterclip.artifacts import build_manifest
 from clusterclip.artifacts.files import dumps_json
-from clusterclip.artifacts.manifest import READABLE_VERSIONS, Manifest, check_manifest
-from clusterclip.cluster.directory import ClusterDir
-from clusterclip.embed.directory import EmbedDir
-from clusterclip.errors import ClusterClipError
+from clusterclip.artifacts.manifest import READABLE_VERSIONS, Manifest, Stats, check_manifest
+from clusterclip.cluster.directory import ClusterDir, ClusterStats
+from clusterclip.embed.directory import EmbedDir, EmbedStats
+from clusterclip.errors import ClusterClipError, IntegrityError
+from clusterclip.proxy.runfiles import ProxyStats
+from clusterclip.schedule.directory import ScheduleDir, ScheduleStats
+
+from helpers import REPO
 
 _names = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12)
 _scalars = st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.floats(allow_nan=False, allow_infinity=False) \
@@ -63,6 +72,7 @@ def test_real_outputs_read_back_byte_for_byte(embedded, clustered):
         on_disk = (owner.path / "manifest.json").read_text("utf-8")
         assert dumps_json(owner.info.to_json()) == on_disk
         assert owner.info.step == owner.step and owner.info.manifest_version in READABLE_VERSIONS
+        assert owner.stats.to_json() == owner.statistics  # the step's statistics, as written
     assert cl.info.upstream("embed") == emb.record()
     assert emb.info.counted("documents") == emb.n_docs
 
@@ -74,3 +84,82 @@ def test_a_layout_this_version_does_not_read_is_refused_in_one_line(version):
     with pytest.raises(ClusterClipError) as e:
         check_manifest(built, Path("m.json"), "embed")
     assert "\n" not in str(e.value) and "manifest_version" in str(e.value)
+
+
+STATS = (EmbedStats, ClusterStats, ScheduleStats, ProxyStats)
+
+
+def _fields(cls: type[Stats]) -> tuple[list[str], list[str]]:
+    """(keys every manifest has, keys that may be absent) of a statistics class."""
+    import dataclasses
+
+    named = [f for f in dataclasses.fields(cls) if f.name not in ("other", "present")]
+    required = [f.name for f in named if f.default is dataclasses.MISSING]
+    return required, [f.name for f in named if f.default is not dataclasses.MISSING]
+
+
+@st.composite
+def _statistics(draw, cls: type[Stats]) -> dict:
+    """A statistics dict as some clusterclip may have written it: every required key, any subset of the optional
+    ones (any value, null included), and keys the class does not name."""
+    required, optional = _fields(cls)
+    data = {k: draw(_json) for k in required}
+    data.update({k: draw(_json) for k in optional if draw(st.booleans())})
+    data.update(draw(st.dictionaries(_names.filter(lambda k: k not in required + optional), _json, max_size=3)))
+    return data
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), cls=st.sampled_from(STATS))
+def test_statistics_read_as_data_write_back_the_same_dict(data, cls):
+    stats = data.draw(_statistics(cls))
+    typed = cls.from_json(stats)
+    assert typed.to_json() == stats  # the same manifest bytes (the canonical JSON sorts the keys)
+    required, optional = _fields(cls)
+    assert all(getattr(typed, k) == stats[k] for k in required)
+    assert all(getattr(typed, k) == stats.get(k) for k in optional)  # absent: None
+    assert cls.from_json(typed.to_json()) == typed
+    for k in required:  # a key every version has, missing: one line naming it (from the owner)
+        with pytest.raises(KeyError, match=k):
+            cls.from_json({key: v for key, v in stats.items() if key != k})
+
+
+def test_a_step_writes_its_written_fields_every_time_and_the_others_when_set():
+    bare = ClusterStats(n_docs=3, k=2).to_json()
+    assert bare["train_objective"] is None and bare["sizes"] is None  # written every time, null included
+    assert "level2" not in bare and "assign_only" not in bare  # only with --levels 2 / --assign-only
+    assert ClusterStats(n_docs=3, k=2, level2={"k": 1}).to_json()["level2"] == {"k": 1}
+    assert "merged_partitions" not in EmbedStats(n_docs=1, dim=2).to_json()
+
+
+def test_outputs_of_clusterclip_0_2_0_read_as_typed_statistics():
+    """The outputs an earlier clusterclip wrote (tests/data/upgrade-0.2.0: its statistics lack the keys added
+    since): the owners read them, those keys are None, and the report reads their schedule."""
+    from clusterclip.report import inputs
+
+    fixture = REPO / "tests" / "data" / "upgrade-0.2.0"
+    emb, cl, sched = EmbedDir(fixture / "emb"), ClusterDir(fixture / "cl"), ScheduleDir(fixture / "sched")
+    for owner in (emb, cl, sched):
+        assert owner.info.version == "0.2.0" and owner.stats.to_json() == owner.statistics
+    assert emb.stats.n_docs == emb.n_docs > 0 and emb.stats.merged_partitions is None and emb.lineage == []
+    assert cl.stats.k == cl.k and cl.stats.level2 is None and cl.stats.assign_only is None
+    assert sched.stats.samples == sched.n_samples and sched.stats.tokens is None and sched.stats.budget is None
+    info = inputs.read_schedule(sched.path, inputs.read_clusters(cl.path))
+    assert info.samples == sched.n_samples and not info.has_tokens and info.cluster_token_budget is None
+    assert sum(info.cluster_samples) == info.samples
+
+
+def test_a_manifest_whose_statistics_lack_a_key_is_refused_in_one_line(embedded, tmp_path):
+    import shutil
+
+    from clusterclip.artifacts.manifest import _checksum
+
+    copy = tmp_path / "emb"
+    shutil.copytree(embedded, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["statistics"]["dim"]
+    manifest["checksum"] = _checksum(manifest)
+    (copy / "manifest.json").write_text(dumps_json(manifest))
+    with pytest.raises(IntegrityError) as e:
+        EmbedDir(copy)
+    assert "\n" not in str(e.value) and "'dim'" in str(e.value) and "rerun `clusterclip embed`" in str(e.value)

@@ -8,11 +8,12 @@ and sha256; every consumer checks them (sizes always, digests of what it reads i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 from .. import __version__
 from ..errors import InputError, IntegrityError
@@ -92,6 +93,74 @@ class Manifest:
     def counted(self, key: str, default: int = 0) -> int:
         """``accounting[key]`` (``default`` when the step keeps no such tally)."""
         return int((self.accounting or {}).get(key, default))
+
+
+T = TypeVar("T", bound="Stats")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """A step's ``statistics`` as data: the base of ``EmbedStats``, ``ClusterStats``, ``ScheduleStats`` (each
+    beside its directory's owner, which reads it; its step writes it: :class:`~clusterclip.steps.Outcome`).
+
+    Versions. A field without a default is a key every manifest this version reads has (the owner refuses one
+    without it, in one line). A field with a default (None) may be absent: a key a later clusterclip added (the
+    outputs of 0.2.0, ``tests/data/upgrade-0.2.0``, read with it None) or one written only in some
+    configurations; :func:`written` marks those the step writes every time (null included). Reading keeps
+    which keys were there (``present``) and, in ``other``, the keys no field names, so :meth:`to_json` gives
+    back the very dict :meth:`from_json` read (the same manifest bytes); a step's own instance writes its
+    required and :func:`written` fields, and the others when not None.
+    """
+
+    other: dict = field(default_factory=dict, kw_only=True)  #: the keys no field names, as they are
+    #: the optional keys the JSON read held (None: made by a step, not read)
+    present: frozenset | None = field(default=None, kw_only=True, compare=False, repr=False)
+
+    @classmethod
+    def from_json(cls: type[T], data: dict) -> T:
+        """The statistics of a checked manifest; :class:`KeyError` naming a key every version has, when missing."""
+        named = {f.name: f for f in _own_fields(cls)}
+        missing = [n for n, f in named.items() if _required(f) and n not in data]
+        if missing:
+            raise KeyError(missing[0])
+        return cls(**{n: data[n] for n in named if n in data},
+                   other={k: v for k, v in data.items() if k not in named},
+                   present=frozenset(n for n, f in named.items() if not _required(f) and n in data))
+
+    def to_json(self) -> dict:
+        """The JSON object (key order aside, which the canonical JSON sorts)."""
+        data = dict(self.other)
+        for f in _own_fields(type(self)):
+            value = getattr(self, f.name)
+            if value is not None or _required(f) or self._writes_null(f):
+                data[f.name] = value
+        return data
+
+    def _writes_null(self, f: dataclasses.Field) -> bool:
+        """Read: the key was there; made by a step: a :func:`written` field."""
+        return f.name in self.present if self.present is not None else bool(f.metadata.get("written"))
+
+
+def written() -> Any:
+    """An optional statistics field the step writes every time, null included (older outputs may lack it)."""
+    return field(default=None, metadata={"written": True})
+
+
+def _own_fields(cls: type) -> list[dataclasses.Field]:
+    return [f for f in dataclasses.fields(cls) if f.name not in ("other", "present")]
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def read_stats(cls: type[T], manifest: dict, mp: Path) -> T:
+    """``cls.from_json`` of a checked manifest's ``statistics``, or one line naming the key it lacks."""
+    try:
+        return cls.from_json(manifest["statistics"])
+    except KeyError as e:
+        raise IntegrityError(f"{mp}: its statistics lack {e.args[0]!r}; the directory is damaged or was not written "
+                             f"by clusterclip: rerun `clusterclip {manifest.get('step')}`") from None
 
 
 def build_manifest(step: str, settings: dict, inputs: dict, outputs: list[dict], statistics: dict,

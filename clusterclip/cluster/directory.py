@@ -15,6 +15,7 @@ Clusters left without documents are kept (size 0), so cluster ids are the rows o
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -23,7 +24,7 @@ import numpy as np
 from ..artifacts import file_record, save_npy_atomic, write_parquet_atomic
 from ..artifacts.directory import ArtifactDir
 from ..artifacts.journal import Journal, files_intact
-from ..artifacts.manifest import changed_upstream
+from ..artifacts.manifest import MANIFEST, Stats, changed_upstream, read_stats, written
 from ..embed.directory import after_incremental
 from ..errors import IntegrityError, MismatchError
 
@@ -34,6 +35,31 @@ CLUSTERS = "clusters.parquet"
 CENTROIDS_L2 = "centroids-level2.npy"
 
 
+@dataclass(frozen=True)
+class ClusterStats(Stats):
+    """A cluster manifest's ``statistics``: written by the cluster step, read through :attr:`ClusterDir.stats`
+    (see :class:`~clusterclip.artifacts.manifest.Stats` for the versions)."""
+
+    n_docs: int
+    k: int
+    dim: int | None = written()
+    mean_similarity: float | None = written()  #: mean cosine of every document to its centroid
+    objective: float | None = written()  #: the sum of those cosines
+    train_points: int | None = written()  #: documents k-means trained on
+    train_objective: float | None = written()  #: k-means' last objective on them (None: not trained)
+    init_points: int | None = written()
+    train_mean_similarity: float | None = written()
+    iterations: int | None = written()
+    empty_cluster_splits: int | None = written()
+    empty_clusters: int | None = written()
+    empty_cluster_ids: list[int] | None = written()
+    empty_clusters_policy: str | None = written()
+    sizes: dict | None = written()  #: size statistics (min, median, max, gini, ...)
+    threads: int | None = written()
+    level2: dict | None = None  #: ``--levels 2``: k, clusters_per_parent, docs_per_parent, mean_centroid_similarity
+    assign_only: dict | None = None  #: ``--assign-only``: where the centroids come from, how well they fit
+
+
 class ClusterDir(ArtifactDir):
     """A finished ``cluster`` directory, checked on opening (manifest, file sizes)."""
 
@@ -41,12 +67,14 @@ class ClusterDir(ArtifactDir):
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
         super().__init__(path, verify=verify)
-        self.k = int(self.statistics["k"])
-        self.n_docs = int(self.statistics["n_docs"])
+        self.stats = read_stats(ClusterStats, self.manifest, self.path / MANIFEST)
+        self.k = int(self.stats.k)
+        self.n_docs = int(self.stats.n_docs)
 
     @property
     def embed_record(self) -> dict:
-        return self.manifest["inputs"]["embed"]
+        """The record of the embed directory these clusters were computed from (path, manifest digest)."""
+        return self.info.upstream("embed")
 
     def check_belongs_to(self, emb) -> None:
         """Refuse an embed directory these clusters were not computed from."""

@@ -103,10 +103,9 @@ def new_documents(emb, old) -> tuple[np.ndarray | None, str]:
     recorded = old.embed_record
     if recorded.get("manifest_sha256") == emb.record()["manifest_sha256"]:
         return np.zeros(emb.n_docs, bool), "none (the same embed output)"
-    incremental = emb.manifest.get("incremental") or {}
-    lineage_digests = incremental.get("lineage") or []
-    if lineage_digests and lineage_digests[-1] == recorded.get("manifest_sha256"):
-        return _from_files(emb, set(incremental.get("embedded") or [])), "the files the incremental embed embedded"
+    lineage = emb.lineage
+    if lineage and lineage[-1] == recorded.get("manifest_sha256"):
+        return _from_files(emb, set(emb.incremental_files)), "the files the incremental embed embedded"
     try:
         from ..embed.directory import EmbedDir
 

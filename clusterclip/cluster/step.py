@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +28,7 @@ from .directory import (
     CENTROIDS,
     CENTROIDS_L2,
     ClusterDir,
+    ClusterStats,
     load_train_state,
     save_train_state,
     size_statistics,
@@ -148,7 +150,7 @@ class ClusterStep(Step[ClusterSettings]):
         names = write_outputs(run.build, centroids, labels, similarity, level2)
         statistics = _statistics(centroids, labels, similarity, train_info, self.train_points, threads, level2)
         if self.fixed is not None:
-            statistics["assign_only"] = {**self.fixed["source"], "fit": self._fit(similarity)}
+            statistics = replace(statistics, assign_only={**self.fixed["source"], "fit": self._fit(similarity)})
         accounting = {"documents": n, "assigned": int(len(labels)), "cluster_sizes_sum": int(np.bincount(labels).sum())}
         return Outcome(names, statistics, accounting=accounting, processed=n)
 
@@ -290,7 +292,7 @@ def _lineage(old: ClusterDir, emb: EmbedDir) -> str:
     digest = recorded.get("manifest_sha256")
     if digest == emb.record()["manifest_sha256"]:
         return "the same embed output"
-    if digest in ((emb.manifest.get("incremental") or {}).get("lineage") or []):
+    if digest in emb.lineage:
         return "an embed output this one was built from incrementally"
     path = Path(recorded.get("path", ""))
     try:
@@ -319,33 +321,31 @@ def _check_centroids(c: np.ndarray, path: Path, dim: int) -> None:
         raise IntegrityError(f"{path}: centroids are not finite unit vectors; rerun `clusterclip cluster` there")
 
 
-def _statistics(centroids, labels, similarity, train_info, train_points, threads, level2) -> dict:
+def _statistics(centroids, labels, similarity, train_info, train_points, threads, level2) -> ClusterStats:
     k, n = len(centroids), len(labels)
     sizes = np.bincount(labels, minlength=k).astype(np.int64)
     empty = np.nonzero(sizes == 0)[0]
     total = float(similarity.astype(np.float64).sum())
     objective = train_info.get("objective") or []
-    statistics = {
-        "n_docs": n,
-        "k": k,
-        "dim": int(centroids.shape[1]),
-        "mean_similarity": round(total / n, 6),
-        "objective": round(total, 4),
-        "train_points": int(train_points),
-        "train_objective": round(objective[-1], 4) if objective else None,
-        "init_points": train_info.get("init_points"),
-        "train_mean_similarity": round(objective[-1] / train_points, 6) if objective else None,
-        "iterations": len(objective),
-        "empty_cluster_splits": train_info.get("splits", 0),
-        "empty_clusters": int(len(empty)),
-        "empty_cluster_ids": [int(c) for c in empty],
-        "empty_clusters_policy": "kept with size 0 and null mean_similarity",
-        "sizes": size_statistics(sizes),
-        "threads": threads,
-    }
-    if level2 is not None:
-        statistics["level2"] = _level2_statistics(level2, sizes)
-    return statistics
+    return ClusterStats(
+        n_docs=n,
+        k=k,
+        dim=int(centroids.shape[1]),
+        mean_similarity=round(total / n, 6),
+        objective=round(total, 4),
+        train_points=int(train_points),
+        train_objective=round(objective[-1], 4) if objective else None,
+        init_points=train_info.get("init_points"),
+        train_mean_similarity=round(objective[-1] / train_points, 6) if objective else None,
+        iterations=len(objective),
+        empty_cluster_splits=train_info.get("splits", 0),
+        empty_clusters=int(len(empty)),
+        empty_cluster_ids=[int(c) for c in empty],
+        empty_clusters_policy="kept with size 0 and null mean_similarity",
+        sizes=size_statistics(sizes),
+        threads=threads,
+        level2=None if level2 is None else _level2_statistics(level2, sizes),
+    )
 
 
 def _level2_statistics(level2: dict, sizes: np.ndarray) -> dict:

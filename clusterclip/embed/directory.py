@@ -17,6 +17,7 @@ from the corpus after checking its content (:meth:`EmbedDir.texts`).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from ..artifacts.corpus import verify_files
 from ..artifacts.directory import ArtifactDir, open_parquet
+from ..artifacts.manifest import MANIFEST, Stats, read_stats, written
 from ..errors import InputError, IntegrityError, MismatchError
 from .store import EmbeddingStore
 
@@ -59,6 +61,22 @@ def after_incremental(emb: str | os.PathLike, cl: str | os.PathLike = "CL") -> s
             f"or `clusterclip cluster {emb} --out NEW_CL` clusters everything anew; then schedule with NEW_CL")
 
 
+@dataclass(frozen=True)
+class EmbedStats(Stats):
+    """An embed manifest's ``statistics`` (``embed``, ``merge``): written by those steps, read through
+    :attr:`EmbedDir.stats` (see :class:`~clusterclip.artifacts.manifest.Stats` for the versions)."""
+
+    n_docs: int  #: documents embedded (rows of docs.parquet)
+    dim: int
+    skipped_empty: int | None = written()  #: input rows without text (whitespace only)
+    tokens: int | None = written()  #: tokens the encoder read (after truncation)
+    truncated_docs: int | None = written()  #: documents cut at --max-length
+    input_rows: int | None = written()  #: rows read from the corpus (of this partition)
+    parts: int | None = written()  #: embedding part files
+    part_rows: list[int] | None = written()  #: rows of each part (None: not recorded; the parts' headers say)
+    merged_partitions: int | None = None  #: ``merge``: the partitions merged
+
+
 # --------------------------------------------------------------------------- reading a finished directory
 class EmbedDir(ArtifactDir):
     """A finished ``embed`` directory, checked on opening (manifest, file sizes, document count)."""
@@ -67,8 +85,9 @@ class EmbedDir(ArtifactDir):
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
         super().__init__(path, verify=verify)
-        self.n_docs = int(self.statistics["n_docs"])
-        self.dim = int(self.statistics["dim"])
+        self.stats = read_stats(EmbedStats, self.manifest, self.path / MANIFEST)
+        self.n_docs = int(self.stats.n_docs)
+        self.dim = int(self.stats.dim)
         self.parts = sorted(r["path"] for r in self.manifest["outputs"] if is_part_name(r["path"]))
         self._check_docs_rows()
         self._store: EmbeddingStore | None = None
@@ -115,12 +134,24 @@ class EmbedDir(ArtifactDir):
     def grew_from(self, manifest_sha256: str | None) -> bool:
         """Whether ``embed --incremental`` built this output from the one of that manifest digest (directly or
         through earlier incremental runs)."""
-        return manifest_sha256 in ((self.manifest.get("incremental") or {}).get("lineage") or [])
+        return manifest_sha256 in self.lineage
+
+    @property
+    def lineage(self) -> list[str]:
+        """The manifest digests of the outputs ``embed --incremental`` built this one from (oldest first; none when
+        it was embedded from scratch)."""
+        return list((self.info.extra.get("incremental") or {}).get("lineage") or [])
+
+    @property
+    def incremental_files(self) -> list[str]:
+        """The corpus files the ``embed --incremental`` run that made this output embedded (new or changed since
+        the output it grew from; none when it was embedded from scratch)."""
+        return list((self.info.extra.get("incremental") or {}).get("embedded") or [])
 
     # ------------------------------------------------------------------ embeddings
     def store(self) -> EmbeddingStore:
         if self._store is None:
-            rows = self.statistics.get("part_rows")
+            rows = self.stats.part_rows
             self._store = EmbeddingStore([self.path / p for p in self.parts], rows)
             if self._store.n != self.n_docs or (self._store.n and self._store.dim != self.dim):
                 raise IntegrityError(f"{self.path}: the embeddings hold {self._store.n} x {self._store.dim} values but "

@@ -23,7 +23,7 @@ from ..progress import bar as progress_bar
 from ..readers.base import EMPTY_ROWS_LISTED
 from ..settings import Settings
 from ..steps import Outcome, Plan, Run, Step, run_step
-from .directory import EmbedDir
+from .directory import EmbedDir, EmbedStats
 from .writer import EmbedWriter, common_id_type
 
 #: settings every partition of one job must share (the rest, e.g. device or batch size, may differ)
@@ -94,8 +94,8 @@ class MergeStep(Step[MergeSettings]):
         outputs, totals = writer.finish()
         statistics = _statistics(ordered, totals, docs.dim)
         file_index = {r["path"]: i for i, r in enumerate(self.parts[0].corpus_files)}
-        accounting = {"input_rows": statistics["input_rows"], "documents": statistics["n_docs"],
-                      "skipped": {"empty": statistics["skipped_empty"], "empty_rows": _empty_rows(ordered, file_index)},
+        accounting = {"input_rows": statistics.input_rows, "documents": statistics.n_docs,
+                      "skipped": {"empty": statistics.skipped_empty, "empty_rows": _empty_rows(ordered, file_index)},
                       "other_partitions": 0, "complete": True,
                       "limit": None, "partitions": [p.info.accounting for p in ordered]}
         return Outcome(outputs, statistics, accounting=accounting,
@@ -209,25 +209,24 @@ class _Documents:
         return block
 
 
-def _statistics(ordered: list[EmbedDir], totals: dict, dim: int) -> dict:
-    stats = [p.statistics for p in ordered]
-    return {
-        "n_docs": totals["n_docs"],
-        "dim": int(dim),
-        "skipped_empty": int(sum(s["skipped_empty"] for s in stats)),
-        "tokens": int(sum(s["tokens"] for s in stats)),
-        "truncated_docs": int(sum(s.get("truncated_docs", 0) for s in stats)),
-        "input_rows": int(stats[0]["input_rows"]),
-        "parts": totals["parts"],
-        "part_rows": totals["part_rows"],
-        "merged_partitions": len(ordered),
-    }
+def _statistics(ordered: list[EmbedDir], totals: dict, dim: int) -> EmbedStats:
+    stats = [p.stats for p in ordered]
+    return EmbedStats(
+        n_docs=totals["n_docs"],
+        dim=int(dim),
+        skipped_empty=int(sum(s.skipped_empty or 0 for s in stats)),
+        tokens=int(sum(s.tokens or 0 for s in stats)),
+        truncated_docs=int(sum(s.truncated_docs or 0 for s in stats)),
+        input_rows=int(stats[0].input_rows or 0),
+        parts=totals["parts"],
+        part_rows=totals["part_rows"],
+        merged_partitions=len(ordered),
+    )
 
 
 def _empty_rows(parts: list[EmbedDir], file_index: dict) -> list:
     """The first empty rows of all partitions together, in input order (each lists its own first ones)."""
-    rows = [tuple(r) for p in parts for r in ((p.manifest.get("accounting") or {}).get("skipped") or {})
-            .get("empty_rows", [])]
+    rows = [tuple(r) for p in parts for r in ((p.info.accounting or {}).get("skipped") or {}).get("empty_rows", [])]
     rows.sort(key=lambda r: (file_index.get(r[0], len(file_index)), r[1]))
     return [list(r) for r in rows[:EMPTY_ROWS_LISTED]]
 

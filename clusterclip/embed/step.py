@@ -20,7 +20,7 @@ from ..errors import InputError, MismatchError
 from ..readers import Partitioning, expand_inputs, reader_for
 from ..steps import Outcome, Plan, Run, Step
 from . import incremental as incremental_mod
-from .directory import after_incremental
+from .directory import EmbedStats, after_incremental
 from .encoder import Encoder, make_encoder
 from .pipeline import IN_PROCESS
 from .settings import EmbedSettings
@@ -162,16 +162,16 @@ class EmbedStep(Step[EmbedSettings]):
 
     def _outcome(self, outputs: list[dict], totals: dict, stats_record: dict, skipped_empty: int, complete: bool,
                  per_file: list | None, incremental: dict | None, embedded: int) -> Outcome:
-        statistics = {
-            "n_docs": totals["n_docs"],
-            "dim": totals["dim"] if totals["n_docs"] else self.resolved_encoder().dim,
-            "skipped_empty": skipped_empty,
-            "tokens": totals["tokens"],
-            "truncated_docs": totals["truncated"],
-            "input_rows": stats_record["input_rows"],
-            "parts": totals["parts"],
-            "part_rows": totals["part_rows"],
-        }
+        statistics = EmbedStats(
+            n_docs=totals["n_docs"],
+            dim=totals["dim"] if totals["n_docs"] else self.resolved_encoder().dim,
+            skipped_empty=skipped_empty,
+            tokens=totals["tokens"],
+            truncated_docs=totals["truncated"],
+            input_rows=stats_record["input_rows"],
+            parts=totals["parts"],
+            part_rows=totals["part_rows"],
+        )
         accounting = {**stats_record, "complete": complete, "limit": self.settings.limit}
         extra: dict = {"corpus_stat": self.stat_cache}
         if per_file is not None:

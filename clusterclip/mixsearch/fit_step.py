@@ -70,8 +70,8 @@ class FitStep(Step[FitSettings]):
         fit = fit_mixture(self.x, self.y, model=s.model, seed=s.seed, source=str(self.runs.path), what="schedules")
         runs = self.runs.runs()
         pool_docs, pool_tokens = self.runs.pool()
-        record = {"target": s.target, "train_tokens": int(self.runs.statistics["train_tokens"]),
-                  "max_repeats": max(int(r.get("max_repeats") or 1) for r in self.runs.statistics["runs"]),
+        record = {"target": s.target, "train_tokens": int(self.runs.stats.train_tokens),
+                  "max_repeats": max(int(r.get("max_repeats") or 1) for r in self.runs.stats.runs),
                   "pool_tokens": [int(v) for v in pool_tokens], "pool_documents": [int(v) for v in pool_docs],
                   "runs": [str(r) for r in runs["run"]]}
         names = write_fit(run.build, fit, record, self.names, self.spread, self.seeds)

@@ -53,7 +53,7 @@ class EvalDir(ArtifactDir):
 
     def upstream(self, key: str) -> dict:
         """How the manifest names its ``embed`` or ``cluster`` input (path and manifest sha256)."""
-        return dict(self.manifest["inputs"][key])
+        return dict(self.info.upstream(key))
 
     def check_made_from(self, emb: ArtifactDir, cl: ArtifactDir) -> None:
         """One line when this EVAL was drawn from another embed or cluster directory than ``emb`` and ``cl``."""
@@ -75,7 +75,7 @@ class EvalDir(ArtifactDir):
 
     def target_file(self) -> dict | None:
         """The ``--target`` file's record (``path``, ``bytes``, ``sha256``), or None."""
-        return self.manifest["inputs"].get("target")
+        return self.info.inputs.get("target")
 
     def target_texts(self) -> list[str]:
         """The target texts, read back from the ``--target`` file after checking its sha256 ([] without one)."""

@@ -88,7 +88,7 @@ class ProxyStep(Step[ProxySettings]):
         if sched.dry_run:
             raise InputError(f"{sched.path}: a dry run (no shards); rerun `clusterclip schedule` without --dry-run")
         self.evaluation.check_same_inputs(sched)
-        excluded = (sched.manifest["inputs"].get("exclude") or {}).get("manifest_sha256")
+        excluded = sched.info.upstream("exclude").get("manifest_sha256")
         if excluded != self.evaluation.record()["manifest_sha256"]:
             raise InputError(f"{sched.path}: not written with --exclude {self.evaluation.path}, so it may train on "
                              f"held-out documents; rerun `clusterclip schedule ... --exclude {self.evaluation.path}`")

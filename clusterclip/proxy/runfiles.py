@@ -24,12 +24,14 @@ Nothing else opens these files.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import atomic_path, write_parquet_atomic
 from ..artifacts.directory import ArtifactDir
+from ..artifacts.manifest import MANIFEST, Stats, read_stats, written
 from ..errors import IntegrityError
 from .score import Scores
 
@@ -165,11 +167,29 @@ def run_files(build: str | os.PathLike, name: str) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in (root / name).rglob("*") if p.is_file())
 
 
+@dataclass(frozen=True)
+class ProxyStats(Stats):
+    """A proxy manifest's ``statistics``, read through :attr:`RunsDir.stats` (see
+    :class:`~clusterclip.artifacts.manifest.Stats` for the versions)."""
+
+    runs: list[dict]  #: every run's figures (run, schedule, seed, losses, parameters, sampler, max_repeats, ...)
+    train_tokens: int  #: tokens each proxy trained on
+    schedules: dict | None = written()  #: per schedule, the mean and spread over seeds
+    steps: int | None = written()
+    pool_tokens: int | None = written()
+    heldout_texts: int | None = written()
+    clusters: int | None = written()
+
+
 class RunsDir(ArtifactDir):
     """A finished ``proxy`` directory, checked on opening (manifest, file sizes); every read checks the sha256 of
     the file read first."""
 
     step = "proxy"
+
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False):
+        super().__init__(path, verify=verify)
+        self.stats = read_stats(ProxyStats, self.manifest, self.path / MANIFEST)
 
     def runs(self) -> dict[str, np.ndarray]:
         """``runs.parquet`` as columns (one entry per run, in the order the runs were made)."""

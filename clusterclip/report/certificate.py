@@ -163,7 +163,7 @@ def certificate(counted: Counted, clusters: inputs.ClusterInfo) -> dict:
 
 def _digests(sched_dir: Path, cl_dir: Path) -> dict:
     owner = ScheduleDir(sched_dir)
-    recorded = {r["path"]: r["sha256"] for r in owner.manifest["outputs"]}
+    recorded = {r["path"]: r["sha256"] for r in owner.info.outputs}
     found = {f"{sched_dir}/manifest.json": manifest_digest(sched_dir), f"{sched_dir}/{ORDER_FILE}": recorded[ORDER_FILE]}
     for name in ("law.parquet", "shards.json"):
         if name in recorded:
@@ -171,7 +171,7 @@ def _digests(sched_dir: Path, cl_dir: Path) -> dict:
     if owner.settings.get("weights_digest"):
         found[str(owner.settings.get("weights"))] = owner.settings["weights_digest"]
     found[f"{cl_dir}/manifest.json"] = manifest_digest(cl_dir)
-    cluster_outputs = {r["path"]: r["sha256"] for r in inputs.read_clusters(cl_dir).manifest["outputs"]}
+    cluster_outputs = {r["path"]: r["sha256"] for r in inputs.read_clusters(cl_dir).manifest.outputs}
     if "clusters.parquet" in cluster_outputs:
         found[f"{cl_dir}/clusters.parquet"] = cluster_outputs["clusters.parquet"]
     return found

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from ..artifacts import manifest_digest
-from ..artifacts.manifest import changed_upstream, unchanged_upstream
-from ..cluster.directory import ClusterDir
+from ..artifacts.manifest import Manifest, changed_upstream, unchanged_upstream
+from ..cluster.directory import ClusterDir, ClusterStats
 from ..embed.directory import EmbedDir
 from ..errors import InputError, MismatchError
-from ..schedule.directory import ScheduleDir, iter_order_file  # noqa: F401 - the tests' way to a bare file
+from ..schedule.directory import ScheduleDir, ScheduleStats, iter_order_file  # noqa: F401 - the tests' way to a bare file
 
 BATCH_ROWS = 1 << 20
 
@@ -30,7 +30,8 @@ class ClusterInfo:
     """``clusters.parquet`` and ``centroids.npy`` of a ``cluster`` directory, indexed by cluster id."""
 
     directory: Path
-    manifest: dict
+    manifest: Manifest
+    stats: ClusterStats
     size: np.ndarray  # int64 [K]
     mean_similarity: np.ndarray  # float64 [K], NaN for empty clusters
     parent: np.ndarray | None  # int64 [K] with --levels 2
@@ -47,19 +48,26 @@ class ClusterInfo:
     @property
     def overall_mean_similarity(self) -> float:
         """Mean cosine of every document to its centroid (manifest ``statistics.mean_similarity``)."""
-        return float(self.manifest["statistics"].get("mean_similarity", float("nan")))
+        value = self.stats.mean_similarity
+        return float("nan") if value is None else float(value)
+
+    @property
+    def embed_record(self) -> dict:
+        """The embed directory the cluster manifest names (``inputs.embed``: path, manifest digest)."""
+        return self.manifest.upstream("embed")
 
     @property
     def recorded_embed_path(self) -> str | None:
         """The embed directory the cluster manifest names (``inputs.embed.path``), whether or not it still exists."""
-        return ((self.manifest.get("inputs") or {}).get("embed") or {}).get("path")
+        return self.embed_record.get("path")
 
 
 def read_clusters(cl_dir: str | Path) -> ClusterInfo:
     """Read a finished ``cluster`` directory's per-cluster tables (K rows, never N), through its owner."""
     cl = ClusterDir(cl_dir)
     size, mean_similarity, parent = cl.cluster_columns()
-    return ClusterInfo(Path(cl_dir), cl.manifest, size, mean_similarity, parent, cl.centroids().astype(np.float32, copy=False))
+    return ClusterInfo(Path(cl_dir), cl.info, cl.stats, size, mean_similarity, parent,
+                       cl.centroids().astype(np.float32, copy=False))
 
 
 @dataclass(frozen=True)
@@ -73,18 +81,14 @@ class EmbedInfo:
 
 
 def read_embed(emb_dir: str | Path) -> EmbedInfo:
-    settings = read_embed_manifest(emb_dir).get("settings") or {}
+    settings = EmbedDir(emb_dir).settings
     return EmbedInfo(Path(emb_dir), settings.get("model"), settings.get("id_column"), settings.get("backend", "hf"))
-
-
-def read_embed_manifest(emb_dir: str | Path) -> dict:
-    return EmbedDir(emb_dir).manifest
 
 
 def check_embed_matches(emb_dir: str | Path, clusters: ClusterInfo) -> None:
     """Raise unless ``clusters`` was clustered from this very ``embed`` directory (manifest digest)."""
-    read_embed_manifest(emb_dir)  # a clear error when it is not an embed directory
-    recorded = (clusters.manifest.get("inputs") or {}).get("embed") or {}
+    EmbedDir(emb_dir)  # a clear error when it is not an embed directory
+    recorded = clusters.embed_record
     if recorded.get("manifest_sha256") != manifest_digest(emb_dir):
         raise MismatchError(
             f"{clusters.directory}: {changed_upstream(recorded, emb_dir, 'clustered')}; "
@@ -98,7 +102,7 @@ def recorded_embed_dir(clusters: ClusterInfo) -> Path | None:
     The cluster manifest records its path (``inputs.embed.path``) and manifest digest; the
     directory counts only when both still match, so a moved or re-run embed is not used silently.
     """
-    return unchanged_upstream((clusters.manifest.get("inputs") or {}).get("embed") or {})
+    return unchanged_upstream(clusters.embed_record)
 
 
 @dataclass(frozen=True)
@@ -143,41 +147,45 @@ class ScheduleInfo:
 def read_schedule(sched_dir: str | Path, clusters: ClusterInfo) -> ScheduleInfo:
     """Read a ``schedule`` directory's manifest and check that it was planned from ``clusters``."""
     sched = ScheduleDir(sched_dir)
-    manifest = sched.manifest
-    recorded = (manifest.get("inputs") or {}).get("cluster") or {}
+    recorded = sched.info.upstream("cluster")
     if recorded.get("manifest_sha256") != manifest_digest(clusters.directory):
         raise MismatchError(
             f"{sched_dir}: {changed_upstream(recorded, clusters.directory, 'scheduled')}; "
             "give the cluster directory it was made from"
         )
-    settings, stats = manifest.get("settings") or {}, manifest.get("statistics") or {}
     try:
-        sampler = settings["sampler"]
-        balance = stats["balance"]
-        cluster_tokens = stats.get("cluster_tokens")
-        if cluster_tokens is not None and len(cluster_tokens) != clusters.k:
-            raise ValueError(f"cluster_tokens has {len(cluster_tokens)} entries for k={clusters.k}")
-        law = sched.law()
-        multipliers, repeats, missing = (_schedule_law(settings, clusters.k) if law is None
-                                         else _recorded_law(law, settings, clusters.k))
-        return ScheduleInfo(
-            directory=Path(sched_dir), sampler=sampler,
-            max_repeats=int(settings["max_repeats"]) if sampler == "clusterclip" else None,
-            alpha=float(settings.get("alpha") or 0.0), samples=int(stats["samples"]), n_bins=int(balance["bins"]),
-            cluster_samples=list(stats["cluster_samples"]), clusters_exhausted=stats.get("clusters_exhausted"),
-            balance_shares=balance.get("shares"),
-            balance=settings.get("balance") or "samples",
-            tokens=None if stats.get("tokens") is None else int(stats["tokens"]),
-            cluster_tokens=None if cluster_tokens is None else [int(t) for t in cluster_tokens],
-            cluster_mean_tokens=stats.get("cluster_mean_tokens"),
-            balance_tokens=stats.get("balance_tokens"),
-            cluster_token_budget=stats.get("cluster_token_budget"),
-            cluster_dedup_removed=stats.get("cluster_dedup_removed"),
-            multipliers=multipliers, cluster_max_repeats=repeats, law_missing=missing, budget=stats.get("budget"),
-        )
+        return _schedule_info(sched, clusters.k)
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{Path(sched_dir) / 'manifest.json'}: lacks the schedule statistics ({e}); "
                          "rerun `clusterclip schedule --overwrite`") from None
+
+
+def _schedule_info(sched: ScheduleDir, k: int) -> ScheduleInfo:
+    """The :class:`ScheduleInfo` of a schedule of ``k`` clusters (its settings, statistics and law)."""
+    settings, stats = sched.settings, sched.stats
+    sampler = settings["sampler"]
+    if stats.balance is None or stats.cluster_samples is None:
+        raise KeyError("balance" if stats.balance is None else "cluster_samples")
+    cluster_tokens = stats.cluster_tokens
+    if cluster_tokens is not None and len(cluster_tokens) != k:
+        raise ValueError(f"cluster_tokens has {len(cluster_tokens)} entries for k={k}")
+    law = sched.law()
+    multipliers, repeats, missing = _schedule_law(settings, k) if law is None else _recorded_law(law, settings, k)
+    return ScheduleInfo(
+        directory=sched.path, sampler=sampler,
+        max_repeats=int(settings["max_repeats"]) if sampler == "clusterclip" else None,
+        alpha=float(settings.get("alpha") or 0.0), samples=int(stats.samples), n_bins=int(stats.balance["bins"]),
+        cluster_samples=list(stats.cluster_samples), clusters_exhausted=stats.clusters_exhausted,
+        balance_shares=stats.balance.get("shares"),
+        balance=settings.get("balance") or "samples",
+        tokens=None if stats.tokens is None else int(stats.tokens),
+        cluster_tokens=None if cluster_tokens is None else [int(t) for t in cluster_tokens],
+        cluster_mean_tokens=stats.cluster_mean_tokens,
+        balance_tokens=stats.balance_tokens,
+        cluster_token_budget=stats.cluster_token_budget,
+        cluster_dedup_removed=stats.cluster_dedup_removed,
+        multipliers=multipliers, cluster_max_repeats=repeats, law_missing=missing, budget=stats.budget,
+    )
 
 
 def _recorded_law(law: dict, settings: dict, k: int) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:

@@ -181,9 +181,9 @@ class ProxyInputs:
                                "min to max), and the difference to the first schedule."))
             png, plotted["loss_curves"] = loss_curves(self.runs)
             figs.append(Figure("loss_curves", png, "loss curves", "Training loss of every proxy run."))
-            st = self.runs.statistics
-            text.append(f"{len(st['runs'])} proxy runs from {self.runs.path}, {st['train_tokens']:,} tokens each "
-                        f"({st['runs'][0]['parameters']['total'] / 1e6:.1f} M parameters); each held-out document "
+            st = self.runs.stats
+            text.append(f"{len(st.runs)} proxy runs from {self.runs.path}, {st.train_tokens:,} tokens each "
+                        f"({st.runs[0]['parameters']['total'] / 1e6:.1f} M parameters); each held-out document "
                         f"scored on its own in windows of the model's context. A difference between schedules "
                         f"smaller than the spread over seeds is no difference.")
         if self.fit is not None:

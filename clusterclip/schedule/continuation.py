@@ -43,7 +43,7 @@ class Continued:
     def check_matches(self, emb, cl, record: dict) -> None:
         """Refuse an OLD planned from other embeddings or clusters, or whose shards another tokenizer or other
         shard settings wrote, naming what differs."""
-        inputs = self.old.manifest["inputs"]
+        inputs = self.old.info.inputs
         for key, d in (("embed", emb), ("cluster", cl)):
             if (inputs.get(key) or {}).get("manifest_sha256") != d.record()["manifest_sha256"]:
                 raise InputError(f"--continue {self.old.path}: planned from other {key} output "

@@ -15,6 +15,7 @@ Layout (SPEC §2, §3)::
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from ..artifacts import write_parquet_atomic
 from ..artifacts.directory import ArtifactDir, open_parquet
+from ..artifacts.manifest import MANIFEST, Stats, read_stats, written
 from ..errors import InputError, IntegrityError
 from ..shards.index import INDEX_FILE, read_index
 
@@ -69,6 +71,34 @@ def iter_order_file(path: Path, batch_rows: int) -> Iterator[tuple[np.ndarray, n
                batch.column(2).to_numpy().astype(np.int64, copy=False))
 
 
+@dataclass(frozen=True)
+class ScheduleStats(Stats):
+    """A schedule manifest's ``statistics`` (SPEC §1.3; built by :func:`.stats.schedule_statistics` and the
+    schedule step), read through :attr:`ScheduleDir.stats` (see :class:`~clusterclip.artifacts.manifest.Stats`
+    for the versions: the fields with a default are absent from 0.2.0's outputs or from some configurations)."""
+
+    samples: int
+    unique_docs_used: int | None = written()
+    docs_never_used: int | None = written()
+    cluster_samples: list[int] | None = written()  #: samples drawn from each cluster
+    max_repeat_count: int | None = written()
+    mean_repeat_count: float | None = written()
+    exhausted: bool | None = written()  #: the pool ran out before the budget
+    clusters_exhausted: int | None = written()  #: clusters whose every document was used up to the clip (None: unknown)
+    balance: dict | None = written()  #: the balance over time: bins, clusters drawn per bin, shares (K <= 100)
+    warnings: list[str] | None = None
+    # in tokens: when the schedule counted them (a tokenizer, not a plain dry run)
+    tokens: int | None = None
+    cluster_tokens: list[int] | None = None  #: tokens of each cluster's samples
+    balance_tokens: dict | None = None  #: as ``balance``, of the tokens
+    cluster_mean_tokens: list[float | None] | None = None  #: mean sample length per cluster (None: none tokenized)
+    cluster_token_budget: list[int] | None = None  #: ``--budget-tokens`` split per cluster
+    cluster_dedup_removed: list[int] | None = None  #: ``--dedup-threshold``: documents left out per cluster
+    budget: dict | None = None  #: what was asked and what was got
+    excluded_docs: int | None = None  #: ``--exclude``: held-out documents never drawn
+    stages: list[dict] | None = None  #: per stage, when the schedule has several
+
+
 class ScheduleDir(ArtifactDir):
     """A finished ``schedule`` directory, checked on opening (manifest, file sizes)."""
 
@@ -76,7 +106,8 @@ class ScheduleDir(ArtifactDir):
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
         super().__init__(path, verify=verify)
-        self.n_samples = int(self.statistics["samples"])
+        self.stats = read_stats(ScheduleStats, self.manifest, self.path / MANIFEST)
+        self.n_samples = int(self.stats.samples)
 
     @property
     def dry_run(self) -> bool:
@@ -144,7 +175,7 @@ class ScheduleDir(ArtifactDir):
 
     def law(self) -> dict[str, np.ndarray] | None:
         """``law.parquet`` (digest checked) as columns; None for a schedule written before it existed."""
-        if not any(r["path"] == LAW_FILE for r in self.manifest["outputs"]):
+        if not any(r["path"] == LAW_FILE for r in self.info.outputs):
             return None
         table = self.parquet(LAW_FILE).read()
         return {name: table.column(name).to_numpy() for name in table.column_names}

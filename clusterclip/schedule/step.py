@@ -21,7 +21,7 @@ from ..embed.directory import EmbedDir
 from ..errors import ClusterClipError, InputError
 from ..faults import checkpoint
 from ..steps import Outcome, Plan, Run, Step
-from .directory import INDEX_FILE, LAW_FILE, ORDER_FILE, WORK_DIR, write_law, write_order
+from .directory import INDEX_FILE, LAW_FILE, ORDER_FILE, WORK_DIR, ScheduleStats, write_law, write_order
 from .law import Budget, RepeatGap, SamplingLaw, Stage, StageSpan, law_table
 from .sampling import BudgetError, Prefix, Schedule, epochs_to_samples, plan_schedule
 from .settings import ScheduleSettings
@@ -184,7 +184,7 @@ class ScheduleStep(Step[ScheduleSettings]):
                       "shard_samples": {f: sum(x["samples"] for x in v) for f, v in index["shards"].items()}
                       if index else None}  # write_shards checked that every format holds exactly the order
         extra = {"token_cache": self.cache_record} if self.cache_record is not None else None
-        return Outcome(names, stats, accounting=accounting, extra=extra, processed=len(schedule))
+        return Outcome(names, ScheduleStats.from_json(stats), accounting=accounting, extra=extra, processed=len(schedule))
 
     @property
     def delimiters(self) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Generic, Mapping, Protocol, Sequence, TypeVar
 
+from ..artifacts.manifest import Stats
 from ..errors import InputError
 from ..settings import Settings
 
@@ -62,12 +63,13 @@ class Outcome:
     """What :meth:`Step.run` made; the driver records the files (size, sha256) and writes the manifest.
 
     ``files``: relative paths under the build (recorded by the driver) or ready file records
-    (``{"path", "bytes", "sha256"}``, e.g. shards hashed as they were written). ``extra``: further
-    top-level manifest keys. ``processed``: items this call processed (for the summary's rate).
+    (``{"path", "bytes", "sha256"}``, e.g. shards hashed as they were written). ``statistics``: the
+    step's :class:`~clusterclip.artifacts.manifest.Stats` (``EmbedStats``, ...; a dict for the steps
+    whose statistics only their own summary reads). ``extra``: further top-level manifest keys. ``processed``: items this call processed (for the summary's rate).
     """
 
     files: Sequence[str | dict]
-    statistics: dict
+    statistics: dict | Stats
     accounting: dict | None = None
     extra: dict | None = None
     processed: int = 0
@@ -75,6 +77,10 @@ class Outcome:
     #: the output this run replaces stays readable as a generation that the outputs made from it still open
     #: (``embed --incremental``; :func:`~clusterclip.artifacts.output.generation_dir`)
     keep_previous: bool = False
+
+    def statistics_record(self) -> dict:
+        """The manifest's ``statistics`` (a :class:`~clusterclip.artifacts.manifest.Stats` writes its own JSON)."""
+        return self.statistics.to_json() if isinstance(self.statistics, Stats) else self.statistics
 
 
 class Output(Protocol):

@@ -43,7 +43,7 @@ def run_step(step: Step, out: str | os.PathLike, *, overwrite: bool = False) -> 
             assert output.state is not None
             with step.environment():
                 outcome = step.run(Run(out, output.build, output.state, output.previous, plan))
-            manifest = output.manifest_for(job, _records(output.build, outcome), outcome.statistics,
+            manifest = output.manifest_for(job, _records(output.build, outcome), outcome.statistics_record(),
                                            outcome.accounting, outcome.extra)
             output.commit(manifest, keep_previous=outcome.keep_previous)
             result = StepResult(manifest, out, output.state, time.perf_counter() - t0, outcome.processed,
