@@ -374,7 +374,27 @@ def test_a_staged_certificate_follows_law_parquet_stage_by_stage(embedded, clust
     run_cli(["report", embedded, clustered, sched, "--out", report])
     data = json.loads((report / "report.json").read_text())
     assert data["certificate"]["stages"] == cert["stages"]
-    assert "the plan could not be rebuilt" not in (report / "index.html").read_text()
+    page = (report / "index.html").read_text()
+    assert "the plan could not be rebuilt" not in page
+    # the per-stage panel: tokens per cluster per stage, got (recounted from the order's stage column and the
+    # shards) against each stage's law (law.parquet's expected samples at the cluster's mean sample length)
+    panel = data["figures"]["stages"]
+    mean = np.asarray(json.loads((sched / "manifest.json").read_text())["statistics"]["cluster_mean_tokens"], float)
+    assert panel["unit"] == "tokens" and panel["spans"] == [list(span) for span in spans]
+    rows = panel["rows"]
+    assert sorted(rows) == list(range(k))  # every cluster planned something
+    for s in range(3):
+        mine = order["stage"] == s
+        got = np.bincount(order["cluster"][mine], weights=lengths[mine], minlength=k)
+        expected = np.zeros(k)
+        for c, stage_of, e in zip(law["cluster"], law["stage"], law["expected_samples"]):
+            expected[c] += e if stage_of == s else 0
+        assert panel["got"][s] == got[rows].tolist()
+        np.testing.assert_allclose(panel["planned"][s], (expected * mean)[rows], rtol=1e-4, atol=0.1)
+        moved = 0.5 * np.abs(got - expected * mean).sum() / (expected * mean).sum()
+        assert panel["moved"][s] == pytest.approx(moved, abs=2e-3)
+        assert f"stage {s} (samples {spans[s][0]:,}..{spans[s][1]:,}): {got.sum():,.0f} tokens (planned " in page
+    assert (report / "figures" / "stages.png").stat().st_size > 0
 
 
 @pytest.mark.slow

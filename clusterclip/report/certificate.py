@@ -258,6 +258,7 @@ def format_certificate(cert: dict) -> list[str]:
     lines += [f"  {note}" for note in cert["notes"]]
     lines += _cluster_lines(cert)
     lines += _tenth_lines(cert)
+    lines += _stage_lines(cert)
     by_uses = cert["documents"]["by_uses"]
     lines.append("documents by uses: " + ", ".join(f"{u}x {n:,}" for u, n in enumerate(by_uses)))
     gap = cert["largest_gap"]
@@ -298,3 +299,20 @@ def _tenth_lines(cert: dict) -> list[str]:
     moved = 0.5 * np.abs(got - plan).sum(axis=1) / np.maximum(plan.sum(axis=1), 1e-12)
     return [f"per tenth, the share of its {unit} that went to other clusters than planned (total variation): "
             + " ".join(f"{m:.1%}" for m in moved)]
+
+
+def _stage_lines(cert: dict) -> list[str]:
+    """One line per stage: its samples, its tokens got and planned, and the share of them that went to other
+    clusters than planned (total variation)."""
+    stages = cert.get("stages") or []
+    unit = "tokens" if stages and all("tokens" in s for s in stages) else "samples"
+    lines = []
+    for s in stages:
+        got = np.asarray(s[unit], np.float64)
+        line = f"stage {s['stage']} (samples {s['start']:,}..{s['stop']:,}): {got.sum():,.0f} {unit}"
+        if f"planned_{unit}" in s:
+            plan = np.asarray(s[f"planned_{unit}"], np.float64)
+            moved = 0.5 * np.abs(got - plan).sum() / max(float(plan.sum()), 1e-12)
+            line += f" (planned {plan.sum():,.0f}); {moved:.1%} of them went to other clusters than planned"
+        lines.append(line)
+    return lines

@@ -324,17 +324,22 @@ class Page:
             return
         self.certificate = cert = certificate(counted, self.info)
         lines = format_certificate(cert)
-        text = [lines[1], lines[2]] + [line for line in lines if line.startswith(("per tenth", "documents by uses",
-                                                                                  "largest gap"))]
+        text = [lines[1], lines[2]] + [line for line in lines if line.startswith(("per tenth", "stage ",
+                                                                                  "documents by uses", "largest gap"))]
         text.append("Computed from (sha256): " + "; ".join(f"{name} {digest[:16]}…"
                                                           for name, digest in cert["computed_from"].items()))
         text.append("The full certificate (per cluster and per tenth, planned and got) is report.json's certificate "
                     "and `clusterclip clusters CL --schedule SCHED --certificate [--json]`.")
         png, self.plotted["certificate"] = training.certificate_panel(cert)
-        self.sections.append(Section("certificate", "Mixture certificate", text, [
-            Figure("certificate", png, "planned and got per cluster and tenth",
-                   "Effective epochs per cluster (samples over documents) and, per tenth of the schedule, each "
-                   "cluster's tokens (samples without a tokenizer) over what its law planned.")]))
+        figs = [Figure("certificate", png, "planned and got per cluster and tenth",
+                       "Effective epochs per cluster (samples over documents) and, per tenth of the schedule, each "
+                       "cluster's tokens (samples without a tokenizer) over what its law planned.")]
+        if cert.get("stages"):  # a staged or continued schedule: each stage against its own law
+            png, self.plotted["stages"] = training.stages_panel(cert)
+            figs.append(Figure("stages", png, "planned and got per cluster and stage",
+                               "Per stage, each cluster's tokens (samples without a tokenizer) over what that stage's "
+                               "law (law.parquet) planned."))
+        self.sections.append(Section("certificate", "Mixture certificate", text, figs))
 
     # ---- map of the centroids
     def _map_section(self) -> None:

@@ -347,3 +347,46 @@ def certificate_panel(cert: dict) -> tuple[bytes, dict]:
     plotted.update(rows=shown.tolist(), ratio=[[None if not np.isfinite(v) else float(v) for v in row]
                                                for row in ratio[:, shown]])
     return _png(fig), plotted
+
+
+def stages_panel(cert: dict) -> tuple[bytes, dict]:
+    """A staged (or continued) schedule stage by stage: each stage's tokens (samples without token counts) per
+    cluster, got and planned by that stage's law (``law.parquet``), as got over planned (a heat map, 1 = as
+    planned; the :data:`MAX_HEATMAP_ROWS` clusters with the most planned over the stages, every stage a column)
+    and each stage's share of its tokens that went to other clusters than planned (total variation).
+
+    ``plotted``: ``unit``, each stage's ``spans`` (samples ``[start, stop)``), the ``rows`` drawn and, per stage, the
+    ``got`` and ``planned`` counts of those rows and the stage's ``moved`` share."""
+    stages = cert["stages"]
+    unit = "tokens" if all("tokens" in s for s in stages) else "samples"
+    got = np.asarray([s[unit] for s in stages], np.float64)
+    has_plan = all(f"planned_{unit}" in s for s in stages)
+    plan = np.asarray([s[f"planned_{unit}"] for s in stages], np.float64) if has_plan else None
+    shown = _ranked_rows((plan if plan is not None else got).sum(axis=0))
+    plotted: dict = {"unit": unit, "spans": [[s["start"], s["stop"]] for s in stages], "rows": shown.tolist(),
+                     "got": got[:, shown].tolist(), "planned": None if plan is None else plan[:, shown].tolist()}
+    fig, (ax,) = _figure(_heat_height(len(shown)))
+    if plan is None:
+        ax.text(0.5, 0.5, "no plan to compare with", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return _png(fig), plotted
+    moved = 0.5 * np.abs(got - plan).sum(axis=1) / np.maximum(plan.sum(axis=1), 1e-12)
+    plotted["moved"] = moved.tolist()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(plan > 0, got / plan, np.nan)
+    from matplotlib.colors import LogNorm
+
+    image = ax.pcolormesh(np.arange(len(stages) + 1), np.arange(len(shown) + 1), ratio[:, shown].T, cmap="RdBu_r",
+                          norm=LogNorm(vmin=0.5, vmax=2.0), shading="flat")
+    bar = fig.colorbar(image, ax=ax, label=f"{unit} got / planned", pad=0.01)
+    ticks = [0.5, 0.71, 1.0, 1.41, 2.0]
+    bar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
+    bar.ax.minorticks_off()
+    ax.set_ylim(len(shown), 0)
+    _heat_rows(ax, shown, cluster_rows(plan.shape[1]))
+    ax.set_ylabel("cluster, most planned on top")
+    ax.set_xticks(np.arange(len(stages)) + 0.5, [f"{s['stage']}: {count_format(s['start'])}-{count_format(s['stop'])}"
+                                                 f"\n{m:.1%} moved" for s, m in zip(stages, moved)], fontsize=7)
+    ax.set_xlabel("stage: samples, and the share of its " + unit + " that went to other clusters than planned")
+    ax.set_title(f"{unit.capitalize()} got over planned, per stage")
+    return _png(fig), plotted
