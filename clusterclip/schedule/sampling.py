@@ -1022,9 +1022,7 @@ class _ClusterStream:
             if rejected:
                 kept = _segment_arange(starts, capped)
                 cluster, time, n_kept = cluster[kept], time[kept], capped
-        if with_time:
-            pass_before = state.cur_pass[group]  # (the level of an emission is its pass after this one)
-        slot, repeat = self._documents(group, n_kept)
+        slot, repeat, level = self._documents(group, n_kept)
         doc = state.by_cluster[slot]
         if self.budget is not None:
             cut, n_kept = self._cut_at_budget(group, n_kept, doc)
@@ -1041,7 +1039,6 @@ class _ClusterStream:
         out_cluster[time] = cluster
         out_repeat[time] = repeat
         if with_time:
-            level = repeat - np.repeat(pass_before, n_kept)
             runs = (group, n_kept)
             if not rejected:  # every draw is a sample: sample i is draw i
                 return self._note_uses(out_doc, out_cluster, out_repeat, np.arange(m), time, slot, level, runs)
@@ -1191,9 +1188,10 @@ class _ClusterStream:
         tokens_used[group] += np.add.reduceat(tok, run_start) if len(tok) else 0
         return cut, n_kept
 
-    def _documents(self, group: np.ndarray, n_kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Documents (as slots) and pass indices of the next ``n_kept[g]`` emissions of each cluster
-        ``group[g]``, grouped by cluster; draws the permutations of passes that start here.
+    def _documents(self, group: np.ndarray, n_kept: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Documents (as slots), pass indices and levels (the pass counted from the one the cluster had stored, 0
+        for the rest of that one) of the next ``n_kept[g]`` emissions of each cluster ``group[g]``, grouped by
+        cluster; draws the permutations of passes that start here.
 
         Each cluster's emissions are one run: the rest of its stored pass (``stored`` of them),
         then its fresh passes in order (the last one possibly cut short).
@@ -1236,6 +1234,7 @@ class _ClusterStream:
         last_piece = np.cumsum(n_pieces)[new] - 1
         piece_len[last_piece] = n_kept[new] - stored[new] - (n_new[new] - 1) * size[new]
         repeat: np.ndarray = np.repeat((previous[piece_group] + piece).astype(np.int32), piece_len)
+        level: np.ndarray = np.repeat(piece.astype(np.int16), piece_len) if self.state.gap is not None else repeat
 
         # keep the last fresh pass of every cluster for the next blocks
         g_new = group[new]
@@ -1243,7 +1242,7 @@ class _ClusterStream:
             _segment_arange(fresh_base[new] + fresh_len[new] - size[new], size[new])
         ]
         state.cur_pass[g_new] = last[new]
-        return doc, repeat
+        return doc, repeat, level
 
     def _note_uses(self, doc, cluster, repeat, time, sample, grouped_slot, level, runs) -> _Planned:
         """A block planned with every draw kept (time order; ``sample``: the sample of each emission in the
@@ -1270,8 +1269,7 @@ class _ClusterStream:
             self._note_uses_sorted(grouped_slot, grouped_end, grouped_prev, sample,
                                    grouped_prev_index if by_tokens else None)
         else:
-            level = level.astype(np.int16)
-            by_level = np.argsort(level, kind="stable")
+            by_level = np.argsort(level, kind="stable")  # (int16)
             bounds = np.asarray(np.searchsorted(level[by_level], np.arange(n_levels + 1)))
             stamp, slot = self.state.stamp, self.state.slot
             for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
