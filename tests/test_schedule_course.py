@@ -233,7 +233,10 @@ def _kept_shards(index: dict, fmt: str, at: int) -> list[dict]:
 
 
 SHARD_LAYOUTS = {"bin": ["--format", "bin"], "bin aligned": ["--format", "bin", "--align-tokens", 64],
-                 "parquet packed": ["--format", "parquet", "--pack", 48], "megatron": ["--format", "megatron"]}
+                 "parquet packed": ["--format", "parquet", "--pack", 48], "megatron": ["--format", "megatron"],
+                 # a stream smaller than two shards: modded-nanogpt's loader needs two files, so OLD's shard size was
+                 # lowered to cut its stream in two (the continued schedule keeps OLD's, whatever its own stream)
+                 "modded-nanogpt small": ["--format", "bin", "--convention", "modded-nanogpt", "--shard-tokens", 10**7]}
 
 
 @pytest.fixture(scope="module")
@@ -253,6 +256,7 @@ def old_schedules(tmp_path_factory, embedded, clustered, demo_tokenizer):
        weights=st.lists(st.sampled_from([0.0, 0.5, 1.0, 3.0]), min_size=5, max_size=5),
        new=st.sampled_from([[], ["--sampler", "uniform"], ["--min-repeat-gap", 5], ["--max-repeats", 3]]))
 @example(layout="bin", at=92, seed=0, weights=[0.0] * 5, new=["--max-repeats", 3])  # the prefix used a document 4 times
+@example(layout="modded-nanogpt small", at=60, seed=1, weights=[1.0, 0.5, 3.0, 1.0, 0.0], new=[])
 def test_any_continue_point_keeps_the_prefix_byte_for_byte(tmp_path_factory, embedded, clustered, demo_tokenizer,
                                                            old_schedules, layout, at, seed, weights, new):
     """Any point, any new law: OLD's rows up to it, the shards wholly before it the same bytes, every sample
@@ -288,3 +292,23 @@ def test_any_continue_point_keeps_the_prefix_byte_for_byte(tmp_path_factory, emb
     olds, news = ScheduleDir(old), ScheduleDir(tmp / "new")
     for position in range(0, at, 7):
         assert np.array_equal(olds.read_sample(fmt, position), news.read_sample(fmt, position))
+
+
+@pytest.mark.slow
+def test_a_continuation_too_short_for_the_conventions_files_is_refused(tmp_path, embedded, clustered,
+                                                                      demo_tokenizer, old_schedules):
+    """OLD's modded-nanogpt shard size was lowered to cut its small stream in two; a continuation keeps that size
+    (its first shard is OLD's), so a stream too short to make two files of it is refused in one line, no output
+    written; one long enough makes at least two."""
+    old = old_schedules["modded-nanogpt small"]
+    size = json.loads((old / "shards.json").read_text())["shard_tokens"]
+    flags = ["--tokenizer", demo_tokenizer, *SHARD_LAYOUTS["modded-nanogpt small"], "--continue", old,
+             "--at-sample", 30]
+    short = tmp_path / "short"
+    result = run_cli(["schedule", embedded, clustered, "--out", short, "--samples", 40, *flags], expect_ok=False)
+    assert_one_line_error(result.exit_code, result.output, "--continue", f"cut every {size:,} tokens",
+                          "raise the budget")
+    assert {p.name for p in short.iterdir()} <= {".clusterclip"}  # no output (only the private build state)
+    run_cli(["schedule", embedded, clustered, "--out", tmp_path / "long", "--epochs", 3, *flags])
+    index = json.loads((tmp_path / "long" / "shards.json").read_text())
+    assert index["shard_tokens"] == size and index["n_shards"] >= 2

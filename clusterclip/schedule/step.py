@@ -224,7 +224,16 @@ class ScheduleStep(Step[ScheduleSettings]):
                             bos_id=tok.bos_id, vocab_size=tok.vocab_size, align_tokens=s.align_tokens,
                             pack=s.pack, journal_path=work / "shards-journal.jsonl", progress=self.progress,
                             resume=run.resume, run_shards=engine_runner(self.engine, s),
-                            min_shards=CONVENTION_MIN_SHARDS.get(s.convention or "", 1))
+                            min_shards=CONVENTION_MIN_SHARDS.get(s.convention or "", 1),
+                            keep_shard_tokens=self._continued_shard_tokens())
+
+    def _continued_shard_tokens(self) -> int | None:
+        """The shard size OLD cut at, for ``--continue`` (the shards before the point are then cut the same way;
+        a shard size lowered to give a convention its files depends on the whole stream's length)."""
+        continued = self.mix.continued
+        if continued is None or continued.old.dry_run:
+            return None
+        return int(continued.old.shards_index()["shard_tokens"])
 
     # ------------------------------------------------------------------ summary
     def summary(self, result) -> str:

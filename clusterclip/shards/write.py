@@ -56,6 +56,7 @@ def write_shards(
     journal_path: str | os.PathLike | None = None,
     run_shards=None,
     min_shards: int = 1,
+    keep_shard_tokens: int | None = None,
 ) -> dict:
     """Write the samples of the order (``BOS? + document tokens + EOS?``) as shards in each of ``formats``.
 
@@ -70,7 +71,9 @@ def write_shards(
     ``shard_tokens`` is lowered to what every format's reader accepts (:func:`shard_tokens_for`:
     a ``bin`` file stays under 2 GiB) and, with ``min_shards``, so that the stream makes at least
     that many shards (modded-nanogpt's loader needs two files). ``shards.json`` records the value
-    used (``shard_tokens``) and the one asked for (``shard_tokens_requested``).
+    used (``shard_tokens``) and the one asked for (``shard_tokens_requested``). ``keep_shard_tokens``: cut at this
+    size as it is (``schedule --continue`` keeps OLD's, so the shards before the continued point are cut where
+    OLD's were, whatever this stream's length); a stream it cuts into fewer than ``min_shards`` is refused.
 
     ``run_shards(job, pending, writers, bar)`` chooses where the shards are written (default
     :func:`write_here`, this process; the Ray engine writes each in a task): it yields
@@ -93,9 +96,15 @@ def write_shards(
     expected_tokens = total_tokens(order_doc_ids, lengths, delims)  # independent of the plan
     largest = largest_sample(order_doc_ids, lengths, delims) if min_shards > 1 else 0
     used_shard_tokens = shard_tokens_for(formats, layout, int(shard_tokens), expected_tokens, int(min_shards),
-                                         largest)
+                                         largest) if keep_shard_tokens is None else int(keep_shard_tokens)
     plans = plan_shards(order_doc_ids, lengths, used_shard_tokens, delimiters=delims,
                         align_tokens=layout.align_tokens, pack=layout.pack)
+    if keep_shard_tokens is not None and len(plans) < min_shards:
+        raise InputError(f"--continue: the shards continued are cut every {used_shard_tokens:,} tokens (the size the "
+                         f"schedule continued from used), which makes {len(plans)} shard(s) of this schedule's "
+                         f"{expected_tokens:,} tokens, and the convention's loader needs {min_shards}; raise the budget "
+                         f"past {used_shard_tokens * (min_shards - 1):,} tokens, or plan the schedule continued from "
+                         f"with a --shard-tokens of at most half its tokens")
     writers = [FORMATS[f](out, layout) for f in formats]
     for w in writers:
         w.dir.mkdir(parents=True, exist_ok=True)
