@@ -4,8 +4,8 @@ clusterclip reads and writes files by path, on a local or shared (mounted) file 
 output is built beside the old one and replaced atomically (a rename), under a lock file, and Ray
 workers on other nodes open the same paths. Object stores offer neither rename nor locks, so a
 remote URL is refused before anything is read or written, wherever a path is given: corpus inputs
-(:func:`clusterclip.readers.expand_inputs`), input directories (:class:`clusterclip.artifacts.directory.ArtifactDir`)
-and ``--out`` (:class:`clusterclip.artifacts.output.OutputDir`). The fix is a mount of the bucket
+(:func:`clusterclip.readers.expand_inputs`), input directories (:class:`clusterclip.artifacts.directory.ArtifactDir`),
+``--tokenizer`` and ``--model``, and ``--out`` (:class:`clusterclip.artifacts.output.OutputDir`). The fix is a mount of the bucket
 (s3fs, mountpoint-s3, gcsfuse, blobfuse) or a copy (``aws s3 sync``, ``gcloud storage rsync``).
 """
 
@@ -30,11 +30,16 @@ def remote_scheme(path: str | os.PathLike) -> str | None:
 
 
 def refuse_remote(path: str | os.PathLike, role: str) -> None:
-    """One line when ``path`` is remote. ``role``: ``"input"`` (a corpus file or an input directory) or ``"output"``."""
+    """One line when ``path`` is remote. ``role``: ``"input"`` (a corpus file or an input directory), ``"output"``,
+    or the option that names a model or tokenizer (``"--model"``, ``"--tokenizer"``)."""
     scheme = remote_scheme(path)
     if scheme is None:
         return
     text = os.fspath(path)
+    if role in ("--tokenizer", "--model"):
+        raise InputError(f"{role} {text}: remote files ({scheme}://) are not read directly; download it to a local "
+                         f"folder (e.g. `aws s3 cp --recursive`, `huggingface-cli download NAME --local-dir DIR`) and "
+                         f"give that folder, or give a hub name (e.g. gpt2)")
     if role == "output":
         raise InputError(f"--out {text}: object storage ({scheme}://) is not written directly (an output is replaced "
                          f"by a rename, under a lock); write to a local or shared path, or a mount of the bucket "

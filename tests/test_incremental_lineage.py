@@ -73,6 +73,8 @@ def test_every_downstream_command_after_an_incremental_embed(tmp_path):
     assert "f0.jsonl" in shown or "f1.jsonl" in shown or "f2.jsonl" in shown
     assert "is gone" not in shown
     assert "27 documents" in run_cli(["clusters", cl]).output
+    named = run_cli(["clusters", cl, "--emb", emb, "--show", 0]).output  # EMB named: its generation CL was made from
+    assert "27 documents" in named or "doc " in named
     for d in (emb, cl, sched):
         run_cli(["verify", d])
     # the two ways on

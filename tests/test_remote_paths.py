@@ -52,6 +52,17 @@ def test_input_directories_on_object_storage_are_one_line(in_tmp, embedded, sche
     assert os.listdir(in_tmp) == []
 
 
+
+@pytest.mark.parametrize("scheme", ["s3", "hf", "https"])
+def test_a_remote_tokenizer_or_model_is_one_line_naming_the_option(in_tmp, embedded, clustered, small_corpus,
+                                                                   scheme, tmp_path):
+    tok, model = f"{scheme}://bucket/tok/tokenizer.json", f"{scheme}://bucket/models/minilm"
+    code, output = invoke(["schedule", embedded, clustered, "--out", tmp_path / "s", "--tokenizer", tok])
+    assert_one_line_error(code, output, f"--tokenizer {tok}: remote files ({scheme}://)", "download", "hub name")
+    code, output = invoke(["embed", small_corpus, "--out", tmp_path / "e", "--model", model])
+    assert_one_line_error(code, output, f"--model {model}: remote files ({scheme}://)", "download", "hub name")
+    assert os.listdir(in_tmp) == [] and not (tmp_path / "s").exists() and not (tmp_path / "e").exists()
+
 def test_library_paths_are_refused_too_even_as_pathlib_paths(in_tmp, embedded):
     from clusterclip.cluster import cluster_embeddings
 

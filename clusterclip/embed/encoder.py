@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import InputError
 from ..hub import resolve_hub_name
 from ..registry import Registry
+from ..remote import refuse_remote
 
 #: encoder backends (``--encoder``) -> module and class
 #: --encoder name -> the module that defines it (ending with ``ENCODER = YourEncoder``): one line each
@@ -101,6 +102,7 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[str, str]:
     """``(what to load, what to record in the manifest)`` for ``--model``."""
     if model is None or str(model) in ("", "default", DEFAULT_MODEL_NAME):
         return str(default_model_path()), DEFAULT_MODEL_NAME
+    refuse_remote(model, "--model")
     p = Path(model).expanduser()
     if p.exists():
         if not p.is_dir():

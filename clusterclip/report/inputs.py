@@ -85,15 +85,20 @@ def read_embed(emb_dir: str | Path) -> EmbedInfo:
     return EmbedInfo(Path(emb_dir), settings.get("model"), settings.get("id_column"), settings.get("backend", "hf"))
 
 
-def check_embed_matches(emb_dir: str | Path, clusters: ClusterInfo) -> None:
-    """Raise unless ``clusters`` was clustered from this very ``embed`` directory (manifest digest)."""
-    EmbedDir(emb_dir)  # a clear error when it is not an embed directory
+def check_embed_matches(emb_dir: str | Path, clusters: ClusterInfo) -> Path:
+    """The directory to read ``clusters``' documents from: ``emb_dir`` when they were clustered from it as it
+    is, or the generation of it that ``embed --incremental`` kept when it grew ``emb_dir`` since; else raise."""
+    emb = EmbedDir(emb_dir)  # a clear error when it is not an embed directory
     recorded = clusters.embed_record
-    if recorded.get("manifest_sha256") != manifest_digest(emb_dir):
-        raise MismatchError(
-            f"{clusters.directory}: {changed_upstream(recorded, emb_dir, 'clustered')}; "
-            "give the embed directory it was made from"
-        )
+    if recorded.get("manifest_sha256") == manifest_digest(emb_dir):
+        return Path(emb_dir)
+    kept = emb.as_recorded(recorded)
+    if kept is not emb:
+        return kept.path
+    raise MismatchError(
+        f"{clusters.directory}: {changed_upstream(recorded, emb_dir, 'clustered')}; "
+        "give the embed directory it was made from"
+    )
 
 
 def recorded_embed_dir(clusters: ClusterInfo) -> Path | None:

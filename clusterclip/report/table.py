@@ -168,7 +168,7 @@ def cluster_table(
                          sample_docs_per_cluster=per_cluster, sampled_docs=0)
     if emb_dir is None:
         return table
-    inputs.check_embed_matches(emb_dir, info)
+    emb_dir = inputs.check_embed_matches(emb_dir, info)  # the generation clustered, if EMB grew since
     table.embed_dir = str(emb_dir)
 
     selection = select_documents(

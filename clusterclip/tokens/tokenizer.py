@@ -26,6 +26,7 @@ from typing import Any
 
 from ..artifacts import sha256_file
 from ..errors import InputError
+from ..remote import refuse_remote
 from ..settings import Rule
 from .fast import HF_BACKEND, EncoderPlan, TokenEncoder, plan_encoder
 
@@ -373,6 +374,7 @@ def load_tokenizer(spec: str | os.PathLike, eos_token: str | None = None, *, req
     from tokenizers import Tokenizer as RustTokenizer
 
     spec_str = str(spec)
+    refuse_remote(spec_str, "--tokenizer")
     p = Path(spec_str).expanduser()
     if p.is_file():
         try:
