@@ -95,14 +95,12 @@ def read_figures(folder: Path, target: str) -> dict:
 
 
 def setup_note(when: dict) -> str:
-    """Where a target ran: in a fresh clone after its ``make demo`` (the times of both), else nothing."""
+    """Where a target ran: in a fresh clone after its ``.venv`` and ``make demo`` (the times of both), else nothing."""
     setup = when.get("fresh_clone")
     if not setup:
         return ""
-    demo, venv = setup["demo"], setup["venv"]
-    return (f" in a fresh clone of {setup['commit']}, after its `make demo` ({demo['seconds']:.0f} s, load "
-            f"{demo['load_before']:.1f} -> {demo['load_after']:.1f}) and the creation of its `.venv` "
-            f"({venv['seconds']:.0f} s)")
+    return (f" in a fresh clone of {setup['commit']}, after creating its `.venv` ({setup['venv']['seconds']:.0f} s) "
+            f"and its `make demo` ({setup['demo']['seconds']:.0f} s)")
 
 
 def cpu_note(t: dict) -> str:
@@ -133,8 +131,8 @@ def ablation_block(f: dict) -> str:
         f"rare half / common half: the cluster-balanced loss over the {st['clusters'] // 2} clusters with the fewest "
         f"/ most documents. Each run trained at {rates[len(rates) // 2]:,.0f} tokens/s (median of {len(rates)}; "
         f"{threads} thread{'s' if threads > 1 else ''} each, runs side by side). "
-        f"`make ablation` took {t['seconds'] / 60:.1f} min{setup_note(when)} (load {t['load_before']:.1f} -> "
-        f"{t['load_after']:.1f}{cpu_note(t)}; measured by `python scripts/proxy_figures.py{when['flags']}` on {when['machine']}, "
+        f"`make ablation` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
+        f"{t['load_after']:.1f}{cpu_note(t)}){setup_note(when)}; measured by `python scripts/proxy_figures.py{when['flags']}` on {when['machine']}, "
         f"{when['date']}).")
 
 
@@ -183,8 +181,8 @@ def search_block(f: dict) -> str:
             f"leave-one-out: {fits}; chosen: {f['fit']['model']}. Proposed (KL {p['kl_to_natural']:.2f} to the "
             f"natural mixture, limit {p['constraints']['max_kl']:g}): predicted {f['fit']['target']} loss "
             f"{p['predicted_loss']:.3f} against {p['natural_predicted_loss']:.3f} for the natural mixture; {measured}. "
-            f"`make mixture-search` took {t['seconds'] / 60:.1f} min{setup_note(when)} (load {t['load_before']:.1f} -> "
-            f"{t['load_after']:.1f}{cpu_note(t)}; `python scripts/proxy_figures.py{when['flags']}`, {when['machine']}, "
+            f"`make mixture-search` took {t['seconds'] / 60:.1f} min (load {t['load_before']:.1f} -> "
+            f"{t['load_after']:.1f}{cpu_note(t)}){setup_note(when)}; `python scripts/proxy_figures.py{when['flags']}`, {when['machine']}, "
             f"{when['date']}).")
 
 

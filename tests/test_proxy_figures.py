@@ -43,8 +43,8 @@ def test_blocks_say_where_and_how_long_the_targets_ran():
     for name, minutes, cpu in (("ablation", "15.0", "25.0 CPU-minutes: 12.5 min on 2 free cores"),
                                ("search", "10.0", "18.3 CPU-minutes: 9.2 min on 2 free cores")):
         text = blocks[name]
-        assert f"took {minutes} min in a fresh clone of 0123456789ab, after its `make demo` (120 s" in text
-        assert "creation of its `.venv` (60 s)" in text and cpu in text and "--fresh-clone" in text
+        assert f"took {minutes} min (load 1.0 -> 2.0, {cpu}) in a fresh clone of 0123456789ab" in text
+        assert "after creating its `.venv` (60 s) and its `make demo` (120 s)" in text and "--fresh-clone" in text
     assert "`clusterclip` cluster-balanced -0.060 (lower by more than the spread 0.020)" in blocks["ablation"]
     assert "the proposal trains a better proxy" in blocks["search"]
 
