@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from clusterclip.schedule.directory import ScheduleStats
 from clusterclip.schedule.law import Budget, SamplingLaw
 from clusterclip.schedule.sampling import plan_schedule
 from clusterclip.schedule.settings import ScheduleSettings
@@ -145,7 +146,8 @@ def test_a_mixture_record_measures_what_went_elsewhere(weights, got):
     """The total variation is the share that went to other clusters than the weights ask: 0 exactly when the
     realised shares are the weights', at most 1, and the largest difference is where they differ most."""
     w = np.asarray(weights)
-    record = mixture_record(w, {"cluster_samples": got, "clusters_exhausted": 1}, unit="samples")
+    record = mixture_record(w, ScheduleStats(samples=int(np.sum(got)), cluster_samples=got, clusters_exhausted=1),
+                            unit="samples")
     tv = record["total_variation"]
     assert 0 <= tv <= 1 + 1e-9
     n = max(len(w), len(got))
@@ -155,7 +157,7 @@ def test_a_mixture_record_measures_what_went_elsewhere(weights, got):
     big = record["largest"]
     assert abs(big["got"] - big["asked"]) == pytest.approx(np.abs(real - asked).max(), abs=1e-5)
     if w.sum() > 0 and sum(got) > 0:
-        same = mixture_record(w, {"cluster_samples": w * 1000}, unit="samples")
+        same = mixture_record(w, ScheduleStats(samples=1000, cluster_samples=w * 1000), unit="samples")
         assert same["total_variation"] == pytest.approx(0, abs=1e-6)
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..artifacts import StepResult, file_record
 from ..artifacts.files import write_bytes_atomic, write_json_atomic
+from ..artifacts.manifest import Stats, written
 from ..errors import InputError
 from ..progress import bar as progress_bar
 from ..settings import Settings, setting
@@ -110,7 +111,19 @@ def sif_weights(n: int, coefficient: float) -> np.ndarray:
     return coefficient / (coefficient + inv_rank / inv_rank.sum())
 
 
-def static_vectors(encoder, settings: DistillSettings, *, progress: bool = True) -> tuple[np.ndarray, dict]:
+@dataclass(frozen=True)
+class DistillStats(Stats):
+    """A distill manifest's ``statistics`` (written by the distill step; see
+    :class:`~clusterclip.artifacts.manifest.Stats` for the versions)."""
+
+    vocab_size: int | None = written()  #: tokens of the vocabulary (rows of the model)
+    distilled_tokens: int | None = written()  #: tokens given a vector (unused ones are zeros)
+    dim: int | None = written()  #: the static model's dimensions
+    source_dim: int | None = written()  #: the encoder's
+    explained_variance: float | None = written()  #: the share of the variance the PCA keeps (1: no PCA)
+
+
+def static_vectors(encoder, settings: DistillSettings, *, progress: bool = True) -> tuple[np.ndarray, DistillStats]:
     """The static token vectors (float32 ``[vocab, dims]``) of ``encoder`` (an :class:`~.hf.HFEncoder`) and statistics."""
     seqs, strings = token_sequences(encoder.tokenizer)
     n = len(seqs)
@@ -139,8 +152,8 @@ def static_vectors(encoder, settings: DistillSettings, *, progress: bool = True)
         kept = (kept - mean) @ components
     out = np.zeros((n, dims), dtype=np.float64)
     out[keep] = kept * sif_weights(len(kept), settings.sif_coefficient)[:, None]
-    return out.astype(np.float32), {"vocab_size": n, "distilled_tokens": int(keep.sum()), "dim": dims,
-                                    "source_dim": encoder.dim, "explained_variance": explained}
+    return out.astype(np.float32), DistillStats(vocab_size=n, distilled_tokens=int(keep.sum()), dim=dims,
+                                                source_dim=encoder.dim, explained_variance=explained)
 
 
 class DistillStep(Step[DistillSettings]):
@@ -164,12 +177,12 @@ class DistillStep(Step[DistillSettings]):
         encoder = HFEncoder(s.model, max_length=16, device=s.device, dtype=s.dtype, packing="off")
         vectors, statistics = static_vectors(encoder, s, progress=self.progress)
         write_static_model(run.build, vectors, encoder.tokenizer, self.model_name, s)
-        return Outcome([CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE], statistics, processed=statistics["vocab_size"])
+        return Outcome([CONFIG_FILE, MODEL_FILE, TOKENIZER_FILE], statistics, processed=int(statistics.vocab_size or 0))
 
     def summary(self, result) -> str:
-        st = result.statistics
-        return (f"distill: {st['vocab_size']:,} tokens ({st['distilled_tokens']:,} distilled), dim {st['dim']} of "
-                f"{st['source_dim']} ({st['explained_variance']:.1%} of the variance), in {result.seconds:.1f} s -> "
+        st = DistillStats.from_json(result.statistics)
+        return (f"distill: {st.vocab_size or 0:,} tokens ({st.distilled_tokens or 0:,} distilled), dim {st.dim} of "
+                f"{st.source_dim} ({st.explained_variance or 0:.1%} of the variance), in {result.seconds:.1f} s -> "
                 f"{result.out}")
 
     def done_line(self, result) -> str:

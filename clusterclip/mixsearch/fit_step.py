@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..proxy.runfiles import TARGET_GROUP, RunsDir
 from ..steps import Outcome, Plan, Run, Step
 from .fit import MixtureFit, check_fit_size, fit_mixture
-from .fitdir import FitDir, write_fit
+from .fitdir import FitDir, FitStats, write_fit
 from .settings import FitSettings
 
 __all__ = ["FitDir", "FitStep"]
@@ -78,11 +78,11 @@ class FitStep(Step[FitSettings]):
         return Outcome(names, statistics(fit, self.names, s.target), processed=len(self.names))
 
     def summary(self, result) -> str:
-        st = result.statistics
-        lines = [f"fit: {st['model']} on {st['points']} schedules ({st['target']} loss) -> {result.out}",
+        st = FitStats.from_json(result.statistics)
+        lines = [f"fit: {st.model} on {st.points} schedules ({st.target} loss) -> {result.out}",
                  "leave-one-out (each schedule predicted by the fit to the others):"]
-        for model, d in st["leave_one_out"].items():
-            chosen = "  <- chosen" if model == st["model"] else ""
+        for model, d in (st.leave_one_out or {}).items():
+            chosen = "  <- chosen" if model == st.model else ""
             lines.append(f"  {model:<10} Spearman {_num(d['spearman'])}   R² {_num(d['r2'])}{chosen}")
         return "\n".join(lines)
 
@@ -106,9 +106,9 @@ def target_losses(runs_dir: RunsDir, runs: dict, s: FitSettings) -> np.ndarray:
     return out
 
 
-def statistics(fit: MixtureFit, names: list[str], target: str) -> dict:
-    return {"model": fit.name, "target": target, "points": len(names), "measured": [float(v) for v in fit.y],
-            "leave_one_out": fit.record()["leave_one_out"]}
+def statistics(fit: MixtureFit, names: list[str], target: str) -> FitStats:
+    return FitStats(model=fit.name, target=target, points=len(names), measured=[float(v) for v in fit.y],
+                    leave_one_out=fit.record()["leave_one_out"])
 
 
 STEP = FitStep

@@ -14,12 +14,15 @@ Layout::
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import write_bytes_atomic, write_json_atomic, write_parquet_atomic
 from ..artifacts.directory import ArtifactDir
+from ..artifacts.manifest import Stats, written
 from .fit import LightGBM, LogLinear, MixtureFit
 
 FIT_FILE = "fit.json"
@@ -46,10 +49,26 @@ def write_fit(build: Path, fit: MixtureFit, record: dict, names: list[str], spre
     return names_out
 
 
+@dataclass(frozen=True)
+class FitStats(Stats):
+    """A fit manifest's ``statistics`` (written by the fit step, read through :attr:`FitDir.stats`; see
+    :class:`~clusterclip.artifacts.manifest.Stats` for the versions)."""
+
+    model: str | None = written()  #: the model chosen (``loglinear``, ``lightgbm``)
+    target: str | None = written()  #: the loss fitted
+    points: int | None = written()  #: schedules (proxy runs' means) fitted
+    measured: list[float] | None = written()  #: their target loss
+    leave_one_out: dict | None = written()  #: per model, Spearman and R² of each point predicted by the others
+
+
 class FitDir(ArtifactDir):
     """A finished ``fit`` directory, checked on opening; every read checks the file's sha256 first."""
 
     step = "fit"
+
+    def __init__(self, path: str | os.PathLike, *, verify: bool = False):
+        super().__init__(path, verify=verify)
+        self.stats = FitStats.from_json(self.statistics)
 
     def fit_record(self) -> dict:
         self.verify_file(FIT_FILE)

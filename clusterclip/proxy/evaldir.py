@@ -13,12 +13,14 @@ directory, the target texts from the ``--target`` file after checking its sha256
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import write_parquet_atomic
 from ..artifacts.directory import ArtifactDir
+from ..artifacts.manifest import MANIFEST, Stats, read_stats, written
 from ..errors import IntegrityError, MismatchError
 
 HELDOUT_FILE = "heldout.parquet"
@@ -33,6 +35,21 @@ def write_heldout(build: Path, doc_id: np.ndarray, cluster: np.ndarray) -> str:
     return HELDOUT_FILE
 
 
+@dataclass(frozen=True)
+class HoldoutStats(Stats):
+    """A holdout manifest's ``statistics`` (written by the holdout step, read through :attr:`EvalDir.stats`; see
+    :class:`~clusterclip.artifacts.manifest.Stats` for the versions)."""
+
+    heldout_docs: int  #: documents held out
+    scored_clusters: int | None = written()  #: clusters that give at least one document
+    unscored_clusters: list[int] | None = written()  #: clusters of one document (not scored)
+    min_per_cluster: int | None = written()
+    max_per_cluster: int | None = written()
+    clusters: int | None = written()  #: K
+    cluster_heldout: list[int] | None = written()  #: documents held out of each cluster
+    target_texts: int | None = written()  #: texts of ``--target`` (None: no target)
+
+
 class EvalDir(ArtifactDir):
     """A finished ``holdout`` directory, checked on opening (manifest, file sizes)."""
 
@@ -40,7 +57,8 @@ class EvalDir(ArtifactDir):
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
         super().__init__(path, verify=verify)
-        self.n_docs = int(self.statistics["heldout_docs"])
+        self.stats = read_stats(HoldoutStats, self.manifest, self.path / MANIFEST)
+        self.n_docs = int(self.stats.heldout_docs)
 
     def heldout(self) -> tuple[np.ndarray, np.ndarray]:
         """``(doc_id int64, cluster int64)`` of every held-out document (the file's sha256 checked first)."""

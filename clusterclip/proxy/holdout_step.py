@@ -13,7 +13,7 @@ from ..artifacts import sha256_file
 from ..cluster.directory import ClusterDir
 from ..embed.directory import EmbedDir
 from ..steps import Outcome, Plan, Run, Step
-from .evaldir import EvalDir, write_heldout
+from .evaldir import EvalDir, HoldoutStats, write_heldout
 from .heldout import DEFAULT_PER_CLUSTER, HeldoutSelection, select_heldout, target_texts
 from .settings import HoldoutSettings
 
@@ -60,19 +60,19 @@ class HoldoutStep(Step[HoldoutSettings]):
     def run(self, run: Run) -> Outcome:
         assert self.selection is not None
         name = write_heldout(run.build, self.selection.doc_id, self.selection.cluster)
-        stats = {**self.selection.statistics(), "clusters": int(self.cl.k),
-                 "cluster_heldout": [int(v) for v in self.selection.per_cluster], "target_texts": self.n_target}
+        stats = HoldoutStats(**self.selection.statistics(), clusters=int(self.cl.k),
+                             cluster_heldout=[int(v) for v in self.selection.per_cluster], target_texts=self.n_target)
         return Outcome([name], stats, accounting={"heldout_docs": len(self.selection), "corpus_docs": self.emb.n_docs},
                        processed=len(self.selection))
 
     def summary(self, result) -> str:
-        st = result.statistics
-        unscored = len(st["unscored_clusters"])
+        st = HoldoutStats.from_json(result.statistics)
+        unscored = len(st.unscored_clusters or [])
         note = f"; {unscored} clusters of one document are not scored" if unscored else ""
-        target = f", plus {st['target_texts']:,} target texts" if st["target_texts"] else ""
-        lo, hi = st["min_per_cluster"], st["max_per_cluster"]
+        target = f", plus {st.target_texts:,} target texts" if st.target_texts else ""
+        lo, hi = st.min_per_cluster, st.max_per_cluster
         per = f"{lo}" if lo == hi else f"{lo}-{hi}"
-        return (f"holdout: {st['heldout_docs']:,} documents held out of {st['scored_clusters']:,} clusters "
+        return (f"holdout: {st.heldout_docs:,} documents held out of {st.scored_clusters or 0:,} clusters "
                 f"({per} per cluster){target}{note} -> {result.out}")
 
 

@@ -30,7 +30,7 @@ from ..steps import Outcome, Plan, Run, Step
 from .evaldir import EvalDir
 from .heldout import heldout_samples, schedule_tokenizer, tokenize_heldout
 from .run import EvalDocs
-from .runfiles import TARGET_GROUP, RunsDir, write_runs
+from .runfiles import TARGET_GROUP, ProxyStats, RunsDir, write_runs
 from .runner import RunTask, run_parallel, run_task
 from .settings import ProxySettings
 from .stream import SequentialLoader
@@ -167,11 +167,11 @@ class ProxyStep(Step[ProxySettings]):
                 np.bincount(labels[pool], weights=lengths, minlength=k).astype(np.int64))
 
     def summary(self, result) -> str:
-        st = result.statistics
-        rates = [r["tokens_per_second"] for r in st["runs"] if r.get("tokens_per_second")]
+        st = ProxyStats.from_json(result.statistics)
+        rates = [r["tokens_per_second"] for r in st.runs if r.get("tokens_per_second")]
         speed = f", {np.median(rates):,.0f} tokens/s" if rates else ""
-        return (f"proxy: {len(st['runs'])} runs of {st['steps']:,} steps ({st['train_tokens']:,} tokens each{speed}) "
-                f"-> {result.out}\n{loss_table(st['schedules'])}")
+        return (f"proxy: {len(st.runs)} runs of {st.steps or 0:,} steps ({st.train_tokens:,} tokens each{speed}) "
+                f"-> {result.out}\n{loss_table(st.schedules or {})}")
 
 
 #: the columns of the summary table: (statistics key, heading)
@@ -258,7 +258,7 @@ def planned_steps(s: ProxySettings, schedules: list[ScheduleDir]) -> int:
     return min(passes)
 
 
-def statistics(records: list[dict], steps: int, s: ProxySettings, pool_tokens: np.ndarray, n_eval: int) -> dict:
+def statistics(records: list[dict], steps: int, s: ProxySettings, pool_tokens: np.ndarray, n_eval: int) -> ProxyStats:
     """The manifest's statistics: every run's figures and, per schedule, the mean and spread over seeds."""
     by_schedule: dict[str, list[dict]] = {}
     for r in records:
@@ -274,9 +274,9 @@ def statistics(records: list[dict], steps: int, s: ProxySettings, pool_tokens: n
     keep = ("run", "schedule", "seed", "balanced", "rare_half", "common_half", "overall", "target",
             "final_train_loss", "tokens_per_second", "resumed_at_step", "parameters", "runtime", "sampler",
             "max_repeats")
-    return {"runs": [{k: r[k] for k in keep} for r in records], "schedules": schedules, "steps": steps,
-            "train_tokens": steps * s.batch * s.context, "pool_tokens": int(pool_tokens.sum()),
-            "heldout_texts": n_eval, "clusters": len(pool_tokens)}
+    return ProxyStats(runs=[{k: r[k] for k in keep} for r in records], schedules=schedules, steps=steps,
+                      train_tokens=steps * s.batch * s.context, pool_tokens=int(pool_tokens.sum()),
+                      heldout_texts=n_eval, clusters=len(pool_tokens))
 
 
 STEP = ProxyStep

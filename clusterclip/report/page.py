@@ -10,12 +10,14 @@ map of the centroids. A schedule's figures are counted from its ``order.parquet`
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
 from ..artifacts import dumps_json, write_bytes_atomic
+from ..artifacts.manifest import Stats, written
 from ..schedule.target import format_budget
 from ..steps import Outcome
 from . import figures, inputs, training
@@ -25,6 +27,18 @@ from .html import Figure, ScheduleColumns, Section, SimpleTable, render_page
 from .mix import expected_shares, shares_of
 from .settings import ReportSettings
 from .table import add_schedule, cluster_table
+
+
+@dataclass(frozen=True)
+class ReportStats(Stats):
+    """A report manifest's ``statistics`` (written by the report step; see
+    :class:`~clusterclip.artifacts.manifest.Stats` for the versions)."""
+
+    n_docs: int | None = written()
+    k: int | None = written()
+    clusters_in_table: int | None = written()  #: clusters the page's table shows
+    sampled_docs: int | None = written()  #: documents read for the keywords
+    warnings: list[str] | None = written()
 
 
 class Page:
@@ -87,8 +101,8 @@ class Page:
             data["certificate"] = self.certificate
         write_bytes_atomic(out / "report.json", dumps_json(_finite(data)).encode("utf-8"))
         names += ["index.html", "report.json"]
-        statistics = {"n_docs": self.info.n_docs, "k": self.info.k, "clusters_in_table": len(self.shown),
-                      "sampled_docs": self.table.sampled_docs, "warnings": self.warnings}
+        statistics = ReportStats(n_docs=self.info.n_docs, k=self.info.k, clusters_in_table=len(self.shown),
+                                 sampled_docs=self.table.sampled_docs, warnings=self.warnings)
         return Outcome(names, statistics)
 
     # ---- the schedule, counted from its order

@@ -23,8 +23,16 @@ from ..cluster.directory import ClusterDir
 from ..embed.directory import EmbedDir
 from ..errors import MismatchError
 from ..steps import Outcome, Plan, Run, Step, run_step
+from .directory import ScheduleStats
 from .mixing import dirichlet_weights
-from .mixtures_dir import WEIGHTS_FILE, mixture_name, weights_name, write_weights_csv, write_weights_table
+from .mixtures_dir import (
+    WEIGHTS_FILE,
+    MixturesStats,
+    mixture_name,
+    weights_name,
+    write_weights_csv,
+    write_weights_table,
+)
 from .settings import MixturesSettings, ScheduleSettings
 from .step import ScheduleStep
 from .target import format_mixtures, mixture_record
@@ -86,15 +94,15 @@ class MixturesStep(Step[MixturesSettings]):
             child = run_step(step, build / mixture_name(i), overwrite=True)
             children.append(child)
             files += [csv, *_child_records(mixture_name(i), child.manifest), file_record(build, f"{mixture_name(i)}/{MANIFEST}")]
-        samples = [int(c.statistics["samples"]) for c in children]
-        statistics = {"mixtures": len(children), "k": int(self.cl.k), "samples": samples,
-                      "realised": self.realised(children)}
+        samples = [int(ScheduleStats.from_json(c.statistics).samples) for c in children]
+        statistics = MixturesStats(mixtures=len(children), k=int(self.cl.k), samples=samples,
+                                   realised=self.realised(children))
         return Outcome(files, statistics, processed=sum(samples), children=children)
 
     def summary(self, result) -> str:
-        st = result.statistics
-        realised = format_mixtures(st.get("realised") or [])
-        return (f"mixtures: {st['mixtures']} schedules ({sum(st['samples']):,} samples in all) -> {result.out} "
+        st = MixturesStats.from_json(result.statistics)
+        realised = format_mixtures(st.realised or [])
+        return (f"mixtures: {st.mixtures} schedules ({sum(st.samples or []):,} samples in all) -> {result.out} "
                 f"(weights in {result.out}/{WEIGHTS_FILE}, one dry-run schedule per mixture-III)"
                 + (f"\n{realised}" if realised else ""))
 
@@ -102,7 +110,7 @@ class MixturesStep(Step[MixturesSettings]):
         """Each mixture's drawn weights against what its schedule got (:func:`.target.mixture_record`)."""
         opts = self.schedule_options
         unit = "tokens" if opts.get("balance") == "tokens" or opts.get("budget_tokens") is not None else "samples"
-        return [mixture_record(self.weights[i], child.statistics, unit=unit)
+        return [mixture_record(self.weights[i], ScheduleStats.from_json(child.statistics), unit=unit)
                 for i, child in enumerate(children) if child.statistics]
 
     def done_line(self, result) -> str:

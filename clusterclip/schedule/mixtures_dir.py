@@ -13,13 +13,14 @@ Layout (one transaction: the manifest lists every file below, with its sha256)::
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..artifacts import write_bytes_atomic, write_parquet_atomic
 from ..artifacts.directory import ArtifactDir
-from ..artifacts.manifest import MANIFEST, read_manifest
+from ..artifacts.manifest import MANIFEST, Stats, read_manifest, read_stats, written
 from ..errors import ClusterClipError
 
 WEIGHTS_FILE = "weights.parquet"
@@ -55,6 +56,17 @@ def write_weights_csv(path: Path, weights: np.ndarray, present: np.ndarray) -> N
     write_bytes_atomic(path, ("\n".join(lines) + "\n").encode("utf-8"))
 
 
+@dataclass(frozen=True)
+class MixturesStats(Stats):
+    """A mixtures manifest's ``statistics`` (written by the mixtures step, read through :attr:`MixturesDir.stats`;
+    see :class:`~clusterclip.artifacts.manifest.Stats` for the versions)."""
+
+    mixtures: int  #: mixtures drawn (one dry-run schedule each)
+    k: int | None = written()  #: clusters
+    samples: list[int] | None = written()  #: each mixture's schedule's samples
+    realised: list[dict] | None = written()  #: each mixture's drawn weights against what its schedule got
+
+
 class MixturesDir(ArtifactDir):
     """A finished ``mixtures`` directory, checked on opening (manifest, file sizes)."""
 
@@ -62,7 +74,8 @@ class MixturesDir(ArtifactDir):
 
     def __init__(self, path: str | os.PathLike, *, verify: bool = False):
         super().__init__(path, verify=verify)
-        self.n = int(self.statistics["mixtures"])
+        self.stats = read_stats(MixturesStats, self.manifest, self.path / MANIFEST)
+        self.n = int(self.stats.mixtures)
 
     def schedule_dir(self, i: int) -> Path:
         """Mixture ``i``'s dry-run schedule directory (open it with :class:`~clusterclip.schedule.ScheduleDir`)."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .directory import ScheduleStats
 from .settings import ScheduleSettings
 
 
@@ -152,11 +153,11 @@ def mix_record(law: dict[str, np.ndarray], stats: dict, *, balance: str) -> dict
     mean = stats.get("cluster_mean_tokens")
     if balance == "tokens" and mean is not None and stats.get("cluster_tokens") is not None:
         asked = asked * np.asarray([0.0 if m is None else m for m in mean], np.float64)
-        return mixture_record(asked, stats, unit="tokens")
-    return mixture_record(asked, stats, unit="samples")
+        return mixture_record(asked, ScheduleStats.from_json(stats), unit="tokens")
+    return mixture_record(asked, ScheduleStats.from_json(stats), unit="samples")
 
 
-def mixture_record(weights: np.ndarray, stats: dict, *, unit: str) -> dict:
+def mixture_record(weights: np.ndarray, stats: ScheduleStats, *, unit: str) -> dict:
     """A drawn mixture against what its schedule got (``clusterclip mixtures``' ``statistics.realised``).
 
     ``weights``: the mixture's weight of every cluster (``[K]``, 0 for the clusters it does not draw); ``stats``:
@@ -167,12 +168,13 @@ def mixture_record(weights: np.ndarray, stats: dict, *, unit: str) -> dict:
     asked and realised shares (half the sum of their differences: the share of the ``unit`` that went to other
     clusters than asked) and the cluster where they differ most."""
     asked = _shares(np.asarray(weights, np.float64))
-    got = _shares(np.asarray(stats["cluster_tokens" if unit == "tokens" else "cluster_samples"], np.float64))
+    counts = stats.cluster_tokens if unit == "tokens" else stats.cluster_samples
+    got = _shares(np.asarray([] if counts is None else counts, np.float64))
     n = max(len(asked), len(got))
     asked, got = np.pad(asked, (0, n - len(asked))), np.pad(got, (0, n - len(got)))
     diff = got - asked
     worst = int(np.argmax(np.abs(diff))) if n else 0
-    return {"unit": unit, "clusters_at_clip": stats.get("clusters_exhausted"),
+    return {"unit": unit, "clusters_at_clip": stats.clusters_exhausted,
             "clusters_drawn": int(np.count_nonzero(asked)),
             "total_variation": round(float(0.5 * np.abs(diff).sum()), 6),
             "largest": {"cluster": worst, "asked": round(float(asked[worst]), 6) if n else 0.0,
