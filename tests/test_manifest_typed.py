@@ -163,3 +163,20 @@ def test_a_manifest_whose_statistics_lack_a_key_is_refused_in_one_line(embedded,
     with pytest.raises(IntegrityError) as e:
         EmbedDir(copy)
     assert "\n" not in str(e.value) and "'dim'" in str(e.value) and "rerun `clusterclip embed`" in str(e.value)
+
+
+def test_messages_describe_a_directory_from_its_steps_statistics_class():
+    """``describe`` (the text of a wrong-directory refusal) reads the statistics through the class of the step that
+    wrote them (``Step.stats_class``): the 0.2.0 outputs as before, ``?`` for statistics not as written."""
+    from clusterclip.artifacts.manifest import describe
+
+    fixture = REPO / "tests" / "data" / "upgrade-0.2.0"
+    emb, cl, sched = EmbedDir(fixture / "emb"), ClusterDir(fixture / "cl"), ScheduleDir(fixture / "sched")
+    assert describe(emb.manifest) == f"a `clusterclip embed` directory ({emb.n_docs} documents, dim {emb.dim})"
+    assert describe(cl.manifest) == f"a `clusterclip cluster` directory ({cl.n_docs} documents in {cl.k} clusters)"
+    dry = ", a dry run: order only, no shards" if sched.settings.get("dry_run") else ""
+    assert describe(sched.manifest) == f"a `clusterclip schedule` directory ({sched.stats.samples} samples{dry})"
+    assert describe({**sched.manifest, "settings": {"dry_run": True}}).endswith("samples, a dry run: order only, no shards)")
+    assert describe({**emb.manifest, "statistics": {"dim": 3}}) == "a `clusterclip embed` directory (?)"
+    assert describe({"step": "holdout", "statistics": {}}) == "a `clusterclip holdout` directory ()"
+    assert describe({"step": "nonsense"}) == "a `clusterclip nonsense` directory (?)"

@@ -136,6 +136,10 @@ class Stats:
                 data[f.name] = value
         return data
 
+    def what(self, settings: dict) -> str:
+        """What :func:`describe` says of the directory in messages (``48 documents, dim 384``); empty by default."""
+        return ""
+
     def _writes_null(self, f: dataclasses.Field) -> bool:
         """Read: the key was there; made by a step: a :func:`written` field."""
         return f.name in self.present if self.present is not None else bool(f.metadata.get("written"))
@@ -256,16 +260,20 @@ def check_manifest(manifest: object, mp: Path, step: str | None = None) -> dict:
 
 
 def describe(manifest: dict) -> str:
-    """``a `clusterclip embed` directory (48 documents, dim 384)`` and the like, for messages."""
-    st = manifest.get("statistics") or {}
-    step = manifest.get("step")
-    what = {
-        "embed": f"{st.get('n_docs', '?')} documents, dim {st.get('dim', '?')}",
-        "cluster": f"{st.get('n_docs', '?')} documents in {st.get('k', '?')} clusters",
-        "schedule": f"{st.get('samples', '?')} samples" + (", a dry run: order only, no shards"
-                                                           if (manifest.get("settings") or {}).get("dry_run") else ""),
-    }.get(str(step), "")
-    return f"a `clusterclip {step}` directory ({what})"
+    """``a `clusterclip embed` directory (48 documents, dim 384)`` and the like, for messages: the ``what`` of the
+    statistics class of the step that wrote it (``Step.stats_class``); ``?`` when they cannot be read."""
+    step = str(manifest.get("step"))
+    return f"a `clusterclip {step}` directory ({_what(step, manifest)})"
+
+
+def _what(step: str, manifest: dict) -> str:
+    from ..steps import STEPS
+
+    try:
+        cls = STEPS[step].stats_class
+        return "" if cls is None else cls.from_json(manifest["statistics"]).what(manifest.get("settings") or {})
+    except (KeyError, TypeError, AttributeError, ValueError):  # no such step, statistics not as written
+        return "?"
 
 
 def manifest_digest(directory: str | os.PathLike) -> str:

@@ -59,6 +59,9 @@ class ClusterStats(Stats):
     level2: dict | None = None  #: ``--levels 2``: k, clusters_per_parent, docs_per_parent, mean_centroid_similarity
     assign_only: dict | None = None  #: ``--assign-only``: where the centroids come from, how well they fit
 
+    def what(self, settings: dict) -> str:
+        return f"{self.n_docs} documents in {self.k} clusters"
+
 
 class ClusterDir(ArtifactDir):
     """A finished ``cluster`` directory, checked on opening (manifest, file sizes)."""

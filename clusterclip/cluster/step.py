@@ -55,6 +55,7 @@ class ClusterStep(Step[ClusterSettings]):
 
     name = "cluster"
     settings_class = ClusterSettings
+    stats_class = ClusterStats
 
     def __init__(self, emb: EmbedDir, settings: ClusterSettings, *, old: ClusterDir | None = None, **kwargs):
         if old is None and settings.assign_only is not None:

@@ -76,6 +76,9 @@ class EmbedStats(Stats):
     part_rows: list[int] | None = written()  #: rows of each part (None: not recorded; the parts' headers say)
     merged_partitions: int | None = None  #: ``merge``: the partitions merged
 
+    def what(self, settings: dict) -> str:
+        return f"{self.n_docs} documents, dim {self.dim}"
+
 
 # --------------------------------------------------------------------------- reading a finished directory
 class EmbedDir(ArtifactDir):

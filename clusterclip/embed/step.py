@@ -36,6 +36,7 @@ class EmbedStep(Step[EmbedSettings]):
 
     name = "embed"
     settings_class = EmbedSettings
+    stats_class = EmbedStats
 
     def __init__(self, inputs: Sequence | str | os.PathLike, settings: EmbedSettings, *,
                  encoder: Encoder | None = None, **kwargs):

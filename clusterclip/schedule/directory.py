@@ -98,6 +98,9 @@ class ScheduleStats(Stats):
     excluded_docs: int | None = None  #: ``--exclude``: held-out documents never drawn
     stages: list[dict] | None = None  #: per stage, when the schedule has several
 
+    def what(self, settings: dict) -> str:
+        return f"{self.samples} samples" + (", a dry run: order only, no shards" if settings.get("dry_run") else "")
+
 
 class ScheduleDir(ArtifactDir):
     """A finished ``schedule`` directory, checked on opening (manifest, file sizes)."""

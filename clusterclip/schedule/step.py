@@ -46,6 +46,7 @@ class ScheduleStep(Step[ScheduleSettings]):
 
     name = "schedule"
     settings_class = ScheduleSettings
+    stats_class = ScheduleStats
 
     def __init__(self, emb: EmbedDir, cl: ClusterDir, settings: ScheduleSettings, *,
                  weights_from: str | os.PathLike | None = None, **kwargs):

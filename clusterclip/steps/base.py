@@ -119,6 +119,8 @@ class Step(Generic[S]):
     #: the ``step`` of the manifest it writes (default: its name; ``merge`` writes an ``embed`` directory)
     artifact: ClassVar[str | None] = None
     settings_class: ClassVar[type[Settings]] = Settings
+    #: the class of its manifest's ``statistics`` (what :func:`~clusterclip.artifacts.manifest.describe` reads)
+    stats_class: ClassVar[type[Stats] | None] = None
     #: False: a failed or killed run removes its build and starts again (a step faster to redo than to check)
     resumable: ClassVar[bool] = True
 
