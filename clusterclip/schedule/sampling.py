@@ -1022,7 +1022,7 @@ class _ClusterStream:
             if rejected:
                 kept = _segment_arange(starts, capped)
                 cluster, time, n_kept = cluster[kept], time[kept], capped
-        slot, repeat, level = self._documents(group, n_kept)
+        slot, repeat, pieces = self._documents(group, n_kept)
         doc = state.by_cluster[slot]
         if self.budget is not None:
             cut, n_kept = self._cut_at_budget(group, n_kept, doc)
@@ -1041,12 +1041,12 @@ class _ClusterStream:
         if with_time:
             runs = (group, n_kept)
             if not rejected:  # every draw is a sample: sample i is draw i
-                return self._note_uses(out_doc, out_cluster, out_repeat, np.arange(m), time, slot, level, runs)
+                return self._note_uses(out_doc, out_cluster, out_repeat, np.arange(m), time, slot, pieces, runs)
             kept = np.zeros(m, bool)
             kept[time] = True
             index = np.flatnonzero(kept)
             return self._note_uses(out_doc[index], out_cluster[index], out_repeat[index], index,
-                                   (np.cumsum(kept) - 1)[time], slot, level, runs)
+                                   (np.cumsum(kept) - 1)[time], slot, pieces, runs)
         if rejected:
             kept = np.zeros(m, bool)
             kept[time] = True
@@ -1188,13 +1188,14 @@ class _ClusterStream:
         tokens_used[group] += np.add.reduceat(tok, run_start) if len(tok) else 0
         return cut, n_kept
 
-    def _documents(self, group: np.ndarray, n_kept: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Documents (as slots), pass indices and levels (the pass counted from the one the cluster had stored, 0
-        for the rest of that one) of the next ``n_kept[g]`` emissions of each cluster ``group[g]``, grouped by
-        cluster; draws the permutations of passes that start here.
+    def _documents(self, group: np.ndarray, n_kept: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """Documents (as slots) and pass indices of the next ``n_kept[g]`` emissions of each cluster ``group[g]``,
+        grouped by cluster; draws the permutations of passes that start here.
 
         Each cluster's emissions are one run: the rest of its stored pass (``stored`` of them),
-        then its fresh passes in order (the last one possibly cut short).
+        then its fresh passes in order (the last one possibly cut short). Also returns these pieces, in
+        the grouped order, as (level, length): the level is the pass counted from the one the cluster had
+        stored, 0 for the rest of that one.
         """
         state = self.state
         size = state.sizes[group]
@@ -1234,7 +1235,6 @@ class _ClusterStream:
         last_piece = np.cumsum(n_pieces)[new] - 1
         piece_len[last_piece] = n_kept[new] - stored[new] - (n_new[new] - 1) * size[new]
         repeat: np.ndarray = np.repeat((previous[piece_group] + piece).astype(np.int32), piece_len)
-        level: np.ndarray = np.repeat(piece.astype(np.int16), piece_len) if self.state.gap is not None else repeat
 
         # keep the last fresh pass of every cluster for the next blocks
         g_new = group[new]
@@ -1242,19 +1242,20 @@ class _ClusterStream:
             _segment_arange(fresh_base[new] + fresh_len[new] - size[new], size[new])
         ]
         state.cur_pass[g_new] = last[new]
-        return doc, repeat, level
+        return doc, repeat, (piece, piece_len, n_pieces)
 
-    def _note_uses(self, doc, cluster, repeat, time, sample, grouped_slot, level, runs) -> _Planned:
+    def _note_uses(self, doc, cluster, repeat, time, sample, grouped_slot, pieces, runs) -> _Planned:
         """A block planned with every draw kept (time order; ``sample``: the sample of each emission in the
-        cluster-grouped order of ``grouped_slot``; ``level``: its pass counted from the one its cluster had
-        stored before the block, 0 for the rest of that one), with each sample's end and the end of its
+        cluster-grouped order of ``grouped_slot``; ``pieces``: the (level, length) of each piece of emissions in
+        that order, the level being the pass counted from the one its cluster had stored before the block, 0
+        for the rest of that one), with each sample's end and the end of its
         document's use before, which it writes in the gap's ``last_end`` as the block's last use of each
         document (undone by :meth:`_GapTrack.restore` where a sample is not kept).
 
         A document is used at most once per pass, and passes are permutations, so the emissions go level
         by level: in one level every document comes once, and what it reads from ``last_end`` is its use in
         the level before or before the block. One gather and one scatter per sample, in the slots' order
-        (a cluster's own slice), and a stable sort of the small level numbers (a radix sort)."""
+        (a cluster's own slice); a level's emissions are its pieces in order, one range per piece."""
         track = self.state.gap_track
         units = track.units(doc)
         by_tokens = track.lengths is not None
@@ -1264,13 +1265,30 @@ class _ClusterStream:
         if by_tokens:  # a sample's end does not name it (a sample of 0 tokens ends where the one before does)
             grouped_prev_index: np.ndarray = np.full(len(grouped_slot), -1, np.int64)
             self.state.stamp_token += 1
-        n_levels = int(level.max(initial=-1)) + 1
+        piece, piece_len, n_pieces = pieces
+        n_levels = int(piece.max(initial=-1)) + 1  # (only a piece 0 may be empty)
         if n_levels > _MAX_LEVELS:  # tiny clusters drawn often (no clip): many passes here, one sort instead
             self._note_uses_sorted(grouped_slot, grouped_end, grouped_prev, sample,
                                    grouped_prev_index if by_tokens else None)
         else:
-            by_level = np.argsort(level, kind="stable")  # (int16)
-            bounds = np.asarray(np.searchsorted(level[by_level], np.arange(n_levels + 1)))
+            # The pieces level by level, each level's in grouped order. A cluster with no pass starting here uses
+            # each of its documents once in the block: where such clusters have most of the block, one gather and
+            # one scatter for the whole block, then the other clusters' documents put back as before the block
+            # (where one comes twice, the scatter kept either end) go level by level.
+            multi: np.ndarray = np.repeat(n_pieces > 1, n_pieces)
+            level, length = piece[multi], piece_len[multi]
+            whole = 4 * int(length.sum()) < len(grouped_slot)
+            if whole:
+                grouped_prev[:] = track.last_end[grouped_slot]
+                track.last_end[grouped_slot] = grouped_end
+            else:
+                multi[:] = True
+                level, length = piece, piece_len
+            order = np.argsort(level, kind="stable")
+            by_level = _segment_arange((np.cumsum(piece_len) - piece_len)[multi][order], length[order])
+            if whole:
+                track.last_end[grouped_slot[by_level]] = grouped_prev[by_level]
+            bounds = np.r_[0, np.cumsum(length[order])][np.searchsorted(level[order], np.arange(n_levels + 1))]
             stamp, slot = self.state.stamp, self.state.slot
             for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
                 at = by_level[lo:hi]
