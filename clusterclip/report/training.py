@@ -330,17 +330,7 @@ def certificate_panel(cert: dict) -> tuple[bytes, dict]:
         ratio = np.where(plan > 0, got / plan, np.nan)
     shown = np.lexsort((np.arange(plan.shape[1]), -plan.sum(axis=0)))
     shown = shown[plan.sum(axis=0)[shown] > 0][:MAX_HEATMAP_ROWS]
-    from matplotlib.colors import LogNorm
-
-    image = ax_r.pcolormesh(np.arange(11), np.arange(len(shown) + 1), ratio[:, shown].T, cmap="RdBu_r",
-                            norm=LogNorm(vmin=0.5, vmax=2.0), shading="flat")
-    bar = fig.colorbar(image, ax=ax_r, label=f"{unit} got / planned", pad=0.01)
-    ticks = [0.5, 0.71, 1.0, 1.41, 2.0]
-    bar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
-    bar.ax.minorticks_off()
-    ax_r.set_ylim(len(shown), 0)
-    _heat_rows(ax_r, shown, cluster_rows(plan.shape[1]))
-    ax_r.set_ylabel("cluster, most planned on top")
+    _got_over_planned(fig, ax_r, ratio[:, shown], shown, plan.shape[1], unit)
     ax_r.set_xticks(np.arange(10) + 0.5, [f"{i + 1}" for i in range(10)])
     ax_r.set_xlabel("tenth of the schedule (samples)")
     ax_r.set_title(f"{unit.capitalize()} got over planned, per tenth")
@@ -374,19 +364,25 @@ def stages_panel(cert: dict) -> tuple[bytes, dict]:
     plotted["moved"] = moved.tolist()
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(plan > 0, got / plan, np.nan)
+    _got_over_planned(fig, ax, ratio[:, shown], shown, plan.shape[1], unit)
+    ax.set_xticks(np.arange(len(stages)) + 0.5, [f"{s['stage']}: {count_format(s['start'])}-{count_format(s['stop'])}"
+                                                 f"\n{m:.1%} moved" for s, m in zip(stages, moved)], fontsize=7)
+    ax.set_xlabel("stage: samples, and the share of its " + unit + " that went to other clusters than planned")
+    ax.set_title(f"{unit.capitalize()} got over planned, per stage")
+    return _png(fig), plotted
+
+
+def _got_over_planned(fig, ax, ratio: np.ndarray, shown, n_clusters: int, unit: str) -> None:
+    """A heat map of got / planned (``ratio``: columns x the ``shown`` clusters' rows, on a log scale from 0.5
+    to 2), its colour bar, and the clusters' row labels, most planned on top."""
     from matplotlib.colors import LogNorm
 
-    image = ax.pcolormesh(np.arange(len(stages) + 1), np.arange(len(shown) + 1), ratio[:, shown].T, cmap="RdBu_r",
+    image = ax.pcolormesh(np.arange(ratio.shape[0] + 1), np.arange(len(shown) + 1), ratio.T, cmap="RdBu_r",
                           norm=LogNorm(vmin=0.5, vmax=2.0), shading="flat")
     bar = fig.colorbar(image, ax=ax, label=f"{unit} got / planned", pad=0.01)
     ticks = [0.5, 0.71, 1.0, 1.41, 2.0]
     bar.set_ticks(ticks, labels=[f"{t:g}" for t in ticks])
     bar.ax.minorticks_off()
     ax.set_ylim(len(shown), 0)
-    _heat_rows(ax, shown, cluster_rows(plan.shape[1]))
+    _heat_rows(ax, shown, cluster_rows(n_clusters))
     ax.set_ylabel("cluster, most planned on top")
-    ax.set_xticks(np.arange(len(stages)) + 0.5, [f"{s['stage']}: {count_format(s['start'])}-{count_format(s['stop'])}"
-                                                 f"\n{m:.1%} moved" for s, m in zip(stages, moved)], fontsize=7)
-    ax.set_xlabel("stage: samples, and the share of its " + unit + " that went to other clusters than planned")
-    ax.set_title(f"{unit.capitalize()} got over planned, per stage")
-    return _png(fig), plotted
