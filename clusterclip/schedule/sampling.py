@@ -119,10 +119,10 @@ _MIN_GAP_BLOCK = 1 << 6
 def _max_gap_block(n_clusters: int) -> int:
     """With a repeat gap, the most draws in one block: every cluster with a rejection in a block has its draws
     from there on resolved exactly (the hot draws), which grows with the draws per cluster in a block, while
-    each block also costs O(K). ``2**15 * (K / 1000) ** 0.6`` as a power of two in [2**12, 2**20], fitted
-    with ``scripts/bench_sampler.py --course`` (docs/PERFORMANCE.md). Block sizes decide which draws are
-    made, so this is part of what a seed gives."""
-    target = 2.0**15 * (max(n_clusters, 1) / 1000) ** 0.6
+    each block also costs O(K) and a sweep over the gap's ``last_end``. ``2**16 * (K / 1000) ** 0.6`` as a
+    power of two in [2**12, 2**20], fitted with ``scripts/bench_sampler.py --course`` (docs/PERFORMANCE.md).
+    Block sizes decide which draws are made, so this is part of what a seed gives."""
+    target = 2.0**16 * (max(n_clusters, 1) / 1000) ** 0.6
     return int(min(_MAX_BLOCK, max(1 << 12, 1 << int(round(np.log2(target))))))
 
 
@@ -131,6 +131,11 @@ _LOW32 = np.int64(0xFFFFFFFF)
 _MAX_LEVELS = 64
 #: the end of a document's last use before it was ever used (far before any position)
 _NEVER = np.int64(-(1 << 62))
+#: a repeat gap in samples keeps ``last_end`` in int32 (half the memory its per-sample gather and scatter go
+#: through) when every position it can hold stays below this and the gap below half of it; it then marks a
+#: document never used with ``-_INT32_LIMIT``, which lies at least ``_INT32_LIMIT / 2`` units outside the gap
+#: from any position, far beyond any threshold a margin is compared with (at most twice a block's units)
+_INT32_LIMIT = 1 << 30
 
 _Block = tuple[np.ndarray, np.ndarray, np.ndarray]  # doc_id int64, cluster int32, repeat int32
 
@@ -614,7 +619,8 @@ class _ClusterPlan:
             self.state.continue_from(prefix.doc_id, self.rng, self.laws[0].doc_log_weight, drawn)
             spans = list(prefix.spans)
         if self.gap:
-            self.state.track_gap(self.gap, self.lengths, prefix.doc_id if prefix is not None else None)
+            self.state.track_gap(self.gap, self.lengths, prefix.doc_id if prefix is not None else None,
+                                 self.n_samples)
         last = len(self.stages) - 1
         for i in range(len(self.stages)):
             start = self.order.n
@@ -880,9 +886,9 @@ class _ClusterState:
         _shuffle_rows(rng, rest, m[rows], m[rows], self.grouped(doc_log_weight))
         self.cur_perm[index] = rest
 
-    def track_gap(self, gap: RepeatGap, lengths, prefix_doc) -> None:
+    def track_gap(self, gap: RepeatGap, lengths, prefix_doc, n_samples: int | None) -> None:
         n_docs = self.cur_perm.shape[0]
-        self.gap = _GapTrack(gap, n_docs, lengths)
+        self.gap = _GapTrack(gap, n_docs, lengths, n_samples)
         if prefix_doc is not None:
             self.gap.after(prefix_doc, self.slot_of(prefix_doc))
         if gap.unit == "tokens":
@@ -892,19 +898,27 @@ class _ClusterState:
 
 class _GapTrack:
     """Where each document's last use ended (``last_end``, by slot), in samples or tokens from the start of the
-    order, and where the order is (``position``)."""
+    order, and where the order is (``position``).
 
-    def __init__(self, gap: RepeatGap, n_docs: int, lengths):
+    ``last_end`` is int32 where a gap in samples and a budget of samples bound every position it can hold (the
+    order's samples plus one block drawn past its end) below :data:`_INT32_LIMIT`, else int64; ``never`` marks
+    a document not used yet. Readers compare it with positions or read it into int64 arrays, never subtract
+    from it in its own type."""
+
+    def __init__(self, gap: RepeatGap, n_docs: int, lengths, n_samples: int | None = None):
         self.count = gap.count
         self.lengths = lengths if gap.unit == "tokens" else None
-        self.last_end: np.ndarray = np.full(n_docs, _NEVER, np.int64)
+        small = (gap.unit == "samples" and n_samples is not None and n_samples + 2 * _MAX_BLOCK < _INT32_LIMIT
+                 and 2 * gap.count < _INT32_LIMIT)
+        self.never = -_INT32_LIMIT if small else int(_NEVER)
+        self.last_end: np.ndarray = np.full(n_docs, self.never, np.int32 if small else np.int64)
         self.position = 0
 
     def after(self, doc: np.ndarray, slot: np.ndarray) -> None:
         """The order starts with the samples ``doc`` (a continued order's prefix)."""
         if len(doc):
             end = np.cumsum(self.units(doc))
-            np.maximum.at(self.last_end, slot, end)
+            np.maximum.at(self.last_end, slot, end.astype(self.last_end.dtype))
             self.position = int(end[-1])
 
     def units(self, doc: np.ndarray) -> np.ndarray:
@@ -917,7 +931,7 @@ class _GapTrack:
 
         A use that ends ``count`` units or more before the end counts as none: every later sample starts at or
         after the end, so the gap holds for it either way."""
-        self.last_end[block_slot] = _NEVER
+        self.last_end[block_slot] = self.never
         if not len(window):
             return
         end = self.position - np.r_[np.cumsum(self.units(window)[::-1])[::-1][1:], 0]
@@ -928,30 +942,43 @@ class _GapTrack:
 
 class _Planned:
     """A block planned as if every draw were kept, in time order, for the repeat gap: each sample's document,
-    cluster, repeat, draw (``time``), where its document's use before ended (``prev_end``), where the sample
-    ends and its units; and the samples grouped by cluster (``sample``: runs of ``n_kept[g]`` samples of cluster
-    ``group[g]``, each in time order). With a gap in tokens also ``prev_index``: the sample before with the same
-    document (-1: none in the block)."""
+    cluster, repeat, draw (``time``), where the sample ends and its units; and the samples grouped by cluster
+    (``sample``: runs of ``n_kept[g]`` samples of cluster ``group[g]``, each in time order), with, in that
+    grouped order, where each one's document's use before ended (``prev``) and how many units it lies outside
+    the gap (``margin``: its start less that end less the gap; negative: inside). With a gap in tokens also
+    ``prev_index``: the sample before with the same document (-1: none in the block).
 
-    def __init__(self, doc, cluster, repeat, time, prev_end, end, units, start: int, sample, group, n_kept):
+    ``prev`` and ``margin`` stay in the grouped order they are computed in (putting them in time order would be
+    a scatter over the block): :meth:`close` and :meth:`samples_of` hand them out with the samples asked for."""
+
+    def __init__(self, doc, cluster, repeat, time, prev, margin, end, units, start: int, sample, group, n_kept):
         self.doc, self.cluster, self.repeat, self.time = doc, cluster, repeat, time
-        self.prev_end, self.end, self.units = prev_end, end, units
+        self.prev, self.margin, self.end, self.units = prev, margin, end, units
         self.start_position, self.sample, self.group, self.n_kept = start, sample, group, n_kept
         self.prev_index: np.ndarray | None = None
 
-    def samples_of(self, clusters: np.ndarray) -> np.ndarray:
+    def close(self, bound: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The samples less than ``bound`` units outside the gap (or inside it), in time order: ``(sample, margin,
+        prev)``."""
+        at = np.flatnonzero(self.margin < bound)
+        at = at[np.argsort(self.sample[at])]
+        return self.sample[at], self.margin[at], self.prev[at]
+
+    def samples_of(self, clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The samples of the clusters where ``clusters`` (bool ``[K]``) is set, grouped by cluster (ascending),
-        in time order inside a cluster."""
+        in time order inside a cluster, and their ``prev``."""
         runs = np.flatnonzero(clusters[self.group])
         run_start = np.cumsum(self.n_kept) - self.n_kept
-        return self.sample[_segment_arange(run_start[runs], self.n_kept[runs])]
+        at = _segment_arange(run_start[runs], self.n_kept[runs])
+        return self.sample[at], self.prev[at]
 
-    def previous_index(self, index: np.ndarray) -> np.ndarray:
-        """For samples ``index``: the sample before it with the same document in the block, or -1."""
+    def previous_index(self, index: np.ndarray, prev: np.ndarray) -> np.ndarray:
+        """For samples ``index`` (whose ``prev`` is given): the sample before it with the same document in the
+        block, or -1."""
         if self.prev_index is not None:
             return self.prev_index[index]
-        prev_end = self.prev_end[index]  # samples: the sample ending at prev_end
-        return np.where(prev_end > self.start_position, prev_end - self.start_position - 1, -1)
+        # samples: the sample ending at prev
+        return np.where(prev > self.start_position, prev - self.start_position - 1, -1)
 
 
 class _ClusterStream:
@@ -1002,8 +1029,8 @@ class _ClusterStream:
             if with_time:
                 self._runs: tuple[np.ndarray, ...] = (np.zeros(0, np.int64),) * 4
                 nothing: np.ndarray = np.zeros(0, np.int64)
-                return _Planned(*empty, nothing, nothing, nothing, nothing, self.state.gap_track.position, nothing,
-                                nothing, nothing)
+                return _Planned(*empty, nothing, nothing, nothing, nothing, nothing, self.state.gap_track.position,
+                                nothing, nothing, nothing)
             return empty
         # Sort the draws by (cluster, time): each cluster's draws become a run, in time order.
         key = np.sort((choice << 32) | np.arange(m))
@@ -1032,21 +1059,26 @@ class _ClusterStream:
         state.used[group] += n_kept
 
         # back to time order, skipping rejected draws
-        out_doc: np.ndarray = np.empty(m, np.int64)
-        out_cluster: np.ndarray = np.empty(m, np.int32)
-        out_repeat: np.ndarray = np.empty(m, np.int32)
-        out_doc[time] = doc
-        out_cluster[time] = cluster
-        out_repeat[time] = repeat
-        if with_time:
-            runs = (group, n_kept)
-            if not rejected:  # every draw is a sample: sample i is draw i
-                return self._note_uses(out_doc, out_cluster, out_repeat, np.arange(m), time, slot, pieces, runs)
+        draw: np.ndarray | None = None  # with time and rejected draws: the draw of each sample
+        sample = time  # where each emission goes (every draw a sample: sample i is draw i)
+        n = m
+        if with_time and rejected:  # straight to the samples' places, the rejected draws left out
             kept = np.zeros(m, bool)
             kept[time] = True
-            index = np.flatnonzero(kept)
-            return self._note_uses(out_doc[index], out_cluster[index], out_repeat[index], index,
-                                   (np.cumsum(kept) - 1)[time], slot, pieces, runs)
+            draw = np.flatnonzero(kept)
+            through = np.cumsum(kept, dtype=np.int32)  # (a block holds fewer than 2**31 draws)
+            through -= 1
+            sample = through[time].astype(np.int64)
+            n = len(draw)
+        out_doc: np.ndarray = np.empty(n, np.int64)
+        out_cluster: np.ndarray = np.empty(n, np.int32)
+        out_repeat: np.ndarray = np.empty(n, np.int32)
+        out_doc[sample] = doc
+        out_cluster[sample] = cluster
+        out_repeat[sample] = repeat
+        if with_time:
+            return self._note_uses(out_doc, out_cluster, out_repeat, np.arange(m) if draw is None else draw, sample,
+                                   slot, pieces, (group, n_kept))
         if rejected:
             kept = np.zeros(m, bool)
             kept[time] = True
@@ -1127,7 +1159,7 @@ class _ClusterStream:
         done = state.used[live] - state.cur_pass[live] * size  # of the stored pass (every live cluster drew it)
         length = np.maximum(size - done, 0)
         index = _segment_arange(state.offsets[live] + done, length)
-        ok = track.position - track.last_end[state.cur_perm[index]] >= track.count
+        ok = track.last_end[state.cur_perm[index]] <= track.position - track.count
         start = np.cumsum(length) - length
         position = np.arange(len(index)) - np.repeat(start, length)
         first: np.ndarray = np.full(len(live), -1, np.int64)
@@ -1275,9 +1307,17 @@ class _ClusterStream:
             # each of its documents once in the block: where such clusters have most of the block, one gather and
             # one scatter for the whole block, then the other clusters' documents put back as before the block
             # (where one comes twice, the scatter kept either end) go level by level.
+            #
+            # In samples, always: one gather and one scatter for the whole block, then the other clusters level
+            # by level, without putting their documents back. Their first level (the rest of the stored pass) has
+            # its use before from the whole gather; the later levels read ``last_end`` after the level before
+            # wrote it, which gives the use in that level, except in the first fresh pass for a document not in
+            # the stored rest: ``last_end`` then holds the end of one of its own uses in this block (where the
+            # scatter met it), which is not before this one, and its use before the block is the whole gather's.
+            # (Every level after the first fresh pass follows a whole pass, which used every document.)
             multi: np.ndarray = np.repeat(n_pieces > 1, n_pieces)
             level, length = piece[multi], piece_len[multi]
-            whole = 4 * int(length.sum()) < len(grouped_slot)
+            whole = not by_tokens or 4 * int(length.sum()) < len(grouped_slot)
             if whole:
                 grouped_prev[:] = track.last_end[grouped_slot]
                 track.last_end[grouped_slot] = grouped_end
@@ -1286,24 +1326,33 @@ class _ClusterStream:
                 level, length = piece, piece_len
             order = np.argsort(level, kind="stable")
             by_level = _segment_arange((np.cumsum(piece_len) - piece_len)[multi][order], length[order])
-            if whole:
+            if whole and by_tokens:
                 track.last_end[grouped_slot[by_level]] = grouped_prev[by_level]
             bounds = np.r_[0, np.cumsum(length[order])][np.searchsorted(level[order], np.arange(n_levels + 1))]
             stamp, slot = self.state.stamp, self.state.slot
-            for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+            for i, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
                 at = by_level[lo:hi]
                 d = grouped_slot[at]
+                if not by_tokens:
+                    if i:
+                        prev = track.last_end[d]
+                        if i == 1:
+                            prev = np.where(prev < grouped_end[at], prev, grouped_prev[at])
+                        grouped_prev[at] = prev
+                    track.last_end[d] = grouped_end[at]
+                    continue
                 grouped_prev[at] = track.last_end[d]
                 track.last_end[d] = grouped_end[at]
-                if by_tokens:
-                    assert stamp is not None and slot is not None  # a gap in tokens keeps them (track_gap)
-                    here = stamp[d] == self.state.stamp_token
-                    grouped_prev_index[at[here]] = slot[d[here]]
-                    stamp[d] = self.state.stamp_token
-                    slot[d] = sample[at]
-        prev_end: np.ndarray = np.empty(len(doc), np.int64)
-        prev_end[sample] = grouped_prev
-        planned = _Planned(doc, cluster, repeat, time, prev_end, end, units, track.position, sample, *runs)
+                assert stamp is not None and slot is not None  # a gap in tokens keeps them (track_gap)
+                here = stamp[d] == self.state.stamp_token
+                grouped_prev_index[at[here]] = slot[d[here]]
+                stamp[d] = self.state.stamp_token
+                slot[d] = sample[at]
+        margin = grouped_end - (units[sample] if by_tokens else 1)  # each sample's start, less the use before
+        margin -= grouped_prev
+        margin -= track.count
+        planned = _Planned(doc, cluster, repeat, time, grouped_prev, margin, end, units, track.position, sample,
+                           *runs)
         if by_tokens:
             planned.prev_index = np.empty(len(doc), np.int64)
             planned.prev_index[sample] = grouped_prev_index
@@ -1337,27 +1386,24 @@ class _GapRound:
         self.n_draws = n_draws
         self.planned = planned
         self.doc, self.cluster, self.repeat, self.time = planned.doc, planned.cluster, planned.repeat, planned.time
-        self.prev_end, self.end, self.units = planned.prev_end, planned.end, planned.units
+        self.end, self.units = planned.end, planned.units
 
     def run(self):
-        # how far each sample is outside the gap (its start less its document's use before, less the gap)
-        margin = self.end - self.units if self.track.lengths is not None else self.end - 1
-        margin -= self.prev_end
-        margin -= self.track.count
-        close = np.flatnonzero(margin < _CLOSE)
-        short = close[margin[close] < 0]
+        # the samples close to the gap (their start less their document's use before, less the gap: the margin)
+        close = self.planned.close(_CLOSE)
+        short = close[0][close[1] < 0]
         if not len(short):  # the block as planned (its last uses are noted already)
             if len(self.end):
                 self.track.position = int(self.end[-1])
             nothing: np.ndarray = np.zeros(0, np.int64)
             return (self.doc, self.cluster, self.repeat), None, nothing, nothing
-        hot = self._hot(short, margin, close)
-        hot_samples = self.planned.samples_of(hot)
-        self._restore(hot_samples)  # the hot clusters' uses are redone
+        hot = self._hot(short, close)
+        hot_samples, hot_prev = self.planned.samples_of(hot)
+        self._restore(hot_samples, hot_prev)  # the hot clusters' uses are redone
         decided = _HotClusters(self, hot, hot_samples).resolve()
         return self._commit(hot_samples, decided)
 
-    def _hot(self, short: np.ndarray, margin: np.ndarray, close: np.ndarray) -> np.ndarray:
+    def _hot(self, short: np.ndarray, close: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
         """Clusters with a rejection, closed under "a sample that the possible rejections before it could move
         into the gap". A cluster's samples before its first such event are kept for certain (nothing before
         them can move them into the gap, and their documents follow from its draws alone), so only its
@@ -1367,28 +1413,31 @@ class _GapRound:
         bound = _CLOSE
         while True:
             hot = first_event < self.n_draws
-            gone = self.planned.samples_of(hot)  # the samples that may be rejected, in time order
+            gone = self.planned.samples_of(hot)[0]  # the samples that may be rejected, in time order
             gone = np.sort(gone[self.time[gone] >= first_event[self.cluster[gone]]])
             gone_through = np.r_[0, np.cumsum(self.units[gone])]
             total = int(gone_through[-1])
             if total > bound:  # ``close``: the samples less than ``bound`` outside the gap (a superset of those
                 bound = 2 * total  # less than ``total``), rarely recomputed
-                close = np.flatnonzero(margin < bound)
-            candidates = close[margin[close] < total]
-            candidates = candidates[self.time[candidates] < first_event[self.cluster[candidates]]]
-            prev = self.planned.previous_index(candidates)
+                close = self.planned.close(bound)
+            candidates, margin, prev_end = close
+            pick = np.flatnonzero(margin < total)
+            pick = pick[self.time[candidates[pick]] < first_event[self.cluster[candidates[pick]]]]
+            candidates, margin, prev_end = candidates[pick], margin[pick], prev_end[pick]
+            prev = self.planned.previous_index(candidates, prev_end)
             # the units that may go between the use before and the sample
             between = (gone_through[np.searchsorted(gone, candidates, side="right")]
                        - gone_through[np.searchsorted(gone, prev, side="right")])
-            near = candidates[margin[candidates] < between]
+            near = candidates[margin < between]
             if not len(near):
                 return hot
             np.minimum.at(first_event, self.cluster[near], self.time[near])
 
-    def _restore(self, hot_samples: np.ndarray) -> None:
-        """The hot clusters' documents' last uses go back to where they were before the block."""
-        first = hot_samples[self.planned.previous_index(hot_samples) < 0]  # each document's first use here
-        self.track.last_end[self.slot_of(self.doc[first])] = self.prev_end[first]
+    def _restore(self, hot_samples: np.ndarray, hot_prev: np.ndarray) -> None:
+        """The hot clusters' documents' last uses go back to where they were before the block (``hot_prev``: where
+        each hot sample's document's use before ended)."""
+        first = self.planned.previous_index(hot_samples, hot_prev) < 0  # each document's first use here
+        self.track.last_end[self.slot_of(self.doc[hot_samples[first]])] = hot_prev[first]
 
     def slot_of(self, doc: np.ndarray) -> np.ndarray:
         return self.stream.state.slot_of(doc)
@@ -1493,7 +1542,7 @@ _GAP_PASSES = 6
 #: a sample this close to the gap (in its units) or closer is looked at when the samples before it may move
 _CLOSE = 1 << 12
 #: at most this many hot draws are decided one at a time straight away
-_GAP_FEW = 512
+_GAP_FEW = 16
 
 
 class _HotClusters:
