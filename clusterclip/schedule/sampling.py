@@ -116,13 +116,16 @@ _MAX_BLOCK = 1 << 20
 _MIN_GAP_BLOCK = 1 << 6
 
 
-def _max_gap_block(n_clusters: int) -> int:
+def _max_gap_block(n_clusters: int, n_docs: int) -> int:
     """With a repeat gap, the most draws in one block: every cluster with a rejection in a block has its draws
     from there on resolved exactly (the hot draws), which grows with the draws per cluster in a block, while
-    each block also costs O(K) and a sweep over the gap's ``last_end``. ``2**16 * (K / 1000) ** 0.6`` as a
-    power of two in [2**12, 2**20], fitted with ``scripts/bench_sampler.py --course`` (docs/PERFORMANCE.md).
-    Block sizes decide which draws are made, so this is part of what a seed gives."""
-    target = 2.0**16 * (max(n_clusters, 1) / 1000) ** 0.6
+    each block also costs O(K) and a sweep over the gap's N-long ``last_end`` (its gather and scatter reach
+    nearly every cache line of it), which outgrows the caches past a few million documents.
+    ``2**15 * (K / 1000) ** 0.6 * min(2, max(1, (N / 2**21) ** 0.5))`` as a power of two in [2**12, 2**20],
+    fitted with ``scripts/bench_sampler.py --course`` (docs/PERFORMANCE.md): at 100 k clusters 2**19 draws
+    for 1 M documents, 2**20 for 10 M. Block sizes decide which draws are made, so this is part of what a
+    seed gives."""
+    target = 2.0**15 * (max(n_clusters, 1) / 1000) ** 0.6 * min(2.0, max(1.0, (n_docs / 2**21) ** 0.5))
     return int(min(_MAX_BLOCK, max(1 << 12, 1 << int(round(np.log2(target))))))
 
 
@@ -1106,7 +1109,7 @@ class _ClusterStream:
         """Blocks of samples that keep the repeat gap (see the module docstring). A cluster that leaves the pool
         stays in the chooser, its draws rejected, until the clusters gone weigh half of it."""
         chooser = None
-        largest = _max_gap_block(len(self.active))
+        largest = _max_gap_block(len(self.active), self.state.cur_perm.shape[0])
         size = min(largest, _block_size(self.state.block_index))
         self.gone = np.zeros(self.weights.shape[0], bool)
         gone_weight = chooser_weight = 0.0
