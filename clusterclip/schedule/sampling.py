@@ -1061,18 +1061,18 @@ class _ClusterStream:
                 rejected = True
         state.used[group] += n_kept
 
-        # back to time order, skipping rejected draws
+        # back to time order, the rejected draws left out: each kept draw goes straight to its sample's place
         draw: np.ndarray | None = None  # with time and rejected draws: the draw of each sample
         sample = time  # where each emission goes (every draw a sample: sample i is draw i)
-        n = m
-        if with_time and rejected:  # straight to the samples' places, the rejected draws left out
+        if rejected:
             kept = np.zeros(m, bool)
             kept[time] = True
-            draw = np.flatnonzero(kept)
             through = np.cumsum(kept, dtype=np.int32)  # (a block holds fewer than 2**31 draws)
             through -= 1
             sample = through[time].astype(np.int64)
-            n = len(draw)
+            if with_time:
+                draw = np.flatnonzero(kept)
+        n = len(time)  # the kept draws (each once in ``time``)
         out_doc: np.ndarray = np.empty(n, np.int64)
         out_cluster: np.ndarray = np.empty(n, np.int32)
         out_repeat: np.ndarray = np.empty(n, np.int32)
@@ -1082,10 +1082,6 @@ class _ClusterStream:
         if with_time:
             return self._note_uses(out_doc, out_cluster, out_repeat, np.arange(m) if draw is None else draw, sample,
                                    slot, pieces, (group, n_kept))
-        if rejected:
-            kept = np.zeros(m, bool)
-            kept[time] = True
-            return out_doc[kept], out_cluster[kept], out_repeat[kept]
         return out_doc, out_cluster, out_repeat
 
     # ------------------------------------------------------------------------- the repeat gap
